@@ -1,0 +1,3 @@
+from mtlab.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""``mtlab train CONFIG``: one run, live progress, a final table, and a run directory on disk."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mtlab.cli.progress import RichFitProgress
+from mtlab.config import load_config
+from mtlab.errors import MtlabError
+from mtlab.train.fit import TrainingDiverged
+from mtlab.train.run import train_run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train one run from a config file",
+        description="Train one run. Extra KEY=VALUE arguments override config keys, e.g. optim.lr=5e-4 "
+        "train.epochs=3 model.sharing=independent (values are read as YAML).",
+    )
+    parser.add_argument("config", type=Path, help="run config (YAML)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    parser.add_argument("--seed", type=int, help="random seed (overrides the config's seed)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="overrides train.device")
+    parser.add_argument("--out", type=Path, help="run directory (default: runs/<config>-s<seed>-<time>)")
+    parser.add_argument("--overwrite", action="store_true", help="reuse a non-empty run directory")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.device is not None:
+        overrides.append(f"train.device={args.device}")
+    config = load_config(args.config, overrides)
+    out = args.out or Path("runs") / f"{args.config.stem}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    console = Console(stderr=True)
+    try:
+        with RichFitProgress(config.task_names, console=console) as progress:
+            outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=progress, overwrite=args.overwrite)
+    except TrainingDiverged as e:
+        raise MtlabError(f"{e} (run recorded as failed in {out})") from None
+    _print_summary(Console(), outcome, config.task_names)
+    return 0
+
+
+def _print_summary(console: Console, outcome, tasks: list[str]) -> None:
+    result = outcome.result
+    table = Table(title=f"{outcome.parameters:,} parameters, best epoch {result.best_epoch}/{len(result.history)}")
+    table.add_column("task")
+    table.add_column("val acc", justify="right")
+    table.add_column("test acc", justify="right")
+    table.add_column("test loss", justify="right")
+    for t in tasks:
+        val = result.val.get(f"val.{t}.acc")
+        table.add_row(
+            t,
+            f"{100 * val:.2f}%" if val is not None else "-",
+            f"{100 * result.test[f'test.{t}.acc']:.2f}%",
+            f"{result.test[f'test.{t}.loss']:.4f}",
+        )
+    console.print(table)
+    console.print(f"run directory: {outcome.run_dir.path}  ({result.seconds:.1f} s)")

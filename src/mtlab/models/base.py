@@ -1,0 +1,79 @@
+"""The interface every mtlab network implements: a dict of task logits, and parameters split by who reaches them.
+
+Multi-task methods that treat shared and task-specific parameters differently (gradient balancing, for instance,
+operates on the shared ones: Sener & Koltun, 2018; Navon et al., 2022, ``model.shared_parameters()``) need that split
+from the model, not from naming conventions. A network describes itself as :class:`Part` s - pieces of the module
+tree, each with the set of tasks whose *loss gradients* reach it through the forward graph - and the split follows:
+
+* ``shared_parameters()``: parameters of parts reached by more than one task;
+* ``task_parameters(t)``: parameters of parts reached by task ``t`` alone.
+
+Every parameter lies in exactly one part, and every part is reached by at least one task, so the groups partition
+the parameters. Batch-norm running statistics are buffers, not parameters, and belong to neither group.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from mtlab.data.tasks import Task
+
+
+@dataclass(frozen=True, eq=False)
+class Part:
+    """A piece of a network: its dotted ``name`` in the module tree, the ``module``, and the ``tasks`` whose loss
+    gradients reach its parameters."""
+
+    name: str
+    module: nn.Module
+    tasks: frozenset[str]
+
+
+class MultiTaskNet(nn.Module, ABC):
+    """A network with one classification output per task, in ``task_names`` order."""
+
+    def __init__(self, task_names: list[str]):
+        super().__init__()
+        self.task_names = list(task_names)
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Images (B, C, H, W) -> ``{task: logits (B, num_classes)}``, keys in ``task_names`` order."""
+
+    @abstractmethod
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        """The trunk outputs (B, F) the heads read, by trunk (see the subclass for the keys)."""
+
+    @abstractmethod
+    def trunk_modules(self) -> dict[str, nn.Module]:
+        """The feature extractors by name, for analysis tools that look for convolutions or hook activations."""
+
+    @abstractmethod
+    def parts(self) -> list[Part]:
+        """Every parameterised piece of the network, each with the tasks whose loss gradients reach it."""
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters that the losses of more than one task reach through the forward graph."""
+        for part in self.parts():
+            if len(part.tasks) > 1:
+                yield from part.module.parameters()
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        """Parameters that only ``task``'s loss reaches."""
+        if task not in self.task_names:
+            raise KeyError(f"no task {task!r} in this model; its tasks are {self.task_names}")
+        for part in self.parts():
+            if part.tasks == {task}:
+                yield from part.module.parameters()
+
+
+def pick_tasks(tasks: Mapping[str, Task], names: list[str]) -> list[Task]:
+    """The :class:`Task` s named by ``names``, in that order; a name the dataset lacks is an error."""
+    missing = [name for name in names if name not in tasks]
+    if missing:
+        raise KeyError(f"tasks {missing} are not among the dataset's tasks {list(tasks)}")
+    return [tasks[name] for name in names]

@@ -1,0 +1,35 @@
+"""Optimisers and per-step learning-rate schedules from :class:`~mtlab.config.schema.OptimConfig`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, OneCycleLR
+
+from mtlab.config.schema import OptimConfig
+
+
+def build_optimizer(config: OptimConfig, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    params = [p for p in parameters if p.requires_grad]
+    if config.name == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.name == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
+    )
+
+
+def build_schedule(config: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:
+    """A scheduler stepped once per optimiser step over the planned ``total_steps`` (epochs x batches).
+
+    cosine: from ``lr`` down to 0 (Loshchilov & Hutter, 2017, without restarts); onecycle: warm up to ``lr`` over
+    ``warmup_fraction`` of the steps, then anneal (Smith & Topin, 2019); constant: ``lr`` throughout.
+    """
+    if config.schedule == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=total_steps)
+    if config.schedule == "onecycle":
+        return OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup_fraction)
+    return LambdaLR(optimizer, lambda step: 1.0)

@@ -1,0 +1,31 @@
+"""Point mtlab's data resolution at the repository's sibling ``shared/data`` (real MNIST and Fashion-MNIST)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(autouse=True)
+def _data_from_shared(monkeypatch, tmp_path_factory):
+    """Tests find real data only through ``MTLAB_DATA``; the user cache is a fresh temporary directory and
+    downloads are off unless a test turns them on, so no test touches the network or the user's home."""
+    if SHARED_DATA.is_dir():
+        monkeypatch.setenv("MTLAB_DATA", str(SHARED_DATA))
+    else:
+        monkeypatch.delenv("MTLAB_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("MTLAB_OFFLINE", "1")
+
+
+def require_shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+os.environ.setdefault("PYTHONHASHSEED", "0")
