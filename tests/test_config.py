@@ -94,5 +94,5 @@ def test_missing_key_and_bad_yaml(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.yaml")
-    with pytest.raises(ConfigError, match="must look like dotted.key=value"):
+    with pytest.raises(ConfigError, match=r"must look like dotted\.key=value"):
         apply_overrides(BASE, ["optim.lr"])

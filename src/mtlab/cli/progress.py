@@ -1,42 +1,58 @@
-"""Live progress for training on the terminal (rich): epochs, batches, the latest metrics and an ETA."""
+"""Live progress on the terminal (rich): runs of a study, epochs and batches of a run, latest metrics, ETAs."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from mtlab.study.runner import StudyObserver
+from mtlab.study.spec import RunSpec
 from mtlab.train.fit import FitObserver
 
 
-class RichFitProgress(FitObserver):
-    """Two bars: epochs of the run, and batches of the current epoch; the epoch bar shows the latest metrics."""
+def _progress(console: Console | None) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        console=console,
+    )
 
-    def __init__(self, tasks: list[str], console: Console | None = None, label: str = "train"):
+
+class RichFitProgress(FitObserver):
+    """Two bars for one run: its epochs (showing the latest metrics) and the batches of the current epoch."""
+
+    def __init__(
+        self, tasks: list[str], console: Console | None = None, label: str = "epochs", progress: Progress | None = None
+    ):
         self.tasks = tasks
         self.label = label
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            console=console,
-            transient=False,
-        )
+        self.owns_display = progress is None
+        self.progress = progress or _progress(console)
         self._epochs = None
         self._batches = None
 
     def __enter__(self) -> RichFitProgress:
-        self.progress.start()
+        if self.owns_display:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.owns_display:
+            self.progress.stop()
+
+    def close(self) -> None:
+        """Remove this run's bars (when a study moves on to the next run)."""
+        for bar in (self._epochs, self._batches):
+            if bar is not None:
+                self.progress.remove_task(bar)
 
     def on_fit_start(self, epochs: int, batches_per_epoch: int) -> None:
-        self._epochs = self.progress.add_task(f"{self.label} epochs", total=epochs, metrics="")
+        self._epochs = self.progress.add_task(self.label, total=epochs, metrics="")
         self._batches = self.progress.add_task("  batches", total=batches_per_epoch, metrics="")
 
     def on_batch_end(self, epoch: int, batch: int) -> None:
@@ -49,3 +65,36 @@ class RichFitProgress(FitObserver):
         parts = [f"{split} loss {record[f'{split}.loss']:.3f}"]
         parts += [f"{t} {100 * record[f'{split}.{t}.acc']:.1f}%" for t in self.tasks]
         self.progress.update(self._epochs, advance=1, metrics="  ".join(parts))
+
+
+class RichStudyProgress(StudyObserver):
+    """A bar over the study's runs (done / total, ETA) above the bars of the run in progress."""
+
+    def __init__(self, console: Console | None = None):
+        self.progress = _progress(console)
+        self._runs = None
+        self._current: RichFitProgress | None = None
+
+    def __enter__(self) -> RichStudyProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def on_study_start(self, total: int, done: int, todo: int) -> None:
+        note = f"{done} already done" if done else ""
+        self._runs = self.progress.add_task("study runs", total=todo, metrics=note)
+
+    def run_observer(self, run: RunSpec) -> FitObserver:
+        self._current = RichFitProgress(
+            run.config.task_names, progress=self.progress, label=f"  {run.variant} s{run.seed}"
+        )
+        return self._current
+
+    def on_run_end(self, run: RunSpec, status: str, reason: str | None) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+        message = f"last: {run.variant} s{run.seed} {status}" + (f" ({reason})" if reason else "")
+        self.progress.update(self._runs, advance=1, metrics=message[:80])

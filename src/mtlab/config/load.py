@@ -13,7 +13,6 @@ from mtlab.config.schema import DataConfig, KeyedError, ModelConfig, RunConfig, 
 from mtlab.errors import ConfigError
 
 
-
 def _tags(union: Any) -> list[str]:
     members = get_args(get_args(union)[0])
     return [tag for member in members for field in member.model_fields.values() for tag in _literals(field)]
@@ -48,17 +47,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of ``raw`` with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[x, y]"]`` -> ``{"a.b": 1, "c": ["x", "y"]}`` (values parsed as YAML, else kept as text)."""
+    parsed: dict[str, Any] = {}
+    for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like dotted.key=value")
         try:
-            value = yaml.safe_load(text) if text else ""
+            parsed[key] = yaml.safe_load(text) if text else ""
         except yaml.YAMLError:
-            value = text
+            parsed[key] = text
+    return parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
+    raw = copy.deepcopy(raw)
+    for key, value in parse_overrides(overrides).items():
         set_dotted(raw, key, value)
     return raw
 

@@ -104,7 +104,9 @@ class ConvLayer(Strict):
     filters: int = Field(gt=0)
     kernel: int = Field(3, gt=0)
     stride: int = Field(1, gt=0)
-    padding: int | Literal["same", "valid"] = Field("same", description="Pixels, or 'same' / 'valid'.")
+    padding: Annotated[int, Field(ge=0)] | Literal["same", "valid"] = Field(
+        "same", description="Pixels, or 'same' / 'valid'."
+    )
     pool: int = Field(1, gt=0, description="Max-pool size (and stride) after the activation; 1 = none.")
     batch_norm: bool = False
 
@@ -136,7 +138,7 @@ class CnnTrunk(DenseOptions):
 
 
 class ResNetTrunk(Strict):
-    """A small pre-activation-free ResNet (He et al., 2016): a 3x3 stem, then stages of basic blocks.
+    """A small ResNet of basic blocks (He et al., 2016): a 3x3 stem, then stages of basic blocks.
 
     Each stage after the first halves the resolution; the output is global-average-pooled to ``widths[-1]`` features.
     """
@@ -209,7 +211,7 @@ class MultiTaskModel(Strict):
 
 
 class PairModel(Strict):
-    """Siamese digit comparison (tasks ``leq``, ``digit_a``, ``digit_b``).
+    """Siamese digit comparison (task ``leq``; with the auxiliary loss also ``digit_a`` and ``digit_b``).
 
     Each 14x14 image goes through a branch (trunk, then a linear layer to 10 digit logits); the comparison head
     reads both branches' logits (20 values). ``weight_sharing``: one branch used twice instead of two branches.
@@ -248,9 +250,7 @@ class OptimConfig(Strict):
 class EarlyStopping(Strict):
     """Stop when the validation metric has not improved for ``patience`` epochs; restore the best weights."""
 
-    metric: str = Field(
-        "val.loss", description="'val.loss' (weighted total) or 'val.<task>.loss' / 'val.<task>.acc'."
-    )
+    metric: str = Field("val.loss", description="'val.loss' (weighted total) or 'val.<task>.loss' / 'val.<task>.acc'.")
     patience: int = Field(5, gt=0)
     min_delta: float = Field(0.0, ge=0.0)
 
@@ -322,8 +322,8 @@ class RunConfig(Strict):
         if isinstance(self.model, PairModel):
             if self.data.dataset != "mnist-pairs":
                 raise _at("model.kind", "'pairs' models need data.dataset 'mnist-pairs'")
-            if set(tasks) != {"leq", "digit_a", "digit_b"}:
-                raise _at("tasks", "a pair model computes leq, digit_a and digit_b; leave tasks unset")
+            if "leq" not in tasks:
+                raise _at("tasks", "a pair model is trained on leq; add the digit tasks for the auxiliary loss")
         else:
             if self.data.dataset == "mnist-pairs":
                 raise _at("model.kind", "mnist-pairs data needs a 'pairs' model")

@@ -82,4 +82,3 @@ def carve_splits(
         val = train.select(val_index)
         train = train.select(keep.nonzero().squeeze(1))
     return RunSplits(train=train, val=val, test=test)
-

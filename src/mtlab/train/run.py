@@ -23,6 +23,7 @@ class RunOutcome:
     model: MultiTaskNet
     parameters: int
     run_dir: RunDirectory | None
+    device: torch.device
 
 
 class _FanOut(FitObserver):
@@ -92,4 +93,4 @@ def train_run(
         }
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         run_dir.finish(result, state_dict=state, extras=extras)
-    return RunOutcome(result=result, model=model, parameters=parameters, run_dir=run_dir)
+    return RunOutcome(result=result, model=model, parameters=parameters, run_dir=run_dir, device=device)

@@ -30,7 +30,7 @@ class Weighting(ABC):
         """Parameters the method learns itself (none by default)."""
         return iter(())
 
-    def after_step(self) -> None:
+    def after_step(self) -> None:  # noqa: B027  (an optional hook: most methods keep no state)
         """Hook called after each optimiser step (no-op by default)."""
 
 

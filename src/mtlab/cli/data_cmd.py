@@ -1,0 +1,106 @@
+"""``mtlab data list | verify | fetch``: where each dataset's files are, whether they are intact, and getting them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mtlab.data import resolve
+from mtlab.data.download import fetch
+from mtlab.data.sources import SOURCES, Source
+from mtlab.errors import DataError
+
+_STYLE = {"ok": "green", "mismatch": "red", "corrupt": "red", "missing": "yellow"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "data",
+        help="list, verify or download datasets",
+        description="Datasets are looked for in --data-dir, then $MTLAB_DATA, then the user cache, then system "
+        "directories. DATASET is a source (mnist, fashion-mnist, cifar100, fashion-mnist-sample) or a dataset "
+        "that uses one (mnist-pairs).",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets)})
+
+    listing = actions.add_parser("list", help="where each dataset's files were found")
+    verifying = actions.add_parser("verify", help="check every file's checksum (exit 1 on a problem)")
+    verifying.add_argument("dataset", nargs="?", choices=names, metavar="DATASET", help="default: every dataset found")
+    fetching = actions.add_parser("fetch", help="download a dataset into the user cache (or --data-dir)")
+    fetching.add_argument("dataset", choices=names, metavar="DATASET")
+    for sub, handler in ((listing, list_data), (verifying, verify_data), (fetching, fetch_data)):
+        sub.add_argument("--data-dir", type=Path, help="look here first (fetch: download here)")
+        sub.set_defaults(func=handler)
+
+
+def list_data(args: argparse.Namespace) -> int:
+    table = Table(title="datasets")
+    for column in ("source", "used by", "found in", "state"):
+        table.add_column(column, overflow="fold")
+    for source in SOURCES.values():
+        found = resolve.locate(source, args.data_dir)
+        where = str(found.place) if found is not None else "-"
+        state = found.state if found is not None else "not found"
+        table.add_row(source.name, ", ".join(source.datasets), where, state)
+    table.caption = (
+        f"user cache {resolve.user_cache_root()}; downloads {'off' if resolve.offline() else 'on'}; "
+        "`mtlab data verify` checks the contents"
+    )
+    Console().print(table)
+    return 0
+
+
+def verify_data(args: argparse.Namespace) -> int:
+    """Check the files of one source, or of every source found somewhere; 1 if any file is not ok."""
+    sources = [_source(args.dataset)] if args.dataset else list(SOURCES.values())
+    table = Table(title="verify")
+    for column in ("source", "file", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    problems = 0
+    for source in sources:
+        found = resolve.locate(source, args.data_dir)
+        if found is None:
+            # Asked for by name, absence is a problem; in a survey of everything it is just a fact.
+            problems += bool(args.dataset)
+            table.add_row(source.name, "-", "[yellow]not found[/]", source.hint)
+            continue
+        for check in resolve.verify(found):
+            problems += check.status != "ok"
+            path = str(check.path) if check.path is not None else f"{found.place.directory}/{check.name}"
+            table.add_row(source.name, path, f"[{_STYLE[check.status]}]{check.status}[/]", check.detail)
+    Console().print(table)
+    return 1 if problems else 0
+
+
+def fetch_data(args: argparse.Namespace) -> int:
+    """Download the files that are not already intact in the target directory."""
+    source = _source(args.dataset)
+    if source.embedded:
+        raise DataError(f"{source.name} ships inside the package; there is nothing to fetch")
+    if resolve.offline():
+        raise DataError(f"downloads are off ({resolve.OFFLINE_ENV}=1); unset it to fetch {source.name}")
+    root = args.data_dir.expanduser() if args.data_dir is not None else resolve.user_cache_root()
+    place = resolve.Place(root / source.dirname, "fetch")
+    existing = resolve.find_at(source, place)
+    bad = [c.name for c in resolve.verify(existing) if c.status != "ok"] if existing is not None else None
+    console = Console()
+    if bad == []:
+        console.print(f"{source.name}: already in {place.directory}, all files intact")
+        return 0
+    fetch(source, root, names=bad)
+    found = resolve.find_at(source, place)
+    assert found is not None
+    resolve.verified(found)
+    console.print(f"{source.name}: fetched into {place.directory}")
+    return 0
+
+
+def _source(name: str) -> Source:
+    """The source a DATASET argument names: a source itself, or the source a dataset is built from."""
+    if name in SOURCES:
+        return SOURCES[name]
+    return next(s for s in SOURCES.values() if name in s.datasets)

@@ -1,0 +1,27 @@
+"""``mtlab report STUDY_DIR``: rebuild a study's report from its results store, without training anything."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="rebuild a study's report (Markdown, HTML, figures) from its results",
+        description="Read STUDY_DIR/results.sqlite and write report.md, a self-contained report.html and "
+        "figures/*.png into STUDY_DIR. Works on partial studies: unfinished and failed runs are reported as such.",
+    )
+    parser.add_argument("study_dir", type=Path, metavar="STUDY_DIR", help="a study directory (holds results.sqlite)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtlab.report import build_report  # pandas and matplotlib: only when a report is asked for
+
+    paths = build_report(args.study_dir)
+    print(f"markdown: {paths['md']}")
+    print(f"html:     {paths['html']}")
+    print(f"figures:  {paths['figures']}")
+    return 0

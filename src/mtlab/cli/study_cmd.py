@@ -1,0 +1,82 @@
+"""``mtlab studies`` (the built-in studies) and ``mtlab run STUDY`` (train a study's grid, resumably, and report)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mtlab.cli.progress import RichStudyProgress
+from mtlab.config.load import parse_overrides
+from mtlab.study.catalog import builtin_study_paths, find_study
+from mtlab.study.runner import run_study
+from mtlab.study.spec import expand, load_study_spec
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    studies = subparsers.add_parser("studies", help="list the built-in studies")
+    studies.set_defaults(func=list_studies)
+
+    run = subparsers.add_parser(
+        "run",
+        help="run a study (a built-in name or a YAML file); resumes where it stopped",
+        description="Train every run of a study that is not done yet, store the results, and write the report. "
+        "Running the same command again resumes: finished runs are not repeated.",
+    )
+    run.add_argument("study", help="built-in study name (see `mtlab studies`) or study YAML file")
+    run.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted config overrides applied to every run (values read as YAML)",
+    )
+    run.add_argument("--budget", help="budget profile, e.g. quick or full (default: the study's default)")
+    run.add_argument("--out", type=Path, help="study directory (default: runs/<study>-<budget>)")
+    run.add_argument("--retry-failed", action="store_true", help="train the failed runs again")
+    run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run.set_defaults(func=run_command)
+
+
+def list_studies(args: argparse.Namespace) -> int:
+    table = Table(show_header=True, header_style="bold")
+    for column in ("study", "runs per budget", "description"):
+        table.add_column(column)
+    for name, path in builtin_study_paths().items():
+        spec = load_study_spec(path)
+        sizes = ", ".join(f"{b} {len(expand(spec, b))}" for b in spec.budgets)
+        table.add_row(name, sizes, spec.description)
+    Console().print(table)
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    spec, _ = find_study(args.study)
+    budget = args.budget or spec.default_budget
+    out = args.out or Path("runs") / (f"{spec.name}-{budget}" if budget else spec.name)
+    console = Console(stderr=True)
+    with RichStudyProgress(console=console) as progress:
+        result = run_study(
+            spec,
+            out,
+            budget=budget,
+            overrides=parse_overrides(args.overrides),
+            retry_failed=args.retry_failed,
+            command=["mtlab", *sys.argv[1:]],
+            observer=progress,
+        )
+    out_console = Console()
+    out_console.print(
+        f"study {spec.name} ({budget or 'default'}): {result.total} runs, trained {result.trained} now, "
+        f"{len(result.failed)} failed -> {out}"
+    )
+    for run_id, reason in result.failed:
+        out_console.print(f"  failed {run_id}: {reason}")
+    if not args.no_report:
+        from mtlab.report import build_report
+
+        paths = build_report(out)
+        out_console.print(f"report: {paths['html']}  (and {paths['md']})")
+    return 0

@@ -1,0 +1,135 @@
+"""Every dataset mtlab can load, by name: one registered builder each, one factory for all.
+
+A builder takes the data config (``MnistData``, ``FashionData``, ... from :mod:`mtlab.config.schema`) and the run's
+seed, finds and verifies the raw files (:mod:`mtlab.data.resolve`), parses them and returns a whole
+:class:`~mtlab.data.dataset.Dataset` - the official train and test splits as tensors, one label tensor per task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from mtlab.data import cifar
+from mtlab.data.dataset import Dataset, Split
+from mtlab.data.idx import read_idx
+from mtlab.data.pairs import DIGITS, make_pairs
+from mtlab.data.resolve import Found, resolve
+from mtlab.data.sources import SOURCES
+from mtlab.data.tasks import Task
+from mtlab.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # the config layer imports mtlab.data.tasks; a runtime import here would be circular
+    from mtlab.config.schema import Cifar100Data, FashionData, MnistData, MnistPairsData
+
+Builder = Callable[[Any, int], Dataset]
+_BUILDERS: dict[str, Builder] = {}
+
+# Xiao, Rasul & Vollgraf (2017), Table 1.
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: make ``builder(config, seed) -> Dataset`` the loader of dataset ``name``."""
+
+    def add(builder: Builder) -> Builder:
+        if name in _BUILDERS:
+            raise ValueError(f"dataset {name!r} is registered twice")
+        _BUILDERS[name] = builder
+        return builder
+
+    return add
+
+
+def registered_datasets() -> list[str]:
+    """The names ``load_dataset`` accepts, in registration order."""
+    return list(_BUILDERS)
+
+
+def load_dataset(config: Any, seed: int = 0) -> Dataset:
+    """Load the dataset ``config.dataset`` names, as the data config says (``data_dir``, ``download``, ...).
+
+    ``seed`` matters only for datasets drawn at random from their files (``mnist-pairs``). Raises
+    :class:`DataError` when the files are missing or damaged.
+    """
+    builder = _BUILDERS.get(config.dataset)
+    if builder is None:
+        raise ConfigError(f"data.dataset: unknown dataset {config.dataset!r}; known: {registered_datasets()}")
+    return builder(config, seed)
+
+
+def _find(source_name: str, config: Any) -> Found:
+    return resolve(SOURCES[source_name], config.data_dir, download=config.download)
+
+
+def _idx_split(found: Found, prefix: str, task: str) -> Split:
+    """The ``prefix`` (``train`` / ``t10k``) split of an IDX source: images (N, 1, 28, 28) uint8, labels (N,)."""
+    remedy = found.source.remedy
+    images_path = found.path(f"{prefix}-images-idx3-ubyte")
+    labels_path = found.path(f"{prefix}-labels-idx1-ubyte")
+    images, labels = read_idx(images_path, remedy=remedy), read_idx(labels_path, remedy=remedy)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataError(f"{images_path} or {labels_path} holds the wrong kind of IDX data; {remedy}")
+    if len(images) != len(labels) or (len(labels) and labels.max() > 9):
+        raise DataError(f"{labels_path} does not hold one label 0-9 per image of {images_path}; {remedy}")
+    return Split(torch.from_numpy(images).unsqueeze(1), {task: torch.from_numpy(labels).long()})
+
+
+def _idx_dataset(name: str, found: Found, task: Task, origin: str) -> Dataset:
+    train = _idx_split(found, "train", task.name)
+    test = _idx_split(found, "t10k", task.name)
+    return Dataset(name, {task.name: task}, train, test, origin)
+
+
+@register("mnist")
+def _mnist(config: MnistData | MnistPairsData, seed: int) -> Dataset:
+    found = _find("mnist", config)
+    return _idx_dataset("mnist", found, Task("digit", DIGITS), str(found.place.directory))
+
+
+@register("mnist-pairs")
+def _mnist_pairs(config: MnistPairsData, seed: int) -> Dataset:
+    return make_pairs(_mnist(config, seed), config.pairs, seed)
+
+
+def _fashion_dataset(name: str, found: Found, origin: str, groups: dict[str, list[int]]) -> Dataset:
+    """Fashion-MNIST with tasks ``item`` and ``group``: the index (in config order) of the group holding the item."""
+    items = _idx_dataset(name, found, Task("item", FASHION_CLASSES), origin)
+    group_of_item = np.empty(10, dtype=np.int64)  # (10,): item class -> group index
+    for index, members in enumerate(groups.values()):
+        group_of_item[members] = index
+    lookup = torch.from_numpy(group_of_item)
+    tasks = {**items.tasks, "group": Task("group", tuple(groups))}
+    train, test = (Split(s.images, {**s.labels, "group": lookup[s.labels["item"]]}) for s in (items.train, items.test))
+    return Dataset(name, tasks, train, test, origin)
+
+
+@register("fashion-mnist")
+def _fashion(config: FashionData, seed: int) -> Dataset:
+    found = _find("fashion-mnist", config)
+    return _fashion_dataset("fashion-mnist", found, str(found.place.directory), config.groups)
+
+
+@register("fashion-mnist-sample")
+def _fashion_sample(config: FashionData, seed: int) -> Dataset:
+    found = resolve(SOURCES["fashion-mnist-sample"], download=False)
+    return _fashion_dataset("fashion-mnist-sample", found, "embedded", config.groups)
+
+
+@register("cifar100")
+def _cifar100(config: Cifar100Data, seed: int) -> Dataset:
+    found = _find("cifar100", config)
+    remedy = found.source.remedy
+    fine_names, coarse_names = cifar.load_meta(found.path("meta"), remedy=remedy)
+    tasks = {"fine": Task("fine", fine_names), "coarse": Task("coarse", coarse_names)}
+    splits = []
+    for name in ("train", "test"):
+        batch = cifar.load_batch(found.path(name), remedy=remedy)
+        labels = {"fine": torch.from_numpy(batch.fine), "coarse": torch.from_numpy(batch.coarse)}
+        splits.append(Split(torch.from_numpy(batch.images), labels))
+    return Dataset("cifar100", tasks, splits[0], splits[1], str(found.place.directory))

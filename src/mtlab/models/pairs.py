@@ -1,0 +1,89 @@
+"""The ``pairs`` model: siamese digit comparison on MNIST pairs (tasks ``leq``, ``digit_a``, ``digit_b``).
+
+Input (B, 2, H, W) holds two grey digits. Each goes through a *branch* - a trunk built for (1, H, W) images, then
+a linear layer to 10 digit logits - and the comparison head reads both branches' logits, concatenated (B, 20), to
+predict whether digit a <= digit b. With ``weight_sharing`` one branch serves both images (a siamese network,
+Bromley et al., 1993); without, each image has its own branch.
+
+Loss reach: a branch is reached by its digit task and by ``leq`` (and, shared, by both digit tasks), so branches
+are shared parameters; only the comparison head is ``leq``'s own, and the digit tasks own no parameters.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from mtlab.config.schema import PairModel, RunConfig, Trunk
+from mtlab.data.tasks import Task
+from mtlab.models.base import MultiTaskNet, Part, pick_tasks
+from mtlab.models.heads import TaskHead
+from mtlab.models.registry import InputShape, create_trunk, register_model
+
+LEQ, DIGIT_A, DIGIT_B = "leq", "digit_a", "digit_b"
+SHARED = "shared"
+"""Key of the single branch under weight sharing (separate branches are keyed ``a`` and ``b``)."""
+
+
+def build_branch(config: Trunk, image_shape: InputShape, num_digits: int) -> nn.Sequential:
+    """One image (B, 1, H, W) -> digit logits (B, num_digits): ``trunk`` then a linear layer ``digits``."""
+    trunk, features = create_trunk(config, image_shape)
+    return nn.Sequential(OrderedDict(trunk=trunk, digits=nn.Linear(features, num_digits)))
+
+
+class PairNet(MultiTaskNet):
+    """Two digit branches (``branches["a"]``, ``branches["b"]``) or one shared (``branches["shared"]``), and the
+    comparison ``head`` on their concatenated logits."""
+
+    def __init__(self, config: PairModel, tasks: Mapping[str, Task], task_names: list[str], input_shape: InputShape):
+        super().__init__(task_names)
+        channels, height, width = input_shape
+        if channels != 2:
+            raise ValueError(f"a pair model needs inputs of 2 channels (one digit each), got shape {input_shape}")
+        num_digits = tasks[DIGIT_A].num_classes
+        if tasks[DIGIT_B].num_classes != num_digits:
+            raise ValueError(f"{DIGIT_A} and {DIGIT_B} must have the same classes to share a comparison head")
+        keys = [SHARED] if config.weight_sharing else ["a", "b"]
+        image_shape = (1, height, width)
+        self.branches = nn.ModuleDict({key: build_branch(config.branch, image_shape, num_digits) for key in keys})
+        self.head = TaskHead(2 * num_digits, config.head, tasks[LEQ].num_classes)
+
+    def _branch(self, image: str) -> nn.Sequential:
+        return self.branches[SHARED if SHARED in self.branches else image]
+
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        """Pairs (B, 2, H, W) -> ``{"a": (B, F), "b": (B, F)}``, the trunk features of each image."""
+        return {image: self._branch(image).trunk(x[:, i : i + 1]) for i, image in enumerate("ab")}
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        a, b = x[:, 0:1], x[:, 1:2]  # (B, 1, H, W) each
+        if SHARED in self.branches:
+            # One pass over the 2B images: fewer kernel launches, and batch-norm (if any) sees both images.
+            digits_a, digits_b = self.branches[SHARED](torch.cat([a, b])).chunk(2)  # (B, 10) each
+        else:
+            digits_a, digits_b = self.branches["a"](a), self.branches["b"](b)  # (B, 10) each
+        leq = self.head(torch.cat([digits_a, digits_b], dim=1))  # (B, 20) -> (B, 2)
+        outputs = {LEQ: leq, DIGIT_A: digits_a, DIGIT_B: digits_b}
+        return {task: outputs[task] for task in self.task_names}
+
+    def trunk_modules(self) -> dict[str, nn.Module]:
+        """Branch trunks by key (``shared``, or ``a`` and ``b``); a trunk sees one image (B, 1, H, W)."""
+        return {key: branch.trunk for key, branch in self.branches.items()}
+
+    def parts(self) -> list[Part]:
+        trained = frozenset(self.task_names)
+        reach = {"a": {DIGIT_A, LEQ}, "b": {DIGIT_B, LEQ}, SHARED: {DIGIT_A, DIGIT_B, LEQ}}
+        parts = [Part(f"branches.{key}", branch, trained & reach[key]) for key, branch in self.branches.items()]
+        parts.append(Part("head", self.head, trained & {LEQ}))
+        return parts
+
+
+@register_model("pairs")
+def build_pairs(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> PairNet:
+    """:class:`PairNet` for ``config.model``; outputs for ``config.task_names``, in that order."""
+    assert isinstance(config.model, PairModel)
+    pick_tasks(tasks, [LEQ, DIGIT_A, DIGIT_B])  # fails early, naming any task the dataset lacks
+    return PairNet(config.model, tasks, config.task_names, input_shape)

@@ -1,0 +1,304 @@
+"""The report's figures, drawn from a :class:`~mtlab.report.tables.StudyData` snapshot and saved as PNG files.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly, never through ``pyplot``: no global backend or
+figure registry is touched, so building a report inside a notebook or a long-lived process leaks nothing, and
+PNG output goes through Agg whatever backend the user has chosen. Each variant keeps one colour in every figure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mtlab.report.tables import StudyData, best_variant, representative_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+DPI = 120
+WIDTH = 11.0  # inches: 1320 px at DPI, shown at the page's width
+ANNOTATE_UP_TO = 12  # confusion matrices with more classes get colours only, no counts
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.frameon": False,
+}
+
+
+@dataclass(frozen=True)
+class SavedFigure:
+    """A PNG on disk and the words that go with it in the report."""
+
+    path: Path
+    title: str
+    caption: str
+
+
+def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list[SavedFigure]:
+    """Draw every figure the study's data allows and save it under ``out_dir``; figures without data are skipped."""
+    from matplotlib import rc_context
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colors = variant_colors(study.variants)
+    saved: list[SavedFigure] = []
+
+    def save(fig: Figure | None, name: str, title: str, caption: str) -> None:
+        if fig is None:
+            return
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=DPI, facecolor="white", metadata={"Software": None})  # no version in the bytes
+        saved.append(SavedFigure(path, title, caption))
+
+    with rc_context(STYLE):
+        for task in study.tasks:
+            save(
+                learning_curves(study, task, colors),
+                f"learning-curves-{_slug(task)}",
+                f"Learning curves: {task}",
+                f"Accuracy on task {task} per epoch. Line: mean over seeds; band: min–max over seeds (only where "
+                "two or more runs reached that epoch; runs stopped early end sooner).",
+            )
+        save(
+            accuracy_bars(study, summary, colors),
+            "test-accuracy",
+            "Test accuracy",
+            "Mean test accuracy per variant and task with its 95% confidence interval; dots are single seeds. "
+            "The axis is zoomed to the data, so bar lengths are not proportional to accuracy.",
+        )
+        shown = confusion_variants(study, summary)
+        save(
+            confusion_figure(study, shown),
+            "confusion",
+            "Confusion matrices",
+            "Test confusion matrices of one representative run per variant (the seed whose accuracy is closest to "
+            "the variant's median), for " + " and ".join(shown) + ". Colour: fraction of the true class "
+            "(row); numbers: counts.",
+        )
+        save(
+            parameter_bars(study, summary, colors),
+            "parameters",
+            "Parameters",
+            "Trainable parameters per variant (every task's heads included).",
+        )
+    return saved
+
+
+def variant_colors(variants: list[str]) -> dict[str, tuple[float, ...]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(variants) <= 10 else "tab20"]
+    return {v: cmap(i % cmap.N) for i, v in enumerate(variants)}
+
+
+def confusion_variants(study: StudyData, summary: pd.DataFrame) -> list[str]:
+    """The best variant and the control(s) it is compared with, best first."""
+    best = best_variant(study, summary)
+    if best is None:
+        return []
+    controls = list(dict.fromkeys(study.controls.get(best, {}).values()))
+    if not controls and study.control_variants:
+        controls = study.control_variants[:1]
+    return [best, *(c for c in controls if c != best)]
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+
+
+def learning_curves(study: StudyData, task: str, colors: dict) -> Figure | None:
+    """Train and validation accuracy of ``task`` per epoch, one line (mean) and band (min-max) per variant."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    history = study.history
+    panels = [(s, f"{s}.{task}.acc") for s in ("train", "val") if (history["metric"] == f"{s}.{task}.acc").any()]
+    if not panels:
+        return None
+    fig = Figure(figsize=(WIDTH, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (split, key) in zip(axes, panels, strict=True):
+        rows = history[history["metric"] == key]
+        for variant in study.variants:
+            per_epoch = rows[rows["variant"] == variant].groupby("epoch")["value"].agg(["mean", "min", "max", "count"])
+            if per_epoch.empty:
+                continue
+            x = per_epoch.index.to_numpy()
+            ax.plot(
+                x,
+                100 * per_epoch["mean"],
+                color=colors[variant],
+                lw=2,
+                label=variant,
+                marker="o" if len(x) <= 12 else None,
+                markersize=3.5,
+            )
+            band = per_epoch["count"] > 1
+            if band.any():
+                ax.fill_between(
+                    x[band],
+                    100 * per_epoch["min"][band],
+                    100 * per_epoch["max"][band],
+                    color=colors[variant],
+                    alpha=0.15,
+                    lw=0,
+                )
+        ax.set_title({"train": "Training", "val": "Validation"}[split] + f" accuracy — {task}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_ylabel("accuracy (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
+    return fig
+
+
+def accuracy_bars(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figure | None:
+    """Horizontal bars of mean test accuracy per variant, one panel per task, 95% CI whiskers and seed dots."""
+    from matplotlib.figure import Figure
+
+    shown = summary[summary["done"] > 0].reset_index(drop=True)
+    tasks = [t for t in study.tasks if shown[f"{t}.acc.mean"].notna().any()]
+    if shown.empty or not tasks:
+        return None
+    y = np.arange(len(shown))
+    fig = Figure(figsize=(WIDTH, 0.55 * len(shown) + 1.3), layout="constrained")
+    axes = fig.subplots(1, len(tasks), sharey=True, squeeze=False)[0]
+    test_acc = study.metrics[(study.metrics["split"] == "test") & (study.metrics["metric"] == "acc")]
+    for ax, task in zip(axes, tasks, strict=True):
+        mean = 100 * shown[f"{task}.acc.mean"].to_numpy()
+        low = 100 * shown[f"{task}.acc.ci_low"].to_numpy()
+        high = 100 * shown[f"{task}.acc.ci_high"].to_numpy()
+        seeds = [
+            100 * test_acc.loc[(test_acc["variant"] == v) & (test_acc["task"] == task), "value"].to_numpy()
+            for v in shown["variant"]
+        ]
+        ax.barh(y, mean, height=0.62, color=[colors[v] for v in shown["variant"]], alpha=0.85, zorder=2)
+        ok = ~np.isnan(low)
+        ax.errorbar(
+            mean[ok],
+            y[ok],
+            xerr=[mean[ok] - low[ok], high[ok] - mean[ok]],
+            fmt="none",
+            ecolor="#222",
+            capsize=4,
+            lw=1.3,
+            zorder=4,
+        )
+        for i, values in enumerate(seeds):
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(values, y[i] + jitter[: len(values)], s=14, color="#222", alpha=0.55, zorder=3, lw=0)
+        everything = np.concatenate([mean, low[ok], high[ok], *seeds])
+        everything = everything[~np.isnan(everything)]
+        lo, hi = float(everything.min()), float(everything.max())
+        span = max(hi - lo, 0.5)
+        left, right = max(0.0, lo - 0.6 * span), hi + 0.3 * span  # room right of the whiskers for the labels
+        ax.set_xlim(left, right)
+        for i, m in enumerate(mean):
+            if not np.isnan(m):  # the value label sits right of whatever reaches furthest: whisker or seed dot
+                end = max(m, high[i] if ok[i] else m, *seeds[i])
+                ax.text(end + 0.03 * span, y[i], f"{m:.2f}", va="center", fontsize=9, zorder=5)
+        ax.set_title(f"Test accuracy — {task}")
+        ax.set_xlabel("accuracy (%)")
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(y, [_marked(r) for r in shown.to_dict("records")])
+    axes[0].invert_yaxis()
+    return fig
+
+
+def confusion_figure(study: StudyData, variants: list[str]) -> Figure | None:
+    """One row of confusion matrices (one per task) for the representative run of each variant."""
+    from matplotlib.figure import Figure
+
+    picked = [(v, representative_run(study, v)) for v in variants]
+    picked = [(v, r) for v, r in picked if r is not None and study.confusion.get(r)]
+    if not picked:
+        return None
+    tasks = [t for t in study.tasks if any(t in study.confusion[r] for _, r in picked)]
+    largest = max(len(study.confusion[r][t]) for _, r in picked for t in tasks if t in study.confusion[r])
+    panel = 3.3 if largest <= ANNOTATE_UP_TO else 5.0
+    fig = Figure(figsize=(min(WIDTH, panel * len(tasks) + 1.0), (panel + 0.2) * len(picked)), layout="constrained")
+    axes = fig.subplots(len(picked), len(tasks), squeeze=False)
+    image = None
+    seed_of = study.runs.set_index("run_id")["seed"]
+    for row, (variant, run) in zip(axes, picked, strict=True):
+        for ax, task in zip(row, tasks, strict=True):
+            matrix = np.asarray(study.confusion[run].get(task, []), dtype=float)
+            if matrix.size == 0:
+                ax.axis("off")
+                continue
+            image = _draw_confusion(ax, matrix)
+            accuracy = 100 * np.trace(matrix) / max(matrix.sum(), 1)
+            ax.set_title(f"{variant} — {task}\nseed {seed_of[run]}, accuracy {accuracy:.2f}%", fontsize=10)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="fraction of the true class")
+    return fig
+
+
+def parameter_bars(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figure | None:
+    from matplotlib.figure import Figure
+
+    shown = summary[summary["parameters"].notna()].reset_index(drop=True)
+    if shown.empty:
+        return None
+    y = np.arange(len(shown))
+    values = shown["parameters"].to_numpy()
+    fig = Figure(figsize=(7.5, 0.45 * len(shown) + 1.1), layout="constrained")
+    ax = fig.subplots()
+    ax.barh(y, values, height=0.62, color=[colors[v] for v in shown["variant"]], alpha=0.85, zorder=2)
+    if values.max() / max(values.min(), 1) > 100:
+        ax.set_xscale("log")
+    for i, v in enumerate(values):
+        ax.text(v, y[i], f"  {int(v):,}", va="center", fontsize=9)
+    ax.set_xlim(right=values.max() * (3 if ax.get_xscale() == "log" else 1.2))
+    ax.set_yticks(y, [_marked(r) for r in shown.to_dict("records")])
+    ax.invert_yaxis()
+    ax.set_xlabel("trainable parameters")
+    ax.set_title("Model size per variant")
+    ax.grid(axis="y", visible=False)
+    return fig
+
+
+# -------------------------------------------------------------------------------------------------- internals
+
+
+def _draw_confusion(ax, matrix: np.ndarray):
+    """Row-normalised colours (recall per true class) so rare classes are as visible as common ones."""
+    k = len(matrix)
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.grid(False)
+    step = 1 if k <= 20 else 10
+    ax.set_xticks(range(0, k, step))
+    ax.set_yticks(range(0, k, step))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if k <= ANNOTATE_UP_TO:
+        for i in range(k):
+            for j in range(k):
+                if matrix[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(matrix[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=8 if k > 6 else 10,
+                        color="white" if rates[i, j] > 0.55 else "#222",
+                    )
+    return image
+
+
+def _marked(row: dict) -> str:
+    return row["variant"] + (" (control)" if row["is_control"] else "")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "task"

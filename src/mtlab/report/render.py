@@ -1,0 +1,369 @@
+"""Write a study's report: ``report.md`` beside ``figures/*.png``, and a self-contained ``report.html``.
+
+The content is decided once, as a list of blocks (:func:`report_blocks`), and written twice: as Markdown for
+reading in a repository or editor, and as one HTML file with the figures embedded as base64 data URIs and plain
+inline CSS, so it can be mailed or opened offline with nothing else beside it (no JavaScript, no network).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtlab.report.figures import SavedFigure, make_figures
+from mtlab.report.tables import (
+    MISSING,
+    Cell,
+    StudyData,
+    Table,
+    comparison_frame,
+    comparison_table,
+    failed_frame,
+    failed_table,
+    format_p,
+    load_study,
+    ranked,
+    summary_frame,
+    summary_table,
+)
+
+
+def build_report(directory: Path) -> dict[str, Path]:
+    """Rebuild ``<directory>/report.md``, ``report.html`` and ``figures/`` from the study's store alone."""
+    directory = Path(directory)
+    study = load_study(directory)
+    summary = summary_frame(study)
+    comparisons = comparison_frame(study)
+    figures_dir = directory / "figures"
+    figures = make_figures(study, summary, figures_dir)
+    blocks = report_blocks(study, summary, comparisons, figures)
+    md_path, html_path = directory / "report.md", directory / "report.html"
+    md_path.write_text(to_markdown(blocks, directory), encoding="utf-8")
+    html_path.write_text(
+        to_html(blocks, title=f"{study.info.get('name', directory.name)} — mtlab report"), encoding="utf-8"
+    )
+    return {"md": md_path, "html": html_path, "figures": figures_dir}
+
+
+# ------------------------------------------------------------------------------------------------------ blocks
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Text:
+    text: str
+    muted: bool = False
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Facts:
+    """Key-value pairs: the header's run counts (``cards``) or the environment (a plain list)."""
+
+    items: list[tuple[str, str]]
+    cards: bool = False
+
+
+@dataclass
+class Code:
+    text: str
+    language: str = ""
+
+
+Block = Heading | Text | Bullets | Facts | Code | Table | SavedFigure
+
+
+def report_blocks(
+    study: StudyData, summary: pd.DataFrame, comparisons: pd.DataFrame, figures: list[SavedFigure]
+) -> list[Block]:
+    info = study.info
+    counts = study.status_counts()
+    unfinished = counts["pending"] + counts["running"]
+    blocks: list[Block] = [Heading(str(info.get("name") or study.directory.name), 1)]
+    if info.get("description"):
+        blocks.append(Text(str(info["description"])))
+    blocks.append(
+        Facts(
+            [
+                ("Budget", str(info.get("budget") or "default")),
+                ("Runs", f"{len(study.runs)} in {len(study.variants)} variants"),
+                ("Done", str(counts["done"])),
+                ("Failed", str(counts["failed"])),
+                ("Pending", str(unfinished) + (f" ({counts['running']} running)" if counts["running"] else "")),
+                ("Generated", time.strftime("%Y-%m-%d %H:%M")),
+            ],
+            cards=True,
+        )
+    )
+    if unfinished or counts["failed"]:
+        blocks.append(Text("This study is incomplete: the numbers below use the finished runs only.", muted=True))
+    blocks += [Text(note, muted=True) for note in study.notes]
+
+    blocks.append(Heading("Summary"))
+    if counts["done"] == 0:
+        blocks.append(Text("No run has finished yet."))
+    else:
+        blocks.append(Bullets(highlights(study, summary, comparisons)))
+    blocks.append(summary_table(study, summary))
+
+    blocks.append(Heading("Comparisons"))
+    if comparisons.empty:
+        blocks.append(
+            Text(
+                "No comparisons: the study names no control, or no variant and its control have both finished a run.",
+                muted=True,
+            )
+        )
+    else:
+        blocks.append(comparison_table(comparisons))
+
+    blocks.append(Heading("Figures"))
+    blocks += figures or [Text("No figures yet: no run has finished.", muted=True)]
+
+    failed = failed_frame(study)
+    blocks.append(Heading("Failed runs"))
+    blocks.append(failed_table(failed) if len(failed) else Text("None.", muted=True))
+
+    blocks += reproduction_blocks(study)
+    return blocks
+
+
+def highlights(study: StudyData, summary: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
+    """One sentence per task: the best variant, its accuracy with n, and how it compares with its control."""
+    lines = []
+    candidates = ranked(summary)
+    for task in study.tasks:
+        column = candidates[f"{task}.acc.mean"]
+        if column.notna().sum() == 0:
+            continue
+        best = candidates.loc[column.idxmax()]
+        std = best[f"{task}.acc.std"]
+        spread = f" ± {100 * std:.2f}" if pd.notna(std) else ""
+        line = f"{task}: best is {best['variant']} at {100 * best[f'{task}.acc.mean']:.2f}%{spread} (n={best['done']})"
+        vs = comparisons[(comparisons["variant"] == best["variant"]) & (comparisons["task"] == task)]
+        if len(vs):
+            c = vs.iloc[0]
+            diff = f"{100 * c['diff_mean']:+.2f}" if pd.notna(c["diff_mean"]) else MISSING
+            line += f", {diff} pp vs {c['control']} (paired t p = {format_p(c['t_p'])})"
+        elif best["is_control"]:
+            line += ", the control itself"
+        lines.append(line + ".")
+    return lines
+
+
+def reproduction_blocks(study: StudyData) -> list[Block]:
+    import yaml
+
+    info = study.info
+    command = info.get("command") or []
+    env = info.get("environment") or {}
+    versions = env.get("versions") or {}
+    run_envs = [e for e in study.runs["environment"].dropna().map(_json) if isinstance(e, dict)]
+    devices = sorted({str(e.get("device")) for e in run_envs if e.get("device")}) or [str(env.get("device") or "?")]
+    shas = sorted({str(e.get("git_sha")) for e in run_envs if e.get("git_sha")}) or [str(env.get("git_sha") or "?")]
+    blocks: list[Block] = [
+        Heading("Reproduction"),
+        Text("The command that ran this study (run it again to resume; finished runs are not trained again):"),
+        Code(shlex.join(command) if command else "(not recorded)", "sh"),
+        Text("Rebuild this report without training:"),
+        Code(shlex.join(["mtlab", "report", str(study.directory)]), "sh"),
+        Heading("Environment", 3),
+        Facts(
+            [
+                ("Git commit", ", ".join(shas)),
+                ("Device", ", ".join(devices)),
+                ("Platform", str(env.get("platform") or "?")),
+                *((name, str(version or "not installed")) for name, version in versions.items()),
+            ]
+        ),
+    ]
+    if len(shas) > 1:
+        blocks.append(Text("Runs were trained at different commits; compare with care.", muted=True))
+    if "spec" in info:
+        blocks += [Heading("Study spec as run", 3), Code(yaml.safe_dump(info["spec"], sort_keys=False), "yaml")]
+    return blocks
+
+
+def _json(value: Any) -> Any:
+    import json
+
+    return json.loads(value) if isinstance(value, str) else value
+
+
+# ---------------------------------------------------------------------------------------------------- markdown
+
+
+def to_markdown(blocks: list[Block], directory: Path) -> str:
+    out: list[str] = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            out.append("#" * block.level + " " + block.text)
+        elif isinstance(block, Text):
+            out.append(f"*{block.text}*" if block.muted else block.text)
+        elif isinstance(block, Bullets):
+            out.append("\n".join(f"- {item}" for item in block.items))
+        elif isinstance(block, Facts):
+            out.append("\n".join(f"- **{k}:** {v}" for k, v in block.items))
+        elif isinstance(block, Code):
+            out.append(f"```{block.language}\n{block.text.rstrip()}\n```")
+        elif isinstance(block, Table):
+            out.append(_md_table(block))
+        elif isinstance(block, SavedFigure):
+            out.append(
+                f"### {block.title}\n\n![{block.title}]({block.path.relative_to(directory).as_posix()})\n\n"
+                f"*{block.caption}*"
+            )
+    return "\n\n".join(out) + "\n"
+
+
+def _md_table(table: Table) -> str:
+    def cell(c: Cell) -> str:
+        text = c.plain.replace("|", "\\|")
+        if c.kind == "code":
+            return f"`{text}`"
+        return f"**{text}**" if c.strong else text
+
+    align = [("---:" if kind == "number" else ":---") for kind in _column_kinds(table)]
+    lines = [
+        "| " + " | ".join(h.replace("|", "\\|") for h in table.headers) + " |",
+        "| " + " | ".join(align) + " |",
+        *("| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows),
+    ]
+    return "\n".join(lines) + (f"\n\n*{table.caption}*" if table.caption else "")
+
+
+def _column_kinds(table: Table) -> list[str]:
+    return [c.kind for c in table.rows[0]] if table.rows else ["text"] * len(table.headers)
+
+
+# -------------------------------------------------------------------------------------------------------- html
+
+CSS = """
+:root { --ink: #1f2328; --muted: #656d76; --line: #d8dee4; --soft: #f6f8fa; --accent: #0969da; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #eef1f4; color: var(--ink); line-height: 1.5;
+  font: 15px/1.5 -apple-system, "Segoe UI", "Noto Sans", Helvetica, Arial, sans-serif; }
+main { max-width: 1180px; margin: 24px auto; padding: 32px 40px 48px; background: #fff;
+  border-radius: 10px; box-shadow: 0 1px 3px rgba(0,0,0,.08); }
+h1 { font-size: 28px; margin: 0 0 4px; }
+h2 { font-size: 21px; margin: 36px 0 12px; padding-bottom: 6px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 16px; margin: 24px 0 8px; }
+p { margin: 8px 0; }
+.muted { color: var(--muted); font-style: italic; }
+nav { margin: 12px 0 4px; font-size: 14px; }
+nav a { color: var(--accent); text-decoration: none; margin-right: 16px; }
+.facts { display: flex; flex-wrap: wrap; gap: 10px; margin: 16px 0; padding: 0; }
+.facts div { background: var(--soft); border: 1px solid var(--line); border-radius: 8px; padding: 6px 14px; }
+.facts dt { font-size: 11px; text-transform: uppercase; letter-spacing: .05em; color: var(--muted); }
+.facts dd { margin: 0; font-weight: 600; font-size: 15px; }
+.facts .failed dd { color: #cf222e; } .facts .pending dd { color: #9a6700; } .facts .done dd { color: #1a7f37; }
+ul.highlights { margin: 8px 0 16px; padding-left: 22px; }
+.table-wrap { overflow-x: auto; margin: 12px 0 4px; }
+table { border-collapse: collapse; width: 100%; font-size: 14px; }
+th { background: var(--soft); text-align: left; font-weight: 600; padding: 8px 10px;
+  border-bottom: 2px solid var(--line); vertical-align: bottom; }
+td { padding: 7px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
+tbody tr:nth-child(even) td { background: #fafbfc; }
+tbody tr:hover td { background: #eef5ff; }
+td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 13px; }
+td .note { display: block; color: var(--muted); font-size: 12px; }
+td strong { color: #0b4f9c; }
+td.text { max-width: 520px; }
+.caption { color: var(--muted); font-size: 13px; margin: 6px 0 0; }
+figure { margin: 20px 0 28px; }
+figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
+figcaption { color: var(--muted); font-size: 13px; margin-top: 6px; }
+pre { background: var(--soft); border: 1px solid var(--line); border-radius: 6px; padding: 12px 14px;
+  overflow-x: auto; font: 13px/1.45 ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; }
+dl.env { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; font-size: 14px; }
+dl.env dt { color: var(--muted); } dl.env dd { margin: 0; font-family: ui-monospace, Menlo, Consolas, monospace; }
+"""
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    body: list[str] = []
+    sections = [b.text for b in blocks if isinstance(b, Heading) and b.level == 2]
+    for block in blocks:
+        body.append(_html_block(block))
+        if isinstance(block, Heading) and block.level == 1:
+            body.append("<nav>" + "".join(f'<a href="#{_anchor(s)}">{_esc(s)}</a>' for s in sections) + "</nav>")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+        + "\n".join(body)
+        + "\n</main>\n</body>\n</html>\n"
+    )
+
+
+def _html_block(block: Block) -> str:
+    if isinstance(block, Heading):
+        anchor = f' id="{_anchor(block.text)}"' if block.level == 2 else ""
+        return f"<h{block.level}{anchor}>{_esc(block.text)}</h{block.level}>"
+    if isinstance(block, Text):
+        return f'<p class="muted">{_esc(block.text)}</p>' if block.muted else f"<p>{_esc(block.text)}</p>"
+    if isinstance(block, Bullets):
+        return '<ul class="highlights">' + "".join(f"<li>{_esc(i)}</li>" for i in block.items) + "</ul>"
+    if isinstance(block, Facts):
+        return _html_facts(block)
+    if isinstance(block, Code):
+        return f"<pre><code>{_esc(block.text.rstrip())}</code></pre>"
+    if isinstance(block, Table):
+        return _html_table(block)
+    if isinstance(block, SavedFigure):
+        data = base64.b64encode(block.path.read_bytes()).decode("ascii")
+        return (
+            f'<figure><h3>{_esc(block.title)}</h3><img src="data:image/png;base64,{data}" '
+            f'alt="{_esc(block.title)}"><figcaption>{_esc(block.caption)}</figcaption></figure>'
+        )
+    raise TypeError(f"unknown report block {type(block).__name__}")
+
+
+def _html_facts(facts: Facts) -> str:
+    if facts.cards:
+        items = "".join(f'<div class="{_anchor(k)}"><dt>{_esc(k)}</dt><dd>{_esc(v)}</dd></div>' for k, v in facts.items)
+        return f'<dl class="facts">{items}</dl>'
+    return '<dl class="env">' + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts.items) + "</dl>"
+
+
+def _html_table(table: Table) -> str:
+    kinds = _column_kinds(table)
+    head = "".join(f'<th class="{kind}">{_esc(h)}</th>' for h, kind in zip(table.headers, kinds, strict=True))
+    rows = []
+    for row in table.rows:
+        cells = []
+        for c in row:
+            text = f"<strong>{_esc(c.text)}</strong>" if c.strong else _esc(c.text)
+            note = f'<span class="note">{_esc(c.note)}</span>' if c.note else ""
+            cells.append(f'<td class="{c.kind}">{text}{note}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    caption = f'<p class="caption">{_esc(table.caption)}</p>' if table.caption else ""
+    return (
+        f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+        f"</table></div>{caption}"
+    )
+
+
+def _esc(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _anchor(text: str) -> str:
+    return "-".join(text.lower().split())

@@ -1,0 +1,341 @@
+"""The report's tables: what a study found, as numeric frames first and as display cells second.
+
+Everything here reads one :class:`StudyData` snapshot of the results store (never printed text, never run
+directories), and every statistic comes from :mod:`mtlab.analysis.stats`; this module only arranges and formats
+them. The numeric frames are what a script wants; :class:`Table` is what a reader wants (accuracy in percent,
+p-values as numbers, '–' wherever a value does not exist yet, e.g. the interval of a variant with one seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtlab.analysis.stats import compare, delta_m, summarize
+from mtlab.errors import MtlabError
+from mtlab.study.store import ResultStore
+
+STORE_NAME = "results.sqlite"  # the same name as mtlab.study.runner.STORE_NAME, without importing the trainer (torch)
+MISSING = "–"
+
+
+# ------------------------------------------------------------------------------------------------------ loading
+
+
+@dataclass
+class StudyData:
+    """One read of a study's store: everything the report and the export are made from.
+
+    ``runs`` holds the runs of the current spec (every status) in study order; ``metrics`` and ``history`` only
+    the finished ones. ``notes`` collects what could not be worked out (e.g. controls of a spec that no longer
+    validates), so the report can say so instead of failing.
+    """
+
+    directory: Path
+    info: dict[str, Any]
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    history: pd.DataFrame
+    confusion: dict[str, dict[str, list[list[int]]]]
+    controls: dict[str, dict[str, str]]
+    variants: list[str]
+    tasks: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def control_variants(self) -> list[str]:
+        """Variants some other variant is compared with, in study order."""
+        used = {c for per_task in self.controls.values() for c in per_task.values()}
+        return [v for v in self.variants if v in used]
+
+    def status_counts(self) -> dict[str, int]:
+        counts = self.runs["status"].value_counts()
+        return {s: int(counts.get(s, 0)) for s in ("done", "failed", "pending", "running")}
+
+
+def store_path(directory: Path) -> Path:
+    """The study's store, or a user error naming the directory (opening a missing store would create an empty one)."""
+    path = Path(directory) / STORE_NAME
+    if not path.is_file():
+        raise MtlabError(f"{directory}: not a study directory (no {STORE_NAME} in it)")
+    return path
+
+
+def load_study(directory: Path) -> StudyData:
+    directory = Path(directory)
+    with ResultStore(store_path(directory)) as store:
+        info = store.info()
+        runs = store.runs_frame()
+        metrics = store.metrics_frame()
+        history = store.history_frame()
+        confusion = {r: store.confusion(r) for r in runs.loc[runs["status"] == "done", "run_id"]}
+    notes: list[str] = []
+    controls, configured_tasks = _controls_and_tasks(info, runs, notes)
+    variants = list(dict.fromkeys(runs["variant"]))
+    measured = [t for t in dict.fromkeys(metrics["task"]) if t]
+    tasks = list(dict.fromkeys([*configured_tasks, *measured]))
+    return StudyData(directory, info, runs, metrics, history, confusion, controls, variants, tasks, notes)
+
+
+def _controls_and_tasks(info: dict[str, Any], runs: pd.DataFrame, notes: list[str]):
+    """Controls per variant from the stored spec and run configs (no re-expansion: the store is the truth)."""
+    from pydantic import ValidationError
+
+    from mtlab.config.schema import RunConfig
+    from mtlab.study.controls import resolve_controls
+    from mtlab.study.spec import RunSpec, StudySpec
+
+    try:
+        run_specs = [
+            RunSpec(r.run_id, r.variant, r.labels, int(r.seed), RunConfig.model_validate(json.loads(r.config)))
+            for r in runs.itertuples()
+        ]
+    except (ValidationError, MtlabError, ValueError) as e:
+        notes.append(f"stored run configs no longer validate, tasks and controls taken from results only: {e}")
+        return {}, []
+    tasks = list(dict.fromkeys(t for r in run_specs for t in r.config.task_names))
+    if "spec" not in info:
+        notes.append("the store holds no study spec; variants are not compared with a control")
+        return {}, tasks
+    try:
+        return resolve_controls(StudySpec.model_validate(info["spec"]), run_specs), tasks
+    except (ValidationError, MtlabError) as e:
+        notes.append(f"controls could not be resolved from the stored spec: {e}")
+        return {}, tasks
+
+
+# --------------------------------------------------------------------------------------------- numeric frames
+
+
+def summary_frame(study: StudyData) -> pd.DataFrame:
+    """One row per variant: run counts, per task test accuracy (n, mean, std, 95% CI) and loss, delta_m, size, time.
+
+    Accuracies are fractions here (as stored); a variant with no finished run has NaN statistics.
+    """
+    acc = summarize(study.metrics, "test", "acc").set_index(["variant", "task"])
+    loss = summarize(study.metrics, "test", "loss").set_index(["variant", "task"])
+    dm = delta_m(study.metrics, study.controls).set_index("variant")["delta_m"]
+    controls = set(study.control_variants)
+    rows = []
+    for variant in study.variants:
+        mine = study.runs[study.runs["variant"] == variant]
+        done = mine[mine["status"] == "done"]
+        row: dict[str, Any] = {
+            "variant": variant,
+            "runs": len(mine),
+            "done": len(done),
+            "failed": int((mine["status"] == "failed").sum()),
+            "is_control": variant in controls,
+            "delta_m": float(dm.get(variant, math.nan)),
+            "parameters": float(done["parameters"].median()) if len(done) else math.nan,
+            "seconds": float(done["seconds"].mean()) if len(done) else math.nan,
+        }
+        for task in study.tasks:
+            a = acc.loc[(variant, task)] if (variant, task) in acc.index else None
+            b = loss.loc[(variant, task)] if (variant, task) in loss.index else None
+            row[f"{task}.acc.n"] = int(a["n"]) if a is not None else 0
+            for stat in ("mean", "std", "ci_low", "ci_high"):
+                row[f"{task}.acc.{stat}"] = float(a[stat]) if a is not None else math.nan
+            for stat in ("mean", "std"):
+                row[f"{task}.loss.{stat}"] = float(b[stat]) if b is not None else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_frame(study: StudyData) -> pd.DataFrame:
+    """Each variant against its control per task on test accuracy (paired over seeds; see :func:`compare`)."""
+    return compare(study.metrics, study.controls, "test", "acc")
+
+
+def failed_frame(study: StudyData) -> pd.DataFrame:
+    runs = study.runs
+    failed = runs[runs["status"] == "failed"]
+    return failed[["run_id", "variant", "seed", "attempts", "reason"]].reset_index(drop=True)
+
+
+def ranked(summary: pd.DataFrame) -> pd.DataFrame:
+    """The variants that may be called best: those with two or more finished runs (a single run has no spread, so
+    a lucky seed would win), or every variant with a finished run while none has two."""
+    done = summary[summary["done"] > 0]
+    replicated = done[done["done"] >= 2]
+    return replicated if len(replicated) else done
+
+
+def best_variant(study: StudyData, summary: pd.DataFrame) -> str | None:
+    """The ranked variant with the highest delta_m if any variant has a control, else the highest mean accuracy.
+
+    Mean accuracy over tasks only ranks variants that trained every task, so variants that skip a task lose.
+    """
+    candidates = ranked(summary)
+    if candidates.empty:
+        return None
+    if candidates["delta_m"].notna().any():
+        return str(candidates.loc[candidates["delta_m"].idxmax(), "variant"])
+    means = candidates[[f"{t}.acc.mean" for t in study.tasks]].mean(axis=1, skipna=False)
+    if means.notna().any():
+        return str(candidates.loc[means.idxmax(), "variant"])
+    return str(candidates.iloc[0]["variant"])
+
+
+def representative_run(study: StudyData, variant: str) -> str | None:
+    """The finished run whose test accuracy (mean over tasks) is closest to the variant's median; ties: lower seed."""
+    rows = study.metrics[
+        (study.metrics["variant"] == variant)
+        & (study.metrics["split"] == "test")
+        & (study.metrics["metric"] == "acc")
+        & (study.metrics["task"] != "")
+    ]
+    if rows.empty:
+        return None
+    per_run = rows.groupby(["run_id", "seed"], sort=False)["value"].mean().reset_index()
+    distance = (per_run["value"] - per_run["value"].median()).abs()
+    per_run = per_run.assign(distance=distance).sort_values(["distance", "seed"], kind="stable")
+    return str(per_run.iloc[0]["run_id"])
+
+
+# ------------------------------------------------------------------------------------------------ display cells
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A displayed value: ``text`` (the main reading), an optional ``note`` shown beside or below it, emphasis."""
+
+    text: str
+    note: str = ""
+    strong: bool = False
+    kind: str = "number"  # "number" (right-aligned), "text", or "code" (identifiers, monospace)
+
+    @property
+    def plain(self) -> str:
+        return f"{self.text} {self.note}".strip()
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[Cell]]
+    caption: str = ""
+
+
+def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:
+    headers = ["Variant", "n"]
+    for task in study.tasks:
+        headers += [f"{task} test acc (%)", f"{task} test loss"]
+    headers += ["Δm (%)", "Parameters", "Train time"]
+    best = {t: ranked(summary)[f"{t}.acc.mean"].max() for t in study.tasks}
+    rows = []
+    for r in summary.to_dict("records"):
+        name = r["variant"] + (" (control)" if r["is_control"] else "")
+        n = str(r["done"]) if r["done"] == r["runs"] else f"{r['done']} of {r['runs']}"
+        cells = [Cell(name, kind="text"), Cell(n)]
+        for task in study.tasks:
+            mean = r[f"{task}.acc.mean"]
+            cells.append(
+                Cell(
+                    f"{_pct(mean)} ± {_pct(r[f'{task}.acc.std'])}" if _ok(mean) else MISSING,
+                    note=f"[{_pct(r[f'{task}.acc.ci_low'])}, {_pct(r[f'{task}.acc.ci_high'])}]"
+                    if _ok(r[f"{task}.acc.ci_low"])
+                    else (f"[{MISSING}]" if _ok(mean) else ""),
+                    strong=_ok(mean) and mean == best[task],
+                )
+            )
+            loss = r[f"{task}.loss.mean"]
+            cells.append(Cell(f"{loss:.3f} ± {_num(r[f'{task}.loss.std'], '.3f')}" if _ok(loss) else MISSING))
+        dm = r["delta_m"]
+        cells.append(Cell("control" if r["is_control"] and not _ok(dm) else _signed(dm, ".2f")))
+        cells.append(Cell(f"{int(r['parameters']):,}" if _ok(r["parameters"]) else MISSING))
+        cells.append(Cell(_duration(r["seconds"])))
+        rows.append(cells)
+    caption = (
+        "Test accuracy: mean ± sample std over seeds, 95% Student-t interval in brackets, best mean per task in bold "
+        "(variants with a single finished run are not ranked); '–' where there are too few finished runs. n = finished "
+        "runs. Δm: mean relative change of test accuracy against the control over the tasks both train (Maninis et "
+        "al., 2019). Train time: mean per run."
+    )
+    return Table("Summary", headers, rows, caption)
+
+
+def comparison_table(comparisons: pd.DataFrame) -> Table:
+    headers = ["Variant", "Task", "Control", "Pairs", "Δ acc (pp)", "95% CI (pp)", "Paired t p", "Wilcoxon p"]
+    rows = [
+        [
+            Cell(r["variant"], kind="text"),
+            Cell(r["task"], kind="text"),
+            Cell(r["control"], kind="text"),
+            Cell(str(r["n_pairs"])),
+            Cell(_signed(100 * r["diff_mean"], ".2f"), strong=_ok(r["t_p"]) and r["t_p"] < 0.05),
+            Cell(
+                f"[{_signed(100 * r['diff_ci_low'], '.2f')}, {_signed(100 * r['diff_ci_high'], '.2f')}]"
+                if _ok(r["diff_ci_low"])
+                else MISSING
+            ),
+            Cell(format_p(r["t_p"])),
+            Cell(format_p(r["wilcoxon_p"])),
+        ]
+        for r in comparisons.to_dict("records")
+    ]
+    caption = (
+        "Test accuracy of each variant minus its control's, paired by seed over the seeds both finished, in "
+        "percentage points. p-values are two-sided; with few pairs the Wilcoxon test cannot reach small values "
+        "(3 pairs: p ≥ 0.25). Bold: paired t p < 0.05."
+    )
+    return Table("Comparisons with the control", headers, rows, caption)
+
+
+def failed_table(failed: pd.DataFrame) -> Table:
+    rows = [
+        [
+            Cell(r["run_id"], kind="code"),
+            Cell(r["variant"], kind="text"),
+            Cell(str(r["seed"])),
+            Cell(str(r["attempts"])),
+            Cell(" ".join(str(r["reason"] or "no reason recorded").split()), kind="text"),
+        ]
+        for r in failed.to_dict("records")
+    ]
+    return Table(
+        "Failed runs",
+        ["Run", "Variant", "Seed", "Attempts", "Reason"],
+        rows,
+        "Runs that raised or diverged (details in runs/<run>/error.txt). Resuming the study skips them unless "
+        "it is asked to retry failed runs.",
+    )
+
+
+def format_p(p: float) -> str:
+    """A p-value as a number: three decimals down to 0.001, then scientific ('–' when the test is undefined)."""
+    if not _ok(p):
+        return MISSING
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _ok(x: Any) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}" if _ok(x) else MISSING
+
+
+def _num(x: float, spec: str) -> str:
+    return format(x, spec) if _ok(x) else MISSING
+
+
+def _signed(x: float, spec: str) -> str:
+    return format(x, "+" + spec) if _ok(x) else MISSING
+
+
+def _duration(seconds: float) -> str:
+    if not _ok(seconds):
+        return MISSING
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,33 @@
+"""Built-in studies, shipped as YAML package data in ``mtlab/studies`` and addressed by name."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from mtlab.errors import ConfigError
+from mtlab.study.spec import StudySpec, load_study_spec
+
+
+def builtin_study_paths() -> dict[str, Path]:
+    """Study name -> its YAML file, for every study shipped with mtlab."""
+    folder = resources.files("mtlab") / "studies"
+    return {
+        Path(p.name).stem: Path(str(p))
+        for p in sorted(folder.iterdir(), key=lambda p: p.name)
+        if p.name.endswith(".yaml")
+    }
+
+
+def find_study(name_or_path: str) -> tuple[StudySpec, Path]:
+    """A built-in study by name, or a study YAML by path."""
+    builtin = builtin_study_paths()
+    if name_or_path in builtin:
+        path = builtin[name_or_path]
+    else:
+        path = Path(name_or_path)
+        if not path.exists():
+            raise ConfigError(
+                f"{name_or_path}: no such study file and no built-in study of that name; built-in: {sorted(builtin)}"
+            )
+    return load_study_spec(path), path

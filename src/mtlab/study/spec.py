@@ -1,0 +1,223 @@
+"""Study specs: a base run config, the axes and variants that change it, the seeds, the control and the budgets.
+
+A study expands into runs (:func:`expand`): every variant x every point of the grid x every seed. Each run's id is a
+hash of its resolved config, so editing one axis value only adds the runs that did not exist before, and a run
+already stored under that id is never trained again.
+
+Axes map a dotted config key to values. A list gives values that are their own labels (``[0.3, 0.7]``); a mapping
+gives readable labels (``{independent: independent, "coarse->fine": "coarse->fine"}``). An axis whose name is not a
+config key (``aux``) is a bundle: each of its values maps several dotted keys to values
+(``{"aux off": {tasks: [leq]}, "aux on": {loss.weights: {leq: 0.5, digit_a: 0.25, digit_b: 0.25}}}``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from mtlab.config.load import format_error, read_yaml, set_dotted
+from mtlab.config.schema import RunConfig, Strict
+from mtlab.errors import ConfigError
+
+Axis = dict[str, Any]  # label -> value (lists are normalised to this form)
+
+
+def _as_axis(values: Any) -> Axis:
+    if isinstance(values, dict):
+        if not values:
+            raise ValueError("an axis needs at least one value")
+        return {str(label): value for label, value in values.items()}
+    if isinstance(values, list):
+        if not values:
+            raise ValueError("an axis needs at least one value")
+        return {_label(v): v for v in values}
+    raise ValueError(f"an axis is a list of values or a mapping label -> value, got {type(values).__name__}")
+
+
+def _label(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class Variant(Strict):
+    """A named change of the base config: fixed overrides (``set``) and, optionally, its own grid axes."""
+
+    set: dict[str, Any] = Field(default_factory=dict, description="Dotted config key -> value.")
+    grid: dict[str, Axis] = Field(default_factory=dict, description="Axes that apply to this variant only.")
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _axes(cls, grid: Any) -> Any:
+        return {k: _as_axis(v) for k, v in grid.items()} if isinstance(grid, dict) else grid
+
+
+class Budget(Strict):
+    """A named size of the study (``quick`` = minutes on a 2-core CPU, ``full`` = the original protocol)."""
+
+    description: str = ""
+    seeds: int | list[int] | None = Field(None, description="Overrides the study's seeds.")
+    set: dict[str, Any] = Field(default_factory=dict, description="Dotted overrides applied to every run.")
+
+
+class Control(Strict):
+    """What each variant is compared with.
+
+    ``variant``: one variant for all. ``match``: per variant, the variant that has the same labels except on the
+    given axes, where it has the given labels (e.g. per net: sharing off and aux off). ``per_task``: for each task,
+    the variant that is its baseline (e.g. the single-task models).
+    """
+
+    variant: str | None = None
+    match: dict[str, str] | None = None
+    per_task: dict[str, str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"variant": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Control:
+        if sum(x is not None for x in (self.variant, self.match, self.per_task)) != 1:
+            raise ValueError("give exactly one of variant, match, per_task")
+        return self
+
+
+class StudySpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    base: dict[str, Any] = Field(description="The run config every run starts from.")
+    grid: dict[str, Axis] = Field(default_factory=dict, description="Axes applied to every variant.")
+    variants: dict[str, Variant] = Field(default_factory=dict)
+    seeds: int | list[int] = Field(3, description="A count (seeds 0..n-1) or an explicit list.")
+    control: Control | None = None
+    budgets: dict[str, Budget] = Field(default_factory=dict)
+    default_budget: str | None = None
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _axes(cls, grid: Any) -> Any:
+        return {k: _as_axis(v) for k, v in grid.items()} if isinstance(grid, dict) else grid
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: int | list[int]) -> int | list[int]:
+        if isinstance(seeds, int) and seeds < 1:
+            raise ValueError("needs at least one seed")
+        if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+            raise ValueError("a list of distinct non-negative seeds")
+        return seeds
+
+    @model_validator(mode="after")
+    def _budget_names(self) -> StudySpec:
+        if self.default_budget is not None and self.default_budget not in self.budgets:
+            raise ValueError(f"default_budget {self.default_budget!r} is not one of the budgets {list(self.budgets)}")
+        return self
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a study: its variant, its labels per axis, its seed, and its resolved, validated config."""
+
+    run_id: str
+    variant: str
+    labels: dict[str, str]
+    seed: int
+    config: RunConfig
+
+
+def is_bundle(axis: str) -> bool:
+    """An axis named by something other than a config key (``aux``) sets several keys per value."""
+    return axis.split(".")[0] not in RunConfig.model_fields
+
+
+def run_id(config: RunConfig) -> str:
+    """A stable id from the resolved config (every default filled in): same config -> same id."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def seed_list(seeds: int | list[int]) -> list[int]:
+    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+
+
+def expand(spec: StudySpec, budget: str | None = None, overrides: dict[str, Any] | None = None) -> list[RunSpec]:
+    """Every run of the study under ``budget``, variants in spec order, then grid points, then seeds.
+
+    ``overrides`` (dotted key -> value) apply to every run, after the budget, variant and axes.
+    """
+    overrides_for_all = overrides
+    chosen = _budget(spec, budget)
+    seeds = seed_list(chosen.seeds if chosen and chosen.seeds is not None else spec.seeds)
+    variants = spec.variants or {"": Variant()}
+    runs: list[RunSpec] = []
+    for variant_name, variant in variants.items():
+        axes = {**spec.grid, **variant.grid}
+        for point in _grid_points(axes):
+            labels = {"variant": variant_name} if variant_name else {}
+            labels.update({key: label for key, (label, _) in point.items()})
+            name = ", ".join(v for v in labels.values())
+            overrides: dict[str, Any] = dict(chosen.set) if chosen else {}
+            overrides.update(variant.set)
+            for key, (label, value) in point.items():
+                if is_bundle(key):
+                    if not isinstance(value, dict):
+                        raise ConfigError(
+                            f"study {spec.name}: axis {key!r} value {label!r} must map config keys "
+                            "to values (an axis whose name is not a config key sets several keys)"
+                        )
+                    overrides.update(value)
+                else:
+                    overrides[key] = value
+            overrides.update(overrides_for_all or {})
+            for seed in seeds:
+                config = _resolve(spec, {**overrides, "seed": seed}, name)
+                runs.append(RunSpec(run_id(config), name or "all", labels, seed, config))
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"study {spec.name}: two variants resolve to the same run config; make them differ")
+    return runs
+
+
+def load_study_spec(path: str | Path) -> StudySpec:
+    raw = read_yaml(path)
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {format_error(e, raw)}") from None
+    expand(spec)  # validates every run config of the default budget up front
+    for budget in spec.budgets:
+        expand(spec, budget)
+    return spec
+
+
+def _budget(spec: StudySpec, budget: str | None) -> Budget | None:
+    name = budget or spec.default_budget
+    if name is None:
+        return None
+    if name not in spec.budgets:
+        raise ConfigError(f"budget {name!r} is not defined for study {spec.name}; budgets: {list(spec.budgets)}")
+    return spec.budgets[name]
+
+
+def _grid_points(axes: dict[str, Axis]) -> list[dict[str, tuple[str, Any]]]:
+    points: list[dict[str, tuple[str, Any]]] = [{}]
+    for key, axis in axes.items():
+        points = [{**p, key: (label, value)} for p in points for label, value in axis.items()]
+    return points
+
+
+def _resolve(spec: StudySpec, overrides: dict[str, Any], variant: str) -> RunConfig:
+    raw = copy.deepcopy(spec.base)
+    for key, value in overrides.items():
+        set_dotted(raw, key, value)
+    raw.setdefault("name", spec.name)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"study {spec.name}, variant {variant or 'base'!r}: {format_error(e, raw)}") from None

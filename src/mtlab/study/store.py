@@ -1,0 +1,239 @@
+"""The results store: one SQLite file per study directory (stdlib ``sqlite3``, WAL journal).
+
+Only the driver process writes. A run's results (history, final metrics, confusion matrices, status) are written in
+one transaction, so a study killed at any moment leaves every run either fully recorded or not at all; a run left
+``running`` by a killed driver is simply run again. Readers (reports, exports) get pandas frames and never parse
+printed text.
+
+Tables::
+
+    study      key -> value         the spec (YAML), budget, command, created/updated times
+    runs       one row per run      id, variant, labels, seed, resolved config, status (+ reason), timings,
+                                    parameters, environment, run directory, attempts, active (in the current spec)
+    history    run, epoch, metric   per-epoch values (train/val loss and accuracy per task, lr, seconds)
+    metrics    run, split, task,    final values: test loss/acc per task (task '' = the weighted total), and the
+               metric               validation values of the selected epoch
+    confusion  run, task            test confusion matrix (rows = true class) as JSON
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mtlab.study.spec import RunSpec
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS study (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    variant TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    reason TEXT,
+    started REAL,
+    finished REAL,
+    seconds REAL,
+    parameters INTEGER,
+    best_epoch INTEGER,
+    epochs_run INTEGER,
+    environment TEXT,
+    run_dir TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1,
+    position INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS history (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL, metric TEXT NOT NULL, value REAL,
+    PRIMARY KEY (run_id, epoch, metric)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), split TEXT NOT NULL, task TEXT NOT NULL, metric TEXT NOT NULL,
+    value REAL, PRIMARY KEY (run_id, split, task, metric)
+);
+CREATE TABLE IF NOT EXISTS confusion (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), task TEXT NOT NULL, matrix TEXT NOT NULL,
+    PRIMARY KEY (run_id, task)
+);
+"""
+
+UNFINISHED = ("pending", "running")
+
+
+class ResultStore:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # explicit transactions below
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # a committed run survives power loss, not just a kill
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------------ writing
+
+    def set_info(self, **items: Any) -> None:
+        with self._transaction():
+            self.db.executemany(
+                "INSERT INTO study (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(k, json.dumps(v)) for k, v in items.items()],
+            )
+
+    def sync_runs(self, runs: Iterable[RunSpec]) -> None:
+        """Add runs not yet stored as pending; mark exactly these runs active (in the current spec and budget)."""
+        runs = list(runs)
+        with self._transaction():
+            self.db.execute("UPDATE runs SET active = 0")
+            for position, run in enumerate(runs):
+                self.db.execute(
+                    "INSERT INTO runs (run_id, variant, labels, seed, config, status, position) "
+                    "VALUES (?, ?, ?, ?, ?, 'pending', ?) "
+                    "ON CONFLICT(run_id) DO UPDATE SET active = 1, position = excluded.position, "
+                    "variant = excluded.variant, labels = excluded.labels",
+                    (
+                        run.run_id,
+                        run.variant,
+                        json.dumps(run.labels),
+                        run.seed,
+                        json.dumps(run.config.model_dump(mode="json")),
+                        position,
+                    ),
+                )
+
+    def mark_running(self, run_id: str, run_dir: Path) -> None:
+        with self._transaction():
+            self.db.execute(
+                "UPDATE runs SET status = 'running', reason = NULL, started = ?, run_dir = ?, "
+                "attempts = attempts + 1 WHERE run_id = ?",
+                (time.time(), str(run_dir), run_id),
+            )
+
+    def record_done(self, run_id: str, result: Any, *, parameters: int, environment: dict[str, Any]) -> None:
+        """Store a finished run (a :class:`~mtlab.train.fit.FitResult`) in one transaction."""
+        history = [
+            (run_id, int(record["epoch"]), key, float(value))
+            for record in result.history
+            for key, value in record.items()
+            if key != "epoch"
+        ]
+        metrics = [(run_id, *_split_task_metric(key), float(v)) for key, v in {**result.test, **result.val}.items()]
+        confusion = [(run_id, task, json.dumps(matrix)) for task, matrix in result.confusion.items()]
+        with self._transaction():
+            self._clear(run_id)
+            self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?)", history)
+            self.db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", metrics)
+            self.db.executemany("INSERT INTO confusion VALUES (?, ?, ?)", confusion)
+            self.db.execute(
+                "UPDATE runs SET status = 'done', reason = NULL, finished = ?, seconds = ?, parameters = ?, "
+                "best_epoch = ?, epochs_run = ?, environment = ? WHERE run_id = ?",
+                (
+                    time.time(),
+                    result.seconds,
+                    parameters,
+                    result.best_epoch,
+                    len(result.history),
+                    json.dumps(environment),
+                    run_id,
+                ),
+            )
+
+    def record_failed(self, run_id: str, reason: str) -> None:
+        with self._transaction():
+            self._clear(run_id)
+            self.db.execute(
+                "UPDATE runs SET status = 'failed', reason = ?, finished = ? WHERE run_id = ?",
+                (reason, time.time(), run_id),
+            )
+
+    # ------------------------------------------------------------------------------------------------ reading
+
+    def info(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM study")}
+
+    def statuses(self, active_only: bool = True) -> dict[str, str]:
+        where = " WHERE active = 1" if active_only else ""
+        return dict(self.db.execute(f"SELECT run_id, status FROM runs{where} ORDER BY position"))
+
+    def runs_to_do(self, retry_failed: bool = False) -> list[str]:
+        """Active runs not yet done, in study order (``running`` ones were interrupted)."""
+        wanted = (*UNFINISHED, "failed") if retry_failed else UNFINISHED
+        return [r for r, s in self.statuses().items() if s in wanted]
+
+    def runs_frame(self, active_only: bool = True):
+        import pandas as pd
+
+        where = " WHERE active = 1" if active_only else ""
+        frame = pd.read_sql_query(f"SELECT * FROM runs{where} ORDER BY position", self.db)
+        frame["labels"] = frame["labels"].map(json.loads)
+        return frame
+
+    def metrics_frame(self, active_only: bool = True):
+        """Final metrics joined with run identity: run_id, variant, seed, split, task, metric, value."""
+        import pandas as pd
+
+        where = " AND r.active = 1" if active_only else ""
+        return pd.read_sql_query(
+            "SELECT m.run_id, r.variant, r.seed, m.split, m.task, m.metric, m.value FROM metrics m "
+            f"JOIN runs r USING (run_id) WHERE r.status = 'done'{where} ORDER BY r.position",
+            self.db,
+        )
+
+    def history_frame(self, active_only: bool = True):
+        """Per-epoch values joined with run identity: run_id, variant, seed, epoch, metric, value."""
+        import pandas as pd
+
+        where = " AND r.active = 1" if active_only else ""
+        return pd.read_sql_query(
+            "SELECT h.run_id, r.variant, r.seed, h.epoch, h.metric, h.value FROM history h "
+            f"JOIN runs r USING (run_id) WHERE r.status = 'done'{where} ORDER BY r.position, h.epoch",
+            self.db,
+        )
+
+    def confusion(self, run_id: str) -> dict[str, list[list[int]]]:
+        rows = self.db.execute("SELECT task, matrix FROM confusion WHERE run_id = ?", (run_id,))
+        return {task: json.loads(matrix) for task, matrix in rows}
+
+    # ----------------------------------------------------------------------------------------------- internals
+
+    def _clear(self, run_id: str) -> None:
+        for table in ("history", "metrics", "confusion"):
+            self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+
+    def _transaction(self):
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error): all of a write lands, or none of it."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _split_task_metric(key: str) -> tuple[str, str, str]:
+    """``test.item.acc`` -> (test, item, acc); ``test.loss`` -> (test, '', loss)."""
+    parts = key.split(".")
+    if len(parts) == 2:
+        return parts[0], "", parts[1]
+    return parts[0], ".".join(parts[1:-1]), parts[-1]

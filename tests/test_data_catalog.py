@@ -1,0 +1,159 @@
+"""Every registered dataset loads with the tasks it promises; real MNIST / Fashion-MNIST counts, names and groups."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import require_shared_data
+from mtlab.config.schema import Cifar100Data, FashionData, MnistData, MnistPairsData
+from mtlab.data import Dataset, load_dataset, registered_datasets
+from mtlab.data.catalog import FASHION_CLASSES, register
+from mtlab.data.idx import read_bytes, read_idx, write_idx
+from mtlab.data.resolve import embedded_dir
+from mtlab.data.sources import SOURCES
+from mtlab.data.tasks import dataset_task_names
+from mtlab.errors import ConfigError, DataError
+from test_data_cifar import synthetic_source, write_unpacked
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def _config_for(name: str, tmp_path, monkeypatch):
+    """A data config for dataset ``name``; CIFAR-100 gets synthetic files (the real ones are not available here)."""
+    if name == "cifar100":
+        write_unpacked(tmp_path)
+        monkeypatch.setitem(SOURCES, "cifar100", synthetic_source())
+        return Cifar100Data(dataset="cifar100", data_dir=tmp_path)
+    if name != "fashion-mnist-sample":
+        require_shared_data()
+    configs = {
+        "mnist": MnistData(dataset="mnist"),
+        "mnist-pairs": MnistPairsData(dataset="mnist-pairs", pairs=100),
+        "fashion-mnist": FashionData(dataset="fashion-mnist"),
+        "fashion-mnist-sample": FashionData(dataset="fashion-mnist-sample"),
+    }
+    return configs[name]  # a KeyError here: a newly registered dataset needs a config in this test
+
+
+@pytest.mark.parametrize("name", registered_datasets())
+def test_every_registered_dataset_loads_its_declared_tasks(name, tmp_path, monkeypatch):
+    dataset = load_dataset(_config_for(name, tmp_path, monkeypatch))
+    assert isinstance(dataset, Dataset)
+    assert dataset.name == name
+    assert list(dataset.tasks) == dataset_task_names(SimpleNamespace(dataset=name))
+    for split in (dataset.train, dataset.test):
+        assert split.images.dtype in (torch.uint8, torch.float32)
+        assert split.images.ndim == 4
+        assert list(split.labels) == list(dataset.tasks)
+        for task, labels in split.labels.items():
+            assert labels.dtype == torch.int64
+            assert labels.min() >= 0
+            assert labels.max() < dataset.tasks[task].num_classes
+
+
+@pytest.fixture(scope="module")
+def mnist() -> Dataset:
+    return load_dataset(MnistData(dataset="mnist", data_dir=require_shared_data(), download=False))
+
+
+@pytest.fixture(scope="module")
+def fashion() -> Dataset:
+    return load_dataset(FashionData(dataset="fashion-mnist", data_dir=require_shared_data(), download=False))
+
+
+def test_mnist(mnist):
+    assert mnist.train.images.shape == (60000, 1, 28, 28)
+    assert mnist.test.images.shape == (10000, 1, 28, 28)
+    assert mnist.train.images.dtype == torch.uint8
+    assert torch.bincount(mnist.train.labels["digit"]).tolist() == MNIST_TRAIN_COUNTS
+    assert mnist.tasks["digit"].class_names == tuple("0123456789")
+    assert mnist.origin == str(require_shared_data() / "mnist")
+
+
+def test_fashion_items(fashion):
+    assert fashion.train.images.shape == (60000, 1, 28, 28)
+    assert torch.bincount(fashion.train.labels["item"]).tolist() == [6000] * 10
+    assert torch.bincount(fashion.test.labels["item"]).tolist() == [1000] * 10
+    assert fashion.tasks["item"].class_names == (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    )  # fmt: skip
+
+
+def test_fashion_default_groups(fashion):
+    assert fashion.tasks["group"].class_names == ("shoes", "gendered", "unisex")
+    item, group = fashion.train.labels["item"], fashion.train.labels["group"]
+    for members, index in (((5, 7, 9), 0), ((3, 6, 8), 1), ((0, 1, 2, 4), 2)):
+        assert set(group[torch.isin(item, torch.tensor(members))].tolist()) == {index}
+    assert torch.bincount(group).tolist() == [18000, 18000, 24000]
+
+
+def test_fashion_custom_groups_follow_config_order():
+    require_shared_data()
+    groups = {"tops": [0, 2, 4, 6], "rest": [1, 3, 8], "feet": [5, 7, 9]}
+    dataset = load_dataset(FashionData(dataset="fashion-mnist", groups=groups))
+    assert dataset.tasks["group"].class_names == ("tops", "rest", "feet")
+    item, group = dataset.test.labels["item"], dataset.test.labels["group"]
+    assert group[item == 6].unique().tolist() == [0]
+    assert group[item == 8].unique().tolist() == [1]
+    assert group[item == 9].unique().tolist() == [2]
+
+
+def test_embedded_sample_needs_no_data_and_is_stratified(monkeypatch):
+    monkeypatch.delenv("MTLAB_DATA", raising=False)
+    sample = load_dataset(FashionData(dataset="fashion-mnist-sample"))
+    assert sample.origin == "embedded"
+    assert sample.train.images.shape == (3000, 1, 28, 28)
+    assert torch.bincount(sample.train.labels["item"]).tolist() == [300] * 10
+    assert torch.bincount(sample.test.labels["item"]).tolist() == [100] * 10
+    assert sample.tasks["item"].class_names == FASHION_CLASSES
+
+
+def test_embedded_sample_holds_real_fashion_images(fashion):
+    sample_images = read_idx(embedded_dir(SOURCES["fashion-mnist-sample"]) / "t10k-images-idx3-ubyte.gz")
+    real = fashion.test.images.view(10000, -1)
+    for i in (0, 500, 999):
+        assert (real == torch.from_numpy(sample_images[i]).view(1, -1)).all(dim=1).any()
+
+
+def test_explicit_data_dir_may_hold_the_files_directly(tmp_path):
+    mnist_dir = require_shared_data() / "mnist"
+    dataset = load_dataset(MnistPairsData(dataset="mnist-pairs", data_dir=mnist_dir, pairs=10))
+    assert dataset.origin == str(mnist_dir)
+
+
+def test_missing_data_is_a_data_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("MTLAB_DATA", raising=False)
+    with pytest.raises(DataError, match=r"mnist files not found; looked in .*\(data_dir\)"):
+        load_dataset(MnistData(dataset="mnist", data_dir=tmp_path))
+
+
+def test_images_and_labels_must_agree(tmp_path, monkeypatch):
+    """Files with the right checksums (a synthetic catalogue entry) but one label short."""
+    shared = require_shared_data() / "mnist"
+    directory = tmp_path / "mnist"
+    directory.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
+        shutil.copy(shared / name, directory)
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", read_idx(shared / "t10k-labels-idx1-ubyte.gz")[:-1])
+    files = tuple(
+        dataclasses.replace(raw, digest=raw.hash(read_bytes(directory / f"{raw.name}.gz")))
+        for raw in SOURCES["mnist"].files
+    )
+    monkeypatch.setitem(SOURCES, "mnist", dataclasses.replace(SOURCES["mnist"], files=files))
+    with pytest.raises(DataError, match="does not hold one label 0-9 per image"):
+        load_dataset(MnistData(dataset="mnist", data_dir=tmp_path))
+
+
+def test_unknown_dataset_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown dataset 'imagenet'"):
+        load_dataset(SimpleNamespace(dataset="imagenet"))
+
+
+def test_a_name_registers_once():
+    with pytest.raises(ValueError, match="registered twice"):
+        register("mnist")(lambda config, seed: None)

@@ -1,0 +1,360 @@
+"""The study report: golden statistics in the Markdown, a self-contained HTML file, real PNG figures, partial
+studies, and the HTML as a real browser renders it (headless Chromium)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtlab.errors import MtlabError
+from mtlab.report import build_report
+from mtlab.report.tables import STORE_NAME, load_study, representative_run
+from mtlab.study.spec import StudySpec, expand
+from mtlab.study.store import ResultStore
+
+CONTROL = "independent, none"
+GOLDEN = "shared, none"
+PARTIAL = "shared, group->item"
+
+# Test accuracy of task item per variant and seed (seed 0, 1, 2); None = failed (seed 1) or pending (seed 2).
+ITEM_ACC = {
+    CONTROL: [0.80, 0.83, 0.81],
+    GOLDEN: [0.84, 0.86, 0.85],
+    "independent, group->item": [0.82, 0.82, 0.83],
+    PARTIAL: [0.87, None, None],
+}
+FAILED_REASON = "TrainingDiverged: training diverged at epoch 2: train.loss not finite"
+PARAMETERS = {CONTROL: 12_730, GOLDEN: 6_512, "independent, group->item": 12_796, PARTIAL: 6_545}
+
+
+def study_spec(control: str | None = CONTROL) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": "toy-hierarchy",
+            "description": "Trunk sharing x label reuse on the Fashion-MNIST sample (fake numbers for tests).",
+            "base": {
+                "data": {"dataset": "fashion-mnist-sample"},
+                "model": {"trunk": {"type": "mlp", "widths": [8]}},
+                "train": {"epochs": 3},
+            },
+            "grid": {
+                "model.sharing": ["independent", "shared"],
+                "model.reuse": {"none": "none", "group->item": "group->item"},
+            },
+            "seeds": 3,
+            "control": control,
+        }
+    )
+
+
+@dataclass
+class FakeFit:
+    """The fields of :class:`mtlab.train.fit.FitResult` that the store records."""
+
+    history: list[dict[str, float]]
+    test: dict[str, float]
+    val: dict[str, float]
+    confusion: dict[str, list[list[int]]]
+    best_epoch: int
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+def fake_fit(item_acc: float, seed: int, epochs: int = 3) -> FakeFit:
+    group_acc = min(0.99, item_acc + 0.1)
+    history = []
+    for epoch in range(1, epochs + 1):
+        gap = 0.04 * (epochs - epoch)  # accuracy climbs to its final value
+        history.append(
+            {
+                "epoch": epoch,
+                "lr": 1e-3,
+                "seconds": 1.5,
+                "train.loss": 1.2 - 0.1 * epoch,
+                "val.loss": 1.3 - 0.1 * epoch,
+                "train.item.loss": 0.9 - 0.1 * epoch,
+                "train.item.acc": item_acc + 0.03 - gap,
+                "train.group.loss": 0.4 - 0.05 * epoch,
+                "train.group.acc": group_acc + 0.005 - gap,
+                "val.item.loss": 1.0 - 0.1 * epoch,
+                "val.item.acc": item_acc - gap + 0.002 * seed,
+                "val.group.loss": 0.5 - 0.05 * epoch,
+                "val.group.acc": group_acc - gap,
+            }
+        )
+    test = {
+        "test.loss": 0.9 - item_acc / 2,
+        "test.item.loss": 1.0 - item_acc,
+        "test.item.acc": item_acc,
+        "test.group.loss": 1.0 - group_acc,
+        "test.group.acc": group_acc,
+    }
+    val = {k: v for k, v in history[-1].items() if k.startswith("val.")}
+    return FakeFit(
+        history,
+        test,
+        val,
+        {"item": confusion(item_acc, 10), "group": confusion(group_acc, 3)},
+        best_epoch=epochs,
+        seconds=4.5 + seed,
+    )
+
+
+def confusion(acc: float, k: int, per_class: int = 100) -> list[list[int]]:
+    """Each true class: ``acc`` right, the rest predicted as the next class."""
+    right = round(acc * per_class)
+    matrix = np.zeros((k, k), dtype=int)
+    for i in range(k):
+        matrix[i, i], matrix[i, (i + 1) % k] = right, per_class - right
+    return matrix.tolist()
+
+
+def build_study(directory: Path, control: str | None = CONTROL, finish: bool = True) -> Path:
+    """A study store as the runner leaves it: 4 variants x 3 seeds, one failed run, one pending, the rest done."""
+    spec = study_spec(control)
+    runs = expand(spec)
+    environment = {
+        "versions": {"python": "3.11.2", "torch": "2.13.0", "numpy": "2.3.0"},
+        "platform": "Linux-x86_64",
+        "device": "cpu",
+        "git_sha": "0123abcd",
+    }
+    with ResultStore(directory / STORE_NAME) as store:
+        store.set_info(
+            name=spec.name,
+            description=spec.description,
+            budget="quick",
+            spec=spec.model_dump(mode="json"),
+            command=["mtlab", "study", "toy-hierarchy.yaml", "--budget", "quick"],
+            environment=environment,
+        )
+        store.sync_runs(runs)
+        if not finish:
+            return directory
+        for run in runs:
+            acc = ITEM_ACC[run.variant][run.seed]
+            if run.variant == PARTIAL and run.seed == 1:
+                store.mark_running(run.run_id, Path("runs") / run.run_id)
+                store.record_failed(run.run_id, FAILED_REASON)
+            elif acc is not None:
+                epochs = 2 if (run.variant, run.seed) == (CONTROL, 2) else 3  # one run stopped early
+                store.record_done(
+                    run.run_id,
+                    fake_fit(acc, run.seed, epochs),
+                    parameters=PARAMETERS[run.variant],
+                    environment={**environment, "device": "cpu"},
+                )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict[str, Path]:
+    return build_report(build_study(tmp_path_factory.mktemp("study")))
+
+
+def failed_run_id(directory: Path) -> str:
+    with ResultStore(directory / STORE_NAME) as store:
+        return next(r for r, s in store.statuses().items() if s == "failed")
+
+
+# ------------------------------------------------------------------------------------------------------ content
+
+
+def test_build_report_writes_markdown_html_and_figures(report):
+    assert set(report) == {"md", "html", "figures"}
+    assert report["md"].name == "report.md"
+    assert report["md"].stat().st_size > 1000
+    assert report["html"].name == "report.html"
+    assert report["html"].stat().st_size > 1000
+    assert report["figures"] == report["md"].parent / "figures"
+
+
+def test_markdown_summary_has_golden_statistics(report):
+    md = report["md"].read_text()
+    row = next(line for line in md.splitlines() if line.startswith(f"| {GOLDEN} |"))
+    # item accuracies 84, 86, 85 %: mean 85, sample std 1, 95% t interval 85 ± 4.3027 * 1 / sqrt(3) = 85 ± 2.484.
+    assert "85.00 ± 1.00 [82.52, 87.48]" in row
+    assert "| 3 |" in row
+    assert f"| {CONTROL} (control) |" in md
+    # Δm of the golden variant: mean over item and group of the relative change of mean accuracy vs the control.
+    control_item, golden_item = np.mean(ITEM_ACC[CONTROL]), np.mean(ITEM_ACC[GOLDEN])
+    expected_dm = 100 * np.mean(
+        [
+            (golden_item - control_item) / control_item,
+            ((golden_item + 0.1) - (control_item + 0.1)) / (control_item + 0.1),
+        ]
+    )
+    assert f"{expected_dm:+.2f}" in row
+    assert "6,512" in row
+
+
+def test_markdown_comparison_has_paired_p_values(report):
+    md = report["md"].read_text()
+    row = next(line for line in md.splitlines() if line.startswith(f"| {GOLDEN} | item | {CONTROL} |"))
+    # Differences 4, 3, 4 pp: mean 3.667, t = 11 with 2 df, two-sided p = 1 - 11 / sqrt(11^2 + 2) = 0.0082;
+    # Wilcoxon on 3 positive differences: exact p = 2 / 2^3 = 0.25.
+    assert "+3.67" in row
+    assert "| 0.008 |" in row
+    assert "| 0.250 |" in row
+
+
+def test_partial_variant_shows_missing_interval_and_failed_run(report):
+    md = report["md"].read_text()
+    row = next(line for line in md.splitlines() if line.startswith(f"| {PARTIAL} |"))
+    assert "87.00 ± – [–]" in row
+    assert "| 1 of 3 |" in row
+    failed = md.split("## Failed runs", 1)[1]
+    assert failed_run_id(report["md"].parent) in failed
+    assert FAILED_REASON in failed
+    header = md.split("## Summary", 1)[0]
+    assert "- **Done:** 10" in header
+    assert "- **Failed:** 1" in header
+    assert "- **Pending:** 1" in header
+
+
+def test_markdown_references_figures_and_reproduction(report):
+    md = report["md"].read_text()
+    for png in re.findall(r"\]\((figures/[^)]+\.png)\)", md):
+        assert (report["md"].parent / png).is_file()
+    assert "figures/test-accuracy.png" in md
+    assert "figures/confusion.png" in md
+    assert "mtlab study toy-hierarchy.yaml --budget quick" in md
+    assert "0123abcd" in md
+    assert "2.13.0" in md
+    assert "model.sharing:" in md  # the spec as YAML
+
+
+def test_html_is_self_contained(report):
+    html = report["html"].read_text()
+    assert not re.search(r"https?://", html)
+    assert "<script" not in html.lower()
+    assert "<link" not in html.lower()
+    assert not re.search(r"""src=["'](?!data:)""", html)  # every image is embedded
+    assert html.count("data:image/png;base64,") == len(list(report["figures"].glob("*.png")))
+    assert "85.00 ± 1.00" in html
+
+
+def test_figures_are_nonempty_pngs(report):
+    from matplotlib.image import imread
+
+    pngs = sorted(report["figures"].glob("*.png"))
+    names = {p.name for p in pngs}
+    assert {
+        "learning-curves-item.png",
+        "learning-curves-group.png",
+        "test-accuracy.png",
+        "confusion.png",
+        "parameters.png",
+    } <= names
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        pixels = imread(png)[..., :3]
+        assert pixels.shape[0] > 200
+        assert pixels.shape[1] > 500
+        assert pixels.std() > 0.05, f"{png.name} looks blank"
+
+
+def test_representative_run_is_closest_to_median(report):
+    study = load_study(report["md"].parent)
+    chosen = representative_run(study, GOLDEN)
+    seed = int(study.runs.set_index("run_id").loc[chosen, "seed"])
+    # Mean of item and group accuracy per seed: 0.84 -> seed 0, 0.86 -> seed 1, 0.85 -> seed 2 (the median).
+    assert seed == 2
+
+
+# ------------------------------------------------------------------------------------------------ partial studies
+
+
+def test_report_of_a_study_with_nothing_finished(tmp_path):
+    paths = build_report(build_study(tmp_path, finish=False))
+    md = paths["md"].read_text()
+    assert "No run has finished yet." in md
+    assert "- **Pending:** 12" in md
+    assert "data:image/png" not in paths["html"].read_text()
+
+
+def test_report_without_control_has_no_comparisons(tmp_path):
+    paths = build_report(build_study(tmp_path, control=None))
+    md = paths["md"].read_text()
+    assert "No comparisons" in md
+    assert "(control)" not in md
+    assert (paths["figures"] / "confusion.png").is_file()
+
+
+def test_missing_store_is_a_user_error_and_creates_nothing(tmp_path):
+    with pytest.raises(MtlabError, match=re.escape(str(tmp_path))):
+        build_report(tmp_path)
+    assert not (tmp_path / STORE_NAME).exists()
+
+
+def test_store_name_matches_runner():
+    from mtlab.study.runner import STORE_NAME as RUNNER_STORE_NAME
+
+    assert STORE_NAME == RUNNER_STORE_NAME
+
+
+def test_report_command_prints_paths(tmp_path, capsys):
+    from mtlab.cli import report_cmd
+
+    parser = argparse.ArgumentParser()
+    report_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["report", str(build_study(tmp_path))])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "report.html") in out
+    assert str(tmp_path / "report.md") in out
+
+
+# -------------------------------------------------------------------------------------------------- real browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def chromium(*args: str, home: Path) -> subprocess.CompletedProcess:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={home / 'profile'}",
+        *args,
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(home)}, check=False
+    )
+
+
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    from matplotlib.image import imread
+
+    url = report["html"].resolve().as_uri()
+    shot = tmp_path / "report.png"
+    done = chromium(f"--screenshot={shot}", "--window-size=1280,2000", url, home=tmp_path)
+    assert shot.is_file(), done.stderr[-2000:]
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (2000, 1280)
+    not_white = (pixels < 0.9).any(axis=-1).mean()
+    assert pixels.std() > 0.05, "the screenshot looks blank"
+    assert not_white > 0.05, "the screenshot looks blank"
+
+    dom = chromium("--dump-dom", url, home=tmp_path).stdout
+    assert "<table>" in dom
+    assert "</table>" in dom
+    assert "85.00 ± 1.00" in dom
+    assert dom.count("<img") == len(list(report["figures"].glob("*.png")))
