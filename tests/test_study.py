@@ -255,3 +255,12 @@ def test_kill_9_then_resume_gives_the_uninterrupted_numbers_without_redoing_runs
         b = uninterrupted.metrics_frame().sort_values(["run_id", "split", "task", "metric"]).reset_index(drop=True)
         assert a.equals(b)
         assert resumed.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_the_readme_study_example_is_valid():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = StudySpec.model_validate(yaml.safe_load(block))
+    runs = expand(spec, "quick")
+    assert len(runs) == (2 + 2 * 2) * 2  # (item alone x sharing + two-head x sharing x lambda) x seeds
+    assert resolve_controls(spec, runs)["two-head, independent, lambda=0.7"] == {"item": "item alone, shared"}

@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from mtlab import __version__
-from mtlab.cli import data_cmd, study_cmd, train_cmd
+from mtlab.cli import data_cmd, export_cmd, report_cmd, study_cmd, train_cmd
 from mtlab.errors import MtlabError
 
 # Each command module offers ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
-COMMANDS = (train_cmd, study_cmd, data_cmd)
+COMMANDS = (train_cmd, study_cmd, report_cmd, export_cmd, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,10 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # KEY=VALUE overrides may follow options (`mtlab run x --out d train.epochs=2`), which argparse alone does not
-    # allow for a trailing positional list, so leftovers of that shape join the command's overrides.
+    # allow for a trailing positional list, so leftovers join the command's overrides (which
+    # reject anything not shaped KEY=VALUE with a one-line error).
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
+        if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     try:

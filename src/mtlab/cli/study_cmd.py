@@ -67,16 +67,16 @@ def run_command(args: argparse.Namespace) -> int:
             command=["mtlab", *sys.argv[1:]],
             observer=progress,
         )
-    out_console = Console()
-    out_console.print(
+    # Plain print: paths must stay whole (rich would wrap them at the terminal width).
+    print(
         f"study {spec.name} ({budget or 'default'}): {result.total} runs, trained {result.trained} now, "
         f"{len(result.failed)} failed -> {out}"
     )
     for run_id, reason in result.failed:
-        out_console.print(f"  failed {run_id}: {reason}")
+        print(f"  failed {run_id}: {reason}")
     if not args.no_report:
         from mtlab.report import build_report
 
         paths = build_report(out)
-        out_console.print(f"report: {paths['html']}  (and {paths['md']})")
+        print(f"report: {paths['html']}  (and {paths['md']})")
     return 0

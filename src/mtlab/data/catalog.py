@@ -7,7 +7,9 @@ seed, finds and verifies the raw files (:mod:`mtlab.data.resolve`), parses them 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,12 +69,28 @@ def _find(source_name: str, config: Any) -> Found:
     return resolve(SOURCES[source_name], config.data_dir, download=config.download)
 
 
+def _cached(parse: Callable[..., Any], path: Path, remedy: str) -> Any:
+    """``parse(path, remedy=remedy)``, remembered for as long as the file is unchanged (same size and mtime).
+
+    A study loads the same files for every run; parsing (and decompressing) them once per process saves seconds per
+    run. The parsed arrays are shared between runs, so nothing may modify them in place (nothing in mtlab does:
+    splits and batches are gathered copies).
+    """
+    stat = path.stat()
+    return _parse_once(parse, str(path), stat.st_size, stat.st_mtime_ns, remedy)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_once(parse: Callable[..., Any], path: str, size: int, mtime_ns: int, remedy: str) -> Any:
+    return parse(Path(path), remedy=remedy)
+
+
 def _idx_split(found: Found, prefix: str, task: str) -> Split:
     """The ``prefix`` (``train`` / ``t10k``) split of an IDX source: images (N, 1, 28, 28) uint8, labels (N,)."""
     remedy = found.source.remedy
     images_path = found.path(f"{prefix}-images-idx3-ubyte")
     labels_path = found.path(f"{prefix}-labels-idx1-ubyte")
-    images, labels = read_idx(images_path, remedy=remedy), read_idx(labels_path, remedy=remedy)
+    images, labels = _cached(read_idx, images_path, remedy), _cached(read_idx, labels_path, remedy)
     if images.ndim != 3 or labels.ndim != 1:
         raise DataError(f"{images_path} or {labels_path} holds the wrong kind of IDX data; {remedy}")
     if len(images) != len(labels) or (len(labels) and labels.max() > 9):
@@ -129,7 +147,7 @@ def _cifar100(config: Cifar100Data, seed: int) -> Dataset:
     tasks = {"fine": Task("fine", fine_names), "coarse": Task("coarse", coarse_names)}
     splits = []
     for name in ("train", "test"):
-        batch = cifar.load_batch(found.path(name), remedy=remedy)
+        batch = _cached(cifar.load_batch, found.path(name), remedy)
         labels = {"fine": torch.from_numpy(batch.fine), "coarse": torch.from_numpy(batch.coarse)}
         splits.append(Split(torch.from_numpy(batch.images), labels))
     return Dataset("cifar100", tasks, splits[0], splits[1], str(found.place.directory))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mtlab.report.tables import StudyData, best_variant, representative_run
+from mtlab.report.tables import StudyData, best_variant, representative_run, variant_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -208,7 +208,7 @@ def accuracy_bars(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figu
         ax.set_title(f"Test accuracy — {task}")
         ax.set_xlabel("accuracy (%)")
         ax.grid(axis="y", visible=False)
-    axes[0].set_yticks(y, [_marked(r) for r in shown.to_dict("records")])
+    axes[0].set_yticks(y, [variant_label(r) for r in shown.to_dict("records")])
     axes[0].invert_yaxis()
     return fig
 
@@ -217,12 +217,13 @@ def confusion_figure(study: StudyData, variants: list[str]) -> Figure | None:
     """One row of confusion matrices (one per task) for the representative run of each variant."""
     from matplotlib.figure import Figure
 
-    picked = [(v, representative_run(study, v)) for v in variants]
-    picked = [(v, r) for v, r in picked if r is not None and study.confusion.get(r)]
+    runs = {v: representative_run(study, v) for v in variants}
+    matrices = {v: study.confusion(r) for v, r in runs.items() if r is not None}  # {variant: {task: matrix}}
+    picked = [(v, runs[v]) for v in variants if matrices.get(v)]
     if not picked:
         return None
-    tasks = [t for t in study.tasks if any(t in study.confusion[r] for _, r in picked)]
-    largest = max(len(study.confusion[r][t]) for _, r in picked for t in tasks if t in study.confusion[r])
+    tasks = [t for t in study.tasks if any(t in matrices[v] for v, _ in picked)]
+    largest = max(len(m) for v, _ in picked for m in matrices[v].values())
     panel = 3.3 if largest <= ANNOTATE_UP_TO else 5.0
     fig = Figure(figsize=(min(WIDTH, panel * len(tasks) + 1.0), (panel + 0.2) * len(picked)), layout="constrained")
     axes = fig.subplots(len(picked), len(tasks), squeeze=False)
@@ -230,7 +231,7 @@ def confusion_figure(study: StudyData, variants: list[str]) -> Figure | None:
     seed_of = study.runs.set_index("run_id")["seed"]
     for row, (variant, run) in zip(axes, picked, strict=True):
         for ax, task in zip(row, tasks, strict=True):
-            matrix = np.asarray(study.confusion[run].get(task, []), dtype=float)
+            matrix = np.asarray(matrices[variant].get(task, []), dtype=float)
             if matrix.size == 0:
                 ax.axis("off")
                 continue
@@ -244,6 +245,7 @@ def confusion_figure(study: StudyData, variants: list[str]) -> Figure | None:
 
 def parameter_bars(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figure | None:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     shown = summary[summary["parameters"].notna()].reset_index(drop=True)
     if shown.empty:
@@ -258,8 +260,9 @@ def parameter_bars(study: StudyData, summary: pd.DataFrame, colors: dict) -> Fig
     for i, v in enumerate(values):
         ax.text(v, y[i], f"  {int(v):,}", va="center", fontsize=9)
     ax.set_xlim(right=values.max() * (3 if ax.get_xscale() == "log" else 1.2))
-    ax.set_yticks(y, [_marked(r) for r in shown.to_dict("records")])
+    ax.set_yticks(y, [variant_label(r) for r in shown.to_dict("records")])
     ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _compact(v)))
     ax.set_xlabel("trainable parameters")
     ax.set_title("Model size per variant")
     ax.grid(axis="y", visible=False)
@@ -275,7 +278,7 @@ def _draw_confusion(ax, matrix: np.ndarray):
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.grid(False)
-    step = 1 if k <= 20 else 10
+    step = 1 if k <= ANNOTATE_UP_TO else 5 if k <= 50 else 10
     ax.set_xticks(range(0, k, step))
     ax.set_yticks(range(0, k, step))
     ax.set_xlabel("predicted class")
@@ -296,8 +299,12 @@ def _draw_confusion(ax, matrix: np.ndarray):
     return image
 
 
-def _marked(row: dict) -> str:
-    return row["variant"] + (" (control)" if row["is_control"] else "")
+def _compact(value: float) -> str:
+    """1500 -> '1.5k', 2000000 -> '2M': axis ticks without matplotlib's detached '1e6' offset label."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
 
 
 def _slug(text: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import shlex
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from mtlab.report.figures import SavedFigure, make_figures
 from mtlab.report.tables import (
@@ -33,6 +35,8 @@ from mtlab.report.tables import (
     summary_frame,
     summary_table,
 )
+
+UNKNOWN = "not recorded"
 
 
 def build_report(directory: Path) -> dict[str, Path]:
@@ -168,19 +172,17 @@ def highlights(study: StudyData, summary: pd.DataFrame, comparisons: pd.DataFram
 
 
 def reproduction_blocks(study: StudyData) -> list[Block]:
-    import yaml
-
     info = study.info
     command = info.get("command") or []
     env = info.get("environment") or {}
     versions = env.get("versions") or {}
     run_envs = [e for e in study.runs["environment"].dropna().map(_json) if isinstance(e, dict)]
-    devices = sorted({str(e.get("device")) for e in run_envs if e.get("device")}) or [str(env.get("device") or "?")]
-    shas = sorted({str(e.get("git_sha")) for e in run_envs if e.get("git_sha")}) or [str(env.get("git_sha") or "?")]
+    devices = sorted({str(e["device"]) for e in run_envs if e.get("device")}) or [env.get("device") or UNKNOWN]
+    shas = sorted({str(e["git_sha"]) for e in run_envs if e.get("git_sha")}) or [env.get("git_sha") or UNKNOWN]
     blocks: list[Block] = [
         Heading("Reproduction"),
         Text("The command that ran this study (run it again to resume; finished runs are not trained again):"),
-        Code(shlex.join(command) if command else "(not recorded)", "sh"),
+        Code(shlex.join(command) if command else UNKNOWN, "sh"),
         Text("Rebuild this report without training:"),
         Code(shlex.join(["mtlab", "report", str(study.directory)]), "sh"),
         Heading("Environment", 3),
@@ -188,12 +190,12 @@ def reproduction_blocks(study: StudyData) -> list[Block]:
             [
                 ("Git commit", ", ".join(shas)),
                 ("Device", ", ".join(devices)),
-                ("Platform", str(env.get("platform") or "?")),
+                ("Platform", str(env.get("platform") or UNKNOWN)),
                 *((name, str(version or "not installed")) for name, version in versions.items()),
             ]
         ),
     ]
-    if len(shas) > 1:
+    if len(shas) > 1:  # a study resumed after a code change: its runs may not be comparable
         blocks.append(Text("Runs were trained at different commits; compare with care.", muted=True))
     if "spec" in info:
         blocks += [Heading("Study spec as run", 3), Code(yaml.safe_dump(info["spec"], sort_keys=False), "yaml")]
@@ -201,8 +203,6 @@ def reproduction_blocks(study: StudyData) -> list[Block]:
 
 
 def _json(value: Any) -> Any:
-    import json
-
     return json.loads(value) if isinstance(value, str) else value
 
 

@@ -17,7 +17,10 @@ from typing import Any
 import pandas as pd
 
 from mtlab.analysis.stats import compare, delta_m, summarize
+from mtlab.config.schema import RunConfig
 from mtlab.errors import MtlabError
+from mtlab.study.controls import resolve_controls
+from mtlab.study.spec import RunSpec, StudySpec
 from mtlab.study.store import ResultStore
 
 STORE_NAME = "results.sqlite"  # the same name as mtlab.study.runner.STORE_NAME, without importing the trainer (torch)
@@ -29,7 +32,7 @@ MISSING = "–"
 
 @dataclass
 class StudyData:
-    """One read of a study's store: everything the report and the export are made from.
+    """One read of a study's store: everything the report is made from.
 
     ``runs`` holds the runs of the current spec (every status) in study order; ``metrics`` and ``history`` only
     the finished ones. ``notes`` collects what could not be worked out (e.g. controls of a spec that no longer
@@ -41,7 +44,6 @@ class StudyData:
     runs: pd.DataFrame
     metrics: pd.DataFrame
     history: pd.DataFrame
-    confusion: dict[str, dict[str, list[list[int]]]]
     controls: dict[str, dict[str, str]]
     variants: list[str]
     tasks: list[str]
@@ -52,6 +54,11 @@ class StudyData:
         """Variants some other variant is compared with, in study order."""
         used = {c for per_task in self.controls.values() for c in per_task.values()}
         return [v for v in self.variants if v in used]
+
+    def confusion(self, run_id: str) -> dict[str, list[list[int]]]:
+        """A run's test confusion matrices per task, read when asked: a report shows a few of possibly hundreds."""
+        with ResultStore(store_path(self.directory)) as store:
+            return store.confusion(run_id)
 
     def status_counts(self) -> dict[str, int]:
         counts = self.runs["status"].value_counts()
@@ -67,35 +74,33 @@ def store_path(directory: Path) -> Path:
 
 
 def load_study(directory: Path) -> StudyData:
+    """Read the study at ``directory`` (a user error if it has no store); only the runs of the current spec."""
     directory = Path(directory)
     with ResultStore(store_path(directory)) as store:
         info = store.info()
         runs = store.runs_frame()
         metrics = store.metrics_frame()
         history = store.history_frame()
-        confusion = {r: store.confusion(r) for r in runs.loc[runs["status"] == "done", "run_id"]}
     notes: list[str] = []
     controls, configured_tasks = _controls_and_tasks(info, runs, notes)
     variants = list(dict.fromkeys(runs["variant"]))
-    measured = [t for t in dict.fromkeys(metrics["task"]) if t]
+    measured = [t for t in dict.fromkeys(metrics.loc[metrics["split"] == "test", "task"]) if t]
     tasks = list(dict.fromkeys([*configured_tasks, *measured]))
-    return StudyData(directory, info, runs, metrics, history, confusion, controls, variants, tasks, notes)
+    return StudyData(directory, info, runs, metrics, history, controls, variants, tasks, notes)
 
 
 def _controls_and_tasks(info: dict[str, Any], runs: pd.DataFrame, notes: list[str]):
-    """Controls per variant from the stored spec and run configs (no re-expansion: the store is the truth)."""
-    from pydantic import ValidationError
+    """Controls per variant from the stored spec and run configs (no re-expansion: the store is the truth).
 
-    from mtlab.config.schema import RunConfig
-    from mtlab.study.controls import resolve_controls
-    from mtlab.study.spec import RunSpec, StudySpec
-
+    A spec or config written by an older mtlab may not validate any more; the report then goes on without
+    controls (pydantic's ValidationError is a ValueError) and says why.
+    """
     try:
         run_specs = [
             RunSpec(r.run_id, r.variant, r.labels, int(r.seed), RunConfig.model_validate(json.loads(r.config)))
             for r in runs.itertuples()
         ]
-    except (ValidationError, MtlabError, ValueError) as e:
+    except (ValueError, MtlabError) as e:
         notes.append(f"stored run configs no longer validate, tasks and controls taken from results only: {e}")
         return {}, []
     tasks = list(dict.fromkeys(t for r in run_specs for t in r.config.task_names))
@@ -104,7 +109,7 @@ def _controls_and_tasks(info: dict[str, Any], runs: pd.DataFrame, notes: list[st
         return {}, tasks
     try:
         return resolve_controls(StudySpec.model_validate(info["spec"]), run_specs), tasks
-    except (ValidationError, MtlabError) as e:
+    except (ValueError, MtlabError) as e:
         notes.append(f"controls could not be resolved from the stored spec: {e}")
         return {}, tasks
 
@@ -121,6 +126,10 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
     loss = summarize(study.metrics, "test", "loss").set_index(["variant", "task"])
     dm = delta_m(study.metrics, study.controls).set_index("variant")["delta_m"]
     controls = set(study.control_variants)
+    columns = ["variant", "runs", "done", "failed", "is_control", "delta_m", "parameters", "seconds"]
+    for task in study.tasks:
+        columns += [f"{task}.acc.{s}" for s in ("n", "mean", "std", "ci_low", "ci_high")]
+        columns += [f"{task}.loss.{s}" for s in ("mean", "std")]
     rows = []
     for variant in study.variants:
         mine = study.runs[study.runs["variant"] == variant]
@@ -144,7 +153,7 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
             for stat in ("mean", "std"):
                 row[f"{task}.loss.{stat}"] = float(b[stat]) if b is not None else math.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def comparison_frame(study: StudyData) -> pd.DataFrame:
@@ -217,7 +226,6 @@ class Cell:
 
 @dataclass
 class Table:
-    title: str
     headers: list[str]
     rows: list[list[Cell]]
     caption: str = ""
@@ -231,7 +239,7 @@ def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:
     best = {t: ranked(summary)[f"{t}.acc.mean"].max() for t in study.tasks}
     rows = []
     for r in summary.to_dict("records"):
-        name = r["variant"] + (" (control)" if r["is_control"] else "")
+        name = variant_label(r)
         n = str(r["done"]) if r["done"] == r["runs"] else f"{r['done']} of {r['runs']}"
         cells = [Cell(name, kind="text"), Cell(n)]
         for task in study.tasks:
@@ -258,7 +266,7 @@ def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:
         "runs. Δm: mean relative change of test accuracy against the control over the tasks both train (Maninis et "
         "al., 2019). Train time: mean per run."
     )
-    return Table("Summary", headers, rows, caption)
+    return Table(headers, rows, caption)
 
 
 def comparison_table(comparisons: pd.DataFrame) -> Table:
@@ -285,7 +293,7 @@ def comparison_table(comparisons: pd.DataFrame) -> Table:
         "percentage points. p-values are two-sided; with few pairs the Wilcoxon test cannot reach small values "
         "(3 pairs: p ≥ 0.25). Bold: paired t p < 0.05."
     )
-    return Table("Comparisons with the control", headers, rows, caption)
+    return Table(headers, rows, caption)
 
 
 def failed_table(failed: pd.DataFrame) -> Table:
@@ -300,12 +308,16 @@ def failed_table(failed: pd.DataFrame) -> Table:
         for r in failed.to_dict("records")
     ]
     return Table(
-        "Failed runs",
         ["Run", "Variant", "Seed", "Attempts", "Reason"],
         rows,
         "Runs that raised or diverged (details in runs/<run>/error.txt). Resuming the study skips them unless "
         "it is asked to retry failed runs.",
     )
+
+
+def variant_label(row: dict[str, Any]) -> str:
+    """A summary row's variant name, marked when other variants are compared with it."""
+    return row["variant"] + (" (control)" if row["is_control"] else "")
 
 
 def format_p(p: float) -> str:

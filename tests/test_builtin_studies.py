@@ -1,0 +1,106 @@
+"""Every built-in study runs end to end on a tiny budget and writes its report.
+
+CIFAR-100 cannot be downloaded here, so its study runs on a synthetic tarball in the official layout served from a
+loopback HTTP server: the same download, checksum, extraction and parsing path a user with internet takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from mtlab.data.sources import CIFAR100, SOURCES, RawFile
+from mtlab.report import build_report
+from mtlab.study.catalog import builtin_study_paths, find_study
+from mtlab.study.runner import run_study
+from mtlab.study.store import ResultStore
+from test_data_resolve import bypass_proxies, serve_directory
+
+TINY = {"data.train_subset": 200, "data.test_subset": 100, "train.epochs": 1}
+
+
+def synthetic_cifar_tarball(directory, n_train=300, n_test=100):
+    """``cifar-100-python.tar.gz`` with pickled train/test/meta in the official layout; returns the member bytes."""
+    rng = np.random.default_rng(0)
+
+    def batch(n, label):
+        fine = rng.integers(0, 100, n)
+        return {
+            b"batch_label": label,
+            b"filenames": [b"x.png"] * n,
+            b"fine_labels": fine.tolist(),
+            b"coarse_labels": (fine // 5).tolist(),
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        }
+
+    meta = {
+        b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+        b"coarse_label_names": [f"c{i}".encode() for i in range(20)],
+    }
+    members = {
+        name: pickle.dumps(value, protocol=2)
+        for name, value in (
+            ("train", batch(n_train, b"training batch 1 of 1")),
+            ("test", batch(n_test, b"testing batch 1 of 1")),
+            ("meta", meta),
+        )
+    }
+    tarball = directory / CIFAR100.archive.filename
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return tarball, members
+
+
+def tiny(name):
+    spec, _ = find_study(name)
+    budgets = {**spec.budgets, "quick": spec.budgets["quick"].model_copy(update={"seeds": [0]})}
+    return spec.model_copy(update={"budgets": budgets})
+
+
+def run_and_report(spec, directory):
+    result = run_study(spec, directory, budget="quick", overrides=TINY)
+    assert not result.failed, result.failed
+    with ResultStore(directory / "results.sqlite") as store:
+        assert set(store.statuses().values()) == {"done"}
+        assert len(store.statuses()) == result.total
+    paths = build_report(directory)
+    assert paths["html"].stat().st_size > 1000
+    assert spec.name in paths["md"].read_text()
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(builtin_study_paths()) - {"cifar100-hierarchy"}))
+def test_builtin_study_runs_on_a_tiny_budget(name, tmp_path):
+    result = run_and_report(tiny(name), tmp_path / name)
+    assert result.trained == result.total
+
+
+@pytest.mark.slow
+def test_cifar100_study_downloads_verifies_and_runs(tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    tarball, members = synthetic_cifar_tarball(served)
+    monkeypatch.delenv("MTLAB_DATA", raising=False)
+    monkeypatch.delenv("MTLAB_OFFLINE")
+    bypass_proxies(monkeypatch)
+    with serve_directory(served) as url:
+        # The official catalogue entry, with the synthetic files' md5s and the loopback server as the only mirror.
+        source = dataclasses.replace(
+            CIFAR100,
+            files=tuple(RawFile(n, hashlib.md5(c).hexdigest(), "md5") for n, c in members.items()),
+            archive=dataclasses.replace(
+                CIFAR100.archive, urls=(url + tarball.name,), md5=hashlib.md5(tarball.read_bytes()).hexdigest()
+            ),
+        )
+        monkeypatch.setitem(SOURCES, "cifar100", source)
+        run_and_report(tiny("cifar100-hierarchy"), tmp_path / "cifar")
