@@ -93,7 +93,7 @@ def test_early_stopping_restores_the_best_validation_state():
     val_losses = [r["val.loss"] for r in result.history]
     assert result.best_epoch == 1 + min(range(len(val_losses)), key=val_losses.__getitem__)
     weighting = create_weighting("fixed", cfg.task_names, weights=cfg.loss.weights)
-    again = evaluate(model, Batches(splits.val, 1000, result.normalizer), CLASSES, weighting).summary("val")
+    again = evaluate(model, Batches(splits.val, 1000, result.normalizer), CLASSES, weighting).summary("val")[0]
     assert again["val.loss"] == pytest.approx(val_losses[result.best_epoch - 1], rel=1e-5)
     assert result.val["val.loss"] == pytest.approx(val_losses[result.best_epoch - 1])
 

@@ -92,6 +92,14 @@ class RichStudyProgress(StudyObserver):
         )
         return self._current
 
+    def group_observers(self, runs: list[RunSpec]) -> list[FitObserver | None]:
+        # Seeds trained together advance together: one set of bars for the group.
+        seeds = f"s{runs[0].seed}" if len(runs) == 1 else f"{len(runs)} seeds"
+        self._current = RichFitProgress(
+            runs[0].config.task_names, progress=self.progress, label=f"  {runs[0].variant} ({seeds})"
+        )
+        return [self._current] + [None] * (len(runs) - 1)
+
     def on_run_end(self, run: RunSpec, status: str, reason: str | None) -> None:
         if self._current is not None:
             self._current.close()

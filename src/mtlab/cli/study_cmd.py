@@ -36,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--budget", help="budget profile, e.g. quick or full (default: the study's default)")
     run.add_argument("--out", type=Path, help="study directory (default: runs/<study>-<budget>)")
     run.add_argument("--retry-failed", action="store_true", help="train the failed runs again")
+    run.add_argument(
+        "--group-seeds",
+        choices=["auto", "off"],
+        default="auto",
+        help="train the seeds of a variant together in one process (default auto)",
+    )
+    run.add_argument("--group-size", type=int, default=10, help="at most this many seeds per group (default 10)")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run.set_defaults(func=run_command)
 

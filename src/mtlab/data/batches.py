@@ -51,8 +51,86 @@ class Normalizer:
         return images.float() * self.scale + self.shift
 
 
+class ReplicaBatches:
+    """Batches for K replicas trained in lockstep, each over its own split (equal lengths) in its own order.
+
+    Yields (inputs (K, B, C, H, W) float32, labels ``{task: (K, B)}``). Replica k draws its permutation and its
+    augmentation from ``generators[k]`` exactly as a solo run with that generator would, so replica k sees the
+    same batches as the solo run. The splits are stacked once (K, N, ...) so each batch is a single gather.
+    """
+
+    def __init__(
+        self,
+        splits: list[Split],
+        batch_size: int,
+        normalizers: list[Normalizer],
+        *,
+        shuffle: bool = False,
+        generators: list[torch.Generator] | None = None,
+        crop_padding: int = 0,
+        flip: bool = False,
+        tasks: list[str] | None = None,
+    ):
+        if (shuffle or crop_padding or flip) and generators is None:
+            raise ValueError("shuffling or augmenting needs one generator per replica")
+        if generators is not None and len(generators) != len(splits):
+            raise ValueError(f"{len(generators)} generators for {len(splits)} replicas")
+        if len({len(s) for s in splits}) != 1:
+            raise ValueError(f"replica splits differ in length: {[len(s) for s in splits]}")
+        self.tasks = tasks if tasks is not None else list(splits[0].labels)
+        self.length = len(splits[0])
+        device = splits[0].images.device
+        # (K, N, C, H, W) and (K, N): a view, not a copy, for a single replica.
+        self.images = torch.stack([s.images for s in splits]) if len(splits) > 1 else splits[0].images[None]
+        self.labels = {
+            t: torch.stack([s.labels[t] for s in splits]) if len(splits) > 1 else splits[0].labels[t][None]
+            for t in self.tasks
+        }
+        self.scale = torch.stack([n.scale for n in normalizers]).to(device)  # (K, 1, C, 1, 1)
+        self.shift = torch.stack([n.shift for n in normalizers]).to(device)
+        self.rows = torch.arange(len(splits), device=device)[:, None]  # (K, 1) replica index for gathers
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generators = generators
+        self.crop_padding = crop_padding
+        self.flip = flip
+
+    @property
+    def replicas(self) -> int:
+        return self.images.shape[0]
+
+    def __len__(self) -> int:
+        return -(-self.length // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        device = self.images.device
+        order = None
+        if self.shuffle:
+            order = torch.stack([torch.randperm(self.length, generator=g) for g in self.generators]).to(device)
+        for start in range(0, self.length, self.batch_size):
+            if order is None:
+                x = self.images[:, start : start + self.batch_size]  # (K, B, C, H, W), a view
+                y = {t: v[:, start : start + self.batch_size] for t, v in self.labels.items()}
+            else:
+                index = order[:, start : start + self.batch_size]  # (K, B)
+                x = self.images[self.rows, index]
+                y = {t: v[self.rows, index] for t, v in self.labels.items()}
+            x = x.float() * self.scale + self.shift
+            if self.crop_padding or self.flip:
+                x = torch.stack([self._augment(x[k], g) for k, g in enumerate(self.generators)])
+            yield x, y
+
+    def _augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        if self.crop_padding:
+            x = random_crop(x, self.crop_padding, generator)
+        if self.flip:
+            x = horizontal_flip(x, generator)
+        return x
+
+
 class Batches:
-    """Iterate over a split (already on its device) in batches of (inputs (B, C, H, W) float32, labels per task).
+    """Batches of one split: (inputs (B, C, H, W) float32, labels ``{task: (B,)}``) - :class:`ReplicaBatches`
+    with a single replica.
 
     With ``shuffle`` each pass draws a new permutation from ``generator``; with ``crop_padding`` / ``flip`` each
     batch is augmented as a whole. The last, smaller batch is kept (every example is seen once per epoch).
@@ -70,32 +148,21 @@ class Batches:
         flip: bool = False,
         tasks: list[str] | None = None,
     ):
-        if (shuffle or crop_padding or flip) and generator is None:
-            raise ValueError("shuffling or augmenting needs a generator")
         self.split = split
-        self.batch_size = batch_size
-        self.normalizer = normalizer.to(split.images.device)
-        self.shuffle = shuffle
-        self.generator = generator
-        self.crop_padding = crop_padding
-        self.flip = flip
-        self.tasks = tasks if tasks is not None else list(split.labels)
+        self.replica = ReplicaBatches(
+            [split],
+            batch_size,
+            [normalizer],
+            shuffle=shuffle,
+            generators=None if generator is None else [generator],
+            crop_padding=crop_padding,
+            flip=flip,
+            tasks=tasks,
+        )
 
     def __len__(self) -> int:
-        return -(-len(self.split) // self.batch_size)
+        return len(self.replica)
 
     def __iter__(self) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
-        n = len(self.split)
-        device = self.split.images.device
-        order = torch.randperm(n, generator=self.generator).to(device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
-            if order is None:
-                index: Tensor | slice = slice(start, start + self.batch_size)
-            else:
-                index = order[start : start + self.batch_size]
-            x = self.normalizer(self.split.images[index])  # (B, C, H, W) float32
-            if self.crop_padding:
-                x = random_crop(x, self.crop_padding, self.generator)
-            if self.flip:
-                x = horizontal_flip(x, self.generator)
-            yield x, {t: self.split.labels[t][index] for t in self.tasks}
+        for x, y in self.replica:
+            yield x[0], {t: v[0] for t, v in y.items()}

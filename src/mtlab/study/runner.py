@@ -29,7 +29,7 @@ from mtlab.errors import MtlabError
 from mtlab.study.spec import RunSpec, StudySpec, expand
 from mtlab.study.store import ResultStore
 from mtlab.train.fit import FitObserver
-from mtlab.train.run import train_run
+from mtlab.train.run import train_runs
 
 STORE_NAME = "results.sqlite"
 
@@ -43,6 +43,10 @@ class StudyObserver:
     def run_observer(self, run: RunSpec) -> FitObserver | None:
         return None
 
+    def group_observers(self, runs: list[RunSpec]) -> list[FitObserver | None]:
+        """Observers for runs trained together (by default each run's own ``run_observer``)."""
+        return [self.run_observer(run) for run in runs]
+
     def on_run_end(self, run: RunSpec, status: str, reason: str | None) -> None:
         """Called after each trained run with its final status."""
 
@@ -53,6 +57,20 @@ class StudyResult:
     total: int
     trained: int
     failed: list[tuple[str, str]]
+
+
+def seed_groups(runs: list[RunSpec], size: int) -> list[list[RunSpec]]:
+    """Consecutive runs whose configs differ only in seed, in chunks of at most ``size`` (order kept)."""
+    groups: list[list[RunSpec]] = []
+    key = None
+    for run in runs:
+        run_key = run.config.model_dump_json(exclude={"seed"})
+        if groups and run_key == key and len(groups[-1]) < size:
+            groups[-1].append(run)
+        else:
+            groups.append([run])
+        key = run_key
+    return groups
 
 
 class StudyLock:
@@ -98,11 +116,20 @@ def run_study(
     budget: str | None = None,
     overrides: dict[str, Any] | None = None,
     retry_failed: bool = False,
+    group_seeds: str = "auto",
+    group_size: int = 10,
     command: list[str] | None = None,
     observer: StudyObserver | None = None,
-    train: Callable[..., object] = train_run,
+    train: Callable[..., list[object]] = train_runs,
 ) -> StudyResult:
-    """Train every run of ``spec`` (under ``budget``) that is not done yet; results go to ``directory``."""
+    """Train every run of ``spec`` (under ``budget``) that is not done yet; results go to ``directory``.
+
+    With ``group_seeds="auto"`` the runs of a variant that differ only in seed are trained together, up to
+    ``group_size`` at a time (:func:`~mtlab.train.run.train_runs`; smaller if memory is short); ``"off"`` trains
+    one run at a time. Either way each run is stored, resumed and failed on its own.
+    """
+    if group_seeds not in ("auto", "off"):
+        raise MtlabError(f"group_seeds must be 'auto' or 'off', not {group_seeds!r}")
     observer = observer or StudyObserver()
     directory = Path(directory)
     runs = expand(spec, budget, overrides)
@@ -122,25 +149,37 @@ def run_study(
         todo = store.runs_to_do(retry_failed=retry_failed)
         observer.on_study_start(len(runs), len(runs) - len(store.runs_to_do(retry_failed=True)), len(todo))
         failed: list[tuple[str, str]] = []
-        for run_id in todo:
-            run = by_id[run_id]
-            run_dir = directory / "runs" / run_id
-            store.mark_running(run_id, run_dir.relative_to(directory))
+        for group in seed_groups([by_id[r] for r in todo], group_size if group_seeds == "auto" else 1):
+            run_dirs = [directory / "runs" / run.run_id for run in group]
+            for run, run_dir in zip(group, run_dirs, strict=True):
+                store.mark_running(run.run_id, run_dir.relative_to(directory))
             try:
-                outcome = train(
-                    run.config, run_dir, argv=command or [], observer=observer.run_observer(run), overwrite=True
+                outcomes = train(
+                    [run.config for run in group],
+                    run_dirs,
+                    argv=command or [],
+                    observers=observer.group_observers(group),
+                    overwrite=True,
                 )
             except MtlabError:
                 raise  # the user's to fix (data, config): every other run would fail the same way
-            except Exception as e:  # a diverged or crashed run fails alone; the study goes on
-                reason = f"{type(e).__name__}: {e}"
-                run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / "error.txt").write_text(traceback.format_exc())
-                store.record_failed(run_id, reason)
-                failed.append((run_id, reason))
-                observer.on_run_end(run, "failed", reason)
-                continue
-            env = environment.describe(outcome.device)
-            store.record_done(run_id, outcome.result, parameters=outcome.parameters, environment=env)
-            observer.on_run_end(run, "done", None)
+            except Exception as e:  # a crash fails the runs it hit; the study goes on
+                outcomes = [e] * len(group)
+                for run_dir in run_dirs:
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    (run_dir / "error.txt").write_text(traceback.format_exc())
+            reasons = [f"{type(o).__name__}: {o}" if isinstance(o, BaseException) else None for o in outcomes]
+            # One transaction for the group: after a kill, a resumed study regroups exactly the same seeds, so its
+            # numbers equal an uninterrupted study's (grouped and solo training agree only to float tolerance).
+            with store.atomic():
+                for run, outcome, reason in zip(group, outcomes, reasons, strict=True):
+                    if reason is not None:
+                        store.record_failed(run.run_id, reason)
+                    else:
+                        env = environment.describe(outcome.device)
+                        store.record_done(run.run_id, outcome.result, parameters=outcome.parameters, environment=env)
+            for run, reason in zip(group, reasons, strict=True):
+                if reason is not None:
+                    failed.append((run.run_id, reason))
+                observer.on_run_end(run, "failed" if reason else "done", reason)
     return StudyResult(directory=directory, total=len(runs), trained=len(todo), failed=failed)

@@ -75,6 +75,7 @@ class ResultStore:
         self.db.execute("PRAGMA synchronous=FULL")  # a committed run survives power loss, not just a kill
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        self._depth = 0  # nesting of open transactions (see atomic)
 
     def close(self) -> None:
         self.db.close()
@@ -214,21 +215,32 @@ class ResultStore:
         for table in ("history", "metrics", "confusion"):
             self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
-    def _transaction(self):
-        return _Transaction(self.db)
+    def atomic(self) -> _Transaction:
+        """Group several writes into one transaction (e.g. the runs of a seed group: all recorded, or none)."""
+        return self._transaction()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error): all of a write lands, or none of it."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error): all of a write lands, or none of it.
 
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
+    Nested uses join the outermost transaction.
+    """
+
+    def __init__(self, store: ResultStore):
+        self.store = store
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        if self.store._depth == 0:
+            self.store.db.execute("BEGIN IMMEDIATE")
+        self.store._depth += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        self.store._depth -= 1
+        if self.store._depth == 0:
+            self.store.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
 def _split_task_metric(key: str) -> tuple[str, str, str]:

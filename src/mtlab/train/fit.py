@@ -1,4 +1,7 @@
-"""Train one multi-task model: the loop, validation-based early stopping, and the single final test evaluation.
+"""Train multi-task models: the loop, validation-based early stopping, and the single final test evaluation.
+
+:func:`fit` trains one model; :func:`fit_replicas` trains K seeds of one config in lockstep (see
+:mod:`mtlab.train.replicas`) through the same loop, so the two cannot drift apart.
 
 The loop knows nothing about particular weighting methods or architectures: it asks the model for
 ``{task: logits}``, the loss for ``{task: cross-entropy}``, and the :class:`~mtlab.weighting.Weighting` for one
@@ -14,16 +17,16 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mtlab import seeding
 from mtlab.config.schema import RunConfig
-from mtlab.data.batches import Batches, Normalizer
+from mtlab.data.batches import Batches, Normalizer, ReplicaBatches
 from mtlab.data.split import RunSplits
 from mtlab.models.base import MultiTaskNet
-from mtlab.train.metrics import EpochTotals
+from mtlab.train.metrics import EpochTotals, replica_cross_entropy
 from mtlab.train.optim import build_optimizer, build_schedule
+from mtlab.train.replicas import SingleReplica, StackedReplicas, clip_grad_norms, replicate
 from mtlab.weighting import Weighting, create_weighting
 
 
@@ -93,130 +96,200 @@ def fit(
 
     Same ``config.seed`` and device -> identical numbers (on the CPU). With ``train.early_stopping`` the weights of
     the best validation epoch are restored before the test evaluation; otherwise the last epoch's are used.
+    Raises :class:`TrainingDiverged` if a training loss becomes NaN or infinite.
     """
-    observer = observer or FitObserver()
+    (result,) = fit_replicas([model], [splits], [config], num_classes=num_classes, device=device, observers=[observer])
+    if isinstance(result, TrainingDiverged):
+        raise result
+    return result
+
+
+@dataclass
+class _Replica:
+    """Book-keeping of one replica during :func:`fit_replicas`."""
+
+    config: RunConfig
+    observer: FitObserver
+    stopper: EarlyStopper | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, Tensor] | None = None
+    active: bool = True
+    stopped_early: bool = False
+    failure: TrainingDiverged | None = None
+
+
+def fit_replicas(
+    models: list[MultiTaskNet],
+    splits: list[RunSplits],
+    configs: list[RunConfig],
+    *,
+    num_classes: dict[str, int],
+    device: torch.device,
+    observers: list[FitObserver | None] | None = None,
+) -> list[FitResult | TrainingDiverged]:
+    """Train K models that differ only in seed (own initialisation, data, order) in lockstep; one result each.
+
+    Replica k's history equals a solo :func:`fit` of ``models[k]`` with ``configs[k]`` within float tolerance
+    (dropout masks aside, which are drawn independently per replica). Early stopping stops a replica, not the group:
+    its history ends at its stopping epoch and its best state is restored for the test evaluation. A replica whose
+    loss diverges is returned as a :class:`TrainingDiverged` while the others go on. ``seconds`` in the history and
+    results are the group's wall time divided by K.
+    """
+    k_count = len(models)
+    _check_same_protocol(configs)
+    config = configs[0]
+    observers = [o or FitObserver() for o in (observers or [None] * k_count)]
     started = time.perf_counter()
     tasks = config.task_names
     classes = {t: num_classes[t] for t in tasks}
     torch.manual_seed(seeding.stream_seed(config.seed, "dropout"))  # dropout draws from the global generator
-    model.to(device)
+    for model in models:
+        model.to(device)
+    replicas = replicate(models)
 
-    train_split = splits.train.to(device)
-    normalizer = Normalizer.fit(train_split.images, standardize=config.data.normalize)
+    train_splits = [s.train.to(device) for s in splits]
+    normalizers = [Normalizer.fit(s.images, standardize=config.data.normalize) for s in train_splits]
     augment = config.data.augment
-    train_batches = Batches(
-        train_split,
+    train_batches = ReplicaBatches(
+        train_splits,
         config.train.batch_size,
-        normalizer,
+        normalizers,
         shuffle=True,
-        generator=seeding.generator(config.seed, "batches"),
+        generators=[seeding.generator(c.seed, "batches") for c in configs],
         crop_padding=augment.crop_padding,
         flip=augment.horizontal_flip,
         tasks=tasks,
     )
-    val_batches = _eval_batches(splits.val, config, normalizer, tasks, device)
+    val_batches = _eval_batches([s.val for s in splits], config, normalizers, tasks, device)
 
     weighting = create_weighting(config.loss.method, tasks, weights=config.loss.weights)
-    params = list(model.parameters()) + list(weighting.parameters())
+    params = replicas.parameters() + list(weighting.parameters())
     optimizer = build_optimizer(config.optim, params)
     schedule = build_schedule(config.optim, optimizer, config.train.epochs * len(train_batches))
-
     stop = config.train.early_stopping
-    stopper = EarlyStopper(stop.mode, stop.patience, stop.min_delta) if stop else None
-    best_state = None
-    history: list[dict[str, float]] = []
-    stopped_early = False
-    observer.on_fit_start(config.train.epochs, len(train_batches))
+    states = [
+        _Replica(c, o, EarlyStopper(stop.mode, stop.patience, stop.min_delta) if stop else None)
+        for c, o in zip(configs, observers, strict=True)
+    ]
+    for state in states:
+        state.observer.on_fit_start(config.train.epochs, len(train_batches))
 
     for epoch in range(1, config.train.epochs + 1):
+        if not any(s.active for s in states):
+            break
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        totals = EpochTotals(classes, device)
+        replicas.train(True)
+        totals = EpochTotals(classes, k_count, device)
         for batch, (x, y) in enumerate(train_batches, 1):
-            logits = model(x)
-            losses = {t: F.cross_entropy(logits[t], y[t]) for t in tasks}
-            loss, _ = weighting.combine(losses)
+            logits = replicas(x)  # {task: (K, B, classes)}
+            losses = {t: replica_cross_entropy(logits[t], y[t]) for t in tasks}  # {task: (K,)}
+            loss, _ = weighting.combine(losses)  # (K,)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # Replicas share no parameters, so the gradient of the sum is each replica's own gradient.
+            loss.sum().backward()
             if config.optim.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+                clip_grad_norms(replicas, config.optim.grad_clip)
             optimizer.step()
             weighting.after_step()
             schedule.step()
             totals.add(loss, losses, logits, y)
-            observer.on_batch_end(epoch, batch)
+            for state in states:
+                state.observer.on_batch_end(epoch, batch)
 
-        record: dict[str, float] = {"epoch": epoch, "lr": lr, **totals.summary("train")}
-        _check_finite(record, epoch)
-        if val_batches is not None:
-            record.update(evaluate(model, val_batches, classes, weighting).summary("val"))
-        record["seconds"] = time.perf_counter() - epoch_start
-        history.append(record)
-        observer.on_epoch_end(record)
+        train_records = totals.summary("train")
+        val_records = evaluate(replicas, val_batches, classes, weighting).summary("val") if val_batches else None
+        seconds = (time.perf_counter() - epoch_start) / k_count
+        for k, state in enumerate(states):
+            if state.active:
+                record = {"epoch": epoch, "lr": lr, **train_records[k]}
+                record.update(val_records[k] if val_records else {})
+                record["seconds"] = seconds
+                _record_epoch(state, k, record, replicas)
 
-        if stopper is not None:
-            value = record[stop.metric]
-            if stopper.improved(value):
-                best_state = _copy_state(model)
-            if stopper.update(epoch, value):
-                stopped_early = epoch < config.train.epochs
-                break
+    results: list[FitResult | TrainingDiverged] = []
+    for k, state in enumerate(states):
+        if state.best_state is not None:
+            replicas.load_state(k, state.best_state)
+    if isinstance(replicas, StackedReplicas):  # hand the trained weights back to the caller's modules
+        for k, model in enumerate(models):
+            model.load_state_dict(replicas.state(k))
+    # The one and only look at the test split, for every replica at once, on its selected weights.
+    test_batches = _eval_batches([s.test for s in splits], config, normalizers, tasks, device)
+    test = evaluate(replicas, test_batches, classes, weighting, confusion=True)
+    test_records = test.summary("test")
+    seconds = (time.perf_counter() - started) / k_count
+    for k, state in enumerate(states):
+        if state.failure is not None:
+            results.append(state.failure)
+            continue
+        best_epoch = state.stopper.best_epoch if state.best_state is not None else len(state.history)
+        results.append(
+            FitResult(
+                history=state.history,
+                best_epoch=best_epoch,
+                stopped_early=state.stopped_early,
+                test=test_records[k],
+                confusion=test.confusion_matrices(k),
+                normalizer=normalizers[k],
+                val={m: v for m, v in state.history[best_epoch - 1].items() if m.startswith("val.")},
+                seconds=seconds,
+            )
+        )
+    return results
 
-    best_epoch = len(history)
-    if stopper is not None and best_state is not None:
-        model.load_state_dict(best_state)
-        best_epoch = stopper.best_epoch
-    val_metrics = {k: v for k, v in history[best_epoch - 1].items() if k.startswith("val.")}
 
-    # The one and only look at the test split.
-    test_batches = _eval_batches(splits.test, config, normalizer, tasks, device)
-    test_totals = evaluate(model, test_batches, classes, weighting, confusion=True)
-    return FitResult(
-        history=history,
-        best_epoch=best_epoch,
-        stopped_early=stopped_early,
-        test=test_totals.summary("test"),
-        confusion=test_totals.confusion_matrices(),
-        normalizer=normalizer,
-        val=val_metrics,
-        seconds=time.perf_counter() - started,
-    )
+def _record_epoch(state: _Replica, k: int, record: dict[str, float], replicas) -> None:
+    """Append one epoch to a replica's history; stop it on divergence or when early stopping says so."""
+    bad = [m for m, v in record.items() if m.endswith(".loss") and m.startswith("train") and not math.isfinite(v)]
+    if bad:
+        state.failure = TrainingDiverged(f"training diverged at epoch {record['epoch']}: {', '.join(bad)} not finite")
+        state.active = False
+        return
+    state.history.append(record)
+    state.observer.on_epoch_end(record)
+    if state.stopper is None:
+        return
+    value = record[state.config.train.early_stopping.metric]
+    if state.stopper.improved(value):
+        state.best_state = copy.deepcopy(replicas.state(k))
+    if state.stopper.update(int(record["epoch"]), value):
+        state.active = False
+        state.stopped_early = record["epoch"] < state.config.train.epochs
 
 
 @torch.inference_mode()
 def evaluate(
-    model: MultiTaskNet,
-    batches: Batches,
+    model: MultiTaskNet | SingleReplica | StackedReplicas,
+    batches: Batches | ReplicaBatches,
     num_classes: dict[str, int],
     weighting: Weighting,
     confusion: bool = False,
 ) -> EpochTotals:
     """One pass in eval mode (dropout off, batch-norm running statistics) with no gradient."""
-    was_training = model.training
-    model.eval()
-    device = batches.split.images.device
-    totals = EpochTotals(num_classes, device, confusion=confusion)
+    replicas = SingleReplica(model) if isinstance(model, torch.nn.Module) else model
+    if isinstance(batches, Batches):
+        batches = batches.replica
+    replicas.train(False)
+    totals = EpochTotals(num_classes, replicas.count, batches.images.device, confusion=confusion)
     for x, y in batches:
-        logits = model(x)
-        losses = {t: F.cross_entropy(logits[t], y[t]) for t in num_classes}
+        logits = replicas(x)
+        losses = {t: replica_cross_entropy(logits[t], y[t]) for t in num_classes}
         total, _ = weighting.combine(losses)
         totals.add(total, losses, logits, y)
-    model.train(was_training)
+    replicas.train(True)
     return totals
 
 
-def _eval_batches(split, config: RunConfig, normalizer: Normalizer, tasks: list[str], device) -> Batches | None:
-    if split is None:
+def _eval_batches(splits, config: RunConfig, normalizers, tasks: list[str], device) -> ReplicaBatches | None:
+    if splits[0] is None:
         return None
-    return Batches(split.to(device), config.train.eval_batch_size, normalizer, tasks=tasks)
+    return ReplicaBatches([s.to(device) for s in splits], config.train.eval_batch_size, normalizers, tasks=tasks)
 
 
-def _copy_state(model: torch.nn.Module) -> dict[str, Tensor]:
-    return copy.deepcopy({k: v.detach() for k, v in model.state_dict().items()})
-
-
-def _check_finite(record: dict[str, float], epoch: int) -> None:
-    bad = [k for k, v in record.items() if k.endswith(".loss") and not math.isfinite(v)]
-    if bad:
-        raise TrainingDiverged(f"training diverged at epoch {epoch}: {', '.join(bad)} not finite")
+def _check_same_protocol(configs: list[RunConfig]) -> None:
+    """Replicas may differ in their seed only: everything else is shared (one optimiser, one schedule, one loop)."""
+    first = configs[0].model_dump(exclude={"seed"})
+    for c in configs[1:]:
+        if c.model_dump(exclude={"seed"}) != first:
+            raise ValueError("replicas trained together must have the same config except for the seed")

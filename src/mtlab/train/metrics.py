@@ -1,53 +1,71 @@
-"""Per-task loss and accuracy sums kept as tensors during an epoch (no host sync per batch), read once at the end."""
+"""Per-replica, per-task loss and accuracy sums kept as tensors during an epoch (no host sync per batch)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
-class EpochTotals:
-    """Running sums over the batches of one pass: summed losses, correct counts and, optionally, confusion matrices.
+def replica_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy of each replica: logits (K, B, classes), labels (K, B) -> (K,)."""
+    k, b = labels.shape
+    return F.cross_entropy(logits.reshape(k * b, -1), labels.reshape(-1), reduction="none").view(k, b).mean(1)
 
-    ``add`` takes the batch-mean loss per task (as the loss functions return) and weights it by the batch size, so
-    the reported loss is the exact mean over examples even when the last batch is smaller.
+
+class EpochTotals:
+    """Running sums over the batches of one pass, for K replicas: summed losses, correct counts and, optionally,
+    confusion matrices.
+
+    ``add`` takes each replica's batch-mean loss per task and weights it by the batch size, so the reported loss is
+    the exact mean over examples even when the last batch is smaller.
     """
 
-    def __init__(self, num_classes: dict[str, int], device: torch.device, confusion: bool = False):
+    def __init__(self, num_classes: dict[str, int], replicas: int, device: torch.device, confusion: bool = False):
         self.num_classes = num_classes
         self.count = 0
-        self.loss = {t: torch.zeros((), device=device) for t in num_classes}
-        self.correct = {t: torch.zeros((), dtype=torch.long, device=device) for t in num_classes}
-        self.total_loss = torch.zeros((), device=device)
+        self.total_loss = torch.zeros(replicas, device=device)
+        self.loss = {t: torch.zeros(replicas, device=device) for t in num_classes}
+        self.correct = {t: torch.zeros(replicas, dtype=torch.long, device=device) for t in num_classes}
         self.confusion = (
-            {t: torch.zeros(k * k, dtype=torch.long, device=device) for t, k in num_classes.items()}
+            {t: torch.zeros(replicas, n * n, dtype=torch.long, device=device) for t, n in num_classes.items()}
             if confusion
             else None
         )
 
-    def add(self, total: Tensor, losses: dict[str, Tensor], logits: dict[str, Tensor], labels: dict[str, Tensor]):
-        n = next(iter(labels.values())).shape[0]
+    def add(
+        self, total: Tensor, losses: dict[str, Tensor], logits: dict[str, Tensor], labels: dict[str, Tensor]
+    ) -> None:
+        """``total`` and ``losses[t]`` (K,); ``logits[t]`` (K, B, classes); ``labels[t]`` (K, B)."""
+        n = next(iter(labels.values())).shape[1]
         self.count += n
         self.total_loss += total.detach() * n
-        for t in self.num_classes:
-            pred = logits[t].detach().argmax(1)  # (B,)
+        for t, classes in self.num_classes.items():
+            pred = logits[t].detach().argmax(-1)  # (K, B)
             self.loss[t] += losses[t].detach() * n
-            self.correct[t] += (pred == labels[t]).sum()
+            self.correct[t] += (pred == labels[t]).sum(1)
             if self.confusion is not None:
-                # Row = true class, column = predicted class, flattened to one bincount.
-                k = self.num_classes[t]
-                self.confusion[t] += torch.bincount(labels[t] * k + pred, minlength=k * k)
+                # Row = true class, column = predicted class, flattened; offset per replica for one bincount.
+                k = pred.shape[0]
+                cells = labels[t] * classes + pred + torch.arange(k, device=pred.device)[:, None] * classes**2
+                self.confusion[t] += torch.bincount(cells.flatten(), minlength=k * classes**2).view(k, -1)
 
-    def summary(self, prefix: str) -> dict[str, float]:
-        """``{prefix.loss, prefix.<task>.loss, prefix.<task>.acc}`` as plain floats."""
+    def summary(self, prefix: str) -> list[dict[str, float]]:
+        """Per replica: ``{prefix.loss, prefix.<task>.loss, prefix.<task>.acc}`` as plain floats."""
         n = max(self.count, 1)
-        out = {f"{prefix}.loss": float(self.total_loss) / n}
-        for t in self.num_classes:
-            out[f"{prefix}.{t}.loss"] = float(self.loss[t]) / n
-            out[f"{prefix}.{t}.acc"] = float(self.correct[t]) / n
-        return out
+        total = (self.total_loss.double() / n).tolist()
+        losses = {t: (v.double() / n).tolist() for t, v in self.loss.items()}
+        accuracy = {t: (v.double() / n).tolist() for t, v in self.correct.items()}
+        records = []
+        for k, value in enumerate(total):
+            record = {f"{prefix}.loss": value}
+            for t in self.num_classes:
+                record[f"{prefix}.{t}.loss"] = losses[t][k]
+                record[f"{prefix}.{t}.acc"] = accuracy[t][k]
+            records.append(record)
+        return records
 
-    def confusion_matrices(self) -> dict[str, list[list[int]]]:
+    def confusion_matrices(self, k: int) -> dict[str, list[list[int]]]:
         if self.confusion is None:
             return {}
-        return {t: m.view(self.num_classes[t], -1).tolist() for t, m in self.confusion.items()}
+        return {t: m[k].view(self.num_classes[t], -1).tolist() for t, m in self.confusion.items()}

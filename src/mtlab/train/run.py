@@ -10,11 +10,11 @@ import torch
 from mtlab import environment, seeding
 from mtlab.config.schema import RunConfig
 from mtlab.data.catalog import load_dataset
-from mtlab.data.split import carve_splits
+from mtlab.data.split import RunSplits, carve_splits
 from mtlab.models import MultiTaskNet, build_model
 from mtlab.rundir import RunDirectory
 from mtlab.train.device import resolve_device
-from mtlab.train.fit import FitObserver, FitResult, fit
+from mtlab.train.fit import FitObserver, FitResult, TrainingDiverged, fit_replicas
 
 
 @dataclass
@@ -53,44 +53,119 @@ def train_run(
     observer: FitObserver | None = None,
     overwrite: bool = False,
 ) -> RunOutcome:
-    """Load the data, carve train/val/test, build the model from the seed, train, and record everything in ``out``."""
+    """Load the data, carve train/val/test, build the model from the seed, train, and record everything in ``out``.
+
+    Raises :class:`~mtlab.train.fit.TrainingDiverged` when the loss diverges (the run directory says so).
+    """
+    (outcome,) = train_runs([config], [out], argv=argv, observers=[observer], overwrite=overwrite)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def train_runs(
+    configs: list[RunConfig],
+    outs: list[Path | None],
+    *,
+    argv: list[str] | None = None,
+    observers: list[FitObserver | None] | None = None,
+    overwrite: bool = False,
+) -> list[RunOutcome | TrainingDiverged]:
+    """:func:`train_run` for K configs that differ only in seed, trained together (:func:`fit_replicas`).
+
+    Each run gets its own data draw, split, initialisation and run directory, exactly as if trained alone; a run
+    that diverges comes back as its exception, recorded as failed in its directory, and the others are unaffected.
+    """
+    config = configs[0]
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
     device = resolve_device(config.train.device)
-    run_dir = RunDirectory(out, overwrite=overwrite) if out is not None else None
-    dataset = load_dataset(config.data, seed=config.seed)
-    splits = carve_splits(
-        dataset,
-        val_fraction=config.data.val_fraction,
-        seed=config.seed,
-        train_subset=config.data.train_subset,
-        test_subset=config.data.test_subset,
-    )
-    torch.manual_seed(seeding.stream_seed(config.seed, "init"))
-    model = build_model(config, dataset.tasks, dataset.input_shape)
-    parameters = sum(p.numel() for p in model.parameters())
-    if run_dir is not None:
-        run_dir.start(config, argv=argv or [], environment=environment.describe(device), origin=dataset.origin)
+    observers = observers or [None] * len(configs)
+    datasets, splits, models = [], [], []
+    for c in configs:
+        dataset = load_dataset(c.data, seed=c.seed)
+        datasets.append(dataset)
+        splits.append(
+            carve_splits(
+                dataset,
+                val_fraction=c.data.val_fraction,
+                seed=c.seed,
+                train_subset=c.data.train_subset,
+                test_subset=c.data.test_subset,
+            )
+        )
+        torch.manual_seed(seeding.stream_seed(c.seed, "init"))
+        models.append(build_model(c, dataset.tasks, dataset.input_shape))
+    if len(configs) > 1 and replica_bytes(splits, models) > memory_budget(device):
+        # Too big to train together: halve the group (each half is still faster than runs one by one).
+        half = len(configs) // 2
+        kwargs = {"argv": argv, "overwrite": overwrite}
+        return train_runs(configs[:half], outs[:half], observers=observers[:half], **kwargs) + train_runs(
+            configs[half:], outs[half:], observers=observers[half:], **kwargs
+        )
+    run_dirs = [RunDirectory(out, overwrite=overwrite) if out is not None else None for out in outs]
+    env = environment.describe(device)
+    for c, run_dir, dataset in zip(configs, run_dirs, datasets, strict=True):
+        if run_dir is not None:
+            run_dir.start(c, argv=argv or [], environment=env, origin=dataset.origin)
+    tasks = datasets[0].tasks
     try:
-        result = fit(
-            model,
+        results = fit_replicas(
+            models,
             splits,
-            config,
-            num_classes={t: task.num_classes for t, task in dataset.tasks.items()},
+            configs,
+            num_classes={t: task.num_classes for t, task in tasks.items()},
             device=device,
-            observer=_FanOut(observer, run_dir.observer() if run_dir else None),
+            observers=[_FanOut(o, d.observer() if d else None) for o, d in zip(observers, run_dirs, strict=True)],
         )
     except BaseException as e:
-        if run_dir is not None:
-            run_dir.fail(f"{type(e).__name__}: {e}")
+        for run_dir in run_dirs:
+            if run_dir is not None:
+                run_dir.fail(f"{type(e).__name__}: {e}")
         raise
-    if run_dir is not None:
-        extras = {
-            "parameters": parameters,
-            "splits": {"train": len(splits.train), "val": len(splits.val or []), "test": len(splits.test)},
-            "tasks": {t: list(dataset.tasks[t].class_names) for t in config.task_names},
-            "input_shape": list(dataset.input_shape),
-        }
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        run_dir.finish(result, state_dict=state, extras=extras)
-    return RunOutcome(result=result, model=model, parameters=parameters, run_dir=run_dir, device=device)
+    outcomes: list[RunOutcome | TrainingDiverged] = []
+    for c, model, split, run_dir, result in zip(configs, models, splits, run_dirs, results, strict=True):
+        parameters = sum(p.numel() for p in model.parameters())
+        if isinstance(result, TrainingDiverged):
+            if run_dir is not None:
+                run_dir.fail(f"{type(result).__name__}: {result}")
+            outcomes.append(result)
+            continue
+        if run_dir is not None:
+            extras = {
+                "parameters": parameters,
+                "splits": {"train": len(split.train), "val": len(split.val or []), "test": len(split.test)},
+                "tasks": {t: list(tasks[t].class_names) for t in c.task_names},
+                "input_shape": list(datasets[0].input_shape),
+            }
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            run_dir.finish(result, state_dict=state, extras=extras)
+        outcomes.append(RunOutcome(result, model, parameters, run_dir, device))
+    return outcomes
+
+
+def replica_bytes(splits: list[RunSplits], models: list[MultiTaskNet]) -> int:
+    """Memory a group of replicas needs beyond activations: stacked split copies, and per parameter its value,
+    gradient and two optimiser moments."""
+    data = sum(
+        part.images.numel() * part.images.element_size()
+        for s in splits
+        for part in (s.train, s.val, s.test)
+        if part is not None
+    )
+    parameters = sum(p.numel() * p.element_size() for m in models for p in m.parameters())
+    return data + 4 * parameters
+
+
+def memory_budget(device: torch.device) -> int:
+    """Half of the memory free on ``device`` (the rest is left for activations and everything else)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 2
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        pass
+    return 4 * 2**30  # not Linux: assume a modest machine

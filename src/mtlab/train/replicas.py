@@ -1,0 +1,109 @@
+"""K copies of one network trained in lockstep, behind one small interface the training loop uses.
+
+A study is mostly the same model under several seeds; on small models the time goes to Python and kernel-launch
+overhead, not arithmetic. :class:`StackedReplicas` stacks the K models' parameters and buffers along a new leading
+dimension and evaluates all of them with one ``torch.func.vmap`` over ``functional_call`` (the model-ensembling
+recipe of ``torch.func``): linear layers become batched matrix products, convolutions grouped ones.
+
+Per-replica behaviour is exact where it matters: each replica has its own parameters, batch-norm running statistics
+(batched buffers, updated in place per replica), dropout masks (``randomness="different"``), gradient-norm clipping,
+and - since Adam, AdamW and SGD are elementwise - its own optimiser state. :class:`SingleReplica` is the K = 1 case
+on the plain module, with no vmap at all, so a solo run pays nothing for the generality.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor
+from torch.func import functional_call, stack_module_state, vmap
+
+from mtlab.models.base import MultiTaskNet
+
+
+class SingleReplica:
+    """One model; inputs and outputs carry a leading replica dimension of size 1."""
+
+    def __init__(self, model: MultiTaskNet):
+        self.model = model
+        self.count = 1
+
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        return {t: logits[None] for t, logits in self.model(x[0]).items()}  # (1, B, classes)
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.model.parameters())
+
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
+
+    def state(self, k: int) -> dict[str, Tensor]:
+        """Replica k's state dict (detached views; copy before keeping)."""
+        return {name: v.detach() for name, v in self.model.state_dict().items()}
+
+    def load_state(self, k: int, state: dict[str, Tensor]) -> None:
+        self.model.load_state_dict(state)
+
+    def grad_norms(self) -> Tensor:
+        """(1,) global L2 norm of the gradients."""
+        grads = [p.grad.detach().flatten() for p in self.model.parameters() if p.grad is not None]
+        return torch.cat(grads).norm()[None] if grads else torch.zeros(1)
+
+    def scale_grads(self, factors: Tensor) -> None:
+        for p in self.model.parameters():
+            if p.grad is not None:
+                p.grad.mul_(factors[0])
+
+
+class StackedReplicas:
+    """K models of identical architecture evaluated as one vmapped function; parameters are (K, ...) leaves."""
+
+    def __init__(self, models: list[MultiTaskNet]):
+        self.count = len(models)
+        self.params, self.buffers = stack_module_state(models)  # {name: (K, ...)}
+        # The skeleton that functional_call fills in; on the meta device it holds no memory of its own.
+        self.skeleton = copy.deepcopy(models[0]).to("meta")
+        self._forward = vmap(self._one, randomness="different")
+
+    def _one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
+        return functional_call(self.skeleton, (params, buffers), (x,))
+
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        return self._forward(self.params, self.buffers, x)  # {task: (K, B, classes)}
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    def train(self, mode: bool = True) -> None:
+        self.skeleton.train(mode)
+
+    def state(self, k: int) -> dict[str, Tensor]:
+        return {name: v[k].detach() for name, v in {**self.params, **self.buffers}.items()}
+
+    def load_state(self, k: int, state: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            for name, v in {**self.params, **self.buffers}.items():
+                v[k].copy_(state[name])
+
+    def grad_norms(self) -> Tensor:
+        """(K,) global L2 gradient norm of each replica."""
+        squares = [p.grad.detach().flatten(1).pow(2).sum(1) for p in self.params.values() if p.grad is not None]
+        return torch.stack(squares).sum(0).sqrt()
+
+    def scale_grads(self, factors: Tensor) -> None:
+        for p in self.params.values():
+            if p.grad is not None:
+                p.grad.mul_(factors.view(-1, *([1] * (p.dim() - 1))))
+
+
+def replicate(models: list[MultiTaskNet]) -> SingleReplica | StackedReplicas:
+    """The cheapest wrapper that trains ``models`` together."""
+    return SingleReplica(models[0]) if len(models) == 1 else StackedReplicas(models)
+
+
+def clip_grad_norms(replicas: SingleReplica | StackedReplicas, max_norm: float) -> None:
+    """Scale each replica's gradients so that its global norm is at most ``max_norm`` (as
+    ``torch.nn.utils.clip_grad_norm_`` does for one model: factor ``max_norm / (norm + 1e-6)`` capped at 1)."""
+    factors = (max_norm / (replicas.grad_norms() + 1e-6)).clamp(max=1.0)
+    replicas.scale_grads(factors)
