@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from mtlab import __version__
-from mtlab.cli import data_cmd, export_cmd, report_cmd, study_cmd, train_cmd
+from mtlab.cli import analyze_cmd, data_cmd, export_cmd, report_cmd, study_cmd, train_cmd
 from mtlab.errors import MtlabError
 
 # Each command module offers ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
-COMMANDS = (train_cmd, study_cmd, report_cmd, export_cmd, data_cmd)
+COMMANDS = (train_cmd, study_cmd, report_cmd, export_cmd, analyze_cmd, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"mtlab: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning  # fallbacks (precision, compile) are news for the user, not bugs
     parser = build_parser()
     # KEY=VALUE overrides may follow options (`mtlab run x --out d train.epochs=2`), which argparse alone does not
     # allow for a trailing positional list, so leftovers join the command's overrides (which

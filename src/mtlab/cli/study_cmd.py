@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mtlab.cli.progress import RichStudyProgress
+from mtlab.cli.speed import add_speed_options, speed_overrides
 from mtlab.config.load import parse_overrides
 from mtlab.study.catalog import builtin_study_paths, find_study
 from mtlab.study.runner import run_study
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--budget", help="budget profile, e.g. quick or full (default: the study's default)")
     run.add_argument("--out", type=Path, help="study directory (default: runs/<study>-<budget>)")
+    add_speed_options(run)
     run.add_argument("--retry-failed", action="store_true", help="train the failed runs again")
     run.add_argument(
         "--group-seeds",
@@ -69,7 +71,7 @@ def run_command(args: argparse.Namespace) -> int:
             spec,
             out,
             budget=budget,
-            overrides=parse_overrides(args.overrides),
+            overrides=parse_overrides(args.overrides + speed_overrides(args)),
             retry_failed=args.retry_failed,
             command=["mtlab", *sys.argv[1:]],
             observer=progress,

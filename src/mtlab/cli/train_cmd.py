@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mtlab.cli.progress import RichFitProgress
+from mtlab.cli.speed import add_speed_options, speed_overrides
 from mtlab.config import load_config
 from mtlab.errors import MtlabError
 from mtlab.train.fit import TrainingDiverged
@@ -29,12 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="random seed (overrides the config's seed)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="overrides train.device")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<config>-s<seed>-<time>)")
+    add_speed_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="reuse a non-empty run directory")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
+    overrides = list(args.overrides) + speed_overrides(args)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     if args.device is not None:

@@ -275,6 +275,11 @@ class TrainConfig(Strict):
     early_stopping: EarlyStopping | None = None
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Autocast precision: bf16 on CPU and CUDA, fp16 (with loss scaling) on CUDA only."
+    )
+    channels_last: bool = Field(False, description="Channels-last memory layout for conv nets (solo runs).")
+    compile: bool = Field(False, description="torch.compile the model (solo runs; falls back with a message).")
 
 
 class RunConfig(Strict):

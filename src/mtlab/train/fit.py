@@ -11,9 +11,12 @@ restored best state.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +29,7 @@ from mtlab.data.split import RunSplits
 from mtlab.models.base import MultiTaskNet
 from mtlab.train.metrics import EpochTotals, replica_cross_entropy
 from mtlab.train.optim import build_optimizer, build_schedule
+from mtlab.train.precision import autocast_for
 from mtlab.train.replicas import SingleReplica, StackedReplicas, clip_grad_norms, replicate
 from mtlab.weighting import Weighting, create_weighting
 
@@ -145,7 +149,8 @@ def fit_replicas(
     torch.manual_seed(seeding.stream_seed(config.seed, "dropout"))  # dropout draws from the global generator
     for model in models:
         model.to(device)
-    replicas = replicate(models)
+    replicas = replicate(models, channels_last=config.train.channels_last, compile=config.train.compile)
+    autocast, scaler = autocast_for(config.train.precision, device)
 
     train_splits = [s.train.to(device) for s in splits]
     normalizers = [Normalizer.fit(s.images, standardize=config.data.normalize) for s in train_splits]
@@ -182,15 +187,24 @@ def fit_replicas(
         replicas.train(True)
         totals = EpochTotals(classes, k_count, device)
         for batch, (x, y) in enumerate(train_batches, 1):
-            logits = replicas(x)  # {task: (K, B, classes)}
-            losses = {t: replica_cross_entropy(logits[t], y[t]) for t in tasks}  # {task: (K,)}
-            loss, _ = weighting.combine(losses)  # (K,)
+            with autocast():
+                logits = replicas(x)  # {task: (K, B, classes)}
+                losses = {t: replica_cross_entropy(logits[t], y[t]) for t in tasks}  # {task: (K,)}
+                loss, _ = weighting.combine(losses)  # (K,)
             optimizer.zero_grad(set_to_none=True)
             # Replicas share no parameters, so the gradient of the sum is each replica's own gradient.
-            loss.sum().backward()
-            if config.optim.grad_clip is not None:
-                clip_grad_norms(replicas, config.optim.grad_clip)
-            optimizer.step()
+            if scaler is None:
+                loss.sum().backward()
+                if config.optim.grad_clip is not None:
+                    clip_grad_norms(replicas, config.optim.grad_clip)
+                optimizer.step()
+            else:
+                scaler.scale(loss.sum()).backward()
+                if config.optim.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    clip_grad_norms(replicas, config.optim.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
             weighting.after_step()
             schedule.step()
             totals.add(loss, losses, logits, y)
@@ -198,7 +212,11 @@ def fit_replicas(
                 state.observer.on_batch_end(epoch, batch)
 
         train_records = totals.summary("train")
-        val_records = evaluate(replicas, val_batches, classes, weighting).summary("val") if val_batches else None
+        val_records = (
+            evaluate(replicas, val_batches, classes, weighting, autocast=autocast).summary("val")
+            if val_batches
+            else None
+        )
         seconds = (time.perf_counter() - epoch_start) / k_count
         for k, state in enumerate(states):
             if state.active:
@@ -216,7 +234,7 @@ def fit_replicas(
             model.load_state_dict(replicas.state(k))
     # The one and only look at the test split, for every replica at once, on its selected weights.
     test_batches = _eval_batches([s.test for s in splits], config, normalizers, tasks, device)
-    test = evaluate(replicas, test_batches, classes, weighting, confusion=True)
+    test = evaluate(replicas, test_batches, classes, weighting, confusion=True, autocast=autocast)
     test_records = test.summary("test")
     seconds = (time.perf_counter() - started) / k_count
     for k, state in enumerate(states):
@@ -265,6 +283,7 @@ def evaluate(
     num_classes: dict[str, int],
     weighting: Weighting,
     confusion: bool = False,
+    autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> EpochTotals:
     """One pass in eval mode (dropout off, batch-norm running statistics) with no gradient."""
     replicas = SingleReplica(model) if isinstance(model, torch.nn.Module) else model
@@ -273,9 +292,10 @@ def evaluate(
     replicas.train(False)
     totals = EpochTotals(num_classes, replicas.count, batches.images.device, confusion=confusion)
     for x, y in batches:
-        logits = replicas(x)
-        losses = {t: replica_cross_entropy(logits[t], y[t]) for t in num_classes}
-        total, _ = weighting.combine(losses)
+        with autocast():
+            logits = replicas(x)
+            losses = {t: replica_cross_entropy(logits[t], y[t]) for t in num_classes}
+            total, _ = weighting.combine(losses)
         totals.add(total, losses, logits, y)
     replicas.train(True)
     return totals

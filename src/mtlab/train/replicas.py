@@ -14,6 +14,7 @@ on the plain module, with no vmap at all, so a solo run pays nothing for the gen
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import Tensor
@@ -23,14 +24,38 @@ from mtlab.models.base import MultiTaskNet
 
 
 class SingleReplica:
-    """One model; inputs and outputs carry a leading replica dimension of size 1."""
+    """One model; inputs and outputs carry a leading replica dimension of size 1.
 
-    def __init__(self, model: MultiTaskNet):
+    ``channels_last`` stores conv weights and inputs channels-last (NHWC), which oneDNN and cuDNN kernels prefer;
+    ``compile`` runs the model through ``torch.compile``, falling back to eager mode with a message if it fails.
+    """
+
+    def __init__(self, model: MultiTaskNet, *, channels_last: bool = False, compile: bool = False):
         self.model = model
         self.count = 1
+        self.channels_last = channels_last
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.compiled = torch.compile(model) if compile else None
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
-        return {t: logits[None] for t, logits in self.model(x[0]).items()}  # (1, B, classes)
+        x = x[0]  # (B, C, H, W)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return {t: logits[None] for t, logits in self._forward(x).items()}  # (1, B, classes)
+
+    def _forward(self, x: Tensor) -> dict[str, Tensor]:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as e:  # a backend that cannot compile this model: say so once, go on eagerly
+                warnings.warn(
+                    f"torch.compile failed ({type(e).__name__}: {e}); training in eager mode",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.compiled = None
+        return self.model(x)
 
     def parameters(self) -> list[Tensor]:
         return list(self.model.parameters())
@@ -97,9 +122,19 @@ class StackedReplicas:
                 p.grad.mul_(factors.view(-1, *([1] * (p.dim() - 1))))
 
 
-def replicate(models: list[MultiTaskNet]) -> SingleReplica | StackedReplicas:
-    """The cheapest wrapper that trains ``models`` together."""
-    return SingleReplica(models[0]) if len(models) == 1 else StackedReplicas(models)
+def replicate(
+    models: list[MultiTaskNet], *, channels_last: bool = False, compile: bool = False
+) -> SingleReplica | StackedReplicas:
+    """The cheapest wrapper that trains ``models`` together (memory-layout and compile options: solo runs only)."""
+    if len(models) == 1:
+        return SingleReplica(models[0], channels_last=channels_last, compile=compile)
+    if channels_last or compile:
+        warnings.warn(
+            "channels_last and compile apply to solo runs; this group of seeds trains without them",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return StackedReplicas(models)
 
 
 def clip_grad_norms(replicas: SingleReplica | StackedReplicas, max_norm: float) -> None:

@@ -1,0 +1,23 @@
+"""``mtlab analyze ...``: look inside data and trained runs (PCA, separability, filters, feature maps,
+activation maximisation, deep dream, transfer probes). Each analysis module adds its own subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# Modules under mtlab.analysis offering ``add_cli(subparsers)``; imported only to build the parser (they import
+# their heavy dependencies lazily, when run).
+ANALYSES = ("filters", "features", "maximize", "dream", "transfer")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "analyze",
+        help="look inside data and trained runs (pictures and probes)",
+        description="Analyses of datasets and trained runs; each writes PNG figures, the numbers behind them "
+        "(CSV/JSON) and a self-contained HTML page into an output directory.",
+    )
+    analyses = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+    for name in ANALYSES:
+        importlib.import_module(f"mtlab.analysis.{name}").add_cli(analyses)
