@@ -12,13 +12,17 @@ from test_fit import CLASSES, CPU, TASKS, toy_splits
 
 
 def cnn_config(**train):
-    return parse_config({
-        "data": {"dataset": "fashion-mnist-sample"},
-        "model": {"trunk": {"type": "cnn", "conv": [{"filters": 8, "pool": 2, "batch_norm": True}]},
-                  "head": {"widths": [16]}},
-        "optim": {"lr": 0.01},
-        "train": {"epochs": 4, "batch_size": 32, **train},
-    })
+    return parse_config(
+        {
+            "data": {"dataset": "fashion-mnist-sample"},
+            "model": {
+                "trunk": {"type": "cnn", "conv": [{"filters": 8, "pool": 2, "batch_norm": True}]},
+                "head": {"widths": [16]},
+            },
+            "optim": {"lr": 0.01},
+            "train": {"epochs": 4, "batch_size": 32, **train},
+        }
+    )
 
 
 def run(config):

@@ -8,7 +8,7 @@ import importlib
 
 # Modules under mtlab.analysis offering ``add_cli(subparsers)``; imported only to build the parser (they import
 # their heavy dependencies lazily, when run).
-ANALYSES = ("filters", "features", "maximize", "dream", "transfer")
+ANALYSES = ("pca", "separability", "filters", "features", "maximize", "dream", "transfer")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,142 @@
+"""The whole mnist-pairs study through mtlab vs the same protocol as a straightforward sequential PyTorch script.
+
+The script is the kind the original authors wrote: one model at a time, pre-loaded tensors, a batch loop with
+``narrow``, Adam 1e-3, batch 100, cross-entropy on the comparison (plus 0.5 * main + 0.5 * mean(aux) with the
+auxiliary loss), the test accuracy read at the last epoch. mtlab runs the built-in ``mnist-pairs`` study at its
+``full`` budget (12 variants x 10 seeds = 120 runs, 1000 pairs, 50 epochs) with seed grouping into a fresh study
+directory, store, run directories and report included. Target on a 2-core CPU: >= 3x faster end to end.
+
+    python benchmarks/study_vs_script.py [--seeds 10] [--epochs 50] [--skip-script]
+
+Prints the absolute minutes of both, their ratio, and the mean test accuracy per variant of both (they train the
+same networks on the same kind of data; their numbers agree in distribution, not run by run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtlab.config.schema import MnistData
+from mtlab.data.catalog import load_dataset
+from mtlab.data.pairs import make_pairs
+from mtlab.study.catalog import find_study
+from mtlab.study.runner import run_study
+from mtlab.study.store import ResultStore
+
+
+class Branch(nn.Module):
+    """A digit branch: 14x14 image -> 10 logits, as in the original script."""
+
+    def __init__(self, net: str):
+        super().__init__()
+        if net == "shallow FC":
+            self.layers = nn.Sequential(nn.Flatten(), nn.Linear(196, 500), nn.ReLU(), nn.Linear(500, 10))
+        elif net == "deep FC":
+            widths = [196, 300, 100, 70, 30, 20]
+            layers: list[nn.Module] = [nn.Flatten()]
+            for a, b in itertools.pairwise(widths):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            self.layers = nn.Sequential(*layers, nn.Linear(20, 10))
+        else:
+            self.layers = nn.Sequential(
+                nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(4),
+                nn.Flatten(), nn.Linear(64, 100), nn.ReLU(), nn.Linear(100, 10),
+            )  # fmt: skip
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class PairNet(nn.Module):
+    def __init__(self, net: str, sharing: bool):
+        super().__init__()
+        self.a = Branch(net)
+        self.b = self.a if sharing else Branch(net)
+        head = {"shallow FC": [20, 50], "deep FC": [20, 30, 20, 10], "CNN": [20, 32]}[net]
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(head):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.head = nn.Sequential(*layers, nn.Linear(head[-1], 2))
+
+    def forward(self, x):
+        da, db = self.a(x[:, 0:1]), self.b(x[:, 1:2])
+        return self.head(torch.cat([da, db], 1)), da, db
+
+
+def script(seeds: int, epochs: int) -> tuple[float, dict[str, float]]:
+    """The sequential script; returns (seconds, mean test accuracy per variant)."""
+    mnist = load_dataset(MnistData(dataset="mnist"))
+    start = time.perf_counter()
+    accuracy: dict[str, float] = {}
+    for net in ("shallow FC", "deep FC", "CNN"):
+        for sharing in (False, True):
+            for aux in (False, True):
+                total = 0.0
+                for seed in range(seeds):
+                    pairs = make_pairs(mnist, 1000, seed)
+                    x, y = pairs.train.images, pairs.train.labels
+                    torch.manual_seed(seed)
+                    model = PairNet(net, sharing)
+                    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+                    for _ in range(epochs):
+                        for b in range(0, x.size(0), 100):
+                            out, da, db = model(x.narrow(0, b, 100))
+                            loss = F.cross_entropy(out, y["leq"].narrow(0, b, 100))
+                            if aux:
+                                loss = 0.5 * loss + 0.25 * (
+                                    F.cross_entropy(da, y["digit_a"].narrow(0, b, 100))
+                                    + F.cross_entropy(db, y["digit_b"].narrow(0, b, 100))
+                                )
+                            optimizer.zero_grad()
+                            loss.backward()
+                            optimizer.step()
+                    with torch.no_grad():
+                        out, _, _ = model(pairs.test.images)
+                        total += (out.argmax(1) == pairs.test.labels["leq"]).float().mean().item()
+                name = f"{net}, sharing {'on' if sharing else 'off'}, aux {'on' if aux else 'off'}"
+                accuracy[name] = total / seeds
+    return time.perf_counter() - start, accuracy
+
+
+def study(seeds: int, epochs: int) -> tuple[float, dict[str, float]]:
+    spec, _ = find_study("mnist-pairs")
+    budgets = {**spec.budgets, "full": spec.budgets["full"].model_copy(update={"seeds": seeds})}
+    spec = spec.model_copy(update={"budgets": budgets})
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        run_study(spec, Path(tmp), budget="full", overrides={"train.epochs": epochs})
+        seconds = time.perf_counter() - start
+        with ResultStore(Path(tmp) / "results.sqlite") as store:
+            m = store.metrics_frame()
+    leq = m[(m.split == "test") & (m.task == "leq") & (m.metric == "acc")]
+    return seconds, leq.groupby("variant", sort=False)["value"].mean().to_dict()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--skip-script", action="store_true", help="time only mtlab")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.seeds} seeds, {args.epochs} epochs")
+    mtlab_seconds, mtlab_acc = study(args.seeds, args.epochs)
+    print(f"mtlab run mnist-pairs (grouped seeds): {mtlab_seconds / 60:.1f} min")
+    if args.skip_script:
+        return
+    script_seconds, script_acc = script(args.seeds, args.epochs)
+    print(f"sequential script: {script_seconds / 60:.1f} min; speed-up {script_seconds / mtlab_seconds:.2f}x")
+    for name, value in script_acc.items():
+        print(f"  {name}: script {100 * value:.2f}%  mtlab {100 * mtlab_acc.get(name, float('nan')):.2f}%")
+
+
+if __name__ == "__main__":
+    main()

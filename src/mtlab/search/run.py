@@ -1,0 +1,306 @@
+"""Run a search with Optuna (Akiba et al., 2019): sample, train, prune on validation, resume, retrain best and worst.
+
+Each trial builds a run config from the space (:mod:`mtlab.search.space`) and trains it with
+:func:`~mtlab.train.run.train_run` (validation split held out of the training data), reporting the validation
+objective after every epoch so the pruner can stop it early. The trial's value is the objective at the selected
+epoch; its test metrics are computed by ``train_run`` but never read. Sampling is TPE (Bergstra et al., 2011)
+seeded from the spec, or an exhaustive grid over ``candidates``.
+
+The study lives in an Optuna storage: by default ``<out>/search.sqlite``, or any database URL Optuna accepts, so
+several processes or machines can work on one search (each runs ``mtlab search`` with the same ``--storage``). It is
+resumable: a rerun counts the finished (complete or pruned) trials and runs only the rest; trials left running by a
+process that died stop sending heartbeats and are marked failed, then replaced. A resumed TPE sampler starts a fresh
+random stream, so a resumed search is reproducible but not identical to an uninterrupted one.
+
+After the search, for each depth the best and the worst completed trial are retrained from their stored configs
+(same seed, so the same numbers as in the search) and evaluated on the test split once - the table of the original
+study. Retrained results are cached in ``<out>/retrained.json`` keyed by trial and config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mtlab.config.schema import RunConfig
+from mtlab.errors import ConfigError
+from mtlab.search.space import Architecture, describe, trial_config
+from mtlab.search.spec import SearchSpec
+from mtlab.train.fit import FitObserver, TrainingDiverged
+from mtlab.train.run import train_run
+
+if TYPE_CHECKING:
+    import optuna
+
+HEARTBEAT_SECONDS = 60
+
+
+@dataclass
+class TrialRecord:
+    """One trial as stored: ``state`` complete / pruned / fail / running; ``value`` the validation objective of the
+    selected epoch (pruned trials: the last value reported, Optuna's convention; failed ones: None); ``curve`` the
+    objective reported after each epoch."""
+
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    parameters: int | None
+    architecture: Architecture | None
+    lr: float | None
+    epochs: int
+    seconds: float
+    curve: dict[int, float]
+    config: dict[str, Any] | None
+
+
+@dataclass
+class Retrained:
+    """The best or worst completed trial of one depth, trained again and tested once."""
+
+    trial: int
+    depth: int
+    rank: str
+    parameters: int
+    architecture: str
+    max_width: int
+    lr: float
+    val: float
+    test_acc: float
+    test_loss: float
+    seconds: float
+    config_id: str
+
+
+@dataclass
+class SearchOutcome:
+    spec: SearchSpec
+    storage: str
+    study_name: str
+    objective: str
+    trials: list[TrialRecord]
+    retrained: list[Retrained]
+    seconds: float
+
+    @property
+    def completed(self) -> list[TrialRecord]:
+        return [t for t in self.trials if t.state == "complete"]
+
+
+class OptunaPruning(FitObserver):
+    """Reports the validation objective to the trial after every epoch; raises ``TrialPruned`` when told to stop."""
+
+    def __init__(self, trial: optuna.Trial, key: str):
+        self.trial, self.key, self.seconds = trial, key, 0.0
+
+    def on_epoch_end(self, record: dict[str, float]) -> None:
+        import optuna
+
+        epoch, value = int(record["epoch"]), float(record[self.key])
+        self.seconds += float(record["seconds"])
+        self.trial.report(value, epoch)
+        self.trial.set_user_attr("epochs", epoch)
+        self.trial.set_user_attr("seconds", self.seconds)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"epoch {epoch}: {self.key} = {value:.4f}")
+
+
+def default_storage(out: Path) -> str:
+    return f"sqlite:///{(out / 'search.sqlite').resolve()}"
+
+
+def run_search(
+    spec: SearchSpec,
+    out: Path,
+    *,
+    storage: str | None = None,
+    retrain: bool | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+) -> SearchOutcome:
+    """Run (or resume) ``spec`` until it has ``spec.trials`` finished trials, then retrain best and worst per depth.
+
+    ``storage``: an Optuna storage URL (default: ``<out>/search.sqlite``). ``retrain`` overrides ``spec.retrain``
+    (workers sharing a storage can skip it and leave it to one final run).
+    """
+    import optuna
+
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    url = storage or default_storage(out)
+    key = spec.objective_key()
+    study = _open_study(spec, url)
+    target = spec.trials if spec.candidates is None else min(spec.trials, len(spec.candidates))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+    def objective(trial: optuna.Trial) -> float:
+        config = trial_config(spec, trial)
+        _record_config(trial, config)
+        outcome = train_run(config, observer=OptunaPruning(trial, key))
+        trial.set_user_attr("seconds", outcome.result.seconds)
+        return float(outcome.result.val[key])  # the selected epoch's validation value; the test split is not read
+
+    def progress(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+        if on_trial is not None:
+            on_trial(trial_record(frozen))
+
+    remaining = target - len(study.get_trials(deepcopy=False, states=finished))
+    if remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            callbacks=[optuna.study.MaxTrialsCallback(target, states=finished), progress],
+            catch=(TrainingDiverged,),
+        )
+    trials = [trial_record(t) for t in study.get_trials(deepcopy=False)]
+    outcome = SearchOutcome(spec, _without_password(url), study.study_name, key, trials, [], 0.0)
+    if spec.retrain if retrain is None else retrain:
+        outcome.retrained = retrain_extremes(outcome, out / "retrained.json")
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _open_study(spec: SearchSpec, url: str) -> optuna.Study:
+    """Create or load the study ``<name>-seed<seed>``; a stored study with a different spec is a user error."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            storage = optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS
+            )
+        except (SQLAlchemyError, ValueError, ImportError) as e:  # bad URL, unreachable server, missing DB driver
+            message = " ".join(str(e).split()).replace(url, "<url>")
+            raise ConfigError(f"--storage: cannot open the storage: {type(e).__name__}: {message}") from None
+    if spec.candidates is not None:
+        sampler = optuna.samplers.GridSampler({"candidate": list(spec.candidates)}, seed=spec.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=spec.seed)
+    name = f"{spec.name}-seed{spec.seed}"
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        sampler=sampler,
+        pruner=_pruner(spec),
+        direction=spec.direction,
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get("fingerprint")
+    if stored is None:
+        study.set_user_attr("fingerprint", spec.fingerprint())
+        study.set_user_attr("spec", spec.model_dump(mode="json"))
+    elif stored != spec.fingerprint():
+        raise ConfigError(
+            f"{_without_password(url)}: study {name!r} was run with a different spec or overrides; resume it with the "
+            "same ones, or choose another --out / --storage"
+        )
+    return study
+
+
+def _without_password(url: str) -> str:
+    """The storage URL as shown in reports: a database password is masked."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:
+    import optuna
+
+    p = spec.pruner
+    if p.type == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_epochs)
+    if p.type == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_epochs, reduction_factor=p.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def _record_config(trial: optuna.Trial, config: RunConfig) -> None:
+    """Store what the result table needs before training, so pruned trials have it too."""
+    from mtlab.data.catalog import load_dataset
+    from mtlab.models import build_model
+
+    dataset = load_dataset(config.data, seed=config.seed)  # parsed files are cached per process
+    model = build_model(config, dataset.tasks, dataset.input_shape)
+    trial.set_user_attr("config", config.model_dump(mode="json"))
+    trial.set_user_attr("parameters", sum(p.numel() for p in model.parameters()))
+
+
+def trial_record(frozen: optuna.trial.FrozenTrial) -> TrialRecord:
+    attrs = frozen.user_attrs
+    config = attrs.get("config")
+    architecture = describe(RunConfig.model_validate(config)) if config else None
+    return TrialRecord(
+        number=frozen.number,
+        state=frozen.state.name.lower(),
+        value=frozen.value,
+        params=dict(frozen.params),
+        parameters=attrs.get("parameters"),
+        architecture=architecture,
+        lr=config["optim"]["lr"] if config else None,
+        epochs=int(attrs.get("epochs", 0)),
+        seconds=float(attrs.get("seconds", 0.0)),
+        curve={int(k): float(v) for k, v in sorted(frozen.intermediate_values.items())},
+        config=config,
+    )
+
+
+def config_id(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def extremes(outcome: SearchOutcome) -> list[tuple[str, TrialRecord]]:
+    """(rank, trial) for the best and the worst completed trial of each depth (one entry when a depth has one trial);
+    ties go to the lower trial number."""
+    maximize = outcome.spec.direction == "maximize"
+    by_depth: dict[int, list[TrialRecord]] = {}
+    for t in outcome.completed:
+        by_depth.setdefault(t.architecture.depth, []).append(t)
+    picked = []
+    for depth in sorted(by_depth):
+        ranked = sorted(by_depth[depth], key=lambda t: (-t.value if maximize else t.value, t.number))
+        picked.append(("best", ranked[0]))
+        if len(ranked) > 1:
+            worst = sorted(by_depth[depth], key=lambda t: (t.value if maximize else -t.value, t.number))[0]
+            picked.append(("worst", worst))
+    return picked
+
+
+def retrain_extremes(outcome: SearchOutcome, cache: Path) -> list[Retrained]:
+    """Retrain each depth's best and worst trial and evaluate the test split once; reuse cached results."""
+    cached = {(r["trial"], r["config_id"]): r for r in json.loads(cache.read_text())} if cache.exists() else {}
+    task = outcome.objective.split(".")[1]
+    results = []
+    for rank, t in extremes(outcome):
+        cid = config_id(t.config)
+        hit = cached.get((t.number, cid))
+        if hit is not None:
+            results.append(Retrained(**{**hit, "rank": rank}))
+            continue
+        run = train_run(RunConfig.model_validate(t.config))
+        results.append(
+            Retrained(
+                trial=t.number,
+                depth=t.architecture.depth,
+                rank=rank,
+                parameters=run.parameters,
+                architecture=t.architecture.label,
+                max_width=t.architecture.max_width,
+                lr=float(t.lr),
+                val=float(run.result.val[outcome.objective]),
+                test_acc=float(run.result.test[f"test.{task}.acc"]),
+                test_loss=float(run.result.test[f"test.{task}.loss"]),
+                seconds=run.result.seconds,
+                config_id=cid,
+            )
+        )
+        cache.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    return results

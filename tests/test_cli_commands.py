@@ -1,0 +1,40 @@
+"""The ``mtlab`` entry point offers every command and analysis, and user errors stay one line with exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtlab.cli.main import main
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search", "--help"],
+        ["analyze", "pca", "--help"],
+        ["analyze", "separability", "--help"],
+        ["analyze", "filters", "--help"],
+        ["studies", "--help"],
+    ],
+)
+def test_every_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    assert "usage: mtlab" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "no-such-search"], "no-such-search"),
+        (["search", "mnist-mlp", "--trials", "0"], "--trials"),
+        (["analyze", "pca", "--dataset", "mnist", "--task", "colour"], "colour"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("mtlab: error:")
+    assert message in err
