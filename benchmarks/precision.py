@@ -46,9 +46,13 @@ def measure(name, raw, tasks, splits, epochs, variants):
         )
         seconds = sum(r["seconds"] for r in result.history)
         rates[label] = (len(splits.train) * epochs / seconds, result.test)
-    base_rate, _base_test = rates["fp32"]
+    base_rate, base_test = rates["fp32"]
     for label, (rate, test) in rates.items():
-        accs = ", ".join(f"{k.split('.')[1]} {100 * v:.2f}%" for k, v in test.items() if k.endswith(".acc"))
+        accs = ", ".join(
+            f"{k.split('.')[1]} {100 * v:.2f}% ({100 * (v - base_test[k]):+.2f} pp)"
+            for k, v in test.items()
+            if k.endswith(".acc")
+        )
         print(f"{name} {label}: {rate:,.0f} img/s ({rate / base_rate:.2f}x fp32); test {accs}")
 
 

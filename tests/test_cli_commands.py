@@ -38,3 +38,22 @@ def test_user_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_pa
     assert err.count("\n") == 1
     assert err.startswith("mtlab: error:")
     assert message in err
+
+
+def test_run_passes_the_seed_grouping_options_to_the_study(monkeypatch, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from mtlab.cli import study_cmd
+
+    seen = {}
+
+    def fake_run_study(spec, out, **kwargs):
+        seen.update(kwargs)
+        return SimpleNamespace(total=0, trained=0, failed=[])
+
+    monkeypatch.setattr(study_cmd, "run_study", fake_run_study)
+    argv = ["run", "mnist-pairs", "--out", str(tmp_path), "--no-report", "--group-seeds", "on", "--group-size", "4"]
+    assert main(argv) == 0
+    assert (seen["group_seeds"], seen["group_size"]) == ("on", 4)
+    assert main([*argv[:-1], "0"]) == 2
+    assert "--group-size" in capsys.readouterr().err

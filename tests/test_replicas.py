@@ -12,7 +12,7 @@ from mtlab.data.split import RunSplits
 from mtlab.data.tasks import Task
 from mtlab.models import build_model
 from mtlab.train.fit import TrainingDiverged, fit, fit_replicas
-from mtlab.train.replicas import StackedReplicas, clip_grad_norms
+from mtlab.train.replicas import StackedReplicas, clip_grad_norms, stacking_pays
 
 CPU = torch.device("cpu")
 DIGITS = Task("d", tuple("0123456789"))
@@ -179,3 +179,29 @@ def test_gradient_clipping_is_per_replica():
     stacked.params["bias"].grad[0].fill_(0.01)
     clip_grad_norms(stacked, 1.0)
     assert stacked.params["weight"].grad[0].abs().max().item() == pytest.approx(0.01)  # small norms are left alone
+
+
+def test_stacking_pays_for_dense_nets_on_the_cpu_and_for_every_net_on_gpus():
+    dense = build(pair_config("shallow FC", 0), PAIR_TASKS, (2, 14, 14))
+    conv = build(pair_config("CNN", 0), PAIR_TASKS, (2, 14, 14))
+    assert stacking_pays(dense, CPU)
+    assert not stacking_pays(conv, CPU)
+    assert stacking_pays(conv, torch.device("cuda"))  # only the device type is looked at
+
+
+@pytest.mark.parametrize(("stacking", "sizes"), [("auto", [1, 1]), ("always", [2])])
+def test_conv_seeds_train_one_by_one_on_the_cpu_unless_stacking_is_forced(stacking, sizes, monkeypatch):
+    import mtlab.train.run as run
+
+    calls = []
+
+    def recording_fit(models, *args, **kwargs):
+        calls.append(len(models))
+        return fit_replicas(models, *args, **kwargs)
+
+    monkeypatch.setattr(run, "fit_replicas", recording_fit)
+    tiny = {"dataset": "fashion-mnist-sample", "train_subset": 64, "test_subset": 32}
+    configs = [parse_config({**bn_cnn_config(seed, epochs=1).model_dump(mode="json"), "data": tiny}) for seed in (0, 1)]
+    outcomes = run.train_runs(configs, [None, None], stacking=stacking)
+    assert calls == sizes
+    assert all(0 <= o.result.test["test.item.acc"] <= 1 for o in outcomes)

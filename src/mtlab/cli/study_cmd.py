@@ -12,6 +12,7 @@ from rich.table import Table
 from mtlab.cli.progress import RichStudyProgress
 from mtlab.cli.speed import add_speed_options, speed_overrides
 from mtlab.config.load import parse_overrides
+from mtlab.errors import ConfigError
 from mtlab.study.catalog import builtin_study_paths, find_study
 from mtlab.study.runner import run_study
 from mtlab.study.spec import expand, load_study_spec
@@ -40,9 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--retry-failed", action="store_true", help="train the failed runs again")
     run.add_argument(
         "--group-seeds",
-        choices=["auto", "off"],
+        choices=["auto", "on", "off"],
         default="auto",
-        help="train the seeds of a variant together in one process (default auto)",
+        help="train the seeds of a variant together in one process: auto = where that is faster on the device "
+        "(dense nets on a CPU, every net on CUDA), on = always, off = one run at a time (default auto)",
     )
     run.add_argument("--group-size", type=int, default=10, help="at most this many seeds per group (default 10)")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
@@ -62,6 +64,8 @@ def list_studies(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    if args.group_size <= 0:
+        raise ConfigError(f"--group-size: must be positive, got {args.group_size}")
     spec, _ = find_study(args.study)
     budget = args.budget or spec.default_budget
     out = args.out or Path("runs") / (f"{spec.name}-{budget}" if budget else spec.name)
@@ -73,6 +77,8 @@ def run_command(args: argparse.Namespace) -> int:
             budget=budget,
             overrides=parse_overrides(args.overrides + speed_overrides(args)),
             retry_failed=args.retry_failed,
+            group_seeds=args.group_seeds,
+            group_size=args.group_size,
             command=["mtlab", *sys.argv[1:]],
             observer=progress,
         )

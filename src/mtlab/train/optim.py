@@ -10,15 +10,30 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, O
 
 from mtlab.config.schema import OptimConfig
 
+# Devices with fused (one kernel per parameter) Adam, AdamW and SGD implementations in PyTorch >= 2.4.
+FUSED_DEVICES = ("cpu", "cuda", "mps")
+
 
 def build_optimizer(config: OptimConfig, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """The configured optimiser, fused where PyTorch has a fused kernel for the parameters' device.
+
+    The default (for-loop) implementation launches about ten elementwise kernels per parameter per step; on small
+    models and on stacked seed replicas that was a fifth of the step time (measured in ``benchmarks/README.md``).
+    The update rule is the same, elementwise per parameter, so replicas stay independent.
+    """
     params = [p for p in parameters if p.requires_grad]
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
     if config.name == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     if config.name == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+        fused=fused,
     )
 
 

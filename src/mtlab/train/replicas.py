@@ -122,6 +122,20 @@ class StackedReplicas:
                 p.grad.mul_(factors.view(-1, *([1] * (p.dim() - 1))))
 
 
+def stacking_pays(model: MultiTaskNet, device: torch.device) -> bool:
+    """Whether K seeds of ``model`` train faster stacked (vmapped) than one after another on ``device``.
+
+    Under ``vmap`` dense layers become batched matrix products, which run near the CPU's peak where the K small
+    products of K solo runs do not (pair nets: 1.7-2.4x faster stacked). Convolutions become grouped convolutions,
+    which oneDNN runs slower than the K separate ones, and small conv nets are compute-bound on a CPU already (CNN
+    pair net: 0.69x stacked; ``benchmarks/README.md``). On CUDA and MPS kernel-launch overhead dominates small
+    models, so stacking pays for every architecture there.
+    """
+    if device.type != "cpu":
+        return True
+    return not any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
+
+
 def replicate(
     models: list[MultiTaskNet], *, channels_last: bool = False, compile: bool = False
 ) -> SingleReplica | StackedReplicas:

@@ -15,6 +15,7 @@ from mtlab.models import MultiTaskNet, build_model
 from mtlab.rundir import RunDirectory
 from mtlab.train.device import resolve_device
 from mtlab.train.fit import FitObserver, FitResult, TrainingDiverged, fit_replicas
+from mtlab.train.replicas import stacking_pays
 
 
 @dataclass
@@ -70,12 +71,17 @@ def train_runs(
     argv: list[str] | None = None,
     observers: list[FitObserver | None] | None = None,
     overwrite: bool = False,
+    stacking: str = "auto",
 ) -> list[RunOutcome | TrainingDiverged]:
     """:func:`train_run` for K configs that differ only in seed, trained together (:func:`fit_replicas`).
 
     Each run gets its own data draw, split, initialisation and run directory, exactly as if trained alone; a run
     that diverges comes back as its exception, recorded as failed in its directory, and the others are unaffected.
+    ``stacking="auto"`` stacks the replicas only where that is faster (:func:`~mtlab.train.replicas.stacking_pays`)
+    and trains them one after another otherwise; ``"always"`` stacks them regardless.
     """
+    if stacking not in ("auto", "always"):
+        raise ValueError(f"stacking must be 'auto' or 'always', not {stacking!r}")
     config = configs[0]
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
@@ -96,10 +102,14 @@ def train_runs(
         )
         torch.manual_seed(seeding.stream_seed(c.seed, "init"))
         models.append(build_model(c, dataset.tasks, dataset.input_shape))
+    kwargs = {"argv": argv, "overwrite": overwrite, "stacking": stacking}
+    if len(configs) > 1 and stacking == "auto" and not stacking_pays(models[0], device):
+        return [
+            train_runs([c], [o], observers=[ob], **kwargs)[0] for c, o, ob in zip(configs, outs, observers, strict=True)
+        ]
     if len(configs) > 1 and replica_bytes(splits, models) > memory_budget(device):
         # Too big to train together: halve the group (each half is still faster than runs one by one).
         half = len(configs) // 2
-        kwargs = {"argv": argv, "overwrite": overwrite}
         return train_runs(configs[:half], outs[:half], observers=observers[:half], **kwargs) + train_runs(
             configs[half:], outs[half:], observers=observers[half:], **kwargs
         )
