@@ -67,3 +67,16 @@ def test_a_failing_compile_falls_back_to_eager_with_a_message(monkeypatch):
     with pytest.warns(RuntimeWarning, match="torch.compile failed .*no C\\+\\+ compiler.*eager"):
         result = run(cnn_config(compile=True, epochs=1))
     assert result.history[0]["train.loss"] > 0
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_arithmetic_warns_that_it_is_slow(native, monkeypatch, recwarn):
+    import mtlab.train.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    context, scaler = autocast_for("bf16", CPU)
+    slow = [w for w in recwarn if "emulated" in str(w.message)]
+    assert len(slow) == (0 if native else 1)
+    with context():
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16  # bf16 all the same
+    assert scaler is None
