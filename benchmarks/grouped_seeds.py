@@ -20,15 +20,10 @@ import time
 
 import torch
 
-from mtlab.data.tasks import Task
-from mtlab.models import build_model
 from mtlab.study.catalog import find_study
 from mtlab.study.spec import expand
 from mtlab.train.replicas import stacking_pays
 from mtlab.train.run import train_runs
-
-DIGITS = Task("digit", tuple("0123456789"))
-PAIR_TASKS = {"leq": Task("leq", ("a > b", "a <= b")), "digit_a": DIGITS, "digit_b": DIGITS}
 
 
 def configs_for(net: str, seeds: int, epochs: int):
@@ -60,8 +55,7 @@ def main() -> None:
             abs(a.result.test[m] - b.result.test[m]) for a, b in zip(solo, grouped, strict=True) for m in a.result.test
         )
         solo_acc, grouped_acc = (sum(o.result.test["test.leq.acc"] for o in r) / len(r) for r in (solo, grouped))
-        model = build_model(configs[0], PAIR_TASKS, (2, 14, 14))
-        policy = "stacks" if stacking_pays(model, torch.device("cpu")) else "trains one by one"
+        policy = "stacks" if stacking_pays(configs[0], torch.device("cpu")) else "trains one by one"
         print(
             f"{net} (auto {policy}): solo {solo_seconds:.1f} s, grouped {grouped_seconds:.1f} s, speed-up "
             f"{solo_seconds / grouped_seconds:.2f}x; mean test leq acc solo {100 * solo_acc:.2f}%, grouped "

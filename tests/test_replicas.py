@@ -182,9 +182,9 @@ def test_gradient_clipping_is_per_replica():
 
 
 def test_stacking_pays_for_dense_nets_on_the_cpu_and_for_every_net_on_gpus():
-    dense = build(pair_config("shallow FC", 0), PAIR_TASKS, (2, 14, 14))
-    conv = build(pair_config("CNN", 0), PAIR_TASKS, (2, 14, 14))
+    dense, conv = pair_config("shallow FC", 0), pair_config("CNN", 0)
     assert stacking_pays(dense, CPU)
+    assert not stacking_pays(bn_cnn_config(0), CPU)
     assert not stacking_pays(conv, CPU)
     assert stacking_pays(conv, torch.device("cuda"))  # only the device type is looked at
 

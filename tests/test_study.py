@@ -17,7 +17,7 @@ import yaml
 from mtlab.errors import ConfigError, MtlabError
 from mtlab.study.catalog import builtin_study_paths, find_study
 from mtlab.study.controls import resolve_controls
-from mtlab.study.runner import StudyLock, run_study
+from mtlab.study.runner import StudyLock, run_study, seed_groups
 from mtlab.study.spec import StudySpec, expand, load_study_spec
 from mtlab.study.store import ResultStore
 from mtlab.train.fit import TrainingDiverged
@@ -302,3 +302,20 @@ def test_the_readme_study_example_is_valid():
     runs = expand(spec, "quick")
     assert len(runs) == (2 + 2 * 2) * 2  # (item alone x sharing + two-head x sharing x lambda) x seeds
     assert resolve_controls(spec, runs)["two-head, independent, lambda=0.7"] == {"item": "item alone, shared"}
+
+
+@pytest.mark.parametrize(
+    ("trunk", "group_seeds", "sizes"),
+    [
+        ({"type": "mlp", "widths": [16]}, "auto", [3, 3]),
+        ({"type": "cnn", "conv": [{"filters": 4}]}, "auto", [1] * 6),  # on a CPU conv seeds train one by one
+        ({"type": "cnn", "conv": [{"filters": 4}]}, "on", [3, 3]),
+        ({"type": "mlp", "widths": [16]}, "off", [1] * 6),
+    ],
+)
+def test_seed_groups_follow_the_grouping_policy(trunk, group_seeds, sizes):
+    base = {**TINY["base"], "model": {"trunk": trunk}, "train": {**TINY["base"]["train"], "device": "cpu"}}
+    runs = expand(tiny_spec(seeds=3, base=base), None, None)
+    groups = seed_groups(runs, 10, group_seeds)
+    assert [len(g) for g in groups] == sizes
+    assert [r.run_id for g in groups for r in g] == [r.run_id for r in runs]

@@ -38,11 +38,9 @@ class AnalysisOutput:
 
     def figure(self, fig: Figure, name: str, title: str, caption: str) -> Block:
         """Save ``fig`` as ``<name>.png`` (no version stamp, so equal pictures are equal bytes); a page block."""
-        from mtlab.report.figures import DPI, SavedFigure
+        from mtlab.report.figures import save_figure
 
-        path = self.directory / f"{name}.png"
-        fig.savefig(path, dpi=DPI, facecolor="white", metadata={"Software": None})
-        return SavedFigure(path, title, caption)
+        return save_figure(fig, self.directory / f"{name}.png", title, caption)
 
     def arrays(self, name: str, arrays: dict[str, np.ndarray]) -> Path:
         """Every array behind a figure, exactly, as ``<name>.npz``."""

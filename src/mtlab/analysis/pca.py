@@ -286,15 +286,13 @@ def _figures(analysis: PcaAnalysis, out: Path) -> list:
     from matplotlib.figure import Figure
     from matplotlib.patches import Ellipse as EllipsePatch
 
-    from mtlab.report.figures import DPI, STYLE, WIDTH, SavedFigure
+    from mtlab.report.figures import STYLE, WIDTH, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     saved = []
 
     def save(fig: Figure, name: str, title: str, caption: str) -> None:
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=DPI, facecolor="white", metadata={"Software": None})
-        saved.append(SavedFigure(path, title, caption))
+        saved.append(save_figure(fig, out / f"{name}.png", title, caption))
 
     with rc_context(STYLE):
         ratios = analysis.fit.ratios

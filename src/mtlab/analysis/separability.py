@@ -470,7 +470,7 @@ def _figures(analysis: SeparabilityAnalysis, out: Path) -> list:
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
-    from mtlab.report.figures import DPI, STYLE, WIDTH, SavedFigure
+    from mtlab.report.figures import STYLE, WIDTH, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     saved = []
@@ -478,9 +478,7 @@ def _figures(analysis: SeparabilityAnalysis, out: Path) -> list:
     ticks = list(range(k))
 
     def save(fig: Figure, name: str, title: str, caption: str) -> None:
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=DPI, facecolor="white", metadata={"Software": None})
-        saved.append(SavedFigure(path, title, caption))
+        saved.append(save_figure(fig, out / f"{name}.png", title, caption))
 
     def frame(ax, title: str) -> None:
         ax.set_xticks(ticks, analysis.class_names, rotation=90 if k > 10 else 0)

@@ -44,6 +44,12 @@ class SavedFigure:
     caption: str
 
 
+def save_figure(fig: Figure, path: Path, title: str, caption: str) -> SavedFigure:
+    """Write ``fig`` as a PNG at ``path`` (white background, no version stamp, so equal pictures are equal bytes)."""
+    fig.savefig(path, dpi=DPI, facecolor="white", metadata={"Software": None})
+    return SavedFigure(path, title, caption)
+
+
 def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list[SavedFigure]:
     """Draw every figure the study's data allows and save it under ``out_dir``; figures without data are skipped."""
     from matplotlib import rc_context
@@ -55,9 +61,7 @@ def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list
     def save(fig: Figure | None, name: str, title: str, caption: str) -> None:
         if fig is None:
             return
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=DPI, facecolor="white", metadata={"Software": None})  # no version in the bytes
-        saved.append(SavedFigure(path, title, caption))
+        saved.append(save_figure(fig, out_dir / f"{name}.png", title, caption))
 
     with rc_context(STYLE):
         for task in study.tasks:

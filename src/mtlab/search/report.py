@@ -189,7 +189,7 @@ def _figures(outcome: SearchOutcome, out: Path) -> list:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from mtlab.report.figures import DPI, STYLE, WIDTH, SavedFigure
+    from mtlab.report.figures import STYLE, WIDTH, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     key = outcome.objective
@@ -201,9 +201,7 @@ def _figures(outcome: SearchOutcome, out: Path) -> list:
     saved = []
 
     def save(fig: Figure, name: str, title: str, caption: str) -> None:
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=DPI, facecolor="white", metadata={"Software": None})
-        saved.append(SavedFigure(path, title, caption))
+        saved.append(save_figure(fig, out / f"{name}.png", title, caption))
 
     with rc_context(STYLE):
         fig = Figure(figsize=(WIDTH, 4.2), layout="constrained")

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import copy
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from mtlab.builtin_files import builtin_yaml_files
 from mtlab.config.load import format_error, parse_config, read_yaml, set_dotted
 from mtlab.config.schema import RunConfig, Strict
 from mtlab.errors import ConfigError
@@ -230,12 +230,7 @@ def load_search_spec(path: str | Path) -> SearchSpec:
 
 def builtin_search_paths() -> dict[str, Path]:
     """Search name -> YAML file, for every search spec shipped in ``mtlab/searches``."""
-    folder = resources.files("mtlab") / "searches"
-    return {
-        Path(p.name).stem: Path(str(p))
-        for p in sorted(folder.iterdir(), key=lambda p: p.name)
-        if p.name.endswith(".yaml")
-    }
+    return builtin_yaml_files("searches")
 
 
 def find_search(name_or_path: str) -> tuple[SearchSpec, Path]:

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
+from mtlab.builtin_files import builtin_yaml_files
 from mtlab.errors import ConfigError
 from mtlab.study.spec import StudySpec, load_study_spec
 
 
 def builtin_study_paths() -> dict[str, Path]:
     """Study name -> its YAML file, for every study shipped with mtlab."""
-    folder = resources.files("mtlab") / "studies"
-    return {
-        Path(p.name).stem: Path(str(p))
-        for p in sorted(folder.iterdir(), key=lambda p: p.name)
-        if p.name.endswith(".yaml")
-    }
+    return builtin_yaml_files("studies")
 
 
 def find_study(name_or_path: str) -> tuple[StudySpec, Path]:

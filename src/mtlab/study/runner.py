@@ -28,7 +28,9 @@ from mtlab import environment
 from mtlab.errors import MtlabError
 from mtlab.study.spec import RunSpec, StudySpec, expand
 from mtlab.study.store import ResultStore
+from mtlab.train.device import resolve_device
 from mtlab.train.fit import FitObserver
+from mtlab.train.replicas import stacking_pays
 from mtlab.train.run import train_runs
 
 STORE_NAME = "results.sqlite"
@@ -59,13 +61,22 @@ class StudyResult:
     failed: list[tuple[str, str]]
 
 
-def seed_groups(runs: list[RunSpec], size: int) -> list[list[RunSpec]]:
-    """Consecutive runs whose configs differ only in seed, in chunks of at most ``size`` (order kept)."""
+def seed_groups(runs: list[RunSpec], size: int, group_seeds: str = "auto") -> list[list[RunSpec]]:
+    """Consecutive runs whose configs differ only in seed, in chunks of at most ``size`` (order kept).
+
+    ``group_seeds="off"``, and ``"auto"`` for nets that train faster one by one on their device
+    (:func:`~mtlab.train.replicas.stacking_pays`), give one run per group, so each run is recorded as it finishes.
+    """
     groups: list[list[RunSpec]] = []
     key = None
     for run in runs:
         run_key = run.config.model_dump_json(exclude={"seed"})
-        if groups and run_key == key and len(groups[-1]) < size:
+        limit = size
+        if group_seeds == "off" or (
+            group_seeds == "auto" and not stacking_pays(run.config, resolve_device(run.config.train.device))
+        ):
+            limit = 1
+        if groups and run_key == key and len(groups[-1]) < limit:
             groups[-1].append(run)
         else:
             groups.append([run])
@@ -151,7 +162,7 @@ def run_study(
         observer.on_study_start(len(runs), len(runs) - len(store.runs_to_do(retry_failed=True)), len(todo))
         failed: list[tuple[str, str]] = []
         stacking = "always" if group_seeds == "on" else "auto"
-        for group in seed_groups([by_id[r] for r in todo], 1 if group_seeds == "off" else group_size):
+        for group in seed_groups([by_id[r] for r in todo], group_size, group_seeds):
             run_dirs = [directory / "runs" / run.run_id for run in group]
             for run, run_dir in zip(group, run_dirs, strict=True):
                 store.mark_running(run.run_id, run_dir.relative_to(directory))

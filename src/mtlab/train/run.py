@@ -87,6 +87,11 @@ def train_runs(
         torch.set_num_threads(config.train.threads)
     device = resolve_device(config.train.device)
     observers = observers or [None] * len(configs)
+    kwargs = {"argv": argv, "overwrite": overwrite, "stacking": stacking}
+    if len(configs) > 1 and stacking == "auto" and not stacking_pays(config, device):
+        return [
+            train_runs([c], [o], observers=[b], **kwargs)[0] for c, o, b in zip(configs, outs, observers, strict=True)
+        ]
     datasets, splits, models = [], [], []
     for c in configs:
         dataset = load_dataset(c.data, seed=c.seed)
@@ -102,11 +107,6 @@ def train_runs(
         )
         torch.manual_seed(seeding.stream_seed(c.seed, "init"))
         models.append(build_model(c, dataset.tasks, dataset.input_shape))
-    kwargs = {"argv": argv, "overwrite": overwrite, "stacking": stacking}
-    if len(configs) > 1 and stacking == "auto" and not stacking_pays(models[0], device):
-        return [
-            train_runs([c], [o], observers=[ob], **kwargs)[0] for c, o, ob in zip(configs, outs, observers, strict=True)
-        ]
     if len(configs) > 1 and replica_bytes(splits, models) > memory_budget(device):
         # Too big to train together: halve the group (each half is still faster than runs one by one).
         half = len(configs) // 2
