@@ -23,7 +23,7 @@ def autocast_for(precision: str, device: torch.device) -> tuple[Callable[[], Abs
         if device.type == "cpu" and not cpu_has_native_bf16():
             warnings.warn(
                 "this CPU has no native bf16 arithmetic (AVX512-BF16 or AMX), so bf16 autocast is emulated and much "
-                "slower than fp32 here (33x on the CIFAR-100 reference net, benchmarks/README.md); use fp32",
+                "slower than fp32 here (20-30x on the CIFAR-100 reference net, benchmarks/README.md); use fp32",
                 RuntimeWarning,
                 stacklevel=2,
             )
