@@ -161,7 +161,6 @@ def run_study(
         todo = store.runs_to_do(retry_failed=retry_failed)
         observer.on_study_start(len(runs), len(runs) - len(store.runs_to_do(retry_failed=True)), len(todo))
         failed: list[tuple[str, str]] = []
-        stacking = "always" if group_seeds == "on" else "auto"
         for group in seed_groups([by_id[r] for r in todo], group_size, group_seeds):
             run_dirs = [directory / "runs" / run.run_id for run in group]
             for run, run_dir in zip(group, run_dirs, strict=True):
@@ -173,7 +172,7 @@ def run_study(
                     argv=command or [],
                     observers=observer.group_observers(group),
                     overwrite=True,
-                    stacking=stacking,
+                    stacking="always",  # seed_groups has already decided where stacking pays
                 )
             except MtlabError:
                 raise  # the user's to fix (data, config): every other run would fail the same way
