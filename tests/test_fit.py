@@ -14,7 +14,6 @@ from mtlab.data.split import RunSplits
 from mtlab.data.tasks import Task
 from mtlab.models import build_model
 from mtlab.train.fit import EarlyStopper, TrainingDiverged, evaluate, fit
-from mtlab.weighting import create_weighting
 
 TASKS = {"item": Task("item", tuple(map(str, range(10)))), "group": Task("group", ("a", "b", "c"))}
 CLASSES = {t: task.num_classes for t, task in TASKS.items()}
@@ -92,8 +91,7 @@ def test_early_stopping_restores_the_best_validation_state():
     assert len(result.history) == result.best_epoch + 3
     val_losses = [r["val.loss"] for r in result.history]
     assert result.best_epoch == 1 + min(range(len(val_losses)), key=val_losses.__getitem__)
-    weighting = create_weighting("fixed", cfg.task_names, weights=cfg.loss.weights)
-    again = evaluate(model, Batches(splits.val, 1000, result.normalizer), CLASSES, weighting).summary("val")[0]
+    again = evaluate(model, Batches(splits.val, 1000, result.normalizer), CLASSES, cfg.loss.weights).summary("val")[0]
     assert again["val.loss"] == pytest.approx(val_losses[result.best_epoch - 1], rel=1e-5)
     assert result.val["val.loss"] == pytest.approx(val_losses[result.best_epoch - 1])
 

@@ -7,7 +7,8 @@ Layout::
     history.jsonl    one JSON record per epoch, appended as training goes (survives a crash)
     history.csv      the same table, written at the end
     metrics.json     final test metrics per task, best epoch, validation metrics, confusion matrices
-    checkpoint.pt    the selected weights + what is needed to use them; load with ``load_checkpoint``
+    checkpoint.pt    the selected weights + what is needed to use them (input normalisation, the weighting method's
+                     parameters and state); load with ``load_checkpoint``
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class RunDirectory:
         checkpoint = {
             "state_dict": state_dict,
             "normalizer": {"scale": result.normalizer.scale.cpu(), "shift": result.normalizer.shift.cpu()},
+            "weighting": result.weighting_state,  # the method's parameters and state ({} for most methods)
             **{k: v for k, v in extras.items() if k in ("tasks", "input_shape")},
         }
         torch.save(checkpoint, self.path / "checkpoint.pt")

@@ -7,11 +7,20 @@ import sys
 import warnings
 
 from mtlab import __version__
-from mtlab.cli import analyze_cmd, data_cmd, export_cmd, report_cmd, search_cmd, study_cmd, train_cmd
+from mtlab.cli import (
+    analyze_cmd,
+    data_cmd,
+    export_cmd,
+    report_cmd,
+    search_cmd,
+    study_cmd,
+    train_cmd,
+    weightings_cmd,
+)
 from mtlab.errors import MtlabError
 
 # Each command module offers ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
-COMMANDS = (train_cmd, study_cmd, report_cmd, export_cmd, analyze_cmd, search_cmd, data_cmd)
+COMMANDS = (train_cmd, study_cmd, report_cmd, export_cmd, analyze_cmd, search_cmd, data_cmd, weightings_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,16 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from mtlab.config.base import Strict
 from mtlab.data.tasks import DEFAULT_FASHION_GROUPS, dataset_task_names
-
-
-class Strict(BaseModel):
-    """Base for every config section: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
-
+from mtlab.weighting import LossConfig, method_class
 
 # ----------------------------------------------------------------------------------------------------------- data
 
@@ -229,13 +224,6 @@ ModelConfig = Annotated[MultiTaskModel | PairModel, Field(discriminator="kind")]
 # --------------------------------------------------------------------------------------------- loss, optim, train
 
 
-class LossConfig(Strict):
-    """Fixed per-task weights: total = sum_t w_t * loss_t (cross-entropy). Tasks not listed get weight 1."""
-
-    method: Literal["fixed"] = "fixed"
-    weights: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
-
-
 class OptimConfig(Strict):
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
@@ -250,7 +238,11 @@ class OptimConfig(Strict):
 class EarlyStopping(Strict):
     """Stop when the validation metric has not improved for ``patience`` epochs; restore the best weights."""
 
-    metric: str = Field("val.loss", description="'val.loss' (weighted total) or 'val.<task>.loss' / 'val.<task>.acc'.")
+    metric: str = Field(
+        "val.loss",
+        description="'val.loss' (the mean of the task losses weighted by loss.weights) or 'val.<task>.loss' / "
+        "'val.<task>.acc'.",
+    )
     patience: int = Field(5, gt=0)
     min_delta: float = Field(0.0, ge=0.0)
 
@@ -290,7 +282,10 @@ class RunConfig(Strict):
     data: DataConfig
     tasks: list[str] | None = Field(None, description="Tasks to train (default: all of the dataset's tasks).")
     model: ModelConfig
-    loss: LossConfig = Field(default_factory=LossConfig)
+    loss: LossConfig = Field(
+        default_factory=lambda: method_class("fixed").Options(),
+        description="The weighting method and its options (``mtlab weightings`` lists them); default fixed.",
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
@@ -300,6 +295,9 @@ class RunConfig(Strict):
         # ``kind`` selects the model union; a config without it means the common case, a multi-task model.
         if isinstance(value, dict) and isinstance(value.get("model"), dict) and "kind" not in value["model"]:
             value = {**value, "model": {"kind": "multitask", **value["model"]}}
+        # Likewise ``method`` selects the loss union; without it the loss section configures fixed weights.
+        if isinstance(value, dict) and isinstance(value.get("loss"), dict) and "method" not in value["loss"]:
+            value = {**value, "loss": {"method": "fixed", **value["loss"]}}
         return value
 
     @property
@@ -324,6 +322,12 @@ class RunConfig(Strict):
                 raise _at(f"loss.weights.{task}", f"unknown task; the trained tasks are {tasks}")
         if not any(self.loss.weights.get(t, 1.0) > 0 for t in tasks):
             raise _at("loss.weights", "every trained task has weight 0; nothing would be learned")
+        method = method_class(self.loss.method)
+        if len(tasks) < method.min_tasks:
+            raise _at(
+                "loss.method",
+                f"{method.name} balances {method.min_tasks} or more tasks; this run trains {len(tasks)} ({tasks})",
+            )
         if isinstance(self.model, PairModel):
             if self.data.dataset != "mnist-pairs":
                 raise _at("model.kind", "'pairs' models need data.dataset 'mnist-pairs'")

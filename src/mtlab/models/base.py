@@ -52,6 +52,16 @@ class MultiTaskNet(nn.Module, ABC):
     def trunk_modules(self) -> dict[str, nn.Module]:
         """The feature extractors by name, for analysis tools that look for convolutions or hook activations."""
 
+    def representation(self) -> tuple[str, str] | None:
+        """``(key in features(), name of the part computing it)`` when every task's head reads that one shared
+        representation (what MGDA-UB balances, ``loss.gradients: representation``), else None."""
+        return None
+
+    def forward_heads(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The heads on given ``features()`` output; ``forward(x) == forward_heads(features(x))`` for models that
+        have a :meth:`representation`."""
+        raise NotImplementedError(f"{type(self).__name__} has no shared representation to split its forward at")
+
     @abstractmethod
     def parts(self) -> list[Part]:
         """Every parameterised piece of the network, each with the tasks whose loss gradients reach it."""

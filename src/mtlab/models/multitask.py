@@ -60,7 +60,13 @@ class MultiHeadNet(MultiTaskNet):
         return {key: trunk(x) for key, trunk in self.trunks.items()}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        features = self.features(x)  # trunk key -> (B, F)
+        return self.forward_heads(self.features(x))
+
+    def representation(self) -> tuple[str, str] | None:
+        return (SHARED, f"trunks.{SHARED}") if SHARED in self.trunks else None
+
+    def forward_heads(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``{trunk key: (B, F)}`` -> ``{task: logits (B, n_task)}``, heads in cascade order."""
         logits: dict[str, Tensor] = {}
         for task in self.order:
             edge = self.reuse.get(task)

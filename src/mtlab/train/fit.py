@@ -4,9 +4,10 @@
 :mod:`mtlab.train.replicas`) through the same loop, so the two cannot drift apart.
 
 The loop knows nothing about particular weighting methods or architectures: it asks the model for
-``{task: logits}``, the loss for ``{task: cross-entropy}``, and the :class:`~mtlab.weighting.Weighting` for one
-scalar. Model selection uses the validation split only; the test split is evaluated once, after training, on the
-restored best state.
+``{task: logits}`` and hands the step to the strategy of the weighting method's kind (:mod:`mtlab.train.step`),
+chosen once before the first epoch. Reported losses (``train.loss``, ``val.loss``) are the task losses and their
+mean weighted by ``loss.weights`` - never a method's own terms. Model selection uses the validation split only; the
+test split is evaluated once, after training, on the restored best state.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from mtlab.models.base import MultiTaskNet
 from mtlab.train.metrics import EpochTotals, replica_cross_entropy
 from mtlab.train.optim import build_optimizer, build_schedule
 from mtlab.train.precision import autocast_for
-from mtlab.train.replicas import SingleReplica, StackedReplicas, clip_grad_norms, replicate
-from mtlab.weighting import Weighting, create_weighting
+from mtlab.train.replicas import SingleReplica, StackedReplicas, parameter_views, replicate
+from mtlab.train.step import TaskLosses, make_step
+from mtlab.weighting import create_method
 
 
 class TrainingDiverged(RuntimeError):
@@ -63,6 +65,8 @@ class FitResult:
     normalizer: Normalizer
     val: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    weighting_state: dict[str, Tensor] = field(default_factory=dict)
+    """The weighting method's parameters and state (this replica's row), at the selected epoch."""
 
 
 class EarlyStopper:
@@ -117,6 +121,7 @@ class _Replica:
     stopper: EarlyStopper | None
     history: list[dict[str, float]] = field(default_factory=list)
     best_state: dict[str, Tensor] | None = None
+    best_method_state: dict[str, Tensor] | None = None
     active: bool = True
     stopped_early: bool = False
     failure: TrainingDiverged | None = None
@@ -167,10 +172,26 @@ def fit_replicas(
     )
     val_batches = _eval_batches([s.val for s in splits], config, normalizers, tasks, device)
 
-    weighting = create_weighting(config.loss.method, tasks, weights=config.loss.weights)
-    params = replicas.parameters() + list(weighting.parameters())
-    optimizer = build_optimizer(config.optim, params)
+    # One generator per replica from its own seed, so a stacked replica draws what its solo run draws.
+    method = create_method(
+        config.loss, tasks, k_count, generators=[seeding.generator(c.seed, "weighting") for c in configs]
+    ).to(device)
+    views = parameter_views(models[0], replicas)
+    method.bind(views)
+    optimizer = build_optimizer(config.optim, replicas.parameters(), extra=method.parameters())
     schedule = build_schedule(config.optim, optimizer, config.train.epochs * len(train_batches))
+    task_losses = TaskLosses(config, device)
+    step = make_step(
+        replicas,
+        models[0],
+        method,
+        optimizer,
+        task_losses,
+        views,
+        grad_clip=config.optim.grad_clip,
+        autocast=autocast,
+        scaler=scaler,
+    )
     stop = config.train.early_stopping
     states = [
         _Replica(c, o, EarlyStopper(stop.mode, stop.patience, stop.min_delta) if stop else None)
@@ -187,33 +208,17 @@ def fit_replicas(
         replicas.train(True)
         totals = EpochTotals(classes, k_count, device)
         for batch, (x, y) in enumerate(train_batches, 1):
-            with autocast():
-                logits = replicas(x)  # {task: (K, B, classes)}
-                losses = {t: replica_cross_entropy(logits[t], y[t]) for t in tasks}  # {task: (K,)}
-                loss, _ = weighting.combine(losses)  # (K,)
-            optimizer.zero_grad(set_to_none=True)
-            # Replicas share no parameters, so the gradient of the sum is each replica's own gradient.
-            if scaler is None:
-                loss.sum().backward()
-                if config.optim.grad_clip is not None:
-                    clip_grad_norms(replicas, config.optim.grad_clip)
-                optimizer.step()
-            else:
-                scaler.scale(loss.sum()).backward()
-                if config.optim.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    clip_grad_norms(replicas, config.optim.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            weighting.after_step()
+            out = step(x, y)  # losses (K, T), logits {task: (K, B, classes)}, weights (K, T)
             schedule.step()
-            totals.add(loss, losses, logits, y)
+            losses = {t: out.losses[:, i] for i, t in enumerate(tasks)}
+            totals.add(task_losses.total(out.losses), losses, out.logits, y, out.weights)
             for state in states:
                 state.observer.on_batch_end(epoch, batch)
+        method.after_epoch(totals.mean_losses())
 
         train_records = totals.summary("train")
         val_records = (
-            evaluate(replicas, val_batches, classes, weighting, autocast=autocast).summary("val")
+            evaluate(replicas, val_batches, classes, config.loss.weights, autocast=autocast).summary("val")
             if val_batches
             else None
         )
@@ -223,18 +228,19 @@ def fit_replicas(
                 record = {"epoch": epoch, "lr": lr, **train_records[k]}
                 record.update(val_records[k] if val_records else {})
                 record["seconds"] = seconds
-                _record_epoch(state, k, record, replicas)
+                _record_epoch(state, k, record, replicas, method)
 
     results: list[FitResult | TrainingDiverged] = []
     for k, state in enumerate(states):
         if state.best_state is not None:
             replicas.load_state(k, state.best_state)
+            method.load_replica_state(k, state.best_method_state)
     if isinstance(replicas, StackedReplicas):  # hand the trained weights back to the caller's modules
         for k, model in enumerate(models):
             model.load_state_dict(replicas.state(k))
     # The one and only look at the test split, for every replica at once, on its selected weights.
     test_batches = _eval_batches([s.test for s in splits], config, normalizers, tasks, device)
-    test = evaluate(replicas, test_batches, classes, weighting, confusion=True, autocast=autocast)
+    test = evaluate(replicas, test_batches, classes, config.loss.weights, confusion=True, autocast=autocast)
     test_records = test.summary("test")
     seconds = (time.perf_counter() - started) / k_count
     for k, state in enumerate(states):
@@ -252,12 +258,13 @@ def fit_replicas(
                 normalizer=normalizers[k],
                 val={m: v for m, v in state.history[best_epoch - 1].items() if m.startswith("val.")},
                 seconds=seconds,
+                weighting_state={name: v.cpu() for name, v in method.replica_state(k).items()},
             )
         )
     return results
 
 
-def _record_epoch(state: _Replica, k: int, record: dict[str, float], replicas) -> None:
+def _record_epoch(state: _Replica, k: int, record: dict[str, float], replicas, method) -> None:
     """Append one epoch to a replica's history; stop it on divergence or when early stopping says so."""
     bad = [m for m, v in record.items() if m.endswith(".loss") and m.startswith("train") and not math.isfinite(v)]
     if bad:
@@ -271,6 +278,7 @@ def _record_epoch(state: _Replica, k: int, record: dict[str, float], replicas) -
     value = record[state.config.train.early_stopping.metric]
     if state.stopper.improved(value):
         state.best_state = copy.deepcopy(replicas.state(k))
+        state.best_method_state = method.replica_state(k)
     if state.stopper.update(int(record["epoch"]), value):
         state.active = False
         state.stopped_early = record["epoch"] < state.config.train.epochs
@@ -281,11 +289,16 @@ def evaluate(
     model: MultiTaskNet | SingleReplica | StackedReplicas,
     batches: Batches | ReplicaBatches,
     num_classes: dict[str, int],
-    weighting: Weighting,
+    loss_weights: dict[str, float] | None = None,
     confusion: bool = False,
     autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> EpochTotals:
-    """One pass in eval mode (dropout off, batch-norm running statistics) with no gradient."""
+    """One pass in eval mode (dropout off, batch-norm running statistics) with no gradient.
+
+    The total loss is the mean of the task losses weighted by ``loss_weights`` (``loss.weights``; 1 per task
+    unless given), tasks of weight 0 left out."""
+    weights = {t: (loss_weights or {}).get(t, 1.0) for t in num_classes}
+    norm = sum(weights.values())
     replicas = SingleReplica(model) if isinstance(model, torch.nn.Module) else model
     if isinstance(batches, Batches):
         batches = batches.replica
@@ -295,7 +308,7 @@ def evaluate(
         with autocast():
             logits = replicas(x)
             losses = {t: replica_cross_entropy(logits[t], y[t]) for t in num_classes}
-            total, _ = weighting.combine(losses)
+            total = sum(losses[t] * (w / norm) for t, w in weights.items() if w > 0)
         totals.add(total, losses, logits, y)
     replicas.train(True)
     return totals

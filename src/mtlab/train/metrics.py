@@ -27,6 +27,8 @@ class EpochTotals:
         self.total_loss = torch.zeros(replicas, device=device)
         self.loss = {t: torch.zeros(replicas, device=device) for t in num_classes}
         self.correct = {t: torch.zeros(replicas, dtype=torch.long, device=device) for t in num_classes}
+        self.weights: Tensor | None = None  # summed per-step task weights (K, T), training passes only
+        self.steps = 0
         self.confusion = (
             {t: torch.zeros(replicas, n * n, dtype=torch.long, device=device) for t, n in num_classes.items()}
             if confusion
@@ -34,9 +36,19 @@ class EpochTotals:
         )
 
     def add(
-        self, total: Tensor, losses: dict[str, Tensor], logits: dict[str, Tensor], labels: dict[str, Tensor]
+        self,
+        total: Tensor,
+        losses: dict[str, Tensor],
+        logits: dict[str, Tensor],
+        labels: dict[str, Tensor],
+        weights: Tensor | None = None,
     ) -> None:
-        """``total`` and ``losses[t]`` (K,); ``logits[t]`` (K, B, classes); ``labels[t]`` (K, B)."""
+        """``total`` and ``losses[t]`` (K,); ``logits[t]`` (K, B, classes); ``labels[t]`` (K, B); ``weights`` (K, T)
+        the task weights a weighting method used on this batch (recorded as their mean over steps)."""
+        if weights is not None:
+            weights = weights.detach().to(self.total_loss.device, torch.float32)
+            self.weights = weights if self.weights is None else self.weights + weights
+            self.steps += 1
         n = next(iter(labels.values())).shape[1]
         self.count += n
         self.total_loss += total.detach() * n
@@ -56,14 +68,21 @@ class EpochTotals:
         total = (self.total_loss.double() / n).tolist()
         losses = {t: (v.double() / n).tolist() for t, v in self.loss.items()}
         accuracy = {t: (v.double() / n).tolist() for t, v in self.correct.items()}
+        weights = (self.weights.double() / self.steps).tolist() if self.weights is not None else None
         records = []
         for k, value in enumerate(total):
             record = {f"{prefix}.loss": value}
-            for t in self.num_classes:
+            for i, t in enumerate(self.num_classes):
                 record[f"{prefix}.{t}.loss"] = losses[t][k]
                 record[f"{prefix}.{t}.acc"] = accuracy[t][k]
+                if weights is not None:
+                    record[f"{prefix}.{t}.weight"] = weights[k][i]
             records.append(record)
         return records
+
+    def mean_losses(self) -> Tensor:
+        """(K, T) mean loss of each task over the pass so far, in the order of ``num_classes``."""
+        return torch.stack([self.loss[t] / max(self.count, 1) for t in self.num_classes], dim=1)
 
     def confusion_matrices(self, k: int) -> dict[str, list[list[int]]]:
         if self.confusion is None:

@@ -14,21 +14,28 @@ from mtlab.config.schema import OptimConfig
 FUSED_DEVICES = ("cpu", "cuda", "mps")
 
 
-def build_optimizer(config: OptimConfig, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(
+    config: OptimConfig, parameters: Iterable[nn.Parameter], extra: Iterable[nn.Parameter] = ()
+) -> torch.optim.Optimizer:
     """The configured optimiser, fused where PyTorch has a fused kernel for the parameters' device.
 
+    ``extra`` parameters (a weighting method's own, such as uncertainty's log-variances) join in a second group
+    with no weight decay: decaying them would pull the method towards its initial weights, which no paper does.
     The default (for-loop) implementation launches about ten elementwise kernels per parameter per step; on small
     models and on stacked seed replicas that was a fifth of the step time (measured in ``benchmarks/README.md``).
     The update rule is the same, elementwise per parameter, so replicas stay independent.
     """
     params = [p for p in parameters if p.requires_grad]
-    fused = bool(params) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
+    extra = [p for p in extra if p.requires_grad]
+    everything = params + extra
+    fused = bool(everything) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in everything)
+    groups = [{"params": params}] + ([{"params": extra, "weight_decay": 0.0}] if extra else [])
     if config.name == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     if config.name == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     return torch.optim.SGD(
-        params,
+        groups,
         lr=config.lr,
         momentum=config.momentum,
         nesterov=config.nesterov,

@@ -17,11 +17,12 @@ import copy
 import warnings
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from mtlab.config.schema import PairModel, RunConfig
 from mtlab.models.base import MultiTaskNet
+from mtlab.weighting.jacobian import ParameterViews
 
 
 class SingleReplica:
@@ -58,8 +59,23 @@ class SingleReplica:
                 self.compiled = None
         return self.model(x)
 
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        """(1, B, C, H, W) -> ``{key: (1, B, F)}``: the model's ``features`` (the first stage of a split forward)."""
+        return {key: f[None] for key, f in self.model.features(x[0]).items()}
+
+    def heads(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``{key: (1, B, F)}`` -> ``{task: (1, B, classes)}``: the model's ``forward_heads``."""
+        logits = self.model.forward_heads({key: f[0] for key, f in features.items()})
+        return {t: v[None] for t, v in logits.items()}
+
     def parameters(self) -> list[Tensor]:
         return list(self.model.parameters())
+
+    def named_parameters(self) -> dict[str, Tensor]:
+        return dict(self.model.named_parameters())
+
+    def buffer_tensors(self) -> list[Tensor]:
+        return list(self.model.buffers())
 
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
@@ -91,15 +107,36 @@ class StackedReplicas:
         # The skeleton that functional_call fills in; on the meta device it holds no memory of its own.
         self.skeleton = copy.deepcopy(models[0]).to("meta")
         self._forward = vmap(self._one, randomness="different")
+        # The two stages of a split forward (features, then heads), each its own vmapped functional call.
+        self._stages = {name: _Stage(self.skeleton, name) for name in ("features", "forward_heads")}
+        self._staged = vmap(self._stage, in_dims=(None, 0, 0, 0), randomness="different")
 
     def _one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
         return functional_call(self.skeleton, (params, buffers), (x,))
 
+    def _stage(self, name: str, params: dict[str, Tensor], buffers: dict[str, Tensor], arg):
+        prefixed = ({f"net.{k}": v for k, v in params.items()}, {f"net.{k}": v for k, v in buffers.items()})
+        return functional_call(self._stages[name], prefixed, (arg,))
+
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
         return self._forward(self.params, self.buffers, x)  # {task: (K, B, classes)}
 
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        """(K, B, C, H, W) -> ``{key: (K, B, F)}``."""
+        return self._staged("features", self.params, self.buffers, x)
+
+    def heads(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``{key: (K, B, F)}`` -> ``{task: (K, B, classes)}``."""
+        return self._staged("forward_heads", self.params, self.buffers, features)
+
     def parameters(self) -> list[Tensor]:
         return list(self.params.values())
+
+    def named_parameters(self) -> dict[str, Tensor]:
+        return dict(self.params)
+
+    def buffer_tensors(self) -> list[Tensor]:
+        return list(self.buffers.values())
 
     def train(self, mode: bool = True) -> None:
         self.skeleton.train(mode)
@@ -121,6 +158,52 @@ class StackedReplicas:
         for p in self.params.values():
             if p.grad is not None:
                 p.grad.mul_(factors.view(-1, *([1] * (p.dim() - 1))))
+
+
+class _Stage(nn.Module):
+    """Calls one method of the wrapped network as its forward, so that ``functional_call`` can run one stage."""
+
+    def __init__(self, net: MultiTaskNet, method: str):
+        super().__init__()
+        self.net = net
+        self.method = method
+
+    def forward(self, arg):
+        return getattr(self.net, self.method)(arg)
+
+
+def parameter_views(model: MultiTaskNet, replicas: SingleReplica | StackedReplicas) -> ParameterViews:
+    """The training loop's parameter tensors (plain or stacked) split as ``model.parts()`` says (see
+    :class:`~mtlab.weighting.jacobian.ParameterViews`); ``model`` is one of the replicas' modules."""
+    named = replicas.named_parameters()
+    shared: list[str] = []
+    owned: dict[str, list[str]] = {t: [] for t in model.task_names}
+    last: list[str] = []
+    for part in model.parts():
+        names = [f"{part.name}.{n}" for n, _ in part.module.named_parameters()]
+        if len(part.tasks) > 1:
+            shared += names
+            layers = [n for n, m in part.module.named_modules() if next(m.parameters(recurse=False), None) is not None]
+            if layers:
+                prefix = f"{part.name}.{layers[-1]}." if layers[-1] else f"{part.name}."
+                last += [n for n in names if n.startswith(prefix) and "." not in n[len(prefix) :]]
+        else:
+            (task,) = part.tasks
+            owned[task] += names
+    below = above_shared = None
+    representation = model.representation()
+    if representation is not None:
+        prefix = f"{representation[1]}."
+        below = [named[n] for n in named if n.startswith(prefix)]
+        above_shared = [named[n] for n in shared if not n.startswith(prefix)]
+    return ParameterViews(
+        replicas=replicas.count,
+        shared=[named[n] for n in shared],
+        owned={t: [named[n] for n in names] for t, names in owned.items()},
+        last_shared=[named[n] for n in last],
+        below_representation=below,
+        above_representation_shared=above_shared or [],
+    )
 
 
 def stacking_pays(config: RunConfig, device: torch.device) -> bool:

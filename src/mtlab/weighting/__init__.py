@@ -1,6 +1,31 @@
-"""Loss weighting methods, one small module each, registered by name (see :mod:`.base`)."""
+"""Loss weighting and gradient balancing: the two method kinds (:mod:`.base`), one module per method, the registry
+(:mod:`.catalog`) and the functional form of the gradient methods (:func:`aggregate`)."""
 
-from mtlab.weighting import fixed as _fixed  # noqa: F401  (registers "fixed")
-from mtlab.weighting.base import Weighting, create_weighting, register_weighting, registered_weightings
+from mtlab.weighting.base import (
+    GradientMethod,
+    GramianMethod,
+    LossMethod,
+    MethodOptions,
+    WeightingMethod,
+    create_method,
+    method_class,
+    register_method,
+    registered_methods,
+)
+from mtlab.weighting.catalog import LossConfig
+from mtlab.weighting.functional import aggregate, gradient_methods
 
-__all__ = ["Weighting", "create_weighting", "register_weighting", "registered_weightings"]
+__all__ = [
+    "GradientMethod",
+    "GramianMethod",
+    "LossConfig",
+    "LossMethod",
+    "MethodOptions",
+    "WeightingMethod",
+    "aggregate",
+    "create_method",
+    "gradient_methods",
+    "method_class",
+    "register_method",
+    "registered_methods",
+]

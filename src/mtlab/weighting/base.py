@@ -1,55 +1,189 @@
-"""How per-task losses become one training objective.
+"""How per-task losses become one update: the two kinds of weighting method and their registry.
 
-A weighting method is composed into the training loop, never mixed into the model (DESIGN.md, after nash-mtl's
-``get_weighted_loss`` and TorchJD's aggregators). The loop calls only this interface, so adding a method never
-touches the trainer: ``combine`` every step, then ``after_step`` (for methods that update their own state), and
-the optimiser also receives ``parameters()`` (for methods that learn weights of their own).
+A method is composed into the training loop, never mixed into the model (DESIGN.md; after TorchJD's aggregators and
+nash-mtl's ``get_weighted_loss``). Every method is a small ``nn.Module`` built for K stacked replicas (K = 1 for a
+solo run): its learnable parameters and state tensors all carry a leading replica dimension, so replica k of a
+stacked run holds exactly what a solo run of seed k would, and Adam (elementwise) keeps them independent.
+
+* :class:`LossMethod` (``step = "scalar"``): per-replica task losses (K, T) -> objective (K,), back-propagated once.
+* :class:`GradientMethod` (``step = "jacobian"``): per-task gradients of the shared parameters, a Jacobian
+  (K, T, P), and its Gramian (K, T, T) -> the update (K, P) written to the shared parameters' ``.grad``; task-owned
+  parameters keep their own task's gradient. :class:`GramianMethod` is the common case of an update that is a
+  weighted sum of the task gradients, with weights computed from the Gramian alone.
+
+The loop picks its step strategy from ``method.step`` once, before the first epoch; it never looks at a method's
+name. Hooks with no-op defaults say what else a method needs: ``bind`` (the model's parameter views, for methods that
+look at "the last shared layer"), ``after_step`` (with the losses after the step on the same batch when
+``needs_losses_after_step``), ``after_epoch`` (epoch-mean training losses).
+
+Options: each method declares a typed :class:`MethodOptions` subclass whose ``method`` literal is its registered
+name; :mod:`mtlab.weighting.catalog` gathers them into the ``loss`` section's tagged union. ``weights`` belongs to
+every method: constant per-task multipliers applied to the task losses before the method sees them (``fixed`` is
+exactly the weighted sum; for the others they state a preference, default 1).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
+import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-_METHODS: dict[str, Callable[..., Weighting]] = {}
+from mtlab.config.base import Strict
+
+if TYPE_CHECKING:
+    from mtlab.weighting.jacobian import ParameterViews
 
 
-class Weighting(ABC):
-    """Turns ``{task: scalar loss}`` into one scalar loss to back-propagate."""
+class MethodOptions(Strict):
+    """Options every method has. Subclasses add their own and fix ``method`` to their registered name."""
 
-    def __init__(self, tasks: list[str]):
+    method: str
+    weights: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
+        default_factory=dict,
+        description="Constant per-task multipliers of the task losses, applied before the method (default 1).",
+    )
+
+
+class LossOptions(MethodOptions):
+    """Options of a loss-based method."""
+
+
+class GradientOptions(MethodOptions):
+    """Options of a gradient-based method."""
+
+    gradients: Literal["parameters", "representation"] = Field(
+        "parameters",
+        description="Balance the gradients of the shared parameters, or (cheaper, as MGDA-UB) of the shared "
+        "representation the heads read; 'representation' needs a model with one shared trunk.",
+    )
+
+
+class WeightingMethod(nn.Module):
+    """Base of both kinds. ``tasks`` in the loop's order, ``replicas`` = K, one ``torch.Generator`` per replica."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[MethodOptions]]
+    paper: ClassVar[str] = ""
+    step: ClassVar[Literal["scalar", "jacobian"]]
+    min_tasks: ClassVar[int] = 2
+    """Fewest tasks the method is meaningful for (checked when a config is validated, before any training)."""
+    needs_losses_after_step: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        tasks: list[str],
+        replicas: int,
+        options: MethodOptions,
+        generators: list[torch.Generator | None] | None = None,
+    ):
+        super().__init__()
         self.tasks = list(tasks)
+        self.replicas = replicas
+        self.options = options
+        # None draws from torch's global generator (the functional form's default); training passes seeded ones.
+        self.generators = list(generators) if generators is not None else [None] * replicas
+        if len(self.generators) != replicas:
+            raise ValueError(f"{self.name}: {len(self.generators)} generators for {replicas} replicas")
+
+    @property
+    def task_count(self) -> int:
+        return len(self.tasks)
+
+    def draw(self, sample: Callable[[torch.Generator | None], Tensor]) -> Tensor:
+        """Stack one draw per replica, each from the replica's own generator: (K, ...) on the CPU."""
+        return torch.stack([sample(g) for g in self.generators])
+
+    def bind(self, views: ParameterViews) -> None:
+        """Called once before training with the model's parameter views (shared / task-owned / last shared)."""
+
+    def after_step(self, losses: Tensor, losses_after: Tensor | None) -> None:
+        """Called after each optimiser step with the step's task losses (K, T) and, when the method asks for them
+        (``needs_losses_after_step``), the losses of the updated model on the same batch (K, T)."""
+
+    def after_epoch(self, losses: Tensor) -> None:
+        """Called after each epoch with the epoch-mean training task losses (K, T)."""
+
+    def replica_state(self, k: int) -> dict[str, Tensor]:
+        """Replica k's parameters and state (every tensor of a method has a leading replica dimension)."""
+        return {name: v[k].detach().clone() for name, v in self.state_dict().items()}
+
+    def load_replica_state(self, k: int, state: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            for name, v in self.state_dict(keep_vars=True).items():
+                v[k].copy_(state[name])
+
+
+class LossMethod(WeightingMethod):
+    """Task losses (K, T) -> objective (K,): one backward pass of the objective trains everything."""
+
+    step: ClassVar[Literal["scalar", "jacobian"]] = "scalar"
 
     @abstractmethod
-    def combine(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        """Return (total loss, extras to log, such as the weights used)."""
-
-    def parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters the method learns itself (none by default)."""
-        return iter(())
-
-    def after_step(self) -> None:  # noqa: B027  (an optional hook: most methods keep no state)
-        """Hook called after each optimiser step (no-op by default)."""
+    def forward(self, losses: Tensor) -> tuple[Tensor, Tensor]:
+        """losses (K, T), differentiable -> (objective (K,), the weight each task's loss got (K, T), detached)."""
 
 
-def register_weighting(name: str) -> Callable[[type[Weighting]], type[Weighting]]:
-    def add(cls: type[Weighting]) -> type[Weighting]:
-        if name in _METHODS:
-            raise ValueError(f"weighting {name!r} is registered twice")
-        _METHODS[name] = cls
-        return cls
+class GradientMethod(WeightingMethod):
+    """Per-task gradients (K, T, P) and their Gramian (K, T, T) -> the update (K, P) of the shared parameters."""
 
-    return add
+    step: ClassVar[Literal["scalar", "jacobian"]] = "jacobian"
 
-
-def registered_weightings() -> list[str]:
-    return sorted(_METHODS)
+    @abstractmethod
+    def aggregate(self, jacobian: Tensor, gramian: Tensor) -> tuple[Tensor, Tensor]:
+        """jacobian (K, T, P), gramian (K, T, T) = J J^T -> (update (K, P), per-task weights (K, T) to record)."""
 
 
-def create_weighting(name: str, tasks: list[str], **options: object) -> Weighting:
-    """The weighting method registered as ``name``, for ``tasks``, with its own options."""
-    if name not in _METHODS:
-        raise KeyError(f"unknown weighting {name!r}; known: {registered_weightings()}")
-    return _METHODS[name](tasks, **options)
+class GramianMethod(GradientMethod):
+    """An update ``sum_t w_t g_t`` whose weights come from the Gramian (K, T, T) alone."""
+
+    @abstractmethod
+    def gramian_weights(self, gramian: Tensor) -> Tensor:
+        """gramian (K, T, T) -> weights (K, T), in the gramian's dtype."""
+
+    def aggregate(self, jacobian: Tensor, gramian: Tensor) -> tuple[Tensor, Tensor]:
+        weights = self.gramian_weights(gramian).to(jacobian.dtype)  # (K, T)
+        return torch.einsum("kt,ktp->kp", weights, jacobian), weights
+
+
+_METHODS: dict[str, type[WeightingMethod]] = {}
+
+
+def register_method(cls: type[WeightingMethod]) -> type[WeightingMethod]:
+    """Class decorator: register ``cls`` under the literal of its ``Options.method`` (one name, once)."""
+    field = cls.Options.model_fields["method"]
+    name = field.default
+    if not isinstance(name, str):
+        raise TypeError(f"{cls.__name__}.Options.method needs its registered name as default")
+    if name in _METHODS:
+        raise ValueError(f"weighting method {name!r} is registered twice")
+    cls.name = name
+    _METHODS[name] = cls
+    return cls
+
+
+def registered_methods() -> list[str]:
+    """Every registered method name: the loss-based ones, then the gradient-based ones, each alphabetically."""
+    return sorted(_METHODS, key=lambda name: (_METHODS[name].step != "scalar", name))
+
+
+def method_class(name: str) -> type[WeightingMethod]:
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown weighting method {name!r}; known: {registered_methods()}") from None
+
+
+def create_method(
+    options: MethodOptions | dict,
+    tasks: list[str],
+    replicas: int = 1,
+    generators: list[torch.Generator | None] | None = None,
+) -> WeightingMethod:
+    """The method ``options.method`` for ``tasks`` and K = ``replicas``, validated options included."""
+    raw = options.model_dump() if isinstance(options, MethodOptions) else dict(options)
+    cls = method_class(raw.get("method", "fixed"))
+    return cls(tasks, replicas, cls.Options.model_validate(raw), generators)

@@ -1,0 +1,59 @@
+"""``mtlab weightings``: every registered weighting method - its kind, its paper, its options with defaults."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+_COMMON = ("method", "weights")  # every method has these; listed once under the table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "weightings",
+        help="list the loss weighting and gradient balancing methods and their options",
+        description="Every method usable as loss.method, with its kind (loss-based: one backward pass of a combined "
+        "objective; gradient-based: per-task gradients combined into the update), its source and its options "
+        "(set as loss.OPTION=VALUE). Every method also takes loss.weights, constant per-task loss multipliers.",
+    )
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead")
+    parser.set_defaults(func=run)
+
+
+def describe() -> list[dict[str, str]]:
+    """One row per method: name, kind, min tasks, paper, options as ``name=default``."""
+    from mtlab.weighting import method_class, registered_methods
+
+    rows = []
+    for name in registered_methods():
+        cls = method_class(name)
+        options = [
+            f"{field}={info.default!r}" if not callable(info.default_factory) else f"{field}={info.default_factory()!r}"
+            for field, info in cls.Options.model_fields.items()
+            if field not in _COMMON
+        ]
+        kind = "loss" if cls.step == "scalar" else "gradient"
+        rows.append({"method": name, "kind": kind, "tasks": f">= {cls.min_tasks}", "paper": cls.paper,
+                     "options": ", ".join(options) or "-"})
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = describe()
+    if args.markdown:
+        print("| method | kind | tasks | options (defaults) | paper |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| `{r['method']}` | {r['kind']} | {r['tasks']} | {r['options']} | {r['paper']} |")
+        return 0
+    table = Table(title="weighting methods (loss.method)")
+    for column in ("method", "kind", "tasks", "options", "paper"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["method"], r["kind"], r["tasks"], r["options"], r["paper"])
+    Console().print(table)
+    print("every method: loss.weights (per-task loss multipliers, default 1); "
+          "e.g. mtlab train CONFIG loss.method=cagrad loss.c=0.4")
+    return 0

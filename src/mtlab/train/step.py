@@ -1,0 +1,208 @@
+"""The two ways one optimiser step can go, chosen once before the first epoch from the weighting method's kind.
+
+* :class:`ScalarStep` - a loss-based method turns the task losses (K, T) into one objective (K,), back-propagated
+  once (the replicas share no parameters, so the gradient of the sum is each replica's own gradient).
+* :class:`JacobianStep` - a gradient-based method: T backward passes give the per-task gradients of the shared
+  parameters as a Jacobian (K, T, P) - or, with ``loss.gradients: representation``, of the shared representation
+  (K, T, B * F), whose combined gradient then goes down the trunk in one more pass (MGDA-UB, Sener & Koltun 2018) -
+  the method combines them into the update, and task-owned parameters keep their own task's gradient.
+
+Both apply ``loss.weights`` to the task losses first, share mixed precision (autocast; a GradScaler on CUDA fp16),
+per-replica gradient clipping and the fused optimiser step, and call the method's ``after_step`` hook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mtlab.config.schema import RunConfig
+from mtlab.errors import MtlabError
+from mtlab.train.metrics import replica_cross_entropy
+from mtlab.train.replicas import SingleReplica, StackedReplicas, clip_grad_norms
+from mtlab.weighting import WeightingMethod
+from mtlab.weighting.jacobian import ParameterViews, gramian, task_jacobian, write_update
+
+Replicas = SingleReplica | StackedReplicas
+
+
+@dataclass
+class StepOutput:
+    """What the loop records of a step: raw task losses (K, T), logits ``{task: (K, B, classes)}``, and the weight
+    each task's raw loss effectively got (K, T)."""
+
+    losses: Tensor
+    logits: dict[str, Tensor]
+    weights: Tensor
+
+
+class TaskLosses:
+    """Cross-entropy per replica and task, scaled by ``loss.weights``; a task of weight 0 is computed for the
+    record but detached, so it adds nothing to any gradient (not even a NaN)."""
+
+    def __init__(self, config: RunConfig, device: torch.device):
+        self.tasks = config.task_names
+        self.static = torch.tensor([config.loss.weights.get(t, 1.0) for t in self.tasks], device=device)
+        # The reported total ("train.loss", "val.loss"): the mean of the task losses weighted by loss.weights.
+        self.report = self.static / self.static.sum()
+
+    def raw(self, logits: dict[str, Tensor], labels: dict[str, Tensor]) -> Tensor:
+        """(K, T) unweighted cross-entropy."""
+        return torch.stack([replica_cross_entropy(logits[t], labels[t]) for t in self.tasks], dim=1)
+
+    def scaled(self, raw: Tensor) -> list[Tensor]:
+        """T tensors (K,): w_t L_t, detached where w_t = 0."""
+        return [raw[:, i] * w if w > 0 else (raw[:, i] * 0).detach() for i, w in enumerate(self.static.tolist())]
+
+    def total(self, raw: Tensor) -> Tensor:
+        """(K,) the reported total; tasks of weight 0 are left out (their loss may be anything)."""
+        return torch.where(self.report > 0, raw * self.report, torch.zeros_like(raw)).sum(1)
+
+
+class TrainStep:
+    """Shared by both strategies: the optimiser step with scaling, clipping and the method's hooks."""
+
+    def __init__(
+        self,
+        replicas: Replicas,
+        method: WeightingMethod,
+        optimizer: torch.optim.Optimizer,
+        losses: TaskLosses,
+        *,
+        grad_clip: float | None,
+        autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+        scaler=None,
+    ):
+        self.replicas = replicas
+        self.method = method
+        self.optimizer = optimizer
+        self.losses = losses
+        self.grad_clip = grad_clip
+        self.autocast = autocast
+        self.scaler = scaler
+
+    def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
+        raise NotImplementedError
+
+    def _step(self) -> None:
+        if self.scaler is not None and self.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.grad_clip is not None:
+            clip_grad_norms(self.replicas, self.grad_clip)
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+    def _after(self, x: Tensor, y: dict[str, Tensor], scaled: list[Tensor]) -> None:
+        after = None
+        if self.method.needs_losses_after_step:
+            after = torch.stack(self.losses.scaled(self._losses_without_side_effects(x, y)), dim=1)
+        self.method.after_step(torch.stack([s.detach() for s in scaled], dim=1), after)
+
+    @torch.no_grad()
+    def _losses_without_side_effects(self, x: Tensor, y: dict[str, Tensor]) -> Tensor:
+        """The updated model's raw losses on the same batch; batch-norm running statistics are put back after."""
+        buffers = self.replicas.buffer_tensors()
+        saved = [b.clone() for b in buffers]
+        with self.autocast():
+            raw = self.losses.raw(self.replicas(x), y)
+        for b, value in zip(buffers, saved, strict=True):
+            b.copy_(value)
+        return raw.float()
+
+    def _scale(self) -> float:
+        return 1.0 if self.scaler is None else float(self.scaler.get_scale())
+
+
+class ScalarStep(TrainStep):
+    """A loss-based method's step: ``objective.sum().backward()``."""
+
+    def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
+        with self.autocast():
+            logits = self.replicas(x)  # {task: (K, B, classes)}
+            raw = self.losses.raw(logits, y)  # (K, T)
+            scaled = self.losses.scaled(raw)
+            objective, weights = self.method(torch.stack(scaled, dim=1))  # (K,), (K, T)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = objective.sum()
+        (total if self.scaler is None else self.scaler.scale(total)).backward()
+        self._step()
+        self._after(x, y, scaled)
+        return StepOutput(raw.detach(), logits, weights * self.losses.static)
+
+
+class JacobianStep(TrainStep):
+    """A gradient-based method's step: per-task gradients, the method's combination, then the optimiser."""
+
+    def __init__(self, *args, views: ParameterViews, representation_key: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.views = views
+        self.owned = [views.owned.get(t, []) for t in self.losses.tasks]
+        self.representation_key = representation_key  # balance this feature's gradients instead of the parameters'
+        if not views.shared:
+            raise MtlabError(
+                f"loss.method {self.method.name}: the model has no parameters that two tasks share "
+                "(independent trunks without label reuse), so there are no gradients to balance"
+            )
+
+    def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            if self.representation_key is not None:
+                features = self.replicas.features(x)  # {key: (K, B, F)}
+                key = self.representation_key
+                representation = features[key]
+                leaf = representation.detach().requires_grad_()
+                logits = self.replicas.heads({**features, key: leaf})
+                inputs = [leaf]
+                # Above the representation, shared head parameters (label-reuse sources) get the sum of their tasks'
+                # gradients, accumulated by task_jacobian like owned ones.
+                owned = [mine + self.views.above_representation_shared for mine in self.owned]
+            else:
+                logits = self.replicas(x)
+                inputs, owned = self.views.shared, self.owned
+            raw = self.losses.raw(logits, y)
+            scaled = self.losses.scaled(raw)
+        scale = self._scale()
+        for_grad = scaled if self.scaler is None else [self.scaler.scale(s) for s in scaled]
+        jacobian, _ = task_jacobian(for_grad, inputs, owned, self.replicas.count)  # (K, T, P)
+        jacobian = jacobian.float() / scale
+        update, weights = self.method.aggregate(jacobian, gramian(jacobian))  # (K, P), (K, T)
+        if self.representation_key is not None:
+            representation.backward((update * scale).view_as(representation).to(representation.dtype))
+        else:
+            write_update(update * scale, inputs)
+        self._step()
+        self._after(x, y, scaled)
+        return StepOutput(raw.detach(), logits, weights.detach() * self.losses.static)
+
+
+def make_step(
+    replicas: Replicas,
+    model,
+    method: WeightingMethod,
+    optimizer: torch.optim.Optimizer,
+    losses: TaskLosses,
+    views: ParameterViews,
+    **kwargs,
+) -> TrainStep:
+    """The step strategy for ``method``'s kind, checked against the model before any training."""
+    if method.step == "scalar":
+        return ScalarStep(replicas, method, optimizer, losses, **kwargs)
+    key = None
+    if method.options.gradients == "representation":
+        representation = model.representation()
+        if representation is None:
+            raise MtlabError(
+                "loss.gradients: representation needs a model whose heads all read one shared trunk "
+                f"(model.sharing: shared); this {type(model).__name__} has none - use gradients: parameters"
+            )
+        key = representation[0]
+    return JacobianStep(replicas, method, optimizer, losses, views=views, representation_key=key, **kwargs)

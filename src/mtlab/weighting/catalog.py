@@ -1,0 +1,38 @@
+"""Every weighting method, registered by importing its module, and the ``loss`` config section built from them.
+
+Adding a method is one module plus a line here; the config union, ``mtlab weightings`` and the tests parametrised
+over :func:`~mtlab.weighting.base.registered_methods` pick it up.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from mtlab.weighting import (  # noqa: F401  (each import registers its method)
+    aligned_mtl,
+    cagrad,
+    dualproj,
+    dwa,
+    famo,
+    fixed,
+    gls,
+    graddrop,
+    gradnorm,
+    gradvac,
+    imtl_g,
+    mean,
+    mgda,
+    nash_mtl,
+    pcgrad,
+    rlw,
+    uncertainty,
+    upgrad,
+)
+from mtlab.weighting.base import method_class, registered_methods
+
+LOSS_OPTIONS = tuple(method_class(name).Options for name in registered_methods())
+
+LossConfig = Annotated[Union[LOSS_OPTIONS], Field(discriminator="method")]  # noqa: UP007  (built at run time)
+"""The ``loss`` section: one options model per method, selected by ``method`` (default ``fixed``)."""

@@ -1,0 +1,68 @@
+"""``famo``: fast adaptive multitask optimisation (Liu et al., NeurIPS 2023, Algorithm 1).
+
+Task weights ``z = softmax(xi)`` are steered so that every task's log-loss falls at the same rate, at O(1) cost:
+
+    step:   minimise  sum_t z_t log(L_t - b_t + eps) / c,   c = sum_t z_t / (L_t - b_t + eps)  (a constant),
+    after:  delta_t = log(L_t - b_t + eps) - log(L'_t - b_t + eps)  with L' the losses of the updated model on
+            the same batch;  xi <- Adam(xi, grad = J_softmax(xi)^T delta, lr = ``lr``, L2 weight decay ``gamma``).
+
+So each task's gradient gets weight ``z_t / (c (L_t - b_t + eps))``, which is what is recorded. b_t = 0 (the
+losses' lower bound for cross-entropy). Defaults are the paper's: lr 0.025, gamma 0.001. The logits and their Adam
+moments are state tensors of the method (one row per replica), not parameters of the run's optimiser.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from mtlab.weighting.base import LossMethod, LossOptions, register_method
+
+_EPS = 1e-8
+_BETAS = (0.9, 0.999)
+
+
+class FamoOptions(LossOptions):
+    method: Literal["famo"] = "famo"
+    lr: float = Field(0.025, gt=0.0, description="Learning rate of the weight logits' Adam.")
+    gamma: float = Field(0.001, ge=0.0, description="Weight decay (L2) on the weight logits.")
+
+
+@register_method
+class Famo(LossMethod):
+    Options = FamoOptions
+    paper = "Liu et al., NeurIPS 2023 (arXiv:2306.03792)"
+    needs_losses_after_step = True
+
+    def __init__(self, tasks, replicas, options, generators=None):
+        super().__init__(tasks, replicas, options, generators)
+        t = len(tasks)
+        self.register_buffer("logits", torch.zeros(replicas, t))  # xi, (K, T)
+        self.register_buffer("moment", torch.zeros(replicas, t))
+        self.register_buffer("second_moment", torch.zeros(replicas, t))
+        self.register_buffer("steps", torch.zeros(replicas))
+
+    def forward(self, losses: Tensor) -> tuple[Tensor, Tensor]:
+        z = torch.softmax(self.logits, dim=1).to(losses.dtype)  # (K, T)
+        shifted = losses + _EPS
+        c = (z / shifted).sum(1, keepdim=True).detach()  # (K, 1)
+        objective = (z * shifted.log() / c).sum(1)
+        return objective, (z / (c * shifted)).detach()
+
+    @torch.no_grad()
+    def after_step(self, losses: Tensor, losses_after: Tensor | None) -> None:
+        assert losses_after is not None, "famo needs the losses after the step"
+        delta = (losses.detach() + _EPS).log() - (losses_after + _EPS).log()  # (K, T)
+        z = torch.softmax(self.logits, dim=1)
+        grad = z * (delta - (z * delta).sum(1, keepdim=True))  # J_softmax^T delta
+        grad = grad + self.options.gamma * self.logits  # Adam's L2 weight decay, as torch.optim.Adam applies it
+        self.steps += 1
+        b1, b2 = _BETAS
+        self.moment.mul_(b1).add_((1 - b1) * grad)
+        self.second_moment.mul_(b2).add_((1 - b2) * grad * grad)
+        m_hat = self.moment / (1 - b1 ** self.steps[:, None])
+        v_hat = self.second_moment / (1 - b2 ** self.steps[:, None])
+        self.logits.sub_(self.options.lr * m_hat / (v_hat.sqrt() + _EPS))

@@ -1,0 +1,49 @@
+"""``nash_mtl``: multi-task learning as a bargaining game (Navon et al., ICML 2022).
+
+The update ``d = sum_t alpha_t g_t`` is the Nash bargaining solution: alpha > 0 with ``G alpha = 1 / alpha``
+(elementwise; the paper's Theorem 5.1), so that each task's share of the improvement, alpha_t g_t . d = 1, is the
+same. The paper solves it with a sequence of convex approximations through cvxpy per step; here a damped Newton
+method on the equivalent convex problem (:func:`~mtlab.weighting.solvers.nash_bargaining`) solves it for every
+replica at once. As in the authors' code, the weights are recomputed every ``update_weights_every`` steps (kept in
+between) and the update is scaled down to norm ``max_norm`` when it is longer (0 = no limit). Defaults are the
+authors': max_norm 1.0, update_weights_every 1.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from mtlab.weighting.base import GradientOptions, GramianMethod, register_method
+from mtlab.weighting.solvers import nash_bargaining
+
+
+class NashMtlOptions(GradientOptions):
+    method: Literal["nash_mtl"] = "nash_mtl"
+    max_norm: float = Field(1.0, ge=0.0, description="Longest update (0: no limit).")
+    update_weights_every: int = Field(1, gt=0, description="Solve for new weights every this many steps.")
+    newton_steps: int = Field(30, gt=0, description="Damped Newton iterations per solve.")
+
+
+@register_method
+class NashMTL(GramianMethod):
+    Options = NashMtlOptions
+    paper = "Navon et al., ICML 2022 (arXiv:2202.01017)"
+
+    def __init__(self, tasks, replicas, options, generators=None):
+        super().__init__(tasks, replicas, options, generators)
+        self.register_buffer("alpha", torch.ones(replicas, len(tasks), dtype=torch.float64))
+        self.register_buffer("steps", torch.zeros(replicas, dtype=torch.long))
+
+    def gramian_weights(self, gramian: Tensor) -> Tensor:
+        if int(self.steps[0]) % self.options.update_weights_every == 0:
+            self.alpha.copy_(nash_bargaining(gramian, steps=self.options.newton_steps))
+        self.steps += 1
+        alpha = self.alpha
+        if self.options.max_norm > 0:
+            norm = torch.einsum("kt,kts,ks->k", alpha, gramian.double(), alpha).clamp(min=0).sqrt()  # |d|
+            alpha = alpha * (self.options.max_norm / norm.clamp(min=self.options.max_norm))[:, None]
+        return alpha.to(gramian.dtype)
