@@ -300,6 +300,32 @@ def test_stacked_replicas_equal_solo_runs(name):
             assert torch.allclose(value, g.weighting_state[key], rtol=1e-4, atol=1e-6), key
 
 
+@pytest.mark.parametrize("name", ["uncertainty", "pcgrad"])
+def test_both_step_strategies_work_under_bf16_autocast_with_clipping(name):
+    from test_replicas import CPU, build
+
+    from mtlab.train.fit import fit
+
+    raw = pair_config("shallow FC", 0, epochs=1, precision="bf16").model_dump(mode="json")
+    config = parse_config({**raw, "loss": {"method": name, "weights": raw["loss"]["weights"]}})
+    classes = {t: task.num_classes for t, task in PAIR_TASKS.items()}
+    with pytest.warns(RuntimeWarning) if not _native_bf16() else _no_warning():
+        result = fit(build(config, PAIR_TASKS, (2, 14, 14)), pair_splits(0), config, num_classes=classes, device=CPU)
+    assert all(math.isfinite(v) for v in result.history[-1].values())
+
+
+def _native_bf16() -> bool:
+    from mtlab.train.precision import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def test_representation_gradients_equal_parameter_gradients_for_the_mean():
     """MGDA-UB's split step: for the mean, balancing the representation's gradients is the plain mean step."""
     from mtlab.train.fit import fit
@@ -331,7 +357,12 @@ def test_one_epoch_of_fashion_mtl_on_the_embedded_sample_stays_finite(name, tmp_
     outcome = train_run(parse_config(raw), tmp_path / name)
     record = outcome.result.history[-1]
     assert all(math.isfinite(v) for v in record.values())
-    assert (tmp_path / name / "checkpoint.pt").exists()
+    from mtlab.rundir import load_checkpoint
+
+    saved = load_checkpoint(tmp_path / name / "checkpoint.pt")["weighting"]
+    assert saved.keys() == outcome.result.weighting_state.keys()
+    if name == "uncertainty":
+        assert saved["log_variance"].shape == (2,)  # this replica's row of the (K, T) parameter
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -361,3 +392,22 @@ def test_cagrad_options_validate():
     assert config.loss.method == "cagrad"
     assert config.loss.c == 0.4
     assert issubclass(method_class(config.loss.method), GradientMethod)
+
+
+def test_a_study_grid_over_methods_and_a_method_override_expand_to_valid_runs(tmp_path):
+    from mtlab.study.catalog import find_study
+    from mtlab.study.spec import expand, load_study_spec
+
+    path = tmp_path / "methods.yaml"
+    path.write_text(
+        "name: methods\nseeds: 2\n"
+        "base: {data: {dataset: fashion-mnist-sample}, model: {trunk: {type: mlp, widths: [32]}}}\n"
+        "grid:\n  loss: {equal: {method: fixed}, pcgrad: {method: pcgrad}, cagrad: {method: cagrad, c: 0.4}}\n"
+        "control: {variant: 'loss=equal'}\n"
+    )
+    runs = expand(load_study_spec(path))
+    assert sorted({r.config.loss.method for r in runs}) == ["cagrad", "fixed", "pcgrad"]
+    assert {r.config.loss.c for r in runs if r.config.loss.method == "cagrad"} == {0.4}
+    spec, _ = find_study("fashion-mtl")
+    runs = expand(spec, "quick", {"loss.method": "uncertainty"})
+    assert {r.config.loss.method for r in runs} == {"uncertainty"}
