@@ -20,7 +20,18 @@ from mtlab.weighting import (
     registered_methods,
 )
 from mtlab.weighting.solvers import cagrad_simplex, min_norm_in_simplex, nash_bargaining, project_to_dual_cone
-from test_replicas import PAIR_TASKS, assert_same, pair_config, pair_splits, solo_and_group
+from test_replicas import (
+    CPU,
+    FASHION_TASKS,
+    PAIR_TASKS,
+    assert_same,
+    bn_cnn_config,
+    build,
+    fashion_splits,
+    pair_config,
+    pair_splits,
+    solo_and_group,
+)
 
 LOSS_METHODS = [m for m in registered_methods() if issubclass(method_class(m), LossMethod)]
 RANDOMISED = {"graddrop"}  # draws per coordinate; PCGrad and GradVac only draw task orders for T > 2
@@ -302,8 +313,6 @@ def test_stacked_replicas_equal_solo_runs(name):
 
 @pytest.mark.parametrize("name", ["uncertainty", "pcgrad"])
 def test_both_step_strategies_work_under_bf16_autocast_with_clipping(name):
-    from test_replicas import CPU, build
-
     from mtlab.train.fit import fit
 
     raw = pair_config("shallow FC", 0, epochs=1, precision="bf16").model_dump(mode="json")
@@ -329,8 +338,6 @@ def _no_warning():
 def test_representation_gradients_equal_parameter_gradients_for_the_mean():
     """MGDA-UB's split step: for the mean, balancing the representation's gradients is the plain mean step."""
     from mtlab.train.fit import fit
-    from test_replicas import CPU, FASHION_TASKS, bn_cnn_config, build, fashion_splits
-
     results = []
     for gradients in ("parameters", "representation"):
         c = bn_cnn_config(0, epochs=2)
@@ -411,3 +418,30 @@ def test_a_study_grid_over_methods_and_a_method_override_expand_to_valid_runs(tm
     spec, _ = find_study("fashion-mtl")
     runs = expand(spec, "quick", {"loss.method": "uncertainty"})
     assert {r.config.loss.method for r in runs} == {"uncertainty"}
+
+
+def test_representation_gradients_on_stacked_replicas_equal_solo_runs():
+    configs = []
+    for seed in (5, 6):
+        raw = bn_cnn_config(seed, epochs=2).model_dump(mode="json")
+        configs.append(parse_config({**raw, "loss": {"method": "mgda", "gradients": "representation"}}))
+    solo, group = solo_and_group(configs, FASHION_TASKS, (1, 12, 12), fashion_splits)
+    for s, g in zip(solo, group, strict=True):
+        assert_same(s, g)
+
+
+def test_representation_gradients_need_a_shared_trunk():
+    from mtlab.errors import MtlabError
+    from mtlab.train.fit import fit
+
+    raw = bn_cnn_config(0, epochs=1).model_dump(mode="json")
+    raw["model"]["sharing"] = "independent"
+    classes = {t: task.num_classes for t, task in FASHION_TASKS.items()}
+    for loss, message in [
+        ({"method": "mgda", "gradients": "representation"}, "needs a model whose heads all read one shared trunk"),
+        ({"method": "pcgrad"}, "no parameters that two tasks share"),
+        ({"method": "gradnorm"}, "no shared parameters"),
+    ]:
+        config = parse_config({**raw, "loss": loss})
+        with pytest.raises(MtlabError, match=message):
+            fit(build(config, FASHION_TASKS, (1, 12, 12)), fashion_splits(0), config, num_classes=classes, device=CPU)

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from mtlab.weighting.base import GradientOptions, GramianMethod, register_method
-from mtlab.weighting.solvers import normalized, project_to_dual_cone, ridge
-from mtlab.weighting.upgrad import REGULARISATION
+from mtlab.weighting.solvers import project_to_dual_cone
+from mtlab.weighting.upgrad import regularised
 
 
 class DualprojOptions(GradientOptions):
@@ -29,6 +29,6 @@ class DualProj(GramianMethod):
 
     def gramian_weights(self, gramian: Tensor) -> Tensor:
         k, t, _ = gramian.shape
-        g = ridge(normalized(gramian.double()), REGULARISATION)
+        g = regularised(gramian)
         u = torch.full((k, 1, t), 1.0 / t, dtype=g.dtype, device=g.device)
         return project_to_dual_cone(u, g)[:, 0].to(gramian.dtype)

@@ -22,6 +22,11 @@ from mtlab.weighting.solvers import normalized, project_to_dual_cone, ridge
 REGULARISATION = 1e-4
 
 
+def regularised(gramian: Tensor) -> Tensor:
+    """``G / trace(G) + 1e-4 I`` in float64: the Gramian both dual-cone methods project on (TorchJD's default)."""
+    return ridge(normalized(gramian.double()), REGULARISATION)
+
+
 class UpgradOptions(GradientOptions):
     method: Literal["upgrad"] = "upgrad"
 
@@ -33,6 +38,6 @@ class UPGrad(GramianMethod):
 
     def gramian_weights(self, gramian: Tensor) -> Tensor:
         k, t, _ = gramian.shape
-        g = ridge(normalized(gramian.double()), REGULARISATION)
+        g = regularised(gramian)
         u = torch.eye(t, dtype=g.dtype, device=g.device).expand(k, t, t) / t  # row i: e_i / T
         return project_to_dual_cone(u, g).sum(1).to(gramian.dtype)  # (K, T)
