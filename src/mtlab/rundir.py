@@ -8,6 +8,10 @@ Layout::
     history.csv      the same table, written at the end
     metrics.json     final test metrics per task, best epoch, validation metrics, confusion matrices
     checkpoint.pt    the selected weights + what is needed to use them; load with ``load_checkpoint``
+
+Every file but the append-only ``history.jsonl`` is written atomically (:mod:`mtlab.atomic`), and ``meta.json``
+says ``"status": "done"`` only after all the others are in place: a run killed at any moment is either finished,
+with every file whole, or visibly not (:func:`is_finished`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 import yaml
 
+from mtlab import atomic
 from mtlab.config.schema import RunConfig
 from mtlab.errors import MtlabError
 from mtlab.train.fit import FitObserver, FitResult
@@ -38,7 +43,7 @@ class RunDirectory:
         self.meta: dict[str, Any] = {}
 
     def start(self, config: RunConfig, *, argv: list[str], environment: dict[str, Any], origin: str) -> None:
-        (self.path / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        atomic.write_text(self.path / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         (self.path / "history.jsonl").write_text("")
         self.meta = {
             "status": "running",
@@ -73,13 +78,14 @@ class RunDirectory:
             "confusion": result.confusion,
             **extras,
         }
-        (self.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        atomic.write_text(self.path / "metrics.json", json.dumps(metrics, indent=2))
         checkpoint = {
             "state_dict": state_dict,
             "normalizer": {"scale": result.normalizer.scale.cpu(), "shift": result.normalizer.shift.cpu()},
             **{k: v for k, v in extras.items() if k in ("tasks", "input_shape")},
         }
-        torch.save(checkpoint, self.path / "checkpoint.pt")
+        with atomic.replacing(self.path / "checkpoint.pt") as temporary:
+            torch.save(checkpoint, temporary)
         self.meta.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self._write_meta()
 
@@ -88,19 +94,46 @@ class RunDirectory:
         self._write_meta()
 
     def _write_meta(self) -> None:
-        (self.path / "meta.json").write_text(json.dumps(self.meta, indent=2))
+        atomic.write_text(self.path / "meta.json", json.dumps(self.meta, indent=2))
+
+
+CHECKPOINT_KEYS = ("state_dict", "normalizer", "tasks", "input_shape")
+
+
+def is_finished(path: Path | str) -> bool:
+    """Whether the run directory ``path`` holds a finished run (``meta.json`` written last says ``done``)."""
+    try:
+        return json.loads((Path(path) / "meta.json").read_text()).get("status") == "done"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a run's checkpoint safely (``weights_only=True``: tensors and plain containers, never code)."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)
+    """Load a run's checkpoint safely (``weights_only=True``: tensors and plain containers, never code).
+
+    A file that is not one of mtlab's checkpoints (truncated, another program's, a state dict alone) is a
+    :class:`MtlabError` naming it.
+    """
+    path = Path(path)
+    remedy = "train the run again (`mtlab train`, or `mtlab run` for a study run)"
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as e:
+        raise MtlabError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
+    except Exception as e:  # torch reports a damaged file with many types (RuntimeError, UnpicklingError, EOFError)
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise MtlabError(f"{path}: not a readable checkpoint ({reason}); {remedy}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise MtlabError(f"{path}: not an mtlab checkpoint (no {', '.join(missing)}); {remedy}")
+    return checkpoint
 
 
 def _write_csv(path: Path, records: list[dict[str, float]]) -> None:
     columns: list[str] = []
     for record in records:
         columns += [k for k in record if k not in columns]
-    with path.open("w", newline="") as f:
+    with atomic.replacing(path) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(records)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 THRESHOLDS = (0.90, 0.95, 0.99)
 ELLIPSE_LEVEL = 0.95
-DATASETS = ("mnist", "fashion-mnist", "fashion-mnist-sample", "cifar100")
+DATASETS = ("mnist", "mnist-sample", "fashion-mnist", "fashion-mnist-sample", "cifar100")
 
 
 @dataclass

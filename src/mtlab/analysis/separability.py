@@ -43,7 +43,7 @@ import numpy as np
 from mtlab import seeding
 from mtlab.analysis.pca import load_for_analysis, subset_split
 
-DATASETS = ("mnist", "fashion-mnist", "fashion-mnist-sample")
+DATASETS = ("mnist", "mnist-sample", "fashion-mnist", "fashion-mnist-sample")
 LP_TOL = 1e-7
 
 # ------------------------------------------------------------------------------------------------- perceptron

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from mtlab import environment
+from mtlab import atomic, environment
 from mtlab.errors import MtlabError
 from mtlab.study.spec import RunSpec, StudySpec, expand
 from mtlab.study.store import ResultStore
@@ -147,7 +147,7 @@ def run_study(
     runs = expand(spec, budget, overrides)
     by_id = {r.run_id: r for r in runs}
     with StudyLock(directory), ResultStore(directory / STORE_NAME) as store:
-        (directory / "study.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+        atomic.write_text(directory / "study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         store.set_info(
             name=spec.name,
             description=spec.description,
