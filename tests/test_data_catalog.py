@@ -170,7 +170,8 @@ def test_a_name_registers_once():
 def test_the_embedded_mnist_sample_is_stratified_real_digits():
     sample = load_dataset(MnistData(dataset="mnist-sample"))
     assert sample.origin == "embedded"
-    assert len(sample.train) == 5000 and len(sample.test) == 2000
+    assert len(sample.train) == 5000
+    assert len(sample.test) == 2000
     assert torch.bincount(sample.train.labels["digit"]).tolist() == [500] * 10
     assert torch.bincount(sample.test.labels["digit"]).tolist() == [200] * 10
     assert sample.train.images.shape[1:] == (1, 28, 28)
@@ -180,5 +181,5 @@ def test_digit_pairs_can_be_drawn_from_the_embedded_sample():
     pairs = load_dataset(MnistPairsData(dataset="mnist-pairs", pairs=1000, digits="mnist-sample"), seed=1)
     assert pairs.origin == "embedded"
     assert len(pairs.train) == len(pairs.test) == 1000
-    with pytest.raises(ConfigError, match="data.pairs: 1001 pairs need 2002 distinct images"):
+    with pytest.raises(ConfigError, match=r"data\.pairs: 1001 pairs need 2002 distinct images"):
         load_dataset(MnistPairsData(dataset="mnist-pairs", pairs=1001, digits="mnist-sample"), seed=1)

@@ -55,7 +55,7 @@ def test_builtin_searches_are_valid_for_every_budget(name):
             {"space": {"type": "mlp", "depth": {"low": 1, "high": 2, "lowest": 1}, "width": {"low": 8, "high": 8}}},
             "space.depth.lowest: unknown key",
         ),
-        ({"space": {"type": "rnn"}}, "space: unknown value 'rnn'"),
+        ({"space": {"type": "rnn"}}, "space.type: unknown value 'rnn'"),
         ({"objective": "test.digit.acc"}, "never a test metric"),
         ({"candidates": {"a": {"model.trunk": {"type": "mlp", "widths": [8]}}}}, "exactly one of space and candidates"),
         ({"base": {**BASE, "data": {"dataset": "mnist", "val_fraction": 0.0}}}, "needs a validation split"),

@@ -116,10 +116,10 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     remedy = "train the run again (`mtlab train`, or `mtlab run` for a study run)"
+    if not path.is_file():
+        raise MtlabError(f"{path}: no such checkpoint; {remedy}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except OSError as e:
-        raise MtlabError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
     except Exception as e:  # torch reports a damaged file with many types (RuntimeError, UnpicklingError, EOFError)
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise MtlabError(f"{path}: not a readable checkpoint ({reason}); {remedy}") from None

@@ -13,6 +13,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Iterator
+from typing import NoReturn
 
 from mtlab import __version__
 from mtlab.cli import analyze_cmd, data_cmd, export_cmd, report_cmd, search_cmd, study_cmd, train_cmd
@@ -32,10 +33,16 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with misuse reported like every other user error: one line, exit code 2 (the usage is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        print_error(f"{message} (see `{self.prog} --help`)")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mtlab", description="Run, compare and explain multi-task learning experiments."
-    )
+    parser = Parser(prog="mtlab", description="Run, compare and explain multi-task learning experiments.")
     parser.add_argument("--version", action="version", version=f"mtlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:

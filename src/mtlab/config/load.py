@@ -118,7 +118,11 @@ def format_error(error: ValidationError, raw: Any, prefix: str = "") -> str:
         if isinstance(cause, KeyedError):
             line = f"{prefix}{cause.path}: {cause.message}"
         else:
-            line = f"{prefix}{_key_path(err['loc'], raw) or '(top level)'}: {_message(err)}"
+            path = _key_path(err["loc"], raw)
+            if err["type"] == "union_tag_invalid":  # the bad value sits under the tag's key: data.dataset
+                tag = str((err.get("ctx") or {}).get("discriminator", "")).strip("'")
+                path = f"{path}.{tag}" if path and tag else path or tag
+            line = f"{prefix}{path or '(top level)'}: {_message(err)}"
         if line not in lines:
             lines.append(line)
     return "\n".join(lines)

@@ -48,6 +48,8 @@ def export_tables(directory: Path, fmt: str = "csv", out: Path | None = None) ->
         runs = runs_table(store.runs_frame(), store.metrics_frame())
         epochs = epochs_table(store.history_frame())
     out = Path(out) if out is not None else directory / "export"
+    if out.exists() and not out.is_dir():
+        raise MtlabError(f"{out}: exists and is not a directory; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, frame in (("runs", runs), ("epochs", epochs)):
