@@ -33,6 +33,12 @@ def replacing(path: Path | str) -> Iterator[Path]:
         raise
 
 
+def remove_leftovers(directory: Path | str) -> None:
+    """Delete temporary files a killed writer left in ``directory`` (``replacing`` cannot clean up after SIGKILL)."""
+    for leftover in Path(directory).glob(".*.tmp-*"):
+        leftover.unlink(missing_ok=True)
+
+
 def write_text(path: Path | str, text: str, encoding: str = "utf-8") -> None:
     """``Path(path).write_text(text)``, atomically."""
     with replacing(path) as temporary:

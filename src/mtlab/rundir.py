@@ -39,6 +39,7 @@ class RunDirectory:
         if path.is_dir() and any(path.iterdir()) and not overwrite:
             raise MtlabError(f"{path}: run directory exists and is not empty (choose another --out, or --overwrite)")
         path.mkdir(parents=True, exist_ok=True)
+        atomic.remove_leftovers(path)  # of a writer killed in this directory before (its files are whole)
         self.path = path
         self.meta: dict[str, Any] = {}
 
