@@ -29,7 +29,7 @@ def test_every_command_has_help(argv, capsys):
     [
         (["search", "no-such-search"], "no-such-search"),
         (["search", "mnist-mlp", "--trials", "0"], "--trials"),
-        (["analyze", "pca", "--dataset", "mnist", "--task", "colour"], "colour"),
+        (["analyze", "pca", "--dataset", "mnist-sample", "--task", "colour"], "colour"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_path):

@@ -35,7 +35,7 @@ def test_verify_everything_found(capsys):
     assert main(["data", "verify"]) == 0
     out = capsys.readouterr().out
     assert str(shared / "fashion-mnist" / "train-images-idx3-ubyte.gz") in out
-    assert out.count(" ok ") == 12  # 4 MNIST, 4 Fashion-MNIST, 4 embedded sample files
+    assert out.count(" ok ") == 16  # 4 MNIST, 4 Fashion-MNIST, 4 + 4 files of the two embedded samples
 
 
 def test_verify_a_dataset_that_is_not_there(capsys):

@@ -29,10 +29,11 @@ def _config_for(name: str, tmp_path, monkeypatch):
         write_unpacked(tmp_path)
         monkeypatch.setitem(SOURCES, "cifar100", synthetic_source())
         return Cifar100Data(dataset="cifar100", data_dir=tmp_path)
-    if name != "fashion-mnist-sample":
+    if name not in ("fashion-mnist-sample", "mnist-sample"):
         require_shared_data()
     configs = {
         "mnist": MnistData(dataset="mnist"),
+        "mnist-sample": MnistData(dataset="mnist-sample"),
         "mnist-pairs": MnistPairsData(dataset="mnist-pairs", pairs=100),
         "fashion-mnist": FashionData(dataset="fashion-mnist"),
         "fashion-mnist-sample": FashionData(dataset="fashion-mnist-sample"),
@@ -120,6 +121,13 @@ def test_embedded_sample_holds_real_fashion_images(fashion):
         assert (real == torch.from_numpy(sample_images[i]).view(1, -1)).all(dim=1).any()
 
 
+def test_embedded_sample_holds_real_mnist_images(mnist):
+    sample_images = read_idx(embedded_dir(SOURCES["mnist-sample"]) / "t10k-images-idx3-ubyte.gz")
+    real = mnist.test.images.view(10000, -1)
+    for i in (0, 1000, 1999):
+        assert (real == torch.from_numpy(sample_images[i]).view(1, -1)).all(dim=1).any()
+
+
 def test_explicit_data_dir_may_hold_the_files_directly(tmp_path):
     mnist_dir = require_shared_data() / "mnist"
     dataset = load_dataset(MnistPairsData(dataset="mnist-pairs", data_dir=mnist_dir, pairs=10))
@@ -157,3 +165,21 @@ def test_unknown_dataset_is_a_config_error():
 def test_a_name_registers_once():
     with pytest.raises(ValueError, match="registered twice"):
         register("mnist")(lambda config, seed: None)
+
+
+def test_the_embedded_mnist_sample_is_stratified_real_digits():
+    sample = load_dataset(MnistData(dataset="mnist-sample"))
+    assert sample.origin == "embedded"
+    assert len(sample.train) == 5000
+    assert len(sample.test) == 2000
+    assert torch.bincount(sample.train.labels["digit"]).tolist() == [500] * 10
+    assert torch.bincount(sample.test.labels["digit"]).tolist() == [200] * 10
+    assert sample.train.images.shape[1:] == (1, 28, 28)
+
+
+def test_digit_pairs_can_be_drawn_from_the_embedded_sample():
+    pairs = load_dataset(MnistPairsData(dataset="mnist-pairs", pairs=1000, digits="mnist-sample"), seed=1)
+    assert pairs.origin == "embedded"
+    assert len(pairs.train) == len(pairs.test) == 1000
+    with pytest.raises(ConfigError, match=r"data\.pairs: 1001 pairs need 2002 distinct images"):
+        load_dataset(MnistPairsData(dataset="mnist-pairs", pairs=1001, digits="mnist-sample"), seed=1)

@@ -239,8 +239,17 @@ def test_verify_reports_each_file(tmp_path):
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_real_sources_verify(name):
+    shared = require_shared_data()
     found = verified(resolve(SOURCES[name]))
-    assert found.place == Place(require_shared_data() / SOURCES[name].dirname, "$MTLAB_DATA")
+    assert found.place == Place(shared / SOURCES[name].dirname, "$MTLAB_DATA")
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist-sample", "mnist-sample"])
+def test_embedded_samples_verify_with_nothing_beside_the_package(name, monkeypatch):
+    monkeypatch.delenv("MTLAB_DATA", raising=False)
+    found = verified(resolve(SOURCES[name], download=False))
+    assert found.place.why == "embedded"
+    assert found.complete
 
 
 def test_fashion_from_a_system_dir(monkeypatch):

@@ -9,6 +9,10 @@ Layout::
     metrics.json     final test metrics per task, best epoch, validation metrics, confusion matrices
     checkpoint.pt    the selected weights + what is needed to use them (input normalisation, the weighting method's
                      parameters and state); load with ``load_checkpoint``
+
+Every file but the append-only ``history.jsonl`` is written atomically (:mod:`mtlab.atomic`), and ``meta.json``
+says ``"status": "done"`` only after all the others are in place: a run killed at any moment is either finished,
+with every file whole, or visibly not (:func:`is_finished`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import torch
 import yaml
 
+from mtlab import atomic
 from mtlab.config.schema import RunConfig
 from mtlab.errors import MtlabError
 from mtlab.train.fit import FitObserver, FitResult
@@ -35,11 +40,12 @@ class RunDirectory:
         if path.is_dir() and any(path.iterdir()) and not overwrite:
             raise MtlabError(f"{path}: run directory exists and is not empty (choose another --out, or --overwrite)")
         path.mkdir(parents=True, exist_ok=True)
+        atomic.remove_leftovers(path)  # of a writer killed in this directory before (its files are whole)
         self.path = path
         self.meta: dict[str, Any] = {}
 
     def start(self, config: RunConfig, *, argv: list[str], environment: dict[str, Any], origin: str) -> None:
-        (self.path / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        atomic.write_text(self.path / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         (self.path / "history.jsonl").write_text("")
         self.meta = {
             "status": "running",
@@ -74,14 +80,15 @@ class RunDirectory:
             "confusion": result.confusion,
             **extras,
         }
-        (self.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        atomic.write_text(self.path / "metrics.json", json.dumps(metrics, indent=2))
         checkpoint = {
             "state_dict": state_dict,
             "normalizer": {"scale": result.normalizer.scale.cpu(), "shift": result.normalizer.shift.cpu()},
             "weighting": result.weighting_state,  # the method's parameters and state ({} for most methods)
             **{k: v for k, v in extras.items() if k in ("tasks", "input_shape")},
         }
-        torch.save(checkpoint, self.path / "checkpoint.pt")
+        with atomic.replacing(self.path / "checkpoint.pt") as temporary:
+            torch.save(checkpoint, temporary)
         self.meta.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self._write_meta()
 
@@ -90,19 +97,46 @@ class RunDirectory:
         self._write_meta()
 
     def _write_meta(self) -> None:
-        (self.path / "meta.json").write_text(json.dumps(self.meta, indent=2))
+        atomic.write_text(self.path / "meta.json", json.dumps(self.meta, indent=2))
+
+
+CHECKPOINT_KEYS = ("state_dict", "normalizer", "tasks", "input_shape")
+
+
+def is_finished(path: Path | str) -> bool:
+    """Whether the run directory ``path`` holds a finished run (``meta.json`` written last says ``done``)."""
+    try:
+        return json.loads((Path(path) / "meta.json").read_text()).get("status") == "done"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a run's checkpoint safely (``weights_only=True``: tensors and plain containers, never code)."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)
+    """Load a run's checkpoint safely (``weights_only=True``: tensors and plain containers, never code).
+
+    A file that is not one of mtlab's checkpoints (truncated, another program's, a state dict alone) is a
+    :class:`MtlabError` naming it.
+    """
+    path = Path(path)
+    remedy = "train the run again (`mtlab train`, or `mtlab run` for a study run)"
+    if not path.is_file():
+        raise MtlabError(f"{path}: no such checkpoint; {remedy}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch reports a damaged file with many types (RuntimeError, UnpicklingError, EOFError)
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise MtlabError(f"{path}: not a readable checkpoint ({reason}); {remedy}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise MtlabError(f"{path}: not an mtlab checkpoint (no {', '.join(missing)}); {remedy}")
+    return checkpoint
 
 
 def _write_csv(path: Path, records: list[dict[str, float]]) -> None:
     columns: list[str] = []
     for record in records:
         columns += [k for k in record if k not in columns]
-    with path.open("w", newline="") as f:
+    with atomic.replacing(path) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(records)

@@ -28,7 +28,7 @@ from mtlab.data.split import RunSplits, carve_splits
 from mtlab.data.tasks import Task
 from mtlab.errors import MtlabError
 from mtlab.models import MultiTaskNet, build_model
-from mtlab.rundir import load_checkpoint
+from mtlab.rundir import is_finished, load_checkpoint
 from mtlab.train.device import resolve_device
 
 
@@ -82,6 +82,8 @@ def load_trained_run(run_dir: Path | str, device: torch.device | str = "cpu") ->
     for name in ("config.yaml", "checkpoint.pt"):
         if not (path / name).is_file():
             raise MtlabError(f"{path}: not a finished run (no {name}); train it first with `mtlab train`")
+    if not is_finished(path):
+        raise MtlabError(f"{path}: not a finished run (meta.json does not say done: it stopped or failed); retrain it")
     config = load_config(path / "config.yaml")
     checkpoint = load_checkpoint(path / "checkpoint.pt", map_location="cpu")
     tasks = {t: Task(t, tuple(names)) for t, names in checkpoint["tasks"].items()}

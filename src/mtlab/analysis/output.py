@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mtlab import atomic
 from mtlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,13 +46,14 @@ class AnalysisOutput:
     def arrays(self, name: str, arrays: dict[str, np.ndarray]) -> Path:
         """Every array behind a figure, exactly, as ``<name>.npz``."""
         path = self.directory / f"{name}.npz"
-        np.savez_compressed(path, **arrays)
+        with atomic.replacing(path) as temporary:
+            np.savez_compressed(temporary, **arrays)
         return path
 
     def csv(self, name: str, rows: list[dict[str, Any]]) -> Path:
         path = self.directory / f"{name}.csv"
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        with path.open("w", newline="") as f:
+        with atomic.replacing(path) as temporary, temporary.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
@@ -59,16 +61,16 @@ class AnalysisOutput:
 
     def json(self, name: str, data: Any) -> Path:
         path = self.directory / f"{name}.json"
-        path.write_text(json.dumps(data, indent=2))
+        atomic.write_text(path, json.dumps(data, indent=2))
         return path
 
     def page(self, blocks: list[Block]) -> Path:
         """Write ``report.md`` and the self-contained ``report.html``; return the HTML's path."""
         from mtlab.report.render import to_html, to_markdown
 
-        (self.directory / "report.md").write_text(to_markdown(blocks, self.directory), encoding="utf-8")
+        atomic.write_text(self.directory / "report.md", to_markdown(blocks, self.directory))
         path = self.directory / "report.html"
-        path.write_text(to_html(blocks, title=self.title), encoding="utf-8")
+        atomic.write_text(path, to_html(blocks, title=self.title))
         return path
 
 

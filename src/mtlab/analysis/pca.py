@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtlab import seeding
+from mtlab import atomic, seeding
 from mtlab.errors import ConfigError, MtlabError
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 THRESHOLDS = (0.90, 0.95, 0.99)
 ELLIPSE_LEVEL = 0.95
-DATASETS = ("mnist", "fashion-mnist", "fashion-mnist-sample", "cifar100")
+DATASETS = ("mnist", "mnist-sample", "fashion-mnist", "fashion-mnist-sample", "cifar100")
 
 
 @dataclass
@@ -195,20 +195,20 @@ def write_pca(analysis: PcaAnalysis, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     ratios = analysis.fit.ratios
     cumulative = np.cumsum(ratios)
-    with (out / "explained-variance.csv").open("w", newline="") as f:
+    with atomic.replacing(out / "explained-variance.csv") as path, path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["component", "ratio", "cumulative"])
         writer.writerows(
             [k + 1, f"{r:.10g}", f"{c:.10g}"] for k, (r, c) in enumerate(zip(ratios, cumulative, strict=True))
         )
     for view in analysis.views:
-        with (out / f"projection-{view.name}.csv").open("w", newline="") as f:
+        with atomic.replacing(out / f"projection-{view.name}.csv") as path, path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["pc1", "pc2", analysis.task])
             writer.writerows(
                 [f"{p[0]:.6g}", f"{p[1]:.6g}", int(y)] for p, y in zip(view.points, view.labels, strict=True)
             )
-    with (out / "ellipses.csv").open("w", newline="") as f:
+    with atomic.replacing(out / "ellipses.csv") as path, path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
             ["split", "class", "name", "pc1_mean", "pc2_mean", "s11", "s12", "s22", "width", "height", "angle"]
@@ -225,7 +225,7 @@ def write_pca(analysis: PcaAnalysis, out: Path) -> dict[str, Path]:
         "first_ratios": [float(r) for r in ratios[:10]],
         "seconds": round(analysis.seconds, 3),
     }
-    (out / "pca.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic.write_text(out / "pca.json", json.dumps(summary, indent=2) + "\n")
     figures = _figures(analysis, out / "figures")
     _write_page(_blocks(analysis, figures), out, f"PCA of {analysis.dataset} — mtlab")
     return {"html": out / "report.html", "json": out / "pca.json", "figures": out / "figures"}
@@ -234,8 +234,8 @@ def write_pca(analysis: PcaAnalysis, out: Path) -> dict[str, Path]:
 def _write_page(blocks: list, out: Path, title: str) -> None:
     from mtlab.report.render import to_html, to_markdown
 
-    (out / "report.md").write_text(to_markdown(blocks, out), encoding="utf-8")
-    (out / "report.html").write_text(to_html(blocks, title=title), encoding="utf-8")
+    atomic.write_text(out / "report.md", to_markdown(blocks, out))
+    atomic.write_text(out / "report.html", to_html(blocks, title=title))
 
 
 def _blocks(analysis: PcaAnalysis, figures: list) -> list:

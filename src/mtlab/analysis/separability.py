@@ -40,10 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from mtlab import seeding
+from mtlab import atomic, seeding
 from mtlab.analysis.pca import load_for_analysis, subset_split
 
-DATASETS = ("mnist", "fashion-mnist", "fashion-mnist-sample")
+DATASETS = ("mnist", "mnist-sample", "fashion-mnist", "fashion-mnist-sample")
 LP_TOL = 1e-7
 
 # ------------------------------------------------------------------------------------------------- perceptron
@@ -345,11 +345,11 @@ def write_separability(analysis: SeparabilityAnalysis, out: Path) -> dict[str, P
     """Write the figures, ``pairs.csv``, ``perceptron-weights.csv``, ``separability.json`` and the report pages."""
     out.mkdir(parents=True, exist_ok=True)
     rows = [p.row() for p in analysis.pairs]
-    with (out / "pairs.csv").open("w", newline="") as f:
+    with atomic.replacing(out / "pairs.csv") as path, path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with (out / "perceptron-weights.csv").open("w", newline="") as f:
+    with atomic.replacing(out / "perceptron-weights.csv") as path, path.open("w", newline="") as f:
         writer = csv.writer(f)
         size = analysis.pairs[0].perceptron.weights.shape[0]
         writer.writerow(["a", "b", "bias", *(f"w{i}" for i in range(size))])
@@ -365,13 +365,13 @@ def write_separability(analysis: SeparabilityAnalysis, out: Path) -> dict[str, P
         "lp_seconds": round(analysis.lp_seconds, 3),
         "pairs": rows,
     }
-    (out / "separability.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic.write_text(out / "separability.json", json.dumps(summary, indent=2) + "\n")
     figures = _figures(analysis, out / "figures")
     blocks = _blocks(analysis, figures)
     from mtlab.report.render import to_html, to_markdown
 
-    (out / "report.md").write_text(to_markdown(blocks, out), encoding="utf-8")
-    (out / "report.html").write_text(to_html(blocks, f"Linear separability of {analysis.dataset} pairs"), "utf-8")
+    atomic.write_text(out / "report.md", to_markdown(blocks, out))
+    atomic.write_text(out / "report.html", to_html(blocks, f"Linear separability of {analysis.dataset} pairs"))
     return {"html": out / "report.html", "json": out / "separability.json", "figures": out / "figures"}
 
 

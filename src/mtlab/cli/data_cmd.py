@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "data",
         help="list, verify or download datasets",
         description="Datasets are looked for in --data-dir, then $MTLAB_DATA, then the user cache, then system "
-        "directories. DATASET is a source (mnist, fashion-mnist, cifar100, fashion-mnist-sample) or a dataset "
-        "that uses one (mnist-pairs).",
+        "directories. DATASET is a source (mnist, fashion-mnist, cifar100, and the embedded fashion-mnist-sample "
+        "and mnist-sample) or a dataset that uses one (mnist-pairs).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets)})

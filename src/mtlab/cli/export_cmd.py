@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtlab.cli.report_cmd import print_unfinished
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -30,4 +32,5 @@ def run(args: argparse.Namespace) -> int:
 
     for path in export_tables(args.study_dir, args.fmt, args.out):
         print(path)
+    print_unfinished(args.study_dir)
     return 0

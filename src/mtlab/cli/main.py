@@ -1,10 +1,19 @@
-"""The ``mtlab`` command: parse arguments, call the library, print. User errors exit 2 with one line."""
+"""The ``mtlab`` command: parse arguments, call the library, print.
+
+User errors exit 2 with one ``mtlab: error:`` line per problem (at most :data:`MAX_ERROR_LINES`, then a count).
+^C exits 130 and SIGTERM (schedulers, ``docker stop``) exits 143; both abandon the run in flight the same way, so
+the store stays consistent and the same command resumes.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import warnings
+from collections.abc import Iterator
+from typing import NoReturn
 
 from mtlab import __version__
 from mtlab.cli import (
@@ -21,12 +30,28 @@ from mtlab.errors import MtlabError
 
 # Each command module offers ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
 COMMANDS = (train_cmd, study_cmd, report_cmd, export_cmd, analyze_cmd, search_cmd, data_cmd, weightings_cmd)
+MAX_ERROR_LINES = 10
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like ^C: every ``finally`` and ``with`` unwinds (locks released,
+    open transactions rolled back), and nothing catches it as a crash of the run (it is not an ``Exception``)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with misuse reported like every other user error: one line, exit code 2 (the usage is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        print_error(f"{message} (see `{self.prog} --help`)")
+        raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mtlab", description="Run, compare and explain multi-task learning experiments."
-    )
+    parser = Parser(prog="mtlab", description="Run, compare and explain multi-task learning experiments.")
     parser.add_argument("--version", action="version", version=f"mtlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
@@ -49,11 +74,45 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
+    with _sigterm_as_exception():
+        try:
+            return int(args.func(args) or 0)
+        except MtlabError as e:
+            print_error(str(e))
+            return 2
+        except OSError as e:
+            if e.filename is None:
+                raise  # not about a file the user named: a bug, keep its traceback
+            # A path the user gave that the file system refuses (not a directory, permission, disk full).
+            print_error(f"{e.filename}: {e.strerror or e}")
+            return 2
+        except Terminated:
+            print("mtlab: terminated (SIGTERM); run the same command again to resume", file=sys.stderr)
+            return 143
+        except KeyboardInterrupt:
+            print("mtlab: interrupted", file=sys.stderr)
+            return 130
+
+
+def print_error(message: str) -> None:
+    """One ``mtlab: error:`` line per line of ``message``; past :data:`MAX_ERROR_LINES`, only a count."""
+    lines = [line for line in message.splitlines() if line.strip()] or ["(no message)"]
+    for line in lines[:MAX_ERROR_LINES]:
+        print(f"mtlab: error: {line}", file=sys.stderr)
+    if len(lines) > MAX_ERROR_LINES:
+        rest = len(lines) - MAX_ERROR_LINES
+        print(f"mtlab: error: ... and {rest} more problem{'s' if rest > 1 else ''}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (only the main thread may set handlers)."""
     try:
-        return int(args.func(args) or 0)
-    except MtlabError as e:
-        print(f"mtlab: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mtlab: interrupted", file=sys.stderr)
-        return 130
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (mtlab called from a worker thread): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

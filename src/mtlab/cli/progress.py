@@ -37,12 +37,10 @@ class RichFitProgress(FitObserver):
         self._batches = None
 
     def __enter__(self) -> RichFitProgress:
-        if self.owns_display:
-            self.progress.start()
-        return self
+        return self  # the display starts with the first bar: a run that stops before training prints nothing
 
     def __exit__(self, *exc: object) -> None:
-        if self.owns_display:
+        if self.owns_display and self.progress.live.is_started:
             self.progress.stop()
 
     def close(self) -> None:
@@ -52,6 +50,8 @@ class RichFitProgress(FitObserver):
                 self.progress.remove_task(bar)
 
     def on_fit_start(self, epochs: int, batches_per_epoch: int) -> None:
+        if self.owns_display:
+            self.progress.start()
         self._epochs = self.progress.add_task(self.label, total=epochs, metrics="")
         self._batches = self.progress.add_task("  batches", total=batches_per_epoch, metrics="")
 
@@ -76,13 +76,14 @@ class RichStudyProgress(StudyObserver):
         self._current: RichFitProgress | None = None
 
     def __enter__(self) -> RichStudyProgress:
-        self.progress.start()
-        return self
+        return self  # the display starts with the study: one that stops in its checks prints nothing
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
     def on_study_start(self, total: int, done: int, todo: int) -> None:
+        self.progress.start()
         note = f"{done} already done" if done else ""
         self._runs = self.progress.add_task("study runs", total=todo, metrics=note)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -24,4 +25,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"markdown: {paths['md']}")
     print(f"html:     {paths['html']}")
     print(f"figures:  {paths['figures']}")
+    print_unfinished(args.study_dir)
     return 0
+
+
+def print_unfinished(study_dir: Path) -> None:
+    """Say how many runs of the study were not finished when it was read (a driver may still be at work)."""
+    from mtlab.report.tables import store_path
+    from mtlab.study.store import UNFINISHED, ResultStore
+
+    with ResultStore(store_path(study_dir)) as store:
+        statuses = list(store.statuses().values())
+    unfinished = sum(s in UNFINISHED for s in statuses)
+    if unfinished:
+        print(
+            f"note: {unfinished} of {len(statuses)} runs unfinished (still running, or stopped before they ended); "
+            "these tables cover the finished ones - run this again later, or resume the study with `mtlab run`",
+            file=sys.stderr,
+        )

@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import ValidationError
 
-from mtlab.config.schema import DataConfig, KeyedError, LossConfig, ModelConfig, RunConfig, Trunk
+from mtlab.config.schema import DataConfig, KeyedError, ModelConfig, RunConfig, Trunk
 from mtlab.errors import ConfigError
 
 
@@ -24,16 +24,20 @@ def _literals(field: Any) -> tuple[str, ...]:
 
 # Values that select the member of a tagged union; pydantic puts them in error locations, users never write them
 # as keys.
-_UNION_TAGS = {tag for union in (DataConfig, ModelConfig, Trunk, LossConfig) for tag in _tags(union)}
+_UNION_TAGS = {tag for union in (DataConfig, ModelConfig, Trunk) for tag in _tags(union)}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning a missing file or a syntax error into a :class:`ConfigError`."""
+    """Read a YAML mapping, turning a missing or binary file or a syntax error into a :class:`ConfigError`."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not a YAML text file (byte {e.start} is not UTF-8); pass the config file, not a binary"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -91,7 +95,7 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 
 
 def parse_config(raw: dict[str, Any]) -> RunConfig:
-    """Validate a raw mapping; raise :class:`ConfigError` naming the first bad key."""
+    """Validate a raw mapping; raise :class:`ConfigError` naming every bad key (one line each)."""
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
@@ -102,22 +106,26 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     return parse_config(apply_overrides(read_yaml(path), overrides or []))
 
 
-def format_error(error: ValidationError, raw: Any) -> str:
-    """One line for the first error: ``key.path: problem`` (the rest are counted, not listed)."""
-    errors = error.errors()
-    first = errors[0]
-    cause = (first.get("ctx") or {}).get("error")
-    if isinstance(cause, KeyedError):
-        line = f"{cause.path}: {cause.message}"
-    else:
-        path = _key_path(first["loc"], raw)
-        if first["type"] == "union_tag_invalid":  # name the key that holds the bad tag, e.g. loss.method
-            tag_key = str((first.get("ctx") or {}).get("discriminator", "")).strip("'")
-            path = f"{path}.{tag_key}" if path and tag_key else path or tag_key
-        line = f"{path or '(top level)'}: {_message(first)}"
-    if len(errors) > 1:
-        line += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
-    return line
+def format_error(error: ValidationError, raw: Any, prefix: str = "") -> str:
+    """One line per problem, ``prefix + key.path: problem``, in the order pydantic found them (duplicates dropped).
+
+    The lines are joined with newlines; the command line prints each as its own ``mtlab: error:`` line, so one
+    edit of the file can fix every problem at once.
+    """
+    lines: list[str] = []
+    for err in error.errors():
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, KeyedError):
+            line = f"{prefix}{cause.path}: {cause.message}"
+        else:
+            path = _key_path(err["loc"], raw)
+            if err["type"] == "union_tag_invalid":  # the bad value sits under the tag's key: data.dataset
+                tag = str((err.get("ctx") or {}).get("discriminator", "")).strip("'")
+                path = f"{path}.{tag}" if path and tag else path or tag
+            line = f"{prefix}{path or '(top level)'}: {_message(err)}"
+        if line not in lines:
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def _message(err: dict[str, Any]) -> str:

@@ -42,9 +42,12 @@ class DataBase(Strict):
 
 
 class MnistData(DataBase):
-    """MNIST (LeCun et al., 1998): 28x28 grey digits, task ``digit``."""
+    """MNIST (LeCun et al., 1998): 28x28 grey digits, task ``digit``.
 
-    dataset: Literal["mnist"]
+    ``mnist-sample`` is the small real sample embedded in the package (no download needed).
+    """
+
+    dataset: Literal["mnist", "mnist-sample"]
 
 
 class FashionData(DataBase):
@@ -85,6 +88,9 @@ class MnistPairsData(DataBase):
 
     dataset: Literal["mnist-pairs"]
     pairs: int = Field(1000, gt=1, description="Number of training pairs, and of test pairs.")
+    digits: Literal["mnist", "mnist-sample"] = Field(
+        "mnist", description="Where the digits come from: MNIST, or the sample embedded in the package."
+    )
 
 
 DataConfig = Annotated[MnistData | FashionData | Cifar100Data | MnistPairsData, Field(discriminator="dataset")]

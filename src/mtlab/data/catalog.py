@@ -110,9 +110,16 @@ def _mnist(config: MnistData | MnistPairsData, seed: int) -> Dataset:
     return _idx_dataset("mnist", found, Task("digit", DIGITS), str(found.place.directory))
 
 
+@register("mnist-sample")
+def _mnist_sample(config: MnistData | MnistPairsData, seed: int) -> Dataset:
+    found = resolve(SOURCES["mnist-sample"], download=False)
+    return _idx_dataset("mnist-sample", found, Task("digit", DIGITS), "embedded")
+
+
 @register("mnist-pairs")
 def _mnist_pairs(config: MnistPairsData, seed: int) -> Dataset:
-    return make_pairs(_mnist(config, seed), config.pairs, seed)
+    digits = _mnist_sample if config.digits == "mnist-sample" else _mnist
+    return make_pairs(digits(config, seed), config.pairs, seed)
 
 
 def _fashion_dataset(name: str, found: Found, origin: str, groups: dict[str, list[int]]) -> Dataset:

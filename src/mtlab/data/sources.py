@@ -140,6 +140,21 @@ FASHION_MNIST_SAMPLE = Source(
     embedded=True,
 )
 
+# Written by scripts/make_embedded_sample.py: 500 training and 200 test images per digit of the real MNIST.
+MNIST_SAMPLE = Source(
+    name="mnist-sample",
+    dirname="mnist-sample",
+    files=_idx_files(
+        "291661882f80bfc1e8fc3c7ea17a7ed78362748efbfa17feda6a4618fa3c6f3a",
+        "1531493183c30b840499aae3621a48abf90a239236dbfe6c2e0e7e5b4847c49a",
+        "f56aa79475dd4a391c9f4367f0f10b1187e2dfe89561a280fd69f7f672f88560",
+        "1e4fc73ef1dc50e315fd1026ae810c5a44e95261edee750cac85f14e6bfa79aa",
+    ),
+    hint="reinstall mtlab: the sample ships inside the package (src/mtlab/embedded/mnist-sample/)",
+    datasets=("mnist-sample",),
+    embedded=True,
+)
+
 CIFAR100 = Source(
     name="cifar100",
     dirname="cifar-100-python",
@@ -161,4 +176,6 @@ CIFAR100 = Source(
 )
 
 # Looked up at call time (``SOURCES[name]``), so a test can swap in a synthetic entry with ``monkeypatch.setitem``.
-SOURCES: dict[str, Source] = {s.name: s for s in (MNIST, FASHION_MNIST, FASHION_MNIST_SAMPLE, CIFAR100)}
+SOURCES: dict[str, Source] = {
+    s.name: s for s in (MNIST, FASHION_MNIST, FASHION_MNIST_SAMPLE, MNIST_SAMPLE, CIFAR100)
+}

@@ -15,6 +15,7 @@ DEFAULT_FASHION_GROUPS: dict[str, tuple[int, ...]] = {
 
 _TASKS: dict[str, list[str]] = {
     "mnist": ["digit"],
+    "mnist-sample": ["digit"],
     "fashion-mnist": ["item", "group"],
     "fashion-mnist-sample": ["item", "group"],
     "cifar100": ["fine", "coarse"],

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mtlab import atomic
 from mtlab.errors import MtlabError
 from mtlab.report.tables import store_path
 from mtlab.study.store import ResultStore
@@ -43,18 +44,21 @@ def export_tables(directory: Path, fmt: str = "csv", out: Path | None = None) ->
         except ImportError:
             raise MtlabError("parquet export needs pyarrow: pip install pyarrow") from None
     directory = Path(directory)
-    with ResultStore(store_path(directory)) as store:
+    with ResultStore(store_path(directory)) as store, store.snapshot():  # one moment, even while a driver writes
         runs = runs_table(store.runs_frame(), store.metrics_frame())
         epochs = epochs_table(store.history_frame())
     out = Path(out) if out is not None else directory / "export"
+    if out.exists() and not out.is_dir():
+        raise MtlabError(f"{out}: exists and is not a directory; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, frame in (("runs", runs), ("epochs", epochs)):
         path = out / f"{name}.{fmt}"
-        if fmt == "csv":
-            frame.to_csv(path, index=False)
-        else:
-            frame.to_parquet(path, index=False)
+        with atomic.replacing(path) as temporary:
+            if fmt == "csv":
+                frame.to_csv(temporary, index=False)
+            else:
+                frame.to_parquet(temporary, index=False)
         paths.append(path)
     return paths
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mtlab import atomic
 from mtlab.report.tables import StudyData, best_variant, representative_run, variant_label
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ class SavedFigure:
 
 def save_figure(fig: Figure, path: Path, title: str, caption: str) -> SavedFigure:
     """Write ``fig`` as a PNG at ``path`` (white background, no version stamp, so equal pictures are equal bytes)."""
-    fig.savefig(path, dpi=DPI, facecolor="white", metadata={"Software": None})
+    with atomic.replacing(path) as temporary:
+        fig.savefig(temporary, dpi=DPI, facecolor="white", metadata={"Software": None})
     return SavedFigure(path, title, caption)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from mtlab import atomic
 from mtlab.report.figures import SavedFigure, make_figures
 from mtlab.report.tables import (
     MISSING,
@@ -49,10 +50,8 @@ def build_report(directory: Path) -> dict[str, Path]:
     figures = make_figures(study, summary, figures_dir)
     blocks = report_blocks(study, summary, comparisons, figures)
     md_path, html_path = directory / "report.md", directory / "report.html"
-    md_path.write_text(to_markdown(blocks, directory), encoding="utf-8")
-    html_path.write_text(
-        to_html(blocks, title=f"{study.info.get('name', directory.name)} — mtlab report"), encoding="utf-8"
-    )
+    atomic.write_text(md_path, to_markdown(blocks, directory))
+    atomic.write_text(html_path, to_html(blocks, title=f"{study.info.get('name', directory.name)} — mtlab report"))
     return {"md": md_path, "html": html_path, "figures": figures_dir}
 
 

@@ -76,7 +76,7 @@ def store_path(directory: Path) -> Path:
 def load_study(directory: Path) -> StudyData:
     """Read the study at ``directory`` (a user error if it has no store); only the runs of the current spec."""
     directory = Path(directory)
-    with ResultStore(store_path(directory)) as store:
+    with ResultStore(store_path(directory)) as store, store.snapshot():  # one moment, even while a driver writes
         info = store.info()
         runs = store.runs_frame()
         metrics = store.metrics_frame()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mtlab import atomic
 from mtlab.search.run import SearchOutcome, TrialRecord
 
 
@@ -57,18 +58,18 @@ def write_search(outcome: SearchOutcome, out: Path) -> dict[str, Path]:
         "train_seconds": round(sum(t.seconds for t in outcome.trials), 3),
         "spec": outcome.spec.model_dump(mode="json"),
     }
-    (out / "search.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic.write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
     figures = _figures(outcome, out / "figures")
     blocks = _blocks(outcome, figures, counts)
     from mtlab.report.render import to_html, to_markdown
 
-    (out / "report.md").write_text(to_markdown(blocks, out), encoding="utf-8")
-    (out / "report.html").write_text(to_html(blocks, f"{outcome.spec.name} — mtlab search"), encoding="utf-8")
+    atomic.write_text(out / "report.md", to_markdown(blocks, out))
+    atomic.write_text(out / "report.html", to_html(blocks, f"{outcome.spec.name} — mtlab search"))
     return {"html": out / "report.html", "json": out / "search.json", "trials": out / "trials.csv"}
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
-    with path.open("w", newline="") as f:
+    with atomic.replacing(path) as temporary, temporary.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)

@@ -131,10 +131,12 @@ def run_search(
     import optuna
 
     started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     url = storage or default_storage(out)
+    if storage is None:
+        out.mkdir(parents=True, exist_ok=True)  # the default storage lives in it
     key = spec.objective_key()
     study = _open_study(spec, url)
+    out.mkdir(parents=True, exist_ok=True)  # only once the storage opened: a bad --storage leaves nothing behind
     target = spec.trials if spec.candidates is None else min(spec.trials, len(spec.candidates))
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 

@@ -221,7 +221,7 @@ def load_search_spec(path: str | Path) -> SearchSpec:
     try:
         spec = SearchSpec.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {format_error(e, raw)}") from None
+        raise ConfigError(format_error(e, raw, prefix=f"{path}: ")) from None
     validate_spec(spec, where=str(path))
     for budget in spec.budgets:
         with_budget(spec, budget)

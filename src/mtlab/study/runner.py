@@ -24,8 +24,9 @@ from typing import Any
 
 import yaml
 
-from mtlab import environment
+from mtlab import atomic, environment
 from mtlab.errors import MtlabError
+from mtlab.study.checks import validate_study
 from mtlab.study.spec import RunSpec, StudySpec, expand
 from mtlab.study.store import ResultStore
 from mtlab.train.device import resolve_device
@@ -145,9 +146,10 @@ def run_study(
     observer = observer or StudyObserver()
     directory = Path(directory)
     runs = expand(spec, budget, overrides)
+    validate_study(spec, runs, directory)  # before anything is written: a bad spec or missing data costs seconds
     by_id = {r.run_id: r for r in runs}
     with StudyLock(directory), ResultStore(directory / STORE_NAME) as store:
-        (directory / "study.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+        atomic.write_text(directory / "study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         store.set_info(
             name=spec.name,
             description=spec.description,

@@ -189,7 +189,7 @@ def load_study_spec(path: str | Path) -> StudySpec:
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {format_error(e, raw)}") from None
+        raise ConfigError(format_error(e, raw, prefix=f"{path}: ")) from None
     expand(spec)  # validates every run config of the default budget up front
     for budget in spec.budgets:
         expand(spec, budget)
@@ -220,4 +220,4 @@ def _resolve(spec: StudySpec, overrides: dict[str, Any], variant: str) -> RunCon
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"study {spec.name}, variant {variant or 'base'!r}: {format_error(e, raw)}") from None
+        raise ConfigError(format_error(e, raw, prefix=f"study {spec.name}, variant {variant or 'base'!r}: ")) from None

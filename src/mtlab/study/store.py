@@ -3,7 +3,7 @@
 Only the driver process writes. A run's results (history, final metrics, confusion matrices, status) are written in
 one transaction, so a study killed at any moment leaves every run either fully recorded or not at all; a run left
 ``running`` by a killed driver is simply run again. Readers (reports, exports) get pandas frames and never parse
-printed text.
+printed text; :meth:`ResultStore.snapshot` gives them one consistent view of a store a driver is still writing.
 
 Tables::
 
@@ -18,13 +18,15 @@ Tables::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mtlab.errors import MtlabError
 from mtlab.study.spec import RunSpec
 
 SCHEMA = """
@@ -71,10 +73,16 @@ class ResultStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # explicit transactions below
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # a committed run survives power loss, not just a kill
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")  # a committed run survives power loss, not just a kill
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            if isinstance(e, sqlite3.OperationalError):
+                raise  # locked, read-only, out of space: not a damaged file
+            raise damaged_store(self.path, e) from None
         self._depth = 0  # nesting of open transactions (see atomic)
 
     def close(self) -> None:
@@ -215,6 +223,21 @@ class ResultStore:
         for table in ("history", "metrics", "confusion"):
             self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read as of one moment: the reads inside see the store as it was at the first of them, even while a
+        driver records runs (WAL readers keep their snapshot until the read transaction ends)."""
+        self.db.execute("BEGIN DEFERRED")
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):
+                raise
+            raise damaged_store(self.path, e) from None
+        finally:
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+
     def atomic(self) -> _Transaction:
         """Group several writes into one transaction (e.g. the runs of a seed group: all recorded, or none)."""
         return self._transaction()
@@ -241,6 +264,15 @@ class _Transaction:
         self.store._depth -= 1
         if self.store._depth == 0:
             self.store.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def damaged_store(path: Path, error: sqlite3.DatabaseError) -> MtlabError:
+    """The user's error for a store SQLite cannot read, and what they can do about it."""
+    return MtlabError(
+        f"{path}: damaged results store ({error}); the run directories beside it (runs/*/metrics.json, history.csv, "
+        "checkpoint.pt) still hold every finished run - restore the file from a backup, or move it aside and run "
+        "the study again (it starts a new store and trains the runs again)"
+    )
 
 
 def _split_task_metric(key: str) -> tuple[str, str, str]:
