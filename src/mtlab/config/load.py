@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import ValidationError
 
-from mtlab.config.schema import DataConfig, KeyedError, ModelConfig, RunConfig, Trunk
+from mtlab.config.schema import DataConfig, KeyedError, LossConfig, ModelConfig, RunConfig, Trunk
 from mtlab.errors import ConfigError
 
 
@@ -24,7 +24,7 @@ def _literals(field: Any) -> tuple[str, ...]:
 
 # Values that select the member of a tagged union; pydantic puts them in error locations, users never write them
 # as keys.
-_UNION_TAGS = {tag for union in (DataConfig, ModelConfig, Trunk) for tag in _tags(union)}
+_UNION_TAGS = {tag for union in (DataConfig, ModelConfig, Trunk, LossConfig) for tag in _tags(union)}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
