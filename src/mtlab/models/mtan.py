@@ -39,9 +39,12 @@ def attention_block(stage: StageInfo, previous: tuple[int, ...] | None) -> nn.Se
     """The mask network g for ``stage``, reading the stage output and (if any) the previous attended features."""
     if stage.is_map:
         channels = stage.shape[0]
-        extra = 0 if previous is None else previous[0] if len(previous) == 3 else 0
+        extra = 0 if previous is None else previous[0]  # a map stage only follows maps (or the input)
         return nn.Sequential(
-            nn.Conv2d(channels + extra, channels, 1), nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, channels, 1)
+            nn.Conv2d(channels + extra, channels, 1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 1),
         )
     width = stage.shape[0]
     extra = 0 if previous is None else flat_width(previous)

@@ -59,9 +59,7 @@ class MultiHeadNet(MultiTaskNet):
 
     def parts(self) -> list[Part]:
         everyone, reach = frozenset(self.task_names), self.cascade.reach
-        parts = [
-            Part(f"trunks.{key}", trunk, everyone if key == SHARED else reach[key]) for key, trunk in self.trunks.items()
-        ]
+        parts = [Part(f"trunks.{k}", trunk, everyone if k == SHARED else reach[k]) for k, trunk in self.trunks.items()]
         parts += [Part(f"heads.{task}", head, reach[task]) for task, head in self.heads.items()]
         return parts
 

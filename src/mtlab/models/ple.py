@@ -41,7 +41,7 @@ class PleLevel(nn.Module):
     """One extraction level: ``task_experts[t]`` (k each), ``shared_experts`` (s), ``gates[t]`` and, unless it is
     the last level, ``shared_gate``."""
 
-    def __init__(self, config: TrunkConfig, model: PleModel, tasks: list[str], input_shape: tuple[int, ...], last: bool):
+    def __init__(self, config: TrunkConfig, model: PleModel, tasks: list[str], input_shape: tuple[int, ...], *, last: bool):
         super().__init__()
         k, s = model.task_experts, model.shared_experts
         self.last = last
@@ -109,14 +109,14 @@ class PleNet(MultiTaskNet):
         everyone, reach = frozenset(self.task_names), self.cascade.reach
         depth = len(self.levels)
         parts = []
-        for l, level in enumerate(self.levels):
+        for i, level in enumerate(self.levels):
             for t, experts in level.task_experts.items():
-                parts.append(Part(f"levels.{l}.task_experts.{t}", experts, everyone if l < depth - 1 else reach[t]))
-            parts.append(Part(f"levels.{l}.shared_experts", level.shared_experts, everyone))
+                parts.append(Part(f"levels.{i}.task_experts.{t}", experts, everyone if i < depth - 1 else reach[t]))
+            parts.append(Part(f"levels.{i}.shared_experts", level.shared_experts, everyone))
             for t, gate in level.gates.items():
-                parts.append(Part(f"levels.{l}.gates.{t}", gate, everyone if l < depth - 2 else reach[t]))
+                parts.append(Part(f"levels.{i}.gates.{t}", gate, everyone if i < depth - 2 else reach[t]))
             if level.shared_gate is not None:
-                parts.append(Part(f"levels.{l}.shared_gate", level.shared_gate, everyone))
+                parts.append(Part(f"levels.{i}.shared_gate", level.shared_gate, everyone))
         parts += [Part(f"heads.{task}", head, reach[task]) for task, head in self.heads.items()]
         return parts
 
