@@ -41,7 +41,9 @@ class PleLevel(nn.Module):
     """One extraction level: ``task_experts[t]`` (k each), ``shared_experts`` (s), ``gates[t]`` and, unless it is
     the last level, ``shared_gate``."""
 
-    def __init__(self, config: TrunkConfig, model: PleModel, tasks: list[str], input_shape: tuple[int, ...], *, last: bool):
+    def __init__(
+        self, config: TrunkConfig, model: PleModel, tasks: list[str], input_shape: tuple[int, ...], *, last: bool
+    ):
         super().__init__()
         k, s = model.task_experts, model.shared_experts
         self.last = last
