@@ -314,6 +314,17 @@ class PleModel(HeadedModel):
     def trunk_configs(self) -> list[TrunkConfig]:
         return list(self.levels)
 
+    def check_run(self, run: RunConfig) -> None:
+        super().check_run(run)
+        for i, (before, level) in enumerate(zip(self.levels, self.levels[1:], strict=False), start=1):
+            flat = before.type == "mlp" or (before.type == "cnn" and bool(before.dense))
+            if flat and level.type != "mlp":
+                raise _at(
+                    f"model.levels[{i}]",
+                    f"a {level.type} level needs a feature map, but level {i - 1} ends with dense layers; "
+                    "end the earlier levels with convolutions or make this level an mlp",
+                )
+
     def sharing_label(self) -> str:
         return "cgc" if len(self.levels) == 1 else f"ple ({len(self.levels)} levels)"
 

@@ -76,12 +76,7 @@ class PleNet(MultiTaskNet):
         self.cascade = Cascade(config, tasks)
         levels = []
         shape: tuple[int, ...] = input_shape
-        for i, level_config in enumerate(config.levels):
-            if len(shape) != 3 and level_config.type != "mlp":
-                raise ValueError(
-                    f"model.levels[{i}]: a {level_config.type} level needs a feature map, but level {i} outputs "
-                    f"flat features {shape}; end the earlier levels with convolutions or make this level an mlp"
-                )
+        for i, level_config in enumerate(config.levels):  # the config checked that each level accepts its input
             level = PleLevel(level_config, config, self.task_names, shape, last=i == len(config.levels) - 1)
             levels.append(level)
             shape = level.output_shape
