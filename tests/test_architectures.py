@@ -85,7 +85,8 @@ def test_every_trunk_runs_stage_by_stage_to_the_shapes_it_announces(name, shape)
         assert tuple(out.shape) == (2, *stage.shape), stage.name
         assert isinstance(trunk.get_submodule(stage.name), torch.nn.Module)
     torch.testing.assert_close(trunk.reduce(outputs[-1]), trunk(x))
-    assert trunk(x).shape == (2, width) and width == trunk.out_features
+    assert trunk(x).shape == (2, width)
+    assert width == trunk.out_features
     assert trunk.map_shape == trunk.stage_info[-1].shape
 
 
@@ -149,7 +150,8 @@ def test_every_headed_kind_has_a_hand_count():
 @pytest.mark.parametrize("kind", HEADED_KINDS)
 def test_parameter_counts_match_hand_computations(kind):
     model_section, expected = HAND_COUNTS[kind]
-    model = build_model(parse_config({"data": {"dataset": "fashion-mnist"}, "model": model_section}), FASHION, (1, 2, 2))
+    config = parse_config({"data": {"dataset": "fashion-mnist"}, "model": model_section})
+    model = build_model(config, FASHION, (1, 2, 2))
     counts = model.parameter_counts()
     assert {key: counts[key] for key in expected} == expected
     assert counts["shared"] + sum(counts[f"task:{t}"] for t in model.task_names) == sum(
@@ -192,7 +194,7 @@ def test_every_kind_trains_on_every_image_dataset(kind, dataset, trunk):
 @pytest.mark.parametrize("kind", SOFT_KINDS)
 def test_digit_pairs_need_a_pair_model(kind):
     raw = {"data": {"dataset": "mnist-pairs"}, "model": model_raw(kind, TINY_TRUNK)}
-    with pytest.raises(ConfigError, match="model.kind: mnist-pairs data needs a 'pairs' model"):
+    with pytest.raises(ConfigError, match=r"model\.kind: mnist-pairs data needs a 'pairs' model"):
         parse_config(raw)
 
 
@@ -201,7 +203,7 @@ def test_each_kind_checks_its_reuse_edges_and_heads(kind):
     base = {"data": {"dataset": "fashion-mnist"}}
     with pytest.raises(ConfigError, match=r"model.reuse\[0\].source: unknown task 'colour'"):
         parse_config({**base, "model": model_raw(kind, TINY_TRUNK, reuse="colour->item")})
-    with pytest.raises(ConfigError, match="model.heads.fine: unknown task"):
+    with pytest.raises(ConfigError, match=r"model\.heads\.fine: unknown task"):
         parse_config({**base, "model": model_raw(kind, TINY_TRUNK, heads={"fine": {}})})
 
 
@@ -288,7 +290,8 @@ def test_mtan_masks_select_from_the_shared_features():
     for h in model.features(x).values():
         assert h.shape == shared.shape
         active = shared != 0  # ReLU zeros stay zero under any mask
-        assert active.any() and (h[~active] == 0).all()
+        assert active.any()
+        assert (h[~active] == 0).all()
         ratio = h[active] / shared[active]
         assert ((ratio > 0) & (ratio < 1)).all()  # a sigmoid mask in (0, 1) times the shared features
 
@@ -333,6 +336,9 @@ def test_stacking_pays_on_the_cpu_for_dense_kinds_only(kind):
 # -------------------------------------------------------------------------------- analysis of a cross-stitch run
 
 
+STITCHED_CNN = {"type": "cnn", "conv": [{"filters": 4, "pool": 2}, {"filters": 6}]}
+
+
 @pytest.fixture(scope="module")
 def stitched_run(tmp_path_factory):
     """A tiny cross-stitch CNN trained once on the embedded sample."""
@@ -340,7 +346,7 @@ def stitched_run(tmp_path_factory):
     config = {
         "name": "stitch",
         "data": {"dataset": "fashion-mnist-sample", "train_subset": 300, "test_subset": 60},
-        "model": {"kind": "cross_stitch", "trunk": {"type": "cnn", "conv": [{"filters": 4, "pool": 2}, {"filters": 6}]}},
+        "model": {"kind": "cross_stitch", "trunk": STITCHED_CNN},
         "train": {"epochs": 1, "batch_size": 50, "device": "cpu"},
     }
     with pytest.MonkeyPatch.context() as env:
@@ -400,7 +406,8 @@ def test_every_picture_command_works_on_a_cross_stitch_run(stitched_run, tmp_pat
 def test_transfer_probes_every_stitched_column(stitched_run, tmp_path):
     out = tmp_path / "transfer"
     assert _analyze(["transfer", "--run", str(stitched_run), "--task", "item", "--out", str(out)]) == 0
-    assert (out / "report.html").is_file() and (out / "transfer.csv").is_file()
+    assert (out / "report.html").is_file()
+    assert (out / "transfer.csv").is_file()
     results = transfer.probe_run(load_trained_run(stitched_run), "group")
     assert [r.trunk for r in results] == ["item", "group"]
     assert all(r.sharing == "cross_stitch" for r in results)
