@@ -6,7 +6,8 @@ module per stage that computes a soft mask in (0, 1) of the same shape and selec
     a_t^s = sigmoid(g_t^s([p_s ; down_s(a_t^{s-1} * p_{s-1})]))        a_t^s * p_s   (B, *shape_s)
 
 where [;] concatenates channels (maps) or features (flat), and down_s brings the task's previous attended features
-to stage s's size: adaptive average pooling to (H_s, W_s) for a map, flattening before a dense stage. Stage 0's
+to stage s's size: adaptive average pooling to (H_s, W_s) before a conv stage, global average pooling to (B, C)
+before a dense stage that follows a map (so a mask costs O(C + F) inputs, not the flattened map). Stage 0's
 mask reads p_0 alone. g_t^s is 1x1 conv -> BN -> ReLU -> 1x1 conv for maps (the paper's attention block) and
 linear -> ReLU -> linear for flat stages. Task t's head reads its last attended features a_t^{S-1} * p_{S-1},
 reduced to (B, F) as the trunk reduces its own output.
@@ -32,7 +33,7 @@ from mtlab.data.tasks import Task
 from mtlab.models.base import MultiTaskNet, Part, pick_tasks
 from mtlab.models.cascade import Cascade
 from mtlab.models.registry import InputShape, create_trunk, register_model
-from mtlab.models.staged import StageInfo, flat_width
+from mtlab.models.staged import StageInfo
 
 
 def attention_block(stage: StageInfo, previous: tuple[int, ...] | None) -> nn.Sequential:
@@ -47,7 +48,7 @@ def attention_block(stage: StageInfo, previous: tuple[int, ...] | None) -> nn.Se
             nn.Conv2d(channels, channels, 1),
         )
     width = stage.shape[0]
-    extra = 0 if previous is None else flat_width(previous)
+    extra = 0 if previous is None else previous[0]  # channels of a pooled map, or the previous width
     return nn.Sequential(nn.Linear(width + extra, width), nn.ReLU(), nn.Linear(width, width))
 
 
@@ -70,10 +71,12 @@ class TaskAttention(nn.Module):
 
 
 def _down(attended: Tensor, p: Tensor) -> Tensor:
-    """The previous attended features brought to ``p``'s size: pooled to (H, W) for a map, flat for a vector."""
+    """The previous attended features brought to ``p``'s size: pooled to (H, W) for a map, to (B, C') for a vector."""
     if p.dim() == 4:
         return F.adaptive_avg_pool2d(attended, p.shape[-2:])  # (B, C', H', W') -> (B, C', H, W)
-    return attended.flatten(1)  # (B, ...) -> (B, prod)
+    if attended.dim() == 4:
+        return attended.mean(dim=(2, 3))  # (B, C', H', W') -> (B, C')
+    return attended  # (B, F')
 
 
 class MtanNet(MultiTaskNet):
