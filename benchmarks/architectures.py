@@ -25,7 +25,7 @@ from mtlab.study.spec import expand
 from mtlab.train.optim import build_optimizer
 from mtlab.train.replicas import StackedReplicas, stacking_pays
 
-SHAPES = {"fashion-mnist": (1, 28, 28), "fashion-mnist-sample": (1, 28, 28), "mnist": (1, 28, 28), "cifar100": (3, 32, 32)}
+SHAPES = {"fashion-mnist": (1, 28, 28), "fashion-mnist-sample": (1, 28, 28), "cifar100": (3, 32, 32)}
 CLASSES = {"fashion-mnist": {"item": 10, "group": 3}, "cifar100": {"fine": 100, "coarse": 20}}
 
 

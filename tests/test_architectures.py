@@ -19,11 +19,12 @@ from mtlab.analysis import dream, features, filters, maximize, transfer
 from mtlab.analysis.features import layer_outputs
 from mtlab.analysis.loaded import choose_trunk, conv_layers, load_trained_run, trunk_inputs
 from mtlab.config import parse_config
-from mtlab.config.schema import Trunk
+from mtlab.config.schema import Trunk, model_kind
 from mtlab.data.tasks import Task
 from mtlab.errors import ConfigError
 from mtlab.models import MODELS, TRUNKS, MultiTaskNet, build_model, create_trunk
 from mtlab.models.staged import StagedTrunk
+from mtlab.search.space import describe
 from mtlab.train.replicas import stacking_pays
 from mtlab.train.run import train_run
 from test_models import assert_partition, loss_reach
@@ -170,6 +171,19 @@ def test_cgc_is_ple_with_one_level():
     assert counts["shared"] == 15
     assert counts["task:item"] == 15 + 10 + 40
     assert "levels.0.shared_gate" not in counts
+
+
+@pytest.mark.parametrize("kind", MODELS.names())
+def test_each_kind_names_the_trunk_a_search_varies(kind):
+    cls = model_kind(kind)
+    assert cls.trunk_field in cls.model_fields
+    raw = {"data": {"dataset": "fashion-mnist"}, "model": model_raw(kind, TINY_TRUNK)}
+    if kind == "pairs":
+        raw = {"data": {"dataset": "mnist-pairs"}, "model": {"kind": "pairs", "branch": TINY_TRUNK}}
+    config = parse_config(raw)
+    assert describe(config).label == "3"
+    assert config.model.dense_only()
+    assert config.model.sharing_label()
 
 
 # ---------------------------------------------------------------------------- forward and backward, every dataset

@@ -78,10 +78,10 @@ def run_and_report(spec, directory):
     return result
 
 
-@pytest.mark.slow
 CIFAR_STUDIES = sorted(name for name in builtin_study_paths() if name.startswith("cifar100-"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(builtin_study_paths()) - set(CIFAR_STUDIES)))
 def test_builtin_study_runs_on_a_tiny_budget(name, tmp_path):
     result = run_and_report(tiny(name), tmp_path / name)

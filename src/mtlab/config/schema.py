@@ -2,14 +2,14 @@
 
 Every field carries its own description (shown by ``mtlab train --help-config``); constraints live next to the field
 so that a bad value fails with the key path that holds it (see :mod:`mtlab.config.load`). Cross-field rules that need
-the dataset's task names (a loss weight or a reuse edge naming an unknown task) are checked in
-:meth:`RunConfig._check_tasks`.
+the dataset's task names (a loss weight naming an unknown task) are checked in :meth:`RunConfig._check_tasks`; the
+rules of a model kind (its dataset, its reuse edges) in the kind's own :meth:`ModelKind.check_run`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -360,8 +360,9 @@ ModelConfig = Annotated[
 
 def model_kind(kind: str) -> type[ModelKind]:
     """The config class of model kind ``kind`` (``multitask`` ...); an unknown kind is a :class:`KeyError`."""
-    for cls in ModelConfig.__origin__.__args__:  # type: ignore[attr-defined]
-        if cls.model_fields["kind"].default == kind or kind in cls.model_fields["kind"].annotation.__args__:
+    union = get_args(ModelConfig)[0]  # Annotated[union, discriminator] -> the union
+    for cls in get_args(union):
+        if kind in get_args(cls.model_fields["kind"].annotation):
             return cls
     raise KeyError(f"no model kind {kind!r}")
 
