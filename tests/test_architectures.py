@@ -245,6 +245,8 @@ def test_shared_parameters_are_what_several_losses_reach(kind, trunk, variant):
     raw = {"data": {"dataset": "fashion-mnist"}, "model": model_raw(kind, tiny, **PARTITION_VARIANTS[variant])}
     model = build_model(parse_config(raw), FASHION, (1, 6, 6))
     assert_partition(model)
+    for part in model.parts():  # a part's name is its module path, so named views of stacked replicas can use it
+        assert model.get_submodule(part.name) is part.module
     reach = loss_reach(model, torch.randn(3, 1, 6, 6))
     assert {id(p) for p in model.shared_parameters()} == {i for i, tasks in reach.items() if len(tasks) > 1}
     for task in model.task_names:
