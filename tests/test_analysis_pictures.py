@@ -261,9 +261,9 @@ def test_a_siamese_branch_is_analysed_on_the_image_it_sees(runs):
     assert run.input_shape == (2, 14, 14)
     key, trunk = choose_trunk(run)
     assert key == "shared"
-    assert trunk_input_shape(run, trunk) == (1, 14, 14)
+    assert trunk_input_shape(run, key) == (1, 14, 14)
     x = pick_inputs(run, run.task("leq"), [0, 1], []).x  # (2, 2, 14, 14)
-    seen = trunk_inputs(run, trunk, x)
+    seen = trunk_inputs(run, key, x)
     assert torch.equal(seen, x[:, :1])  # the first digit of each pair
     a = maximize.maximize_classes(run, "leq", maximize.AscentSettings(steps=3))
     assert a.images.shape == (2, 2, 14, 14)

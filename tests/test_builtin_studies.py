@@ -81,15 +81,19 @@ def run_and_report(spec, directory):
     return result
 
 
+CIFAR_STUDIES = sorted(name for name in builtin_study_paths() if name.startswith("cifar100-"))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(builtin_study_paths()) - {"cifar100-hierarchy"}))
+@pytest.mark.parametrize("name", sorted(set(builtin_study_paths()) - set(CIFAR_STUDIES)))
 def test_builtin_study_runs_on_a_tiny_budget(name, tmp_path):
     result = run_and_report(tiny(name), tmp_path / name)
     assert result.trained == result.total
 
 
 @pytest.mark.slow
-def test_cifar100_study_downloads_verifies_and_runs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", CIFAR_STUDIES)
+def test_cifar100_study_downloads_verifies_and_runs(name, tmp_path, monkeypatch):
     served = tmp_path / "served"
     served.mkdir()
     tarball, members = synthetic_cifar_tarball(served)
@@ -106,4 +110,4 @@ def test_cifar100_study_downloads_verifies_and_runs(tmp_path, monkeypatch):
             ),
         )
         monkeypatch.setitem(SOURCES, "cifar100", source)
-        run_and_report(tiny("cifar100-hierarchy"), tmp_path / "cifar")
+        run_and_report(tiny(name), tmp_path / "cifar")

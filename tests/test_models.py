@@ -114,6 +114,15 @@ MODEL_SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Task], tuple[int, int, 
         PAIRS,
         (2, 14, 14),
     ),
+    **{
+        kind: ({"data": {"dataset": "fashion-mnist"}, "model": {"kind": kind, **model}}, FASHION, (1, 12, 12))
+        for kind, model in {
+            "cross_stitch": {"trunk": TRUNK_SAMPLES["cnn"], "reuse": "group->item"},
+            "mtan": {"trunk": TRUNK_SAMPLES["cnn"], "reuse": "item->group"},
+            "mmoe": {"trunk": TRUNK_SAMPLES["cnn"], "experts": 3},
+            "ple": {"levels": [TRUNK_SAMPLES["cnn"], {"type": "mlp", "widths": [6]}], "task_experts": 2},
+        }.items()
+    },
 }
 
 
@@ -133,8 +142,8 @@ def test_every_model_builds_runs_and_partitions_its_parameters(kind):
     assert_partition(model)
     features = model.features(torch.randn(2, *shape))
     assert all(f.ndim == 2 and f.shape[0] == 2 for f in features.values())
-    convs = [m for trunk in model.trunk_modules().values() for m in trunk.modules() if isinstance(m, nn.Conv2d)]
-    assert len(convs) == 2 * len(model.trunk_modules())
+    convs = [m for trunk in model.staged_trunks().values() for m in trunk.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 2 * len(model.staged_trunks())
 
 
 def test_build_model_names_a_task_missing_from_the_dataset():
@@ -257,7 +266,7 @@ def test_independent_trunks_are_separate_and_separately_initialised():
 
 def test_shared_trunk_is_one_module_read_by_every_head():
     model = fashion_net()
-    assert list(model.trunk_modules()) == ["shared"]
+    assert list(model.staged_trunks()) == ["shared"]
     assert {model.trunk_of(t) for t in model.task_names} == {"shared"}
 
 

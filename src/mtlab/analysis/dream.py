@@ -171,7 +171,7 @@ def write_dream(args: argparse.Namespace) -> Path:
     key, trunk = choose_trunk(run, args.trunk, args.task)
     layers = pick_layers(run, key, trunk, args.layer)
     inputs = pick_inputs(run, task, args.index, args.classes)
-    x = trunk_inputs(run, trunk, inputs.x)  # (B, c, H, W)
+    x = trunk_inputs(run, key, inputs.x)  # (B, c, H, W)
     dreams = {layer.name: dream(trunk, layer, x, settings, args.seed) for layer in layers}
 
     output = AnalysisOutput(output_directory(args, run.path, "dream"), f"Deep dream — {run.name}")

@@ -95,7 +95,7 @@ def write_features(args: argparse.Namespace) -> Path:
     key, trunk = choose_trunk(run, args.trunk, args.task)
     layers = pick_layers(run, key, trunk, args.layer)
     inputs = pick_inputs(run, task, args.index, args.classes)
-    x = trunk_inputs(run, trunk, inputs.x)  # (B, c, H, W): what the trunk sees
+    x = trunk_inputs(run, key, inputs.x)  # (B, c, H, W): what the trunk sees
     with torch.no_grad():
         maps = {name: m.cpu().numpy() for name, m in layer_outputs(trunk, x, layers).items()}  # (B, K, h, w) each
 

@@ -1,11 +1,12 @@
 """A trained run as the analysis commands see it: the model with its weights, its data, its convolutions.
 
 :func:`load_trained_run` rebuilds the network from a run directory (``config.yaml`` + ``checkpoint.pt``, see
-:mod:`mtlab.rundir`) in eval mode. The picture commands then work on one *trunk* of it
-(``model.trunk_modules()``: the shared trunk of a multi-task model, one of its per-task trunks, or a siamese branch)
-and on that trunk's convolution layers, found in module order (:func:`conv_layers`). A trunk may see a different
-input than the model (a pair model's branch sees one of the two digit channels): :func:`trunk_inputs` asks the
-model itself what it feeds the trunk, so no analysis needs to know how a model routes its input.
+:mod:`mtlab.rundir`) in eval mode. The picture commands then work on one *trunk* of it - one of the model's
+staged trunks (``model.staged_trunks()``: the shared trunk of a multi-task or MTAN model, a per-task trunk or
+cross-stitch column, an expert, a siamese branch) - and on that trunk's convolution layers, found stage by stage
+(:func:`conv_layers`). A trunk may see a different input than the model (a pair model's branch sees one of the two
+digit channels): :func:`trunk_inputs` asks the model itself what it feeds the trunk, so no analysis needs to know
+how a model kind routes its input.
 
 This module also holds what every analysis command of a run shares on the command line (:func:`add_run_arguments`).
 """
@@ -127,7 +128,7 @@ class ConvLayer:
 def choose_trunk(run: TrainedRun, key: str | None = None, task: str | None = None) -> tuple[str, nn.Module]:
     """The trunk named ``key``; by default the trunk of ``task`` when trunks are per task, else the shared one, else
     the first (a model without sharing has one per task or per branch: pick another with ``--trunk``)."""
-    trunks = run.model.trunk_modules()
+    trunks = run.model.staged_trunks()
     if key is None:
         key = task if task in trunks else "shared" if "shared" in trunks else next(iter(trunks))
     if key not in trunks:
@@ -136,9 +137,17 @@ def choose_trunk(run: TrainedRun, key: str | None = None, task: str | None = Non
 
 
 def conv_layers(trunk: nn.Module) -> list[ConvLayer]:
-    """Every ``nn.Conv2d`` of ``trunk``, in module registration order (the order a sequential trunk runs them)."""
-    found = [(name, m) for name, m in trunk.named_modules() if isinstance(m, nn.Conv2d)]
+    """Every ``nn.Conv2d`` of ``trunk``, stage by stage (``trunk.stage_info``, the order the stages run), each
+    stage's in module registration order; named by their path in the trunk (``conv.0.0``)."""
+    found = []
+    for stage in getattr(trunk, "stage_info", []):
+        module = trunk.get_submodule(stage.name)
+        found += [(_join(stage.name, n), m) for n, m in module.named_modules() if isinstance(m, nn.Conv2d)]
     return [ConvLayer(i, name, module) for i, (name, module) in enumerate(found)]
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if name else prefix
 
 
 def pick_layers(run: TrainedRun, trunk_key: str, trunk: nn.Module, wanted: Sequence[str] | None) -> list[ConvLayer]:
@@ -170,44 +179,23 @@ def pick_layers(run: TrainedRun, trunk_key: str, trunk: nn.Module, wanted: Seque
 
 
 def _trunk_type(run: TrainedRun) -> str:
-    model = run.config.model
-    trunk = getattr(model, "trunk", None) or getattr(model, "branch", None)
-    return getattr(trunk, "type", "unknown")
+    return run.config.model.trunk_configs()[0].type
 
 
 class StopForward(Exception):
     """Raised by a forward hook to end a pass once it has seen what it wanted; the caller of the pass catches it."""
 
 
-def trunk_inputs(run: TrainedRun, trunk: nn.Module, x: Tensor) -> Tensor:
-    """What the model feeds ``trunk`` for model inputs ``x`` (B, C, H, W): the trunk's own inputs (B, c, H, W).
-
-    Found by running the model up to the trunk. A trunk that sees several images per example (a siamese branch
-    reading both digits of a pair, stacked as (2B, 1, H, W)) yields the first B: the first image of each example.
-    """
-    seen: list[Tensor] = []
-
-    def grab(module: nn.Module, args: tuple[Tensor, ...]) -> None:
-        seen.append(args[0])
-        raise StopForward
-
-    handle = trunk.register_forward_pre_hook(grab)
-    try:
-        with torch.no_grad():
-            run.model(x)
-    except StopForward:
-        pass
-    finally:
-        handle.remove()
-    if not seen:
-        raise RuntimeError("the model never called the chosen trunk")
-    return seen[0][: x.shape[0]]
+def trunk_inputs(run: TrainedRun, key: str, x: Tensor) -> Tensor:
+    """What the model feeds its trunk ``key`` for model inputs ``x`` (B, C, H, W): the trunk's inputs (B, c, H, W)
+    (the model kind decides: a siamese branch reads one digit of each pair, every other trunk the images)."""
+    return run.model.trunk_inputs(key, x)
 
 
-def trunk_input_shape(run: TrainedRun, trunk: nn.Module) -> tuple[int, int, int]:
-    """(c, H, W) of one input of ``trunk``."""
+def trunk_input_shape(run: TrainedRun, key: str) -> tuple[int, int, int]:
+    """(c, H, W) of one input of trunk ``key``."""
     probe = torch.zeros(1, *run.input_shape, device=run.device)  # (1, C, H, W)
-    c, h, w = trunk_inputs(run, trunk, probe).shape[1:]
+    c, h, w = trunk_inputs(run, key, probe).shape[1:]
     return (int(c), int(h), int(w))
 
 

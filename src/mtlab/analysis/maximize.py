@@ -168,7 +168,7 @@ def write_maximize(args: argparse.Namespace) -> Path:
     task = run.task(args.task)
     key, trunk = choose_trunk(run, args.trunk, args.task)
     layers = pick_layers(run, key, trunk, args.layer)
-    shape = trunk_input_shape(run, trunk)
+    shape = trunk_input_shape(run, key)
     settings = AscentSettings(args.steps, args.lr, args.l2, args.tv)
 
     output = AnalysisOutput(output_directory(args, run.path, "maximize"), f"Activation maximisation — {run.name}")

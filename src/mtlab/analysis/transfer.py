@@ -30,7 +30,6 @@ from torch import Tensor
 from mtlab import seeding
 from mtlab.analysis.loaded import TrainedRun, load_trained_run
 from mtlab.analysis.output import AnalysisOutput
-from mtlab.config.schema import MultiTaskModel
 from mtlab.data.dataset import Split
 from mtlab.data.split import stratified_pick
 from mtlab.errors import MtlabError
@@ -194,8 +193,7 @@ def probe_run(
         for name, split in (("train", train), ("val", val), ("test", splits.test))
     }
     test_counts = torch.bincount(labels["test"], minlength=tasks[task].num_classes)
-    model = run.config.model
-    sharing = model.sharing if isinstance(model, MultiTaskModel) else f"weight_sharing={model.weight_sharing}"
+    sharing = run.config.model.sharing_label()
     results = []
     for key in trunks or keys:
         probe, l2, val_by_l2 = select_probe(

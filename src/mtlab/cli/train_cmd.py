@@ -55,7 +55,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_summary(console: Console, outcome, tasks: list[str]) -> None:
     result = outcome.result
-    table = Table(title=f"{outcome.parameters:,} parameters, best epoch {result.best_epoch}/{len(result.history)}")
+    counts = outcome.model.parameter_counts()
+    split = ", ".join([f"shared {counts['shared']:,}"] + [f"{t} {counts[f'task:{t}']:,}" for t in tasks])
+    table = Table(
+        title=f"{outcome.parameters:,} parameters ({split}), best epoch {result.best_epoch}/{len(result.history)}"
+    )
     table.add_column("task")
     table.add_column("val acc", justify="right")
     table.add_column("test acc", justify="right")

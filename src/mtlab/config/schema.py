@@ -2,14 +2,14 @@
 
 Every field carries its own description (shown by ``mtlab train --help-config``); constraints live next to the field
 so that a bad value fails with the key path that holds it (see :mod:`mtlab.config.load`). Cross-field rules that need
-the dataset's task names (a loss weight or a reuse edge naming an unknown task) are checked in
-:meth:`RunConfig._check_tasks`.
+the dataset's task names (a loss weight naming an unknown task) are checked in :meth:`RunConfig._check_tasks`; the
+rules of a model kind (its dataset, its reuse edges) in the kind's own :meth:`ModelKind.check_run`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -150,7 +150,8 @@ class ResNetTrunk(Strict):
     blocks: int = Field(1, gt=0, description="Basic blocks per stage.")
 
 
-Trunk = Annotated[MlpTrunk | CnnTrunk | ResNetTrunk, Field(discriminator="type")]
+TrunkConfig = MlpTrunk | CnnTrunk | ResNetTrunk
+Trunk = Annotated[TrunkConfig, Field(discriminator="type")]
 
 
 class Head(DenseOptions):
@@ -190,14 +191,37 @@ class Reuse(Strict):
         return self
 
 
-class MultiTaskModel(Strict):
-    """A trunk (shared by all tasks, or one copy per task) and one head per task, optionally cascaded."""
+class ModelKind(Strict):
+    """What every model kind's config answers about itself, so that no other layer checks ``kind``.
 
-    kind: Literal["multitask"] = "multitask"
-    trunk: Trunk
+    * :meth:`check_run` - the cross-field rules that need the whole run (dataset, tasks), raised as
+      :class:`KeyedError` with the key path;
+    * :meth:`trunk_configs` - the trunk configs of the network's feature extractors (stacking, search, analysis);
+    * :attr:`trunk_field` - the key of the trunk config a search varies (``model.<trunk_field>``);
+    * :meth:`sharing_label` - how the kind shares, in a word or two, for tables.
+    """
+
+    trunk_field: ClassVar[str] = "trunk"
+
+    def check_run(self, run: RunConfig) -> None:
+        """Raise :class:`KeyedError` if this model cannot be trained on ``run``'s data and tasks."""
+
+    def trunk_configs(self) -> list[TrunkConfig]:
+        return [getattr(self, self.trunk_field)]
+
+    def dense_only(self) -> bool:
+        """Whether the network has no convolutions (its trunks are MLPs; heads, gates and stitches are dense)."""
+        return all(trunk.type == "mlp" for trunk in self.trunk_configs())
+
+    def sharing_label(self) -> str:
+        return str(getattr(self, "kind", "model"))
+
+
+class HeadedModel(ModelKind):
+    """A kind whose tasks each read features through a :class:`Head`, optionally cascaded by label reuse."""
+
     head: Head = Field(default_factory=Head, description="Head used for every task without its own entry in heads.")
     heads: dict[str, Head] = Field(default_factory=dict, description="Per-task head overrides.")
-    sharing: Literal["shared", "independent"] = "shared"
     reuse: list[Reuse] = Field(default_factory=list)
 
     @field_validator("reuse", mode="before")
@@ -210,8 +234,103 @@ class MultiTaskModel(Strict):
             return [value]
         return value
 
+    def check_run(self, run: RunConfig) -> None:
+        if run.data.dataset == "mnist-pairs":
+            raise _at("model.kind", f"mnist-pairs data needs a 'pairs' model, not {self.sharing_label()!r}")
+        tasks = run.task_names
+        for task in self.heads:
+            if task not in tasks:
+                raise _at(f"model.heads.{task}", f"unknown task; the trained tasks are {tasks}")
+        targets: dict[str, str] = {}
+        for i, edge in enumerate(self.reuse):
+            for role in ("source", "target"):
+                if getattr(edge, role) not in tasks:
+                    raise _at(f"model.reuse[{i}].{role}", f"unknown task {getattr(edge, role)!r}; tasks are {tasks}")
+            if edge.target in targets:
+                raise _at(f"model.reuse[{i}].target", f"{edge.target!r} already reuses {targets[edge.target]!r}")
+            targets[edge.target] = edge.source
+            depth = len(self.heads.get(edge.target, self.head).widths)
+            if edge.at is not None and edge.at > depth:
+                raise _at(f"model.reuse[{i}].at", f"{edge.at} > the {depth} hidden layers of head {edge.target!r}")
+        # A cycle (a->b, b->a) has no order in which heads can be computed.
+        for start in targets:
+            seen, node = {start}, start
+            while node in targets:
+                node = targets[node]
+                if node in seen:
+                    raise _at("model.reuse", f"edges form a cycle through {node!r}")
+                seen.add(node)
 
-class PairModel(Strict):
+
+class MultiTaskModel(HeadedModel):
+    """Hard parameter sharing: a trunk (shared by all tasks, or one copy per task) and one head per task."""
+
+    kind: Literal["multitask"] = "multitask"
+    trunk: Trunk
+    sharing: Literal["shared", "independent"] = "shared"
+
+    def sharing_label(self) -> str:
+        return self.sharing
+
+
+class CrossStitchModel(HeadedModel):
+    """Cross-stitch networks (Misra et al., 2016): one trunk column per task, mixed after every trunk stage."""
+
+    kind: Literal["cross_stitch"]
+    trunk: Trunk = Field(description="The architecture of each task's column.")
+    self_weight: float = Field(
+        0.9, gt=0.0, le=1.0, description="Initial weight of a column's own features in its stitch (paper: 0.9)."
+    )
+
+
+class MtanModel(HeadedModel):
+    """Multi-Task Attention Network (Liu, Johns & Davison, 2019): a shared trunk, per-task soft attention masks."""
+
+    kind: Literal["mtan"]
+    trunk: Trunk = Field(description="The shared trunk whose stage outputs the attention masks select from.")
+
+
+class MmoeModel(HeadedModel):
+    """Multi-gate Mixture-of-Experts (Ma et al., 2018): expert trunks, one softmax gate per task."""
+
+    kind: Literal["mmoe"]
+    trunk: Trunk = Field(description="The architecture of each expert.")
+    experts: int = Field(4, gt=0, description="Number of expert trunks, all shared.")
+
+
+class PleModel(HeadedModel):
+    """Progressive Layered Extraction (Tang et al., 2020): levels of task-specific and shared experts with gates.
+
+    One level is Customized Gate Control (CGC). Level ``l``'s experts are built for the output of level ``l - 1``
+    (its last stage, before flattening), so a level is any trunk config that accepts that shape.
+    """
+
+    kind: Literal["ple"]
+    levels: list[Trunk] = Field(min_length=1, description="Expert architecture per level (one level = CGC).")
+    task_experts: int = Field(1, gt=0, description="Experts per task per level.")
+    shared_experts: int = Field(1, gt=0, description="Shared experts per level.")
+
+    trunk_field: ClassVar[str] = "levels"
+
+    def trunk_configs(self) -> list[TrunkConfig]:
+        return list(self.levels)
+
+    def check_run(self, run: RunConfig) -> None:
+        super().check_run(run)
+        for i, (before, level) in enumerate(zip(self.levels, self.levels[1:], strict=False), start=1):
+            flat = before.type == "mlp" or (before.type == "cnn" and bool(before.dense))
+            if flat and level.type != "mlp":
+                raise _at(
+                    f"model.levels[{i}]",
+                    f"a {level.type} level needs a feature map, but level {i - 1} ends with dense layers; "
+                    "end the earlier levels with convolutions or make this level an mlp",
+                )
+
+    def sharing_label(self) -> str:
+        return "cgc" if len(self.levels) == 1 else f"ple ({len(self.levels)} levels)"
+
+
+class PairModel(ModelKind):
     """Siamese digit comparison (task ``leq``; with the auxiliary loss also ``digit_a`` and ``digit_b``).
 
     Each 14x14 image goes through a branch (trunk, then a linear layer to 10 digit logits); the comparison head
@@ -223,8 +342,30 @@ class PairModel(Strict):
     head: Head = Field(default_factory=Head)
     weight_sharing: bool = False
 
+    trunk_field: ClassVar[str] = "branch"
 
-ModelConfig = Annotated[MultiTaskModel | PairModel, Field(discriminator="kind")]
+    def check_run(self, run: RunConfig) -> None:
+        if run.data.dataset != "mnist-pairs":
+            raise _at("model.kind", "'pairs' models need data.dataset 'mnist-pairs'")
+        if "leq" not in run.task_names:
+            raise _at("tasks", "a pair model is trained on leq; add the digit tasks for the auxiliary loss")
+
+    def sharing_label(self) -> str:
+        return f"weight_sharing={self.weight_sharing}"
+
+
+ModelConfig = Annotated[
+    MultiTaskModel | CrossStitchModel | MtanModel | MmoeModel | PleModel | PairModel, Field(discriminator="kind")
+]
+
+
+def model_kind(kind: str) -> type[ModelKind]:
+    """The config class of model kind ``kind`` (``multitask`` ...); an unknown kind is a :class:`KeyError`."""
+    union = get_args(ModelConfig)[0]  # Annotated[union, discriminator] -> the union
+    for cls in get_args(union):
+        if kind in get_args(cls.model_fields["kind"].annotation):
+            return cls
+    raise KeyError(f"no model kind {kind!r}")
 
 
 # --------------------------------------------------------------------------------------------- loss, optim, train
@@ -334,15 +475,7 @@ class RunConfig(Strict):
                 "loss.method",
                 f"{method.name} balances {method.min_tasks} or more tasks; this run trains {len(tasks)} ({tasks})",
             )
-        if isinstance(self.model, PairModel):
-            if self.data.dataset != "mnist-pairs":
-                raise _at("model.kind", "'pairs' models need data.dataset 'mnist-pairs'")
-            if "leq" not in tasks:
-                raise _at("tasks", "a pair model is trained on leq; add the digit tasks for the auxiliary loss")
-        else:
-            if self.data.dataset == "mnist-pairs":
-                raise _at("model.kind", "mnist-pairs data needs a 'pairs' model")
-            self._check_reuse(tasks)
+        self.model.check_run(self)
         stop = self.train.early_stopping
         if stop is not None:
             if self.data.val_fraction == 0:
@@ -351,32 +484,6 @@ class RunConfig(Strict):
             if stop.metric != "val.loss" and task not in tasks:
                 raise _at("train.early_stopping.metric", f"unknown task {task!r}; the trained tasks are {tasks}")
         return self
-
-    def _check_reuse(self, tasks: list[str]) -> None:
-        model = self.model
-        assert isinstance(model, MultiTaskModel)
-        for task in model.heads:
-            if task not in tasks:
-                raise _at(f"model.heads.{task}", f"unknown task; the trained tasks are {tasks}")
-        targets: dict[str, str] = {}
-        for i, edge in enumerate(model.reuse):
-            for role in ("source", "target"):
-                if getattr(edge, role) not in tasks:
-                    raise _at(f"model.reuse[{i}].{role}", f"unknown task {getattr(edge, role)!r}; tasks are {tasks}")
-            if edge.target in targets:
-                raise _at(f"model.reuse[{i}].target", f"{edge.target!r} already reuses {targets[edge.target]!r}")
-            targets[edge.target] = edge.source
-            depth = len(model.heads.get(edge.target, model.head).widths)
-            if edge.at is not None and edge.at > depth:
-                raise _at(f"model.reuse[{i}].at", f"{edge.at} > the {depth} hidden layers of head {edge.target!r}")
-        # A cycle (a->b, b->a) has no order in which heads can be computed.
-        for start in targets:
-            seen, node = {start}, start
-            while node in targets:
-                node = targets[node]
-                if node in seen:
-                    raise _at("model.reuse", f"edges form a cycle through {node!r}")
-                seen.add(node)
 
 
 class KeyedError(ValueError):

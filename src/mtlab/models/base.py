@@ -49,8 +49,17 @@ class MultiTaskNet(nn.Module, ABC):
         """The trunk outputs (B, F) the heads read, by trunk (see the subclass for the keys)."""
 
     @abstractmethod
-    def trunk_modules(self) -> dict[str, nn.Module]:
-        """The feature extractors by name, for analysis tools that look for convolutions or hook activations."""
+    def staged_trunks(self) -> dict[str, nn.Module]:
+        """The feature extractors by name, each a :class:`~mtlab.models.staged.StagedTrunk` (or a view with the same
+        ``stage_info``) whose call computes, from its inputs, what it computes inside this network.
+
+        Analysis tools find convolutions in them and hook their activations; :meth:`trunk_inputs` gives the inputs.
+        """
+
+    def trunk_inputs(self, key: str, x: Tensor) -> Tensor:
+        """What staged trunk ``key`` reads for model inputs ``x`` (B, C, H, W): the inputs themselves unless the
+        kind routes them (a siamese branch reads one digit)."""
+        return x
 
     def representation(self) -> tuple[str, str] | None:
         """``(key in features(), name of the part computing it)`` when every task's head reads that one shared
@@ -65,6 +74,14 @@ class MultiTaskNet(nn.Module, ABC):
     @abstractmethod
     def parts(self) -> list[Part]:
         """Every parameterised piece of the network, each with the tasks whose loss gradients reach it."""
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters per part (by part name), then the totals ``shared`` and ``task:<name>``."""
+        counts = {part.name: sum(p.numel() for p in part.module.parameters()) for part in self.parts()}
+        counts["shared"] = sum(p.numel() for p in self.shared_parameters())
+        for task in self.task_names:
+            counts[f"task:{task}"] = sum(p.numel() for p in self.task_parameters(task))
+        return counts
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters that the losses of more than one task reach through the forward graph."""

@@ -69,9 +69,13 @@ class PairNet(MultiTaskNet):
         outputs = {LEQ: leq, DIGIT_A: digits_a, DIGIT_B: digits_b}
         return {task: outputs[task] for task in self.task_names}
 
-    def trunk_modules(self) -> dict[str, nn.Module]:
+    def staged_trunks(self) -> dict[str, nn.Module]:
         """Branch trunks by key (``shared``, or ``a`` and ``b``); a trunk sees one image (B, 1, H, W)."""
         return {key: branch.trunk for key, branch in self.branches.items()}
+
+    def trunk_inputs(self, key: str, x: Tensor) -> Tensor:
+        """(B, 2, H, W) -> the digit branch ``key`` reads, (B, 1, H, W); the shared branch: the first digit."""
+        return x[:, 1:2] if key == "b" else x[:, 0:1]
 
     def parts(self) -> list[Part]:
         trained = frozenset(self.task_names)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mtlab.config.load import parse_config, set_dotted
-from mtlab.config.schema import CnnTrunk, MlpTrunk, RunConfig
+from mtlab.config.schema import CnnTrunk, MlpTrunk, RunConfig, model_kind
 
 if TYPE_CHECKING:
     import optuna
@@ -80,7 +80,7 @@ def _cnn_trunk(space: CnnSpace, filters: list[int], kernels: list[int]) -> dict[
 
 def _raw(spec: SearchSpec, trunk: dict[str, Any], lr: float | None) -> dict[str, Any]:
     raw = copy.deepcopy(spec.base)
-    set_dotted(raw, "model.trunk", trunk)
+    set_dotted(raw, f"model.{model_kind(raw.get('model', {}).get('kind', 'multitask')).trunk_field}", trunk)
     if lr is not None:
         set_dotted(raw, "optim.lr", lr)
     raw["seed"] = spec.seed
@@ -112,7 +112,7 @@ class Architecture:
 
 def describe(config: RunConfig) -> Architecture:
     """The architecture of a multi-task model's trunk (the head's hidden layers are not counted)."""
-    trunk = config.model.trunk if hasattr(config.model, "trunk") else config.model.branch
+    trunk = config.model.trunk_configs()[0]
     if isinstance(trunk, MlpTrunk):
         widths = tuple(trunk.widths)
         return Architecture("mlp", len(widths), widths, "-".join(map(str, widths)) or "linear")

@@ -206,7 +206,7 @@ def _check_feature_map(config: RunConfig, label: str, where: str) -> None:
     from mtlab.config.schema import CnnTrunk
     from mtlab.models.layers import conv_output_size
 
-    trunk = config.model.trunk
+    trunk = config.model.trunk_configs()[0]  # the one that reads the images
     if not isinstance(trunk, CnnTrunk):
         return
     size = 32 if config.data.dataset == "cifar100" else 14 if config.data.dataset == "mnist-pairs" else 28

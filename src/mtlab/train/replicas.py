@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from mtlab.config.schema import PairModel, RunConfig
+from mtlab.config.schema import RunConfig
 from mtlab.models.base import MultiTaskNet
 from mtlab.weighting.jacobian import ParameterViews
 
@@ -217,9 +217,7 @@ def stacking_pays(config: RunConfig, device: torch.device) -> bool:
     """
     if device.type != "cpu":
         return True
-    model = config.model
-    trunk = model.branch if isinstance(model, PairModel) else model.trunk
-    return trunk.type == "mlp"  # heads are always dense
+    return config.model.dense_only()  # heads, gates and cross-stitch units are always dense
 
 
 def replicate(

@@ -144,6 +144,7 @@ def train_runs(
         if run_dir is not None:
             extras = {
                 "parameters": parameters,
+                "parameter_counts": model.parameter_counts(),  # per part, shared, and per task
                 "splits": {"train": len(split.train), "val": len(split.val or []), "test": len(split.test)},
                 "tasks": {t: list(tasks[t].class_names) for t in c.task_names},
                 "input_shape": list(datasets[0].input_shape),
