@@ -76,7 +76,7 @@ def create_executor(kind: str = "local", *, workers: int | str = 1, address: str
     count = auto_workers() if workers == "auto" else int(workers)
     if count <= 0:
         raise ConfigError(f"--workers: must be positive or auto, got {workers}")
-    if kind == "local" or count == 1:
+    if count == 1:
         from mtlab.study.executors.local import LocalExecutor
 
         return LocalExecutor()
