@@ -10,6 +10,7 @@ ignore Ctrl-C: the driver handles it and stops them.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 from collections import deque
@@ -101,10 +102,8 @@ class ProcessExecutor:
                     worker.conn.close()
                     worker = self.workers[i] = self._start(worker.gpu)
                 worker.task = self.queue.popleft()
-                try:
+                with contextlib.suppress(OSError):  # died just now: wait() sees its sentinel and retries the task
                     worker.conn.send(worker.task)
-                except OSError:  # died just now; wait() sees its sentinel and retries the task
-                    pass
 
     def wait(self, on_event) -> GroupResult:
         while True:
