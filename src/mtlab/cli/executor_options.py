@@ -9,13 +9,13 @@ from typing import Any
 from mtlab.errors import ConfigError
 
 
-def add_executor_options(parser: argparse.ArgumentParser, what: str = "seed groups") -> None:
+def add_executor_options(parser: argparse.ArgumentParser, what: str = "seed groups", default: str = "auto") -> None:
     parser.add_argument(
         "--workers",
-        default="auto",
+        default=default,
         metavar="N|auto",
         help=f"train {what} in N worker processes side by side, one CPU thread each (auto = the CPU cores this "
-        "process may use, or one per GPU; 1 = in this process with torch's threads; default auto)",
+        f"process may use, or one per GPU; 1 = in this process with torch's threads; default {default})",
     )
     parser.add_argument(
         "--executor",
