@@ -76,12 +76,15 @@ class PairNet(nn.Module):
         return self.head(torch.cat([da, db], 1)), da, db
 
 
-def script(seeds: int, epochs: int) -> tuple[float, dict[str, list[float]]]:
+NETS = ("shallow FC", "deep FC", "CNN")
+
+
+def script(seeds: int, epochs: int, nets: tuple[str, ...] = NETS) -> tuple[float, dict[str, list[float]]]:
     """The sequential script; returns (seconds, test accuracy of each seed per variant)."""
     mnist = load_dataset(MnistData(dataset="mnist"))
     start = time.perf_counter()
     accuracy: dict[str, list[float]] = {}
-    for net in ("shallow FC", "deep FC", "CNN"):
+    for net in nets:
         for sharing in (False, True):
             for aux in (False, True):
                 values = []
@@ -111,11 +114,14 @@ def script(seeds: int, epochs: int) -> tuple[float, dict[str, list[float]]]:
     return time.perf_counter() - start, accuracy
 
 
-def study(seeds: int, epochs: int, workers: str, precision: str) -> tuple[float, dict[str, list[float]], dict]:
+def study(
+    seeds: int, epochs: int, workers: str, precision: str, nets: tuple[str, ...] = NETS
+) -> tuple[float, dict[str, list[float]], dict]:
     """The built-in study through mtlab; returns (seconds, test accuracies per variant, executor description)."""
     spec, _ = find_study("mnist-pairs")
     budgets = {**spec.budgets, "full": spec.budgets["full"].model_copy(update={"seeds": seeds})}
-    spec = spec.model_copy(update={"budgets": budgets})
+    variants = {name: v for name, v in spec.variants.items() if name in nets}
+    spec = spec.model_copy(update={"budgets": budgets, "variants": variants})
     overrides = {"train.epochs": epochs, "train.precision": precision}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -151,15 +157,37 @@ def main() -> None:
     parser.add_argument("--workers", default="auto", help="mtlab's --workers (default auto)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="mtlab's --precision")
     parser.add_argument("--skip-script", action="store_true", help="time only mtlab")
+    parser.add_argument("--nets", nargs="+", choices=NETS, default=list(NETS), help="only these nets' variants")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate mtlab and the script this many times, mtlab once more at the end (on a shared machine the "
+        "load changes: each script time is compared with the mean of the mtlab times before and after it)",
+    )
     args = parser.parse_args()
+    nets = tuple(args.nets)
     print(cpu_description())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.seeds} seeds, {args.epochs} epochs")
-    mtlab_seconds, mtlab_acc, executor = study(args.seeds, args.epochs, args.workers, args.precision)
-    print(f"mtlab run mnist-pairs ({args.precision}, {executor}): {mtlab_seconds / 60:.1f} min", flush=True)
-    if args.skip_script:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.seeds} seeds, {args.epochs} epochs; "
+          f"nets: {', '.join(nets)}")  # fmt: skip
+    mtlab_times, script_times = [], []
+    mtlab_acc: dict[str, list[float]] = {}
+    script_acc: dict[str, list[float]] = {}
+    for round_ in range(args.rounds + (0 if args.skip_script else 1)):
+        seconds, mtlab_acc, executor = study(args.seeds, args.epochs, args.workers, args.precision, nets)
+        mtlab_times.append(seconds)
+        print(f"mtlab run mnist-pairs ({args.precision}, {executor}): {seconds / 60:.2f} min", flush=True)
+        if args.skip_script or round_ == args.rounds:
+            break
+        seconds, script_acc = script(args.seeds, args.epochs, nets)
+        script_times.append(seconds)
+        print(f"sequential script: {seconds / 60:.2f} min", flush=True)
+    if not script_times:
         return
-    script_seconds, script_acc = script(args.seeds, args.epochs)
-    print(f"sequential script: {script_seconds / 60:.1f} min; speed-up {script_seconds / mtlab_seconds:.2f}x")
+    ratios = [s / ((a + b) / 2) for s, a, b in zip(script_times, mtlab_times, mtlab_times[1:], strict=False)]
+    if len(mtlab_times) == len(script_times):  # no closing mtlab pass
+        ratios = [s / a for s, a in zip(script_times, mtlab_times, strict=True)]
+    print("speed-up (script / mtlab): " + ", ".join(f"{r:.2f}x" for r in ratios))
     print("mean test accuracy (leq) per variant, mtlab - script, and the seed spread (std) of each:")
     for name, theirs in script_acc.items():
         ours = torch.tensor(mtlab_acc.get(name, [float("nan")]))

@@ -74,6 +74,10 @@ def test_a_pool_of_two_workers_gives_the_in_process_numbers(tmp_path):
     envs = [json.loads(e) for e in pool_runs.environment]
     assert {e["cpu_threads"] for e in envs} == {1}
     assert len({e["worker"] for e in envs}) == 2  # both workers trained
+    from mtlab.report import build_report
+
+    report = Path(build_report(tmp_path / "pool")["md"]).read_text()
+    assert "processes: 2 worker(s) x 1 thread(s), 2 worker process(es) trained the runs; 1 thread(s) per run" in report
     for run_dir in (tmp_path / "pool" / "runs").iterdir():  # the driver wrote complete run directories
         assert {"config.yaml", "meta.json", "metrics.json", "history.jsonl", "checkpoint.pt"} <= {
             p.name for p in run_dir.iterdir()
