@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlab.study.executors import create_executor
+from mtlab.study.executors import auto_workers, create_executor
 from mtlab.study.executors.local import LocalExecutor
 from mtlab.study.executors.processes import ProcessExecutor, exit_reason
 from mtlab.study.executors.work import GroupResult, GroupTask, RunResult
@@ -114,6 +114,15 @@ def test_a_worker_that_dies_is_retried_once_then_only_its_runs_fail():
     assert not any(w.process.is_alive() for w in pool.workers)
     assert exit_reason(-9).startswith("killed by SIGKILL")
     assert exit_reason(3) == "exited with code 3"
+
+
+def test_auto_workers_leave_room_for_each_runs_threads(monkeypatch):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("on CUDA auto means one worker per GPU")
+    monkeypatch.setattr("mtlab.study.executors.usable_cores", lambda: 8)
+    assert [auto_workers(t) for t in (1, 3, 16)] == [8, 2, 1]
 
 
 def test_executor_choice_and_bad_options():

@@ -167,7 +167,12 @@ def run_study(
     by_id = {r.run_id: r for r in runs}
     with StudyLock(directory), ResultStore(directory / STORE_NAME) as store:
         (directory / "study.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        pool = create_executor(executor, workers=workers, address=address) if train is None else LocalExecutor(train)
+        run_threads = max(r.config.train.threads or 1 for r in runs)
+        pool = (
+            create_executor(executor, workers=workers, address=address, run_threads=run_threads)
+            if train is None
+            else LocalExecutor(train)
+        )
         try:
             store.set_info(
                 name=spec.name,

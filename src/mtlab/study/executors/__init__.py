@@ -54,26 +54,32 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def auto_workers() -> int:
-    """``--workers auto``: one worker per GPU on CUDA, else one per usable CPU core."""
+def auto_workers(run_threads: int = 1) -> int:
+    """``--workers auto``: one worker per GPU on CUDA, else one per ``run_threads`` usable CPU cores."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.device_count()
-    return usable_cores()
+    return max(1, usable_cores() // run_threads)
 
 
-def create_executor(kind: str = "local", *, workers: int | str = 1, address: str | None = None) -> Executor:
-    """The executor ``kind`` (``local``, ``processes`` or ``ray``); ``workers`` (a count or ``auto``) sizes a pool."""
+def create_executor(
+    kind: str = "local", *, workers: int | str = 1, address: str | None = None, run_threads: int = 1
+) -> Executor:
+    """The executor ``kind`` (``local``, ``processes`` or ``ray``); ``workers`` (a count or ``auto``) sizes a pool.
+
+    ``run_threads``: the intra-op threads each run asks for (``train.threads``; 1 if unset): ``auto`` starts one
+    worker per that many cores, so the workers never ask for more threads than the machine has.
+    """
     if kind not in EXECUTORS:
         raise ConfigError(f"executor: must be one of {list(EXECUTORS)}, not {kind!r}")
     if kind == "ray":
         from mtlab.study.executors.ray_tasks import RayExecutor
 
-        return RayExecutor(address=address, max_slots=None if workers == "auto" else int(workers))
+        return RayExecutor(address=address, threads=run_threads, max_slots=None if workers == "auto" else int(workers))
     if address is not None:
         raise ConfigError("--address: only with --executor ray")
-    count = auto_workers() if workers == "auto" else int(workers)
+    count = auto_workers(run_threads) if workers == "auto" else int(workers)
     if count <= 0:
         raise ConfigError(f"--workers: must be positive or auto, got {workers}")
     if count == 1:
@@ -82,4 +88,4 @@ def create_executor(kind: str = "local", *, workers: int | str = 1, address: str
         return LocalExecutor()
     from mtlab.study.executors.processes import ProcessExecutor
 
-    return ProcessExecutor(count)
+    return ProcessExecutor(count, threads=run_threads)

@@ -33,6 +33,12 @@ def _worker_main(conn: Connection, threads: int | None, gpu: int | None, work: C
         torch.set_num_threads(threads)
     if gpu is not None:
         torch.cuda.set_device(gpu)  # "cuda" in this process now means this GPU
+    def emit(event) -> None:
+        try:
+            conn.send(("event", event))
+        except OSError:  # the driver is gone (killed): stop training, nobody would record it
+            raise SystemExit(0) from None
+
     while True:
         try:
             task = conn.recv()
@@ -40,8 +46,11 @@ def _worker_main(conn: Connection, threads: int | None, gpu: int | None, work: C
             return
         if task is None:
             return
-        result = work(task, lambda event: conn.send(("event", event)))
-        conn.send(("done", result))
+        result = work(task, emit)
+        try:
+            conn.send(("done", result))
+        except OSError:
+            return
 
 
 @dataclass
