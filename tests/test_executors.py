@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mtlab.errors import MtlabError
 from mtlab.study.executors import auto_workers, create_executor
 from mtlab.study.executors.local import LocalExecutor
 from mtlab.study.executors.processes import ProcessExecutor, exit_reason
@@ -123,6 +124,12 @@ def test_auto_workers_leave_room_for_each_runs_threads(monkeypatch):
         pytest.skip("on CUDA auto means one worker per GPU")
     monkeypatch.setattr("mtlab.study.executors.usable_cores", lambda: 8)
     assert [auto_workers(t) for t in (1, 3, 16)] == [8, 2, 1]
+
+
+def test_ray_without_ray_installed_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    with pytest.raises(MtlabError, match=r"needs Ray: pip install 'mtlab\[ray\]'"):
+        create_executor("ray")
 
 
 def test_executor_choice_and_bad_options():
