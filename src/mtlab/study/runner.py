@@ -11,6 +11,9 @@ Resume is the default: running the same command again trains only the runs that 
 driver left ``running`` restarts from scratch, with the same seed, so the final numbers equal an uninterrupted
 study's). A run that diverges or raises is stored as ``failed`` with its reason and the study goes on;
 ``retry_failed`` trains those again. Problems the user must fix (missing data, a bad config) stop the study.
+
+Seed groups train on an executor (:mod:`mtlab.study.executors`: in this process, a pool of worker processes, or a
+Ray cluster) and come back as plain results; this process alone writes the store and the run directories.
 """
 
 from __future__ import annotations
@@ -167,31 +170,33 @@ def run_study(
     by_id = {r.run_id: r for r in runs}
     with StudyLock(directory), ResultStore(directory / STORE_NAME) as store:
         (directory / "study.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        run_threads = max(r.config.train.threads or 1 for r in runs)
-        pool = (
-            create_executor(executor, workers=workers, address=address, run_threads=run_threads)
-            if train is None
-            else LocalExecutor(train)
+        store.set_info(
+            name=spec.name,
+            description=spec.description,
+            budget=budget or spec.default_budget,
+            overrides=overrides or {},
+            spec=spec.model_dump(mode="json"),
+            command=command or [],
+            environment=environment.describe(),
         )
-        try:
-            store.set_info(
-                name=spec.name,
-                description=spec.description,
-                budget=budget or spec.default_budget,
-                overrides=overrides or {},
-                spec=spec.model_dump(mode="json"),
-                command=command or [],
-                environment=environment.describe(),
-                executor=pool.describe(),
+        store.sync_runs(runs)
+        todo = store.runs_to_do(retry_failed=retry_failed)
+        observer.on_study_start(len(runs), len(runs) - len(store.runs_to_do(retry_failed=True)), len(todo))
+        failed: list[tuple[str, str]] = []
+        if todo:  # start workers only when there is something to train
+            run_threads = max(r.config.train.threads or 1 for r in runs)
+            pool = (
+                create_executor(executor, workers=workers, address=address, run_threads=run_threads)
+                if train is None
+                else LocalExecutor(train)
             )
-            store.sync_runs(runs)
-            todo = store.runs_to_do(retry_failed=retry_failed)
-            observer.on_executor(pool.describe())
-            observer.on_study_start(len(runs), len(runs) - len(store.runs_to_do(retry_failed=True)), len(todo))
-            groups = seed_groups([by_id[r] for r in todo], group_size, group_seeds, device=pool.device)
-            failed = _train_groups(groups, directory, store, pool, observer, command or [])
-        finally:
-            pool.close()
+            try:
+                store.set_info(executor=pool.describe())
+                observer.on_executor(pool.describe())
+                groups = seed_groups([by_id[r] for r in todo], group_size, group_seeds, device=pool.device)
+                failed = _train_groups(groups, directory, store, pool, observer, command or [])
+            finally:
+                pool.close()
     return StudyResult(directory=directory, total=len(runs), trained=len(todo), failed=failed)
 
 
