@@ -4,9 +4,11 @@ The script is the kind the original authors wrote: one model at a time, pre-load
 ``narrow``, Adam 1e-3, batch 100, cross-entropy on the comparison (plus 0.5 * main + 0.5 * mean(aux) with the
 auxiliary loss), the test accuracy read at the last epoch. mtlab runs the built-in ``mnist-pairs`` study at its
 ``full`` budget (12 variants x 10 seeds = 120 runs, 1000 pairs, 50 epochs) with seed grouping into a fresh study
-directory, store, run directories and report included. Target on a 2-core CPU: >= 3x faster end to end.
+directory, store and run directories included, with the default executor (``--workers auto``: one single-threaded
+worker process per core) unless ``--workers`` says otherwise. Target: >= 2x faster end to end in fp32 (>= 3x with
+``--precision bf16`` on a CPU with native bf16, AMX or AVX512-BF16).
 
-    python benchmarks/study_vs_script.py [--seeds 10] [--epochs 50] [--skip-script]
+    python benchmarks/study_vs_script.py [--seeds 10] [--epochs 50] [--workers auto] [--precision fp32] [--skip-script]
 
 Prints the absolute minutes of both, their ratio, and the mean test accuracy per variant of both (they train the
 same networks on the same kind of data; their numbers agree in distribution, not run by run).
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
+import platform
 import tempfile
 import time
 from pathlib import Path
@@ -72,15 +76,18 @@ class PairNet(nn.Module):
         return self.head(torch.cat([da, db], 1)), da, db
 
 
-def script(seeds: int, epochs: int) -> tuple[float, dict[str, float]]:
-    """The sequential script; returns (seconds, mean test accuracy per variant)."""
+NETS = ("shallow FC", "deep FC", "CNN")
+
+
+def script(seeds: int, epochs: int, nets: tuple[str, ...] = NETS) -> tuple[float, dict[str, list[float]]]:
+    """The sequential script; returns (seconds, test accuracy of each seed per variant)."""
     mnist = load_dataset(MnistData(dataset="mnist"))
     start = time.perf_counter()
-    accuracy: dict[str, float] = {}
-    for net in ("shallow FC", "deep FC", "CNN"):
+    accuracy: dict[str, list[float]] = {}
+    for net in nets:
         for sharing in (False, True):
             for aux in (False, True):
-                total = 0.0
+                values = []
                 for seed in range(seeds):
                     pairs = make_pairs(mnist, 1000, seed)
                     x, y = pairs.train.images, pairs.train.labels
@@ -101,41 +108,95 @@ def script(seeds: int, epochs: int) -> tuple[float, dict[str, float]]:
                             optimizer.step()
                     with torch.no_grad():
                         out, _, _ = model(pairs.test.images)
-                        total += (out.argmax(1) == pairs.test.labels["leq"]).float().mean().item()
+                        values.append((out.argmax(1) == pairs.test.labels["leq"]).float().mean().item())
                 name = f"{net}, sharing {'on' if sharing else 'off'}, aux {'on' if aux else 'off'}"
-                accuracy[name] = total / seeds
+                accuracy[name] = values
     return time.perf_counter() - start, accuracy
 
 
-def study(seeds: int, epochs: int) -> tuple[float, dict[str, float]]:
+def study(
+    seeds: int, epochs: int, workers: str, precision: str, nets: tuple[str, ...] = NETS
+) -> tuple[float, dict[str, list[float]], dict]:
+    """The built-in study through mtlab; returns (seconds, test accuracies per variant, executor description)."""
     spec, _ = find_study("mnist-pairs")
     budgets = {**spec.budgets, "full": spec.budgets["full"].model_copy(update={"seeds": seeds})}
-    spec = spec.model_copy(update={"budgets": budgets})
+    variants = {name: v for name, v in spec.variants.items() if name in nets}
+    spec = spec.model_copy(update={"budgets": budgets, "variants": variants})
+    overrides = {"train.epochs": epochs, "train.precision": precision}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        run_study(spec, Path(tmp), budget="full", overrides={"train.epochs": epochs})
+        run_study(spec, Path(tmp), budget="full", overrides=overrides, workers=workers)
         seconds = time.perf_counter() - start
         with ResultStore(Path(tmp) / "results.sqlite") as store:
             m = store.metrics_frame()
+            executor = store.info()["executor"]
     leq = m[(m.split == "test") & (m.task == "leq") & (m.metric == "acc")]
-    return seconds, leq.groupby("variant", sort=False)["value"].mean().to_dict()
+    return seconds, leq.groupby("variant", sort=False)["value"].apply(list).to_dict(), executor
+
+
+def cpu_description() -> str:
+    """The CPU model and the flags that decide the fast paths (AVX2 / AVX-512 / native bf16 / AMX)."""
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    shown = [f for f in wanted if f in flags] or ["(none of " + ", ".join(wanted) + ")"]
+    return f"{model}; {len(os.sched_getaffinity(0))} usable cores; flags {' '.join(shown)}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--workers", default="auto", help="mtlab's --workers (default auto)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="mtlab's --precision")
     parser.add_argument("--skip-script", action="store_true", help="time only mtlab")
+    parser.add_argument("--nets", nargs="+", choices=NETS, default=list(NETS), help="only these nets' variants")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate mtlab and the script this many times, mtlab once more at the end (on a shared machine the "
+        "load changes: each script time is compared with the mean of the mtlab times before and after it)",
+    )
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.seeds} seeds, {args.epochs} epochs")
-    mtlab_seconds, mtlab_acc = study(args.seeds, args.epochs)
-    print(f"mtlab run mnist-pairs (grouped seeds): {mtlab_seconds / 60:.1f} min")
-    if args.skip_script:
+    nets = tuple(args.nets)
+    print(cpu_description())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.seeds} seeds, {args.epochs} epochs; "
+          f"nets: {', '.join(nets)}")  # fmt: skip
+    mtlab_times, script_times = [], []
+    mtlab_acc: dict[str, list[float]] = {}
+    script_acc: dict[str, list[float]] = {}
+    for round_ in range(args.rounds + (0 if args.skip_script else 1)):
+        seconds, mtlab_acc, executor = study(args.seeds, args.epochs, args.workers, args.precision, nets)
+        mtlab_times.append(seconds)
+        print(f"mtlab run mnist-pairs ({args.precision}, {executor}): {seconds / 60:.2f} min", flush=True)
+        if args.skip_script or round_ == args.rounds:
+            break
+        seconds, script_acc = script(args.seeds, args.epochs, nets)
+        script_times.append(seconds)
+        print(f"sequential script: {seconds / 60:.2f} min", flush=True)
+    if not script_times:
         return
-    script_seconds, script_acc = script(args.seeds, args.epochs)
-    print(f"sequential script: {script_seconds / 60:.1f} min; speed-up {script_seconds / mtlab_seconds:.2f}x")
-    for name, value in script_acc.items():
-        print(f"  {name}: script {100 * value:.2f}%  mtlab {100 * mtlab_acc.get(name, float('nan')):.2f}%")
+    ratios = [s / ((a + b) / 2) for s, a, b in zip(script_times, mtlab_times, mtlab_times[1:], strict=False)]
+    if len(mtlab_times) == len(script_times):  # no closing mtlab pass
+        ratios = [s / a for s, a in zip(script_times, mtlab_times, strict=True)]
+    print("speed-up (script / mtlab): " + ", ".join(f"{r:.2f}x" for r in ratios))
+    print("mean test accuracy (leq) per variant, mtlab - script, and the seed spread (std) of each:")
+    for name, theirs in script_acc.items():
+        ours = torch.tensor(mtlab_acc.get(name, [float("nan")]))
+        theirs = torch.tensor(theirs)
+        spread = f"std {100 * theirs.std():.2f} / {100 * ours.std():.2f}" if len(theirs) > 1 else ""
+        print(
+            f"  {name}: script {100 * theirs.mean():.2f}%  mtlab {100 * ours.mean():.2f}%  "
+            f"({100 * (ours.mean() - theirs.mean()):+.2f} pp)  {spread}"
+        )
 
 
 if __name__ == "__main__":

@@ -206,3 +206,22 @@ def test_storage_errors_are_user_errors(tmp_path):
     spec = validate_spec(SearchSpec.model_validate(yaml.safe_load(spec_file(tmp_path).read_text())), "tiny")
     with pytest.raises(ConfigError, match="--storage"):
         run_search(spec, tmp_path / "out", storage="nosuchdb://x")
+
+
+def test_two_workers_run_exactly_the_trials_asked_none_twice_and_resume(tmp_path):
+    require_shared_data()
+    spec = load_search_spec(spec_file(tmp_path, trials=4, pruner={"type": "none"}))
+    spec = with_budget(spec, None, {"data.train_subset": 600, "data.test_subset": 200})
+    out = tmp_path / "out"
+    seen = []
+    outcome = run_search(spec, out, retrain=False, workers=2, on_trial=seen.append)
+    assert sorted(t.number for t in outcome.trials) == [0, 1, 2, 3]
+    assert [t.state for t in outcome.trials] == ["complete"] * 4
+    assert sorted(t.number for t in seen) == [0, 1, 2, 3]  # each finished trial reported once
+    assert (out / "search.journal").is_file()  # the storage Optuna recommends for several processes
+    study = optuna.load_study(study_name=outcome.study_name, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(out / "search.journal"))))  # fmt: skip
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both workers trained
+    more = run_search(spec.model_copy(update={"trials": 5}), out, retrain=False, workers=2)
+    assert sorted(t.number for t in more.trials) == [0, 1, 2, 3, 4]  # one more; none redone
+    assert [t.params for t in more.trials[:4]] == [t.params for t in outcome.trials]

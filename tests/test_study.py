@@ -237,8 +237,10 @@ def test_lock_refuses_a_second_driver(tmp_path):
 
 def _mtlab(*args, cwd):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # In the driver's process (--workers 1): one seed group at a time, so the kill lands after exactly one group.
+    # The worker pool's kill and resume are tested in test_executors.py.
     return subprocess.Popen(
-        [sys.executable, "-m", "mtlab", *args],
+        [sys.executable, "-m", "mtlab", *args, "--workers", "1"],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

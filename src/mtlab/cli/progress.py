@@ -24,17 +24,25 @@ def _progress(console: Console | None) -> Progress:
 
 
 class RichFitProgress(FitObserver):
-    """Two bars for one run: its epochs (showing the latest metrics) and the batches of the current epoch."""
+    """Bars for one run: its epochs (showing the latest metrics) and, unless ``batches=False``, the batches of the
+    current epoch."""
 
     def __init__(
-        self, tasks: list[str], console: Console | None = None, label: str = "epochs", progress: Progress | None = None
+        self,
+        tasks: list[str],
+        console: Console | None = None,
+        label: str = "epochs",
+        progress: Progress | None = None,
+        batches: bool = True,
     ):
         self.tasks = tasks
         self.label = label
+        self.show_batches = batches
         self.owns_display = progress is None
         self.progress = progress or _progress(console)
         self._epochs = None
         self._batches = None
+        self._epoch = 0
 
     def __enter__(self) -> RichFitProgress:
         return self  # the display starts with the first bar: a run that stops before training prints nothing
@@ -48,19 +56,27 @@ class RichFitProgress(FitObserver):
         for bar in (self._epochs, self._batches):
             if bar is not None:
                 self.progress.remove_task(bar)
+        self._epochs = self._batches = None
 
     def on_fit_start(self, epochs: int, batches_per_epoch: int) -> None:
         if self.owns_display:
             self.progress.start()
         self._epochs = self.progress.add_task(self.label, total=epochs, metrics="")
-        self._batches = self.progress.add_task("  batches", total=batches_per_epoch, metrics="")
+        if self.show_batches:
+            self._batches = self.progress.add_task("  batches", total=batches_per_epoch, metrics="")
 
     def on_batch_end(self, epoch: int, batch: int) -> None:
-        if batch == 1:
+        # Absolute positions: a worker sends batch events at a few per second, not one per step.
+        if self._batches is None:
+            return
+        if epoch != self._epoch:
+            self._epoch = epoch
             self.progress.reset(self._batches, metrics=f"epoch {epoch}")
-        self.progress.advance(self._batches)
+        self.progress.update(self._batches, completed=batch)
 
     def on_epoch_end(self, record: dict[str, float]) -> None:
+        if self._epochs is None:
+            return
         split = "val" if "val.loss" in record else "train"
         parts = [f"{split} loss {record[f'{split}.loss']:.3f}"]
         parts += [f"{t} {100 * record[f'{split}.{t}.acc']:.1f}%" for t in self.tasks]
@@ -68,12 +84,15 @@ class RichFitProgress(FitObserver):
 
 
 class RichStudyProgress(StudyObserver):
-    """A bar over the study's runs (done / total, ETA) above the bars of the run in progress."""
+    """A bar over the study's runs (done / total, ETA) above the bars of each group in progress: epochs and batches
+    with one worker, one line (epochs and latest metrics) per active worker with several."""
 
     def __init__(self, console: Console | None = None):
         self.progress = _progress(console)
         self._runs = None
-        self._current: RichFitProgress | None = None
+        self._workers = 1
+        self._bars: dict[str, RichFitProgress] = {}  # run id -> the bars of its group
+        self._left: dict[int, int] = {}  # id(bars) -> runs of the group not ended yet
 
     def __enter__(self) -> RichStudyProgress:
         return self  # the display starts with the study: one that stops in its checks prints nothing
@@ -82,28 +101,40 @@ class RichStudyProgress(StudyObserver):
         if self.progress.live.is_started:
             self.progress.stop()
 
+    def on_executor(self, description: dict) -> None:
+        self._workers = int(description.get("workers", 1))
+        if self._workers > 1 or description.get("executor") == "ray":
+            where = f"{description['executor']}: {self._workers} workers x {description.get('threads')} thread(s)"
+            self.progress.console.print(f"training on {where}")
+
     def on_study_start(self, total: int, done: int, todo: int) -> None:
         self.progress.start()
         note = f"{done} already done" if done else ""
         self._runs = self.progress.add_task("study runs", total=todo, metrics=note)
 
     def run_observer(self, run: RunSpec) -> FitObserver:
-        self._current = RichFitProgress(
-            run.config.task_names, progress=self.progress, label=f"  {run.variant} s{run.seed}"
-        )
-        return self._current
+        return self.group_observers([run])[0]
 
     def group_observers(self, runs: list[RunSpec]) -> list[FitObserver | None]:
         # Seeds trained together advance together: one set of bars for the group.
         seeds = f"s{runs[0].seed}" if len(runs) == 1 else f"{len(runs)} seeds"
-        self._current = RichFitProgress(
-            runs[0].config.task_names, progress=self.progress, label=f"  {runs[0].variant} ({seeds})"
+        bars = RichFitProgress(
+            runs[0].config.task_names,
+            progress=self.progress,
+            label=f"  {runs[0].variant} ({seeds})",
+            batches=self._workers == 1,
         )
-        return [self._current] + [None] * (len(runs) - 1)
+        for run in runs:
+            self._bars[run.run_id] = bars
+        self._left[id(bars)] = len(runs)
+        return [bars] + [None] * (len(runs) - 1)
 
     def on_run_end(self, run: RunSpec, status: str, reason: str | None) -> None:
-        if self._current is not None:
-            self._current.close()
-            self._current = None
+        bars = self._bars.pop(run.run_id, None)
+        if bars is not None:
+            self._left[id(bars)] -= 1
+            if self._left[id(bars)] == 0:
+                del self._left[id(bars)]
+                bars.close()
         message = f"last: {run.variant} s{run.seed} {status}" + (f" ({reason})" if reason else "")
         self.progress.update(self._runs, advance=1, metrics=message[:80])

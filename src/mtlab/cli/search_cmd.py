@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtlab.cli.executor_options import add_executor_options, executor_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("spec", metavar="SPEC", help="built-in search name or search spec (YAML)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides of the base config")
     parser.add_argument("--out", type=Path, help="output directory (default: runs/search-<name>)")
-    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<out>/search.sqlite)")
+    parser.add_argument("--storage", help="Optuna storage: a database URL, or a journal file path (default: "
+                        "sqlite:///<out>/search.sqlite; <out>/search.journal with several workers)")  # fmt: skip
     parser.add_argument("--budget", help="a budget of the spec (e.g. quick, full)")
     parser.add_argument("--trials", type=int, help="number of finished trials to reach (default: the spec's)")
     parser.add_argument("--seed", type=int, help="seed of the sampler and of every run (default: the spec's)")
@@ -27,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, help="epochs per trial (overrides train.epochs)")
     parser.add_argument("--no-retrain", dest="retrain", action="store_false", default=None,
                         help="skip retraining best and worst per depth (for extra workers)")  # fmt: skip
+    add_executor_options(parser, what="trials", default="1")
     parser.set_defaults(func=run)
 
 
@@ -65,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         size = f"{t.parameters:,} params" if t.parameters else ""
         print(f"trial {t.number} {t.state}: {arch} {size}, {key} {shown} ({t.seconds:.1f} s)", flush=True)
 
-    outcome = run_search(spec, out, storage=args.storage, retrain=args.retrain, on_trial=report)
+    where = executor_arguments(args)
+    outcome = run_search(spec, out, storage=args.storage, retrain=args.retrain, on_trial=report, **where)
     paths = write_search(outcome, out)
     for r in outcome.retrained:
         print(f"depth {r.depth} {r.rank}: trial {r.trial} {r.architecture}, test acc {100 * r.test_acc:.2f}%")

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mtlab.cli.executor_options import add_executor_options, executor_arguments
 from mtlab.cli.progress import RichStudyProgress
 from mtlab.cli.speed import add_speed_options, speed_overrides
 from mtlab.config.load import parse_overrides
@@ -47,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(dense nets on a CPU, every net on CUDA), on = always, off = one run at a time (default auto)",
     )
     run.add_argument("--group-size", type=int, default=10, help="at most this many seeds per group (default 10)")
+    add_executor_options(run)
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run.set_defaults(func=run_command)
 
@@ -81,6 +83,7 @@ def run_command(args: argparse.Namespace) -> int:
             group_size=args.group_size,
             command=["mtlab", *sys.argv[1:]],
             observer=progress,
+            **executor_arguments(args),
         )
     # Plain print: paths must stay whole (rich would wrap them at the terminal width).
     print(

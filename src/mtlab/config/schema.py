@@ -417,7 +417,10 @@ class TrainConfig(Strict):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Autocast precision: bf16 on CPU and CUDA, fp16 (with loss scaling) on CUDA only."
     )
-    channels_last: bool = Field(False, description="Channels-last memory layout for conv nets (solo runs).")
+    channels_last: bool | Literal["auto"] = Field(
+        "auto",
+        description="Channels-last memory layout for conv nets (solo runs); auto: on a CPU, where it is faster.",
+    )
     compile: bool = Field(False, description="torch.compile the model (solo runs; falls back with a message).")
 
 

@@ -170,6 +170,21 @@ def highlights(study: StudyData, summary: pd.DataFrame, comparisons: pd.DataFram
     return lines
 
 
+def _executor_text(executor: dict | None, run_envs: list[dict]) -> str:
+    """How the runs were trained: executor, workers x threads (as the last driver described it), worker processes."""
+    threads = sorted({int(e["cpu_threads"]) for e in run_envs if e.get("cpu_threads")})
+    per_run = f"; {'/'.join(map(str, threads))} thread(s) per run" if threads else ""
+    workers = len({e["worker"] for e in run_envs if e.get("worker")})
+    processes = f", {workers} worker process(es) trained the runs" if workers else ""
+    if not executor:
+        return UNKNOWN + per_run
+    where = f" at {executor['address']}" if executor.get("address") else ""
+    return (
+        f"{executor.get('executor')}{where}: {executor.get('workers')} worker(s) x {executor.get('threads')} "
+        f"thread(s){processes}{per_run}"
+    )
+
+
 def reproduction_blocks(study: StudyData) -> list[Block]:
     info = study.info
     command = info.get("command") or []
@@ -189,6 +204,7 @@ def reproduction_blocks(study: StudyData) -> list[Block]:
             [
                 ("Git commit", ", ".join(shas)),
                 ("Device", ", ".join(devices)),
+                ("Executed by", _executor_text(info.get("executor"), run_envs)),
                 ("Platform", str(env.get("platform") or UNKNOWN)),
                 *((name, str(version or "not installed")) for name, version in versions.items()),
             ]

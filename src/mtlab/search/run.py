@@ -32,6 +32,7 @@ from mtlab.config.schema import RunConfig
 from mtlab.errors import ConfigError
 from mtlab.search.space import Architecture, describe, trial_config
 from mtlab.search.spec import SearchSpec
+from mtlab.study.executors.work import worker_name
 from mtlab.train.fit import FitObserver, TrainingDiverged
 from mtlab.train.run import train_run
 
@@ -122,39 +123,44 @@ def run_search(
     storage: str | None = None,
     retrain: bool | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
+    workers: int | str = 1,
+    executor: str = "local",
+    address: str | None = None,
 ) -> SearchOutcome:
     """Run (or resume) ``spec`` until it has ``spec.trials`` finished trials, then retrain best and worst per depth.
 
-    ``storage``: an Optuna storage URL (default: ``<out>/search.sqlite``). ``retrain`` overrides ``spec.retrain``
-    (workers sharing a storage can skip it and leave it to one final run).
+    ``storage``: an Optuna storage URL, or a journal file path (default: ``<out>/search.sqlite``, or
+    ``<out>/search.journal`` with several workers). ``retrain`` overrides ``spec.retrain`` (processes sharing a
+    storage can skip it and leave it to one final run). ``workers`` > 1 (or ``auto``) runs the trials in that many
+    worker processes, ``executor="ray"`` as Ray tasks (:mod:`mtlab.search.workers`).
     """
     import optuna
 
     started = time.perf_counter()
-    url = storage or default_storage(out)
+    url = storage or (default_storage(out) if workers == 1 and executor == "local" else default_journal(out))
     if storage is None:
         out.mkdir(parents=True, exist_ok=True)  # the default storage lives in it
     key = spec.objective_key()
-    study = _open_study(spec, url)
+    study = open_study(spec, url)
     out.mkdir(parents=True, exist_ok=True)  # only once the storage opened: a bad --storage leaves nothing behind
     target = spec.trials if spec.candidates is None else min(spec.trials, len(spec.candidates))
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-
-    def objective(trial: optuna.Trial) -> float:
-        config = trial_config(spec, trial)
-        _record_config(trial, config)
-        outcome = train_run(config, observer=OptunaPruning(trial, key))
-        trial.set_user_attr("seconds", outcome.result.seconds)
-        return float(outcome.result.val[key])  # the selected epoch's validation value; the test split is not read
 
     def progress(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None:
             on_trial(trial_record(frozen))
 
+    if is_journal(url):
+        fail_orphans(study)
     remaining = target - len(study.get_trials(deepcopy=False, states=finished))
-    if remaining > 0:
+    if remaining > 0 and (workers != 1 or executor != "local"):
+        from mtlab.search.workers import run_trial_workers
+
+        run_trial_workers(spec, url, study, target, workers=workers, executor=executor, address=address,
+                          on_trial=on_trial)  # fmt: skip
+    elif remaining > 0:
         study.optimize(
-            objective,
+            trial_objective(spec),
             n_trials=remaining,
             callbacks=[optuna.study.MaxTrialsCallback(target, states=finished), progress],
             catch=(TrainingDiverged,),
@@ -167,21 +173,72 @@ def run_search(
     return outcome
 
 
-def _open_study(spec: SearchSpec, url: str) -> optuna.Study:
-    """Create or load the study ``<name>-seed<seed>``; a stored study with a different spec is a user error."""
+def trial_objective(spec: SearchSpec) -> Callable[[optuna.Trial], float]:
+    """The function Optuna optimises: build the trial's config, train it with pruning, return the objective."""
+    key = spec.objective_key()
+
+    def objective(trial: optuna.Trial) -> float:
+        config = trial_config(spec, trial)
+        _record_config(trial, config)
+        trial.set_user_attr("worker", worker_name())  # host:pid, to see which worker of a parallel search ran it
+        outcome = train_run(config, observer=OptunaPruning(trial, key))
+        trial.set_user_attr("seconds", outcome.result.seconds)
+        return float(outcome.result.val[key])  # the selected epoch's validation value; the test split is not read
+
+    return objective
+
+
+def is_journal(url: str) -> bool:
+    """A storage given as a file path (no ``scheme://``) is an Optuna journal file."""
+    return "://" not in url
+
+
+def default_journal(out: Path) -> str:
+    """The storage of a search run by several workers: a journal file, which Optuna recommends for several
+    processes on one machine (SQLite serialises writers and can fail under contention)."""
+    return str((out / "search.journal").resolve())
+
+
+def fail_orphans(study: optuna.Study) -> None:
+    """Mark trials left ``running`` in a journal storage by a killed search as failed (a journal has no
+    heartbeats; one search drives a journal file at a time, so no live trial is running yet)."""
+    import optuna
+
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage from ``--storage``: a database URL (with heartbeats, so trials of a dead process are failed
+    and replaced), or a file path for a journal file."""
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if is_journal(url):
+        from optuna.storages.journal import JournalFileBackend
+
+        try:
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(url))
+        except OSError as e:
+            raise ConfigError(f"--storage: cannot open the journal file {url}: {e.strerror or e}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            storage = optuna.storages.RDBStorage(
+            return optuna.storages.RDBStorage(
                 url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS
             )
         except (SQLAlchemyError, ValueError, ImportError) as e:  # bad URL, unreachable server, missing DB driver
             message = " ".join(str(e).split()).replace(url, "<url>")
             raise ConfigError(f"--storage: cannot open the storage: {type(e).__name__}: {message}") from None
+
+
+def open_study(spec: SearchSpec, url: str) -> optuna.Study:
+    """Create or load the study ``<name>-seed<seed>``; a stored study with a different spec is a user error."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(url)
     if spec.candidates is not None:
         sampler = optuna.samplers.GridSampler({"candidate": list(spec.candidates)}, seed=spec.seed)
     else:
@@ -210,6 +267,9 @@ def _open_study(spec: SearchSpec, url: str) -> optuna.Study:
 def _without_password(url: str) -> str:
     """The storage URL as shown in reports: a database password is masked."""
     from sqlalchemy.engine import make_url
+
+    if is_journal(url):
+        return url
 
     return make_url(url).render_as_string(hide_password=True)
 

@@ -11,34 +11,47 @@ Resume is the default: running the same command again trains only the runs that 
 driver left ``running`` restarts from scratch, with the same seed, so the final numbers equal an uninterrupted
 study's). A run that diverges or raises is stored as ``failed`` with its reason and the study goes on;
 ``retry_failed`` trains those again. Problems the user must fix (missing data, a bad config) stop the study.
+
+Seed groups train on an executor (:mod:`mtlab.study.executors`: in this process, a pool of worker processes, or a
+Ray cluster) and come back as plain results; this process alone writes the store and the run directories.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import traceback
+import shutil
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from mtlab import atomic, environment
+from mtlab.data.batches import Normalizer
 from mtlab.errors import MtlabError
+from mtlab.rundir import RunDirectory
 from mtlab.study.checks import validate_study
+from mtlab.study.executors import Executor, create_executor
+from mtlab.study.executors.local import LocalExecutor
+from mtlab.study.executors.work import Event, GroupResult, GroupTask, RunResult
 from mtlab.study.spec import RunSpec, StudySpec, expand
 from mtlab.study.store import ResultStore
 from mtlab.train.device import resolve_device
-from mtlab.train.fit import FitObserver
+from mtlab.train.fit import FitObserver, FitResult
 from mtlab.train.replicas import stacking_pays
-from mtlab.train.run import train_runs
 
 STORE_NAME = "results.sqlite"
 
 
 class StudyObserver:
     """Receives study progress; no-op hooks. ``run_observer`` may return a :class:`FitObserver` for the run."""
+
+    def on_executor(self, description: dict[str, Any]) -> None:
+        """Where the runs will train (:meth:`~mtlab.study.executors.Executor.describe`: kind, workers, threads)."""
 
     def on_study_start(self, total: int, done: int, todo: int) -> None:
         """``total`` runs in the study, ``done`` already finished, ``todo`` about to be trained."""
@@ -62,20 +75,22 @@ class StudyResult:
     failed: list[tuple[str, str]]
 
 
-def seed_groups(runs: list[RunSpec], size: int, group_seeds: str = "auto") -> list[list[RunSpec]]:
+def seed_groups(
+    runs: list[RunSpec], size: int, group_seeds: str = "auto", device: str | None = None
+) -> list[list[RunSpec]]:
     """Consecutive runs whose configs differ only in seed, in chunks of at most ``size`` (order kept).
 
     ``group_seeds="off"``, and ``"auto"`` for nets that train faster one by one on their device
     (:func:`~mtlab.train.replicas.stacking_pays`), give one run per group, so each run is recorded as it finishes.
+    ``device`` is the kind the workers train on (default: what each config resolves to on this machine).
     """
     groups: list[list[RunSpec]] = []
     key = None
     for run in runs:
         run_key = run.config.model_dump_json(exclude={"seed"})
         limit = size
-        if group_seeds == "off" or (
-            group_seeds == "auto" and not stacking_pays(run.config, resolve_device(run.config.train.device))
-        ):
+        where = torch.device(device) if device else resolve_device(run.config.train.device)
+        if group_seeds == "off" or (group_seeds == "auto" and not stacking_pays(run.config, where)):
             limit = 1
         if groups and run_key == key and len(groups[-1]) < limit:
             groups[-1].append(run)
@@ -132,7 +147,10 @@ def run_study(
     group_size: int = 10,
     command: list[str] | None = None,
     observer: StudyObserver | None = None,
-    train: Callable[..., list[object]] = train_runs,
+    executor: str = "local",
+    workers: int | str = 1,
+    address: str | None = None,
+    train: Callable[..., list[object]] | None = None,
 ) -> StudyResult:
     """Train every run of ``spec`` (under ``budget``) that is not done yet; results go to ``directory``.
 
@@ -140,6 +158,10 @@ def run_study(
     ``group_size`` at a time (:func:`~mtlab.train.run.train_runs`; smaller if memory is short), where stacking
     them is faster on the device (dense nets; on CUDA every net); ``"on"`` stacks them for every architecture;
     ``"off"`` trains one run at a time. Either way each run is stored, resumed and failed on its own.
+
+    ``executor`` / ``workers`` / ``address`` choose where groups train (:func:`~mtlab.study.executors.create_executor`:
+    in this process, ``workers`` processes on this machine, or a Ray cluster); this process stays the only writer of
+    the store and the run directories. ``train`` replaces :func:`~mtlab.train.run.train_runs` in this process (tests).
     """
     if group_seeds not in ("auto", "on", "off"):
         raise MtlabError(f"group_seeds must be 'auto', 'on' or 'off', not {group_seeds!r}")
@@ -163,38 +185,113 @@ def run_study(
         todo = store.runs_to_do(retry_failed=retry_failed)
         observer.on_study_start(len(runs), len(runs) - len(store.runs_to_do(retry_failed=True)), len(todo))
         failed: list[tuple[str, str]] = []
-        for group in seed_groups([by_id[r] for r in todo], group_size, group_seeds):
-            run_dirs = [directory / "runs" / run.run_id for run in group]
-            for run, run_dir in zip(group, run_dirs, strict=True):
-                store.mark_running(run.run_id, run_dir.relative_to(directory))
+        if todo:  # start workers only when there is something to train
+            run_threads = max(r.config.train.threads or 1 for r in runs)
+            pool = (
+                create_executor(executor, workers=workers, address=address, run_threads=run_threads)
+                if train is None
+                else LocalExecutor(train)
+            )
             try:
-                outcomes = train(
-                    [run.config for run in group],
-                    run_dirs,
-                    argv=command or [],
-                    observers=observer.group_observers(group),
-                    overwrite=True,
-                    stacking="always",  # seed_groups has already decided where stacking pays
-                )
-            except MtlabError:
-                raise  # the user's to fix (data, config): every other run would fail the same way
-            except Exception as e:  # a crash fails the runs it hit; the study goes on
-                outcomes = [e] * len(group)
-                for run_dir in run_dirs:
-                    run_dir.mkdir(parents=True, exist_ok=True)
-                    (run_dir / "error.txt").write_text(traceback.format_exc())
-            reasons = [f"{type(o).__name__}: {o}" if isinstance(o, BaseException) else None for o in outcomes]
-            # One transaction for the group: after a kill, a resumed study regroups exactly the same seeds, so its
-            # numbers equal an uninterrupted study's (grouped and solo training agree only to float tolerance).
-            with store.atomic():
-                for run, outcome, reason in zip(group, outcomes, reasons, strict=True):
-                    if reason is not None:
-                        store.record_failed(run.run_id, reason)
-                    else:
-                        env = environment.describe(outcome.device)
-                        store.record_done(run.run_id, outcome.result, parameters=outcome.parameters, environment=env)
-            for run, reason in zip(group, reasons, strict=True):
-                if reason is not None:
-                    failed.append((run.run_id, reason))
-                observer.on_run_end(run, "failed" if reason else "done", reason)
+                store.set_info(executor=pool.describe())
+                observer.on_executor(pool.describe())
+                groups = seed_groups([by_id[r] for r in todo], group_size, group_seeds, device=pool.device)
+                failed = _train_groups(groups, directory, store, pool, observer, command or [])
+            finally:
+                pool.close()
     return StudyResult(directory=directory, total=len(runs), trained=len(todo), failed=failed)
+
+
+def _train_groups(
+    groups: list[list[RunSpec]],
+    directory: Path,
+    store: ResultStore,
+    executor: Executor,
+    observer: StudyObserver,
+    argv: list[str],
+) -> list[tuple[str, str]]:
+    """Keep ``executor.slots`` groups in flight; record each group as it finishes. Returns the failed runs."""
+    queue = deque(groups)
+    in_flight: dict[int, tuple[list[RunSpec], dict[str, FitObserver | None]]] = {}
+    failed: list[tuple[str, str]] = []
+
+    def forward(event: Event) -> None:
+        # Progress of a run in flight to its observer (late events of a finished group are dropped).
+        target = in_flight.get(event.task, ((), {}))[1].get(event.run_id)
+        if target is None:
+            return
+        if event.kind == "start":
+            target.on_fit_start(event.data["epochs"], event.data["batches"])
+        elif event.kind == "batch":
+            target.on_batch_end(event.data["epoch"], event.data["batch"])
+        elif event.kind == "epoch":
+            target.on_epoch_end(event.data["record"])
+
+    key = 0
+    while queue or in_flight:
+        while queue and len(in_flight) < executor.slots:
+            group = queue.popleft()
+            with store.atomic():
+                for run in group:
+                    store.mark_running(run.run_id, Path("runs") / run.run_id)
+            ids = [run.run_id for run in group]
+            observers = dict(zip(ids, observer.group_observers(group), strict=True))
+            in_flight[key] = (group, observers)
+            executor.submit(
+                GroupTask(key, ids, [r.config.model_dump(mode="json") for r in group], executor.threads, argv)
+            )
+            key += 1
+        result = executor.wait(forward)
+        group, _ = in_flight.pop(result.key)
+        if result.user_error is not None:
+            raise MtlabError(result.user_error)  # the user's to fix (data, config): every other run would fail too
+        reasons = record_group(group, result, directory, store, argv)
+        for run, reason in zip(group, reasons, strict=True):
+            if reason is not None:
+                failed.append((run.run_id, reason))
+            observer.on_run_end(run, "failed" if reason else "done", reason)
+    return failed
+
+
+def record_group(
+    group: list[RunSpec], result: GroupResult, directory: Path, store: ResultStore, argv: list[str]
+) -> list[str | None]:
+    """Write the run directories of a finished group, then record it in the store in one transaction.
+
+    The store is written last: a driver killed while writing a run directory leaves the run ``running`` in the store,
+    so a resume trains it again and never counts a half-written directory as finished. Returns each run's failure
+    reason (None for a finished run).
+    """
+    by_id = {r.run_id: r for r in result.runs}
+    outcomes = [by_id[run.run_id] for run in group]
+    fits = [write_run_directory(directory / "runs" / run.run_id, run, outcome, argv) for run, outcome in
+            zip(group, outcomes, strict=True)]  # fmt: skip
+    # One transaction for the group: after a kill, a resumed study regroups exactly the same seeds, so its
+    # numbers equal an uninterrupted study's (grouped and solo training agree only to float tolerance).
+    with store.atomic():
+        for run, outcome, fit in zip(group, outcomes, fits, strict=True):
+            if outcome.reason is not None:
+                store.record_failed(run.run_id, outcome.reason)
+            else:
+                store.record_done(run.run_id, fit, parameters=outcome.parameters, environment=outcome.environment)
+    return [outcome.reason for outcome in outcomes]
+
+
+def write_run_directory(path: Path, run: RunSpec, outcome: RunResult, argv: list[str]) -> FitResult | None:
+    """A fresh run directory from a worker's result (:mod:`mtlab.rundir`); the run's FitResult if it finished."""
+    if path.exists():
+        shutil.rmtree(path)  # what an interrupted or failed earlier attempt left
+    run_dir = RunDirectory(path)
+    run_dir.start(run.config, argv=argv, environment=outcome.environment, origin=outcome.origin)
+    if outcome.reason is not None:
+        run_dir.fail(outcome.reason)
+        if outcome.traceback:
+            (path / "error.txt").write_text(outcome.traceback)
+        return None
+    checkpoint = torch.load(io.BytesIO(outcome.checkpoint), map_location="cpu", weights_only=True)
+    fit = FitResult(**outcome.summary, normalizer=Normalizer(**checkpoint["normalizer"]))
+    history = run_dir.observer()
+    for record in fit.history:
+        history.on_epoch_end(record)
+    run_dir.finish(fit, state_dict=checkpoint["state_dict"], extras=outcome.extras)
+    return fit

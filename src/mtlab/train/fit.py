@@ -31,7 +31,7 @@ from mtlab.models.base import MultiTaskNet
 from mtlab.train.metrics import EpochTotals, replica_cross_entropy
 from mtlab.train.optim import build_optimizer, build_schedule
 from mtlab.train.precision import autocast_for
-from mtlab.train.replicas import SingleReplica, StackedReplicas, parameter_views, replicate
+from mtlab.train.replicas import SingleReplica, StackedReplicas, channels_last_pays, parameter_views, replicate
 from mtlab.train.step import TaskLosses, make_step
 from mtlab.weighting import create_method
 
@@ -154,7 +154,8 @@ def fit_replicas(
     torch.manual_seed(seeding.stream_seed(config.seed, "dropout"))  # dropout draws from the global generator
     for model in models:
         model.to(device)
-    replicas = replicate(models, channels_last=config.train.channels_last, compile=config.train.compile)
+    layout = channels_last_pays(config, device, len(models))
+    replicas = replicate(models, channels_last=layout, compile=config.train.compile)
     autocast, scaler = autocast_for(config.train.precision, device)
 
     train_splits = [s.train.to(device) for s in splits]

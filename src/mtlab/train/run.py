@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +25,8 @@ class RunOutcome:
     parameters: int
     run_dir: RunDirectory | None
     device: torch.device
+    origin: str = ""  # where the data came from (a path or the embedded sample)
+    extras: dict = field(default_factory=dict)  # split sizes, class names, input shape: what a run directory records
 
 
 class _FanOut(FitObserver):
@@ -134,24 +136,25 @@ def train_runs(
                 run_dir.fail(f"{type(e).__name__}: {e}")
         raise
     outcomes: list[RunOutcome | TrainingDiverged] = []
-    for c, model, split, run_dir, result in zip(configs, models, splits, run_dirs, results, strict=True):
+    rows = zip(configs, models, splits, run_dirs, results, datasets, strict=True)
+    for c, model, split, run_dir, result, dataset in rows:
         parameters = sum(p.numel() for p in model.parameters())
         if isinstance(result, TrainingDiverged):
             if run_dir is not None:
                 run_dir.fail(f"{type(result).__name__}: {result}")
             outcomes.append(result)
             continue
+        extras = {
+            "parameters": parameters,
+            "parameter_counts": model.parameter_counts(),  # per part, shared, and per task
+            "splits": {"train": len(split.train), "val": len(split.val or []), "test": len(split.test)},
+            "tasks": {t: list(tasks[t].class_names) for t in c.task_names},
+            "input_shape": list(datasets[0].input_shape),
+        }
         if run_dir is not None:
-            extras = {
-                "parameters": parameters,
-                "parameter_counts": model.parameter_counts(),  # per part, shared, and per task
-                "splits": {"train": len(split.train), "val": len(split.val or []), "test": len(split.test)},
-                "tasks": {t: list(tasks[t].class_names) for t in c.task_names},
-                "input_shape": list(datasets[0].input_shape),
-            }
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             run_dir.finish(result, state_dict=state, extras=extras)
-        outcomes.append(RunOutcome(result, model, parameters, run_dir, device))
+        outcomes.append(RunOutcome(result, model, parameters, run_dir, device, dataset.origin, extras))
     return outcomes
 
 

@@ -1,0 +1,91 @@
+"""Where a study's seed groups train: in the driver's process, in a pool of worker processes, or on a Ray cluster.
+
+Every executor has the same small interface (:class:`Executor`): ``submit`` a :class:`~.work.GroupTask`, ``wait``
+for the next finished :class:`~.work.GroupResult` (progress :class:`~.work.Event` s reach the ``on_event`` callback
+meanwhile), ``close``. The driver submits at most ``slots`` tasks at a time and stays the only writer of the store
+and the run directories, so resume, the lock and failure records behave the same with every executor.
+
+- ``local`` (:mod:`.local`): in process, one group at a time - ``--workers 1``.
+- ``processes`` (:mod:`.processes`): N worker processes on this machine, one intra-op thread each on a CPU, one per
+  GPU on CUDA - ``--workers N``. A worker that dies fails only its runs, after one retry.
+- ``ray`` (:mod:`.ray_tasks`): each group is a Ray task with declared ``num_cpus`` / ``num_gpus`` -
+  ``--executor ray [--address auto|HOST:PORT]`` (``pip install 'mtlab[ray]'``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from mtlab.errors import ConfigError
+from mtlab.study.executors.work import Event, GroupResult, GroupTask
+
+EXECUTORS = ("local", "processes", "ray")
+
+EventHandler = Callable[[Event], None]
+
+
+class Executor(Protocol):
+    """Runs :class:`GroupTask` s; results come back in the order they finish."""
+
+    slots: int  # tasks it trains at once; the driver keeps at most this many submitted
+    threads: int | None  # intra-op threads per task (None: torch's default)
+    device: str | None  # the device kind tasks train on, where it differs from what configs resolve to here
+
+    def submit(self, task: GroupTask) -> None: ...
+
+    def wait(self, on_event: EventHandler) -> GroupResult:
+        """Block until a submitted task finishes, passing progress events to ``on_event`` meanwhile."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What ran the study (kind, workers, threads per worker, cluster), for the store and the report."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def auto_workers(run_threads: int = 1) -> int:
+    """``--workers auto``: one worker per GPU on CUDA, else one per ``run_threads`` usable CPU cores."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return max(1, usable_cores() // run_threads)
+
+
+def create_executor(
+    kind: str = "local", *, workers: int | str = 1, address: str | None = None, run_threads: int = 1
+) -> Executor:
+    """The executor ``kind`` (``local``, ``processes`` or ``ray``); ``workers`` (a count or ``auto``) sizes a pool.
+
+    ``run_threads``: the intra-op threads each run asks for (``train.threads``; 1 if unset): ``auto`` starts one
+    worker per that many cores, so the workers never ask for more threads than the machine has.
+    """
+    if kind not in EXECUTORS:
+        raise ConfigError(f"executor: must be one of {list(EXECUTORS)}, not {kind!r}")
+    if kind == "ray":
+        from mtlab.study.executors.ray_tasks import RayExecutor
+
+        return RayExecutor(address=address, threads=run_threads, max_slots=None if workers == "auto" else int(workers))
+    if address is not None:
+        raise ConfigError("--address: only with --executor ray")
+    count = auto_workers(run_threads) if workers == "auto" else int(workers)
+    if count <= 0:
+        raise ConfigError(f"--workers: must be positive or auto, got {workers}")
+    if count == 1:
+        from mtlab.study.executors.local import LocalExecutor
+
+        return LocalExecutor()
+    from mtlab.study.executors.processes import ProcessExecutor
+
+    return ProcessExecutor(count, threads=run_threads)
