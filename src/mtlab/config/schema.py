@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mtlab.config.base import Strict
 from mtlab.data.tasks import DEFAULT_FASHION_GROUPS, dataset_task_names
@@ -113,11 +113,13 @@ class MultiData(DataBase):
         0, ge=0, description="Seed of the composites; the same for every run, so run seeds vary only the training."
     )
 
-    @model_validator(mode="after")
-    def _right_image_on_canvas(self) -> MultiData:
-        if self.offset + 28 > self.canvas:
-            raise ValueError(f"offset {self.offset} puts the 28x28 right image past the {self.canvas}-pixel canvas")
-        return self
+    @field_validator("offset")
+    @classmethod
+    def _right_image_on_canvas(cls, offset: int, info: ValidationInfo) -> int:
+        canvas = info.data.get("canvas", 36)  # declared before offset, so already validated
+        if offset + 28 > canvas:
+            raise ValueError(f"offset {offset} puts the 28x28 right image past the {canvas}-pixel canvas")
+        return offset
 
 
 DataConfig = Annotated[
