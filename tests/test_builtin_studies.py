@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from mtlab.data.sources import CIFAR100, SOURCES, RawFile
+from mtlab.data.tasks import OVERLAYS
 from mtlab.report import build_report
 from mtlab.study.catalog import builtin_study_paths, find_study
 from mtlab.study.runner import run_study
@@ -69,8 +70,8 @@ def tiny(name):
     return spec.model_copy(update={"budgets": budgets})
 
 
-def run_and_report(spec, directory):
-    result = run_study(spec, directory, budget="quick", overrides={**TINY, **ON_EMBEDDED_DIGITS.get(spec.name, {})})
+def run_and_report(spec, directory, budget="quick"):
+    result = run_study(spec, directory, budget=budget, overrides={**TINY, **ON_EMBEDDED_DIGITS.get(spec.name, {})})
     assert not result.failed, result.failed
     with ResultStore(directory / "results.sqlite") as store:
         assert set(store.statuses().values()) == {"done"}
@@ -87,11 +88,34 @@ CIFAR_STUDIES = sorted(name for name in builtin_study_paths() if name.startswith
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(builtin_study_paths()) - set(CIFAR_STUDIES)))
 def test_builtin_study_runs_on_a_tiny_budget(name, tmp_path):
-    result = run_and_report(tiny(name), tmp_path / name)
+    spec = tiny(name)
+    dataset = spec.budgets["quick"].set.get("data.dataset", spec.base.get("data", {}).get("dataset"))
+    missing = [s for s in OVERLAYS.get(dataset, ()) if s not in SOURCES]
+    if missing:
+        pytest.skip(f"the quick budget of {name} uses {dataset}, built from {missing[0]}, which this build lacks")
+    result = run_and_report(spec, tmp_path / name)
     assert result.trained == result.total
 
 
 @pytest.mark.slow
+def test_multi_mnist_study_runs_its_multifashion_budget(tmp_path):
+    """The multi-mnist study on composites of the embedded Fashion-MNIST sample: every weighting method trains."""
+    spec, _ = find_study("multi-mnist")
+    budgets = {**spec.budgets, "fashion-quick": spec.budgets["fashion-quick"].model_copy(update={"seeds": [0]})}
+    result = run_and_report(spec.model_copy(update={"budgets": budgets}), tmp_path / "mm", budget="fashion-quick")
+    assert result.trained == result.total == 20
+
+
+def test_multi_mnist_study_compares_every_registered_weighting_method():
+    from mtlab.weighting import registered_methods
+
+    spec, _ = find_study("multi-mnist")
+    methods = [v.set["loss.method"] for v in spec.variants.values() if "loss.method" in v.set]
+    assert sorted(methods) == sorted(registered_methods())
+    assert spec.variants[spec.control.variant].set == {"loss.method": "fixed"}
+    assert {"single left", "single right"} <= set(spec.variants)
+
+
 @pytest.mark.parametrize("name", CIFAR_STUDIES)
 def test_cifar100_study_downloads_verifies_and_runs(name, tmp_path, monkeypatch):
     served = tmp_path / "served"

@@ -88,3 +88,18 @@ def test_unknown_dataset_is_a_usage_error(capsys):
         main(["data", "verify", "imagenet"])
     assert excinfo.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_list_shows_the_composite_datasets_and_their_cached_builds(capsys):
+    from mtlab.config.schema import MultiData
+    from mtlab.data import load_dataset
+
+    load_dataset(MultiData(dataset="multi-fashion-sample", per_image=1))
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "│ multi-fashion-sample " in line)
+    assert "fashion-mnist-sample" in row
+    assert "1 (" in row  # one cached build, with its size
+    assert "multi-fashion-mnist" in out
+    if "mnist-sample" not in SOURCES:
+        assert "not shipped: mnist-sample" in out

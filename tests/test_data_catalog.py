@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import require_shared_data
-from mtlab.config.schema import Cifar100Data, FashionData, MnistData, MnistPairsData
+from mtlab.config.schema import Cifar100Data, FashionData, MnistData, MnistPairsData, MultiData
 from mtlab.data import Dataset, load_dataset, registered_datasets
 from mtlab.data.catalog import FASHION_CLASSES, register
 from mtlab.data.idx import read_bytes, read_idx, write_idx
 from mtlab.data.resolve import embedded_dir
 from mtlab.data.sources import SOURCES
-from mtlab.data.tasks import dataset_task_names
+from mtlab.data.tasks import OVERLAYS, dataset_task_names
 from mtlab.errors import ConfigError, DataError
 from test_data_cifar import synthetic_source, write_unpacked
 
@@ -29,6 +29,12 @@ def _config_for(name: str, tmp_path, monkeypatch):
         write_unpacked(tmp_path)
         monkeypatch.setitem(SOURCES, "cifar100", synthetic_source())
         return Cifar100Data(dataset="cifar100", data_dir=tmp_path)
+    if name in OVERLAYS:
+        if "mnist-sample" in OVERLAYS[name] and "mnist-sample" not in SOURCES:
+            pytest.skip(f"{name} needs the embedded MNIST sample (mnist-sample), which this build does not ship")
+        if not all(SOURCES[s].embedded for s in OVERLAYS[name]):
+            require_shared_data()
+        return MultiData(dataset=name, per_image=1)
     if name not in ("fashion-mnist-sample", "mnist-sample"):
         require_shared_data()
     configs = {

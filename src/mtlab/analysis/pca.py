@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mtlab import atomic, seeding
+from mtlab.data.tasks import OVERLAYS
 from mtlab.errors import ConfigError, MtlabError
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 THRESHOLDS = (0.90, 0.95, 0.99)
 ELLIPSE_LEVEL = 0.95
-DATASETS = ("mnist", "mnist-sample", "fashion-mnist", "fashion-mnist-sample", "cifar100")
+DATASETS = ("mnist", "mnist-sample", "fashion-mnist", "fashion-mnist-sample", "cifar100", *OVERLAYS)
 
 
 @dataclass

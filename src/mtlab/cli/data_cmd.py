@@ -8,9 +8,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mtlab.data import resolve
+from mtlab.data import derived, resolve
 from mtlab.data.download import fetch
 from mtlab.data.sources import SOURCES, Source
+from mtlab.data.tasks import OVERLAYS
 from mtlab.errors import DataError
 
 _STYLE = {"ok": "green", "mismatch": "red", "corrupt": "red", "missing": "yellow"}
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list, verify or download datasets",
         description="Datasets are looked for in --data-dir, then $MTLAB_DATA, then the user cache, then system "
         "directories. DATASET is a source (mnist, fashion-mnist, cifar100, and the embedded fashion-mnist-sample "
-        "and mnist-sample) or a dataset that uses one (mnist-pairs).",
+        "and mnist-sample) or a dataset that uses one (mnist-pairs, the multi-* composites).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets)})
@@ -50,13 +51,33 @@ def list_data(args: argparse.Namespace) -> int:
         f"user cache {resolve.user_cache_root()}; downloads {'off' if resolve.offline() else 'on'}; "
         "`mtlab data verify` checks the contents"
     )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(_composites_table())
     return 0
+
+
+def _composites_table() -> Table:
+    """The multi-* datasets: which sources they are drawn from, and the builds kept in the user cache."""
+    table = Table(title="composite datasets (built on first use, then loaded from the cache)")
+    for column in ("dataset", "built from", "cached builds"):
+        table.add_column(column, overflow="fold")
+    for name, sources in OVERLAYS.items():
+        missing = [s for s in dict.fromkeys(sources) if s not in SOURCES]
+        entries = derived.cached_entries(name)
+        size = sum(p.stat().st_size for p in entries) / 2**20
+        cached = f"{len(entries)} ({size:.1f} MiB)" if entries else "none"
+        built_from = " + ".join(dict.fromkeys(sources))
+        if missing:
+            built_from += f" [yellow](not shipped: {', '.join(missing)})[/]"
+        table.add_row(name, built_from, cached)
+    table.caption = f"cache {derived.cache_dir()}; entries are keyed by construction parameters and source checksums"
+    return table
 
 
 def verify_data(args: argparse.Namespace) -> int:
     """Check the files of one source, or of every source found somewhere; 1 if any file is not ok."""
-    sources = [_source(args.dataset)] if args.dataset else list(SOURCES.values())
+    sources = _sources(args.dataset) if args.dataset else list(SOURCES.values())
     table = Table(title="verify")
     for column in ("source", "file", "status", "detail"):
         table.add_column(column, overflow="fold")
@@ -77,30 +98,34 @@ def verify_data(args: argparse.Namespace) -> int:
 
 
 def fetch_data(args: argparse.Namespace) -> int:
-    """Download the files that are not already intact in the target directory."""
-    source = _source(args.dataset)
+    """Download the files of every source of the dataset that are not already intact in the target directory."""
+    for source in _sources(args.dataset):
+        _fetch_source(source, args.data_dir)
+    return 0
+
+
+def _fetch_source(source: Source, data_dir: Path | None) -> None:
     if source.embedded:
         raise DataError(f"{source.name} ships inside the package; there is nothing to fetch")
     if resolve.offline():
         raise DataError(f"downloads are off ({resolve.OFFLINE_ENV}=1); unset it to fetch {source.name}")
-    root = args.data_dir.expanduser() if args.data_dir is not None else resolve.user_cache_root()
+    root = data_dir.expanduser() if data_dir is not None else resolve.user_cache_root()
     place = resolve.Place(root / source.dirname, "fetch")
     existing = resolve.find_at(source, place)
     bad = [c.name for c in resolve.verify(existing) if c.status != "ok"] if existing is not None else None
     console = Console()
     if bad == []:
         console.print(f"{source.name}: already in {place.directory}, all files intact")
-        return 0
+        return
     fetch(source, root, names=bad)
     found = resolve.find_at(source, place)
     assert found is not None
     resolve.verified(found)
     console.print(f"{source.name}: fetched into {place.directory}")
-    return 0
 
 
-def _source(name: str) -> Source:
-    """The source a DATASET argument names: a source itself, or the source a dataset is built from."""
+def _sources(name: str) -> list[Source]:
+    """The sources a DATASET argument names: a source itself, or every source a dataset is built from."""
     if name in SOURCES:
-        return SOURCES[name]
-    return next(s for s in SOURCES.values() if name in s.datasets)
+        return [SOURCES[name]]
+    return [s for s in SOURCES.values() if name in s.datasets]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mtlab.config.base import Strict
 from mtlab.data.tasks import DEFAULT_FASHION_GROUPS, dataset_task_names
@@ -93,7 +93,44 @@ class MnistPairsData(DataBase):
     )
 
 
-DataConfig = Annotated[MnistData | FashionData | Cifar100Data | MnistPairsData, Field(discriminator="dataset")]
+class MultiData(DataBase):
+    """MultiMNIST (Sener & Koltun, 2018) and its siblings MultiFashion and Multi-(Fashion+MNIST) (Lin et al., 2019):
+    two images on one canvas, tasks ``left`` (the top-left image's class) and ``right`` (the bottom-right one's).
+
+    Built by :mod:`mtlab.data.overlay` from the source's own train and test splits and cached on disk; the defaults
+    give Lin et al.'s 36 x 36 sets (120,000 / 20,000 from the full sources); ``per_image: 1, size: 28`` gives Sener &
+    Koltun's. The ``-sample`` variants are built from the samples embedded in the package.
+    """
+
+    dataset: Literal[
+        "multi-mnist",
+        "multi-fashion",
+        "multi-fashion-mnist",
+        "multi-mnist-sample",
+        "multi-fashion-sample",
+        "multi-fashion-mnist-sample",
+    ]
+    per_image: int = Field(2, gt=0, description="Composites per source image (it is the top-left image of each).")
+    canvas: int = Field(36, ge=28, description="Side of the square canvas the two 28x28 images are placed on.")
+    offset: int = Field(6, ge=0, description="Row and column of the bottom-right image's corner on the canvas.")
+    shift: int = Field(0, ge=0, description="Largest random shift of each image, in pixels, per axis.")
+    size: int = Field(36, gt=0, description="Side of the composites after a nearest-neighbour resize of the canvas.")
+    construction_seed: int = Field(
+        0, ge=0, description="Seed of the composites; the same for every run, so run seeds vary only the training."
+    )
+
+    @field_validator("offset")
+    @classmethod
+    def _right_image_on_canvas(cls, offset: int, info: ValidationInfo) -> int:
+        canvas = info.data.get("canvas", 36)  # declared before offset, so already validated
+        if offset + 28 > canvas:
+            raise ValueError(f"offset {offset} puts the 28x28 right image past the {canvas}-pixel canvas")
+        return offset
+
+
+DataConfig = Annotated[
+    MnistData | FashionData | Cifar100Data | MnistPairsData | MultiData, Field(discriminator="dataset")
+]
 
 
 # ---------------------------------------------------------------------------------------------------------- model

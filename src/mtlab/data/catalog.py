@@ -18,14 +18,15 @@ import torch
 from mtlab.data import cifar
 from mtlab.data.dataset import Dataset, Split
 from mtlab.data.idx import read_idx
+from mtlab.data.overlay import Side, overlay_dataset
 from mtlab.data.pairs import DIGITS, make_pairs
 from mtlab.data.resolve import Found, resolve
 from mtlab.data.sources import SOURCES
-from mtlab.data.tasks import Task
+from mtlab.data.tasks import OVERLAYS, Task
 from mtlab.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # the config layer imports mtlab.data.tasks; a runtime import here would be circular
-    from mtlab.config.schema import Cifar100Data, FashionData, MnistData, MnistPairsData
+    from mtlab.config.schema import Cifar100Data, FashionData, MnistData, MnistPairsData, MultiData
 
 Builder = Callable[[Any, int], Dataset]
 _BUILDERS: dict[str, Builder] = {}
@@ -158,3 +159,35 @@ def _cifar100(config: Cifar100Data, seed: int) -> Dataset:
         labels = {"fine": torch.from_numpy(batch.fine), "coarse": torch.from_numpy(batch.coarse)}
         splits.append(Split(torch.from_numpy(batch.images), labels))
     return Dataset("cifar100", tasks, splits[0], splits[1], str(found.place.directory))
+
+
+# The class names of each source the multi-* composites are drawn from.
+_SOURCE_CLASSES = {
+    "mnist": DIGITS, "mnist-sample": DIGITS, "fashion-mnist": FASHION_CLASSES, "fashion-mnist-sample": FASHION_CLASSES,
+}  # fmt: skip
+
+
+def _overlay_side(dataset: str, source_name: str, config: MultiData) -> Side:
+    """One side of a multi-* dataset: its verified files, identified for the cache by their content digests."""
+    if source_name not in SOURCES:
+        raise DataError(
+            f"{dataset} is built from the embedded {source_name}, which this installation of mtlab does not ship; "
+            "use the full-data variant (e.g. multi-mnist) or multi-fashion-sample"
+        )
+    found = _find(source_name, config)
+    origin = "embedded" if found.source.embedded else str(found.place.directory)
+    digests = tuple(raw.digest for raw in found.source.files)  # == the verified content of each file
+    task = Task("class", _SOURCE_CLASSES[source_name])
+    return Side(source_name, digests, task, origin, lambda prefix: _idx_split(found, prefix, task.name))
+
+
+def _overlay_builder(name: str) -> Builder:
+    def build(config: MultiData, seed: int) -> Dataset:
+        left, right = (_overlay_side(name, source, config) for source in OVERLAYS[name])
+        return overlay_dataset(name, left, right, config)
+
+    return build
+
+
+for _name in OVERLAYS:
+    register(_name)(_overlay_builder(_name))

@@ -103,7 +103,7 @@ MNIST = Source(
         "get them with `mtlab data fetch mnist`, or download "
         f"{_GZ_LIST} from https://ossci-datasets.s3.amazonaws.com/mnist/ into a folder mnist/ under $MTLAB_DATA"
     ),
-    datasets=("mnist", "mnist-pairs"),
+    datasets=("mnist", "mnist-pairs", "multi-mnist", "multi-fashion-mnist"),
 )
 
 FASHION_MNIST = Source(
@@ -122,7 +122,7 @@ FASHION_MNIST = Source(
         f"or download {_GZ_LIST} from http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ "
         "into a folder fashion-mnist/ under $MTLAB_DATA"
     ),
-    datasets=("fashion-mnist",),
+    datasets=("fashion-mnist", "multi-fashion", "multi-fashion-mnist"),
 )
 
 # Written by scripts/make_embedded_sample.py: 300 training and 100 test images per class of the real Fashion-MNIST.
@@ -136,7 +136,7 @@ FASHION_MNIST_SAMPLE = Source(
         "71d3c2c23c025790a875428189d34027f76a5498d95dc0439841b5cbf3bb51c0",
     ),
     hint="reinstall mtlab: the sample ships inside the package (src/mtlab/embedded/fashion-mnist-sample/)",
-    datasets=("fashion-mnist-sample",),
+    datasets=("fashion-mnist-sample", "multi-fashion-sample", "multi-fashion-mnist-sample"),
     embedded=True,
 )
 
@@ -151,7 +151,7 @@ MNIST_SAMPLE = Source(
         "1e4fc73ef1dc50e315fd1026ae810c5a44e95261edee750cac85f14e6bfa79aa",
     ),
     hint="reinstall mtlab: the sample ships inside the package (src/mtlab/embedded/mnist-sample/)",
-    datasets=("mnist-sample",),
+    datasets=("mnist-sample", "multi-mnist-sample", "multi-fashion-mnist-sample"),
     embedded=True,
 )
 

@@ -13,6 +13,18 @@ DEFAULT_FASHION_GROUPS: dict[str, tuple[int, ...]] = {
     "unisex": (0, 1, 2, 4),
 }
 
+# The multi-* composites (:mod:`mtlab.data.overlay`): dataset -> the sources of its (top-left, bottom-right) images.
+# The ``-sample`` variants use the samples embedded in the package; ``mnist-sample`` is the embedded MNIST sample,
+# and without it the variants that need it say so when loaded.
+OVERLAYS: dict[str, tuple[str, str]] = {
+    "multi-mnist": ("mnist", "mnist"),
+    "multi-fashion": ("fashion-mnist", "fashion-mnist"),
+    "multi-fashion-mnist": ("fashion-mnist", "mnist"),
+    "multi-mnist-sample": ("mnist-sample", "mnist-sample"),
+    "multi-fashion-sample": ("fashion-mnist-sample", "fashion-mnist-sample"),
+    "multi-fashion-mnist-sample": ("fashion-mnist-sample", "mnist-sample"),
+}
+
 _TASKS: dict[str, list[str]] = {
     "mnist": ["digit"],
     "mnist-sample": ["digit"],
@@ -20,6 +32,7 @@ _TASKS: dict[str, list[str]] = {
     "fashion-mnist-sample": ["item", "group"],
     "cifar100": ["fine", "coarse"],
     "mnist-pairs": ["leq", "digit_a", "digit_b"],
+    **{name: ["left", "right"] for name in OVERLAYS},
 }
 
 
