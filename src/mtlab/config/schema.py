@@ -260,6 +260,15 @@ class EarlyStopping(Strict):
         return "max" if self.metric.endswith(".acc") else "min"
 
 
+class Diagnostics(Strict):
+    """Task-gradient conflict on the shared parameters (see :mod:`mtlab.train.diagnostics`)."""
+
+    every: int = Field(
+        10, gt=0, description="Measure every N optimiser steps, counted over the run (steps 1, N+1, 2N+1, ...)."
+    )
+    layers: bool = Field(False, description="Also per shared layer (one module's parameters).")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(100, gt=0)
@@ -272,6 +281,9 @@ class TrainConfig(Strict):
     )
     channels_last: bool = Field(False, description="Channels-last memory layout for conv nets (solo runs).")
     compile: bool = Field(False, description="torch.compile the model (solo runs; falls back with a message).")
+    diagnostics: Diagnostics | None = Field(
+        None, description="Per task pair, cosine and magnitude ratio of the task gradients every N steps (off: null)."
+    )
 
 
 class RunConfig(Strict):
