@@ -440,7 +440,8 @@ def test_weighting_report_leads_with_the_ranking_and_says_who_beats_the_control(
     assert "Δm = 100/T" in summary  # the definition is stated
     # Δm interval: every seed's leq and digit gains are +4 pp on 0.80/0.82/0.81 (lr 0.001), so the interval spans the
     # per-seed values 100 * mean(0.04 / 0.80, 0.04 / 0.90, 0.04 / 0.90) ... 100 * mean(0.04 / 0.82, 0.04 / 0.92 ...).
-    row = next(line for line in summary.split("### All variants", 1)[1].splitlines() if line.startswith("| mean, 0.001 |"))
+    table = summary.split("### All variants", 1)[1]
+    row = next(line for line in table.splitlines() if line.startswith("| mean, 0.001 |"))
     per_seed = [100 * np.mean([0.04 / c, 0.04 / (c + 0.1), 0.04 / (c + 0.1)]) for c in (0.80, 0.82, 0.81)]
     assert f"[{min(per_seed):+.2f}, {max(per_seed):+.2f}]" in row
     comparisons = md.split("## Comparisons", 1)[1].split("## Figures", 1)[0]

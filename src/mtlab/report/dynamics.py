@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 WIDTH = 11.0
+BANDS_UP_TO = 6  # variants; with more, overlapping seed bands hide the lines
 PAIR_METRIC = re.compile(r"^grad\.(?P<a>[^.~]+)~(?P<b>[^.~]+)\.cos_mean$")
 
 
@@ -27,7 +28,8 @@ def conflict_pairs(study: StudyData) -> list[tuple[str, str]]:
 
 def _per_epoch_panels(study: StudyData, keys: list[tuple[str, str]], colors: dict, ylabel: str, scale: float = 1.0,
                       zero_line: bool = False) -> Figure | None:
-    """One panel per (title, metric): mean over seeds per epoch and variant, min-max band where 2+ seeds."""
+    """One panel per (title, metric): mean over seeds per epoch and variant, min-max band where 2+ seeds (for
+    studies of up to ``BANDS_UP_TO`` variants)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -52,7 +54,7 @@ def _per_epoch_panels(study: StudyData, keys: list[tuple[str, str]], colors: dic
             ax.plot(x, scale * per_epoch["mean"], color=colors[variant], lw=1.8, label=variant,
                     marker="o" if len(x) <= 12 else None, markersize=3)
             band = (per_epoch["count"] > 1).to_numpy()
-            if band.any():
+            if band.any() and len(study.variants) <= BANDS_UP_TO:
                 ax.fill_between(x[band], scale * per_epoch["min"][band], scale * per_epoch["max"][band],
                                 color=colors[variant], alpha=0.12, lw=0)
         if zero_line:

@@ -112,7 +112,8 @@ def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list
             "gradient-conflict",
             "Task-gradient conflict",
             "Cosine similarity of the task gradients on the shared parameters (train.diagnostics), mean over the "
-            "epoch's measured steps; line: mean over seeds, band: min–max over seeds. Below 0 the tasks pull the "
+            "epoch's measured steps; line: mean over seeds, band: min–max over seeds (drawn for up to 6 variants). "
+            "Below 0 the tasks pull the "
             "shared parameters in conflicting directions.",
         )
         save(
@@ -127,7 +128,8 @@ def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list
             "task-weights",
             "Task weights",
             "The weight each task's loss got per epoch (mean over the epoch's steps; for gradient-based methods the "
-            "weight of the task's gradient in the update, times loss.weights): line: mean over seeds, band: min–max.",
+            "weight of the task's gradient in the update, times loss.weights): line: mean over seeds, band: min–max "
+            "(drawn for up to 6 variants).",
         )
         save(
             parameter_bars(study, summary, colors),

@@ -316,7 +316,7 @@ def delta_m_cell(row: dict[str, Any]) -> Cell:
         return Cell("control")
     low, high = row["delta_m.ci_low"], row["delta_m.ci_high"]
     note = f"[{_signed(low, '.2f')}, {_signed(high, '.2f')}]" if _ok(low) else (f"[{MISSING}]" if _ok(dm) else "")
-    return Cell(_signed(dm, ".2f"), note=note, strong=_ok(low) and (low > 0))
+    return Cell(_signed(dm, ".2f"), note=note)
 
 
 def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataFrame) -> Table:
@@ -325,7 +325,7 @@ def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataF
     headers += ["Time per step", f"vs control (W/T/L, Holm α={ALPHA:g})"]
     rows = []
     for i, r in enumerate(ranking.to_dict("records"), 1):
-        rank = Cell(f"{r['mean_rank']:.2f}", note=f"{r['cells']} cells")
+        rank = Cell(f"{r['mean_rank']:.2f}", note=f"({r['cells']} cells)")
         cells = [Cell(str(i)), Cell(variant_label(r), kind="text"), rank, delta_m_cell(r)]
         cells += [Cell(_pct(r[f"{t}.acc.mean"])) for t in study.tasks]
         cells.append(Cell(_step_time(r["step_seconds"])))

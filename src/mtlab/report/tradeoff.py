@@ -92,13 +92,21 @@ def tradeoff_figure(study: StudyData, colors: dict) -> Figure | None:
             front = pareto_front(points)
             ax.plot(points[front, 0], points[front, 1], color="#444", lw=1, ls="--", zorder=2.5)
             for i in front:
-                ax.annotate(names[i], points[i], xytext=(4, 4), textcoords="offset points", fontsize=8)
+                ax.annotate(_short(names[i], names), points[i], xytext=(4, 4), textcoords="offset points", fontsize=8)
         ax.set_xlabel(f"{a} test accuracy (%)")
         ax.set_ylabel(f"{b} test accuracy (%)")
         ax.set_title(f"{a} vs {b}")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8)
     return fig
+
+
+def _short(name: str, names: list[str]) -> str:
+    """A point's label without the leading "label, " every two-task variant shares ("two-head, upgrad" -> "upgrad")."""
+    head = name.split(", ", 1)
+    if len(head) == 2 and all(n.startswith(head[0] + ", ") for n in names):
+        return head[1]
+    return name
 
 
 def numeric_axes(study: StudyData) -> dict[str, dict[str, float]]:
