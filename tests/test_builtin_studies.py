@@ -135,3 +135,25 @@ def test_cifar100_study_downloads_verifies_and_runs(name, tmp_path, monkeypatch)
         )
         monkeypatch.setitem(SOURCES, "cifar100", source)
         run_and_report(tiny(name), tmp_path / "cifar")
+
+
+@pytest.mark.parametrize("name", ["fashion-weighting", "pairs-weighting"])
+def test_weighting_studies_train_every_registered_method_against_fixed(name):
+    from mtlab.study.controls import resolve_controls
+    from mtlab.study.spec import expand
+    from mtlab.weighting import registered_methods
+
+    spec, _ = find_study(name)
+    for budget in spec.budgets:
+        runs = expand(spec, budget)
+        methods = [r.config.loss.method for r in runs if len(r.config.task_names) > 1]
+        assert set(methods) == set(registered_methods()), "a new method belongs in this study"
+        assert all(r.config.train.diagnostics is not None for r in runs)
+    runs = expand(spec, "quick")
+    controls = resolve_controls(spec, runs)
+    (fixed,) = {c for per_task in controls.values() for c in per_task.values()}
+    control_run = next(r for r in runs if r.variant == fixed)
+    assert control_run.config.loss.method == "fixed"
+    expected = {"leq": 0.5, "digit_a": 0.25, "digit_b": 0.25} if name == "pairs-weighting" else {}
+    assert control_run.config.loss.weights == expected
+    assert len(controls) == len({r.variant for r in runs}) - 1  # every other variant is compared with it

@@ -358,3 +358,135 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert "</table>" in dom
     assert "85.00 ± 1.00" in dom
     assert dom.count("<img") == len(list(report["figures"].glob("*.png")))
+
+
+# ------------------------------------------------------------------------------- weighting studies: new figures
+
+PAIR_TASK_NAMES = ["leq", "digit_a", "digit_b"]
+# Test accuracy of leq per method and seed at lr 0.001 (0.003 adds 0.01); the digit tasks sit 0.1 higher.
+LEQ_ACC = {"fixed": [0.80, 0.82, 0.81], "mean": [0.84, 0.86, 0.85], "leq alone": [0.78, 0.79, 0.80]}
+
+
+def weighting_spec() -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": "toy-weighting",
+            "description": "Weighting methods on digit pairs (fake numbers for tests).",
+            "base": {
+                "data": {"dataset": "mnist-pairs", "val_fraction": 0.0},
+                "model": {"kind": "pairs", "branch": {"type": "mlp", "widths": [8]}, "head": {"widths": [4]}},
+                "train": {"epochs": 3, "diagnostics": {"every": 2}},
+            },
+            "variants": {
+                "fixed": {"set": {"loss.method": "fixed"}},
+                "mean": {"set": {"loss.method": "mean"}},
+                "leq alone": {"set": {"tasks": ["leq"]}},
+            },
+            "grid": {"optim.lr": [0.001, 0.003]},
+            "seeds": 3,
+            "control": {"match": {"variant": "fixed"}},
+        }
+    )
+
+
+def weighting_fit(run) -> FakeFit:
+    lr_gain = 0.01 if run.labels["optim.lr"] == "0.003" else 0.0
+    leq = LEQ_ACC[run.labels["variant"]][run.seed] + lr_gain
+    tasks = run.config.task_names
+    acc = {t: leq if t == "leq" else min(0.99, leq + 0.1) for t in tasks}
+    history = []
+    for epoch in range(1, 4):
+        record = {"epoch": epoch, "lr": 1e-3, "seconds": 1.0, "step_seconds": 0.004, "train.loss": 1.0 / epoch}
+        for i, t in enumerate(tasks):
+            record.update({f"train.{t}.loss": 1.0 / epoch, f"train.{t}.acc": acc[t] - 0.02 * (3 - epoch),
+                           f"train.{t}.weight": 0.5 if t == "leq" else 0.25 + 0.01 * epoch * i})
+        if len(tasks) > 1:
+            for a, b in [("leq", "digit_a"), ("leq", "digit_b"), ("digit_a", "digit_b")]:
+                cos = 0.3 - 0.1 * epoch + 0.02 * run.seed + (0.2 if (a, b) == ("digit_a", "digit_b") else 0.0)
+                record.update({f"grad.{a}~{b}.cos_mean": cos, f"grad.{a}~{b}.cos_p10": cos - 0.3,
+                               f"grad.{a}~{b}.conflict": 0.2 * epoch, f"grad.{a}~{b}.ratio": 1.5})
+        history.append(record)
+    test = {"test.loss": 0.5}
+    for t in tasks:
+        test.update({f"test.{t}.loss": 1.0 - acc[t], f"test.{t}.acc": acc[t]})
+    return FakeFit(history, test, {}, {t: confusion(acc[t], 2 if t == "leq" else 10) for t in tasks}, 3, 3.0)
+
+
+@pytest.fixture(scope="module")
+def weighting_report(tmp_path_factory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("weighting")
+    spec = weighting_spec()
+    runs = expand(spec)
+    with ResultStore(directory / STORE_NAME) as store:
+        store.set_info(name=spec.name, description=spec.description, budget=None, spec=spec.model_dump(mode="json"),
+                       command=["mtlab", "run", "toy.yaml"], environment={})
+        store.sync_runs(runs)
+        for run in runs:
+            store.record_done(run.run_id, weighting_fit(run), parameters=1000, environment={"device": "cpu"})
+    return build_report(directory)
+
+
+def test_weighting_report_leads_with_the_ranking_and_says_who_beats_the_control(weighting_report):
+    md = weighting_report["md"].read_text()
+    summary = md.split("## Summary", 1)[1].split("## Comparisons", 1)[0]
+    assert summary.index("### Ranking") < summary.index("### All variants")
+    ranking = summary.split("### Ranking", 1)[1].split("### All variants", 1)[0]
+    first = next(line for line in ranking.splitlines() if line.startswith("| 1 |"))
+    assert "mean, 0.003" in first
+    assert "4.0 ms" in first  # time per step
+    # mean beats fixed by +4 pp on every seed of every task: 6 comparisons of "mean", 2 of "leq alone" = family 8.
+    assert "Holm-adjusted 0.05 level over the 8 comparisons" in summary
+    assert "no variant beats" not in summary
+    assert "Δm = 100/T" in summary  # the definition is stated
+    # Δm interval: every seed's leq and digit gains are +4 pp on 0.80/0.82/0.81 (lr 0.001), so the interval spans the
+    # per-seed values 100 * mean(0.04 / 0.80, 0.04 / 0.90, 0.04 / 0.90) ... 100 * mean(0.04 / 0.82, 0.04 / 0.92 ...).
+    table = summary.split("### All variants", 1)[1]
+    row = next(line for line in table.splitlines() if line.startswith("| mean, 0.001 |"))
+    per_seed = [100 * np.mean([0.04 / c, 0.04 / (c + 0.1), 0.04 / (c + 0.1)]) for c in (0.80, 0.82, 0.81)]
+    assert f"[{min(per_seed):+.2f}, {max(per_seed):+.2f}]" in row
+    comparisons = md.split("## Comparisons", 1)[1].split("## Figures", 1)[0]
+    assert "Holm p" in comparisons
+    assert "Effect size d_z" in comparisons
+    assert "family of all 8 comparisons" in comparisons
+
+
+def test_weighting_report_draws_trade_off_sweep_conflict_and_weights(weighting_report):
+    from matplotlib.image import imread
+
+    figures = weighting_report["figures"]
+    new = ["trade-off.png", "sweep-optim.lr.png", "gradient-conflict.png", "gradient-conflict-pairs.png",
+           "task-weights.png"]
+    md = weighting_report["md"].read_text()
+    html = weighting_report["html"].read_text()
+    for name in new:
+        pixels = imread(figures / name)[..., :3]
+        assert pixels.std() > 0.05, f"{name} looks blank"
+        assert f"figures/{name}" in md
+    assert html.count("data:image/png;base64,") == len(list(figures.glob("*.png")))
+    assert "Trade-off between tasks" in html
+    assert "Sweep: optim.lr" in html
+
+
+def test_pareto_front_and_numeric_axes():
+    from mtlab.report.tradeoff import NUMBER, pareto_front
+
+    points = np.array([[1.0, 5.0], [2.0, 4.0], [1.5, 3.0], [3.0, 1.0], [2.0, 4.0]])
+    # (1.5, 3) is dominated by (2, 4); the two equal (2, 4) points dominate neither each other.
+    assert pareto_front(points).tolist() == [0, 1, 4, 3]
+    assert NUMBER.match("lambda=0.3")["value"] == "0.3"
+    assert NUMBER.match("1e-3")["name"] is None
+    assert NUMBER.match("aux on") is None
+
+
+def test_weighting_report_renders_in_headless_chromium(weighting_report, tmp_path):
+    url = weighting_report["html"].resolve().as_uri()
+    dom = chromium("--dump-dom", url, home=tmp_path).stdout
+    assert dom.count("<img") == len(list(weighting_report["figures"].glob("*.png")))
+    for title in ("Ranking", "Trade-off between tasks", "Sweep: optim.lr", "Task-gradient conflict", "Task weights"):
+        assert title in dom
+    shot = tmp_path / "weighting.png"
+    chromium(f"--screenshot={shot}", "--window-size=1280,4000", url, home=tmp_path)
+    from matplotlib.image import imread
+
+    pixels = imread(shot)[..., :3]
+    assert pixels.std() > 0.05, "the screenshot looks blank"

@@ -444,6 +444,15 @@ class EarlyStopping(Strict):
         return "max" if self.metric.endswith(".acc") else "min"
 
 
+class Diagnostics(Strict):
+    """Task-gradient conflict on the shared parameters (see :mod:`mtlab.train.diagnostics`)."""
+
+    every: int = Field(
+        10, gt=0, description="Measure every N optimiser steps, counted over the run (steps 1, N+1, 2N+1, ...)."
+    )
+    layers: bool = Field(False, description="Also per shared layer (one module's parameters).")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(100, gt=0)
@@ -459,6 +468,9 @@ class TrainConfig(Strict):
         description="Channels-last memory layout for conv nets (solo runs); auto: on a CPU, where it is faster.",
     )
     compile: bool = Field(False, description="torch.compile the model (solo runs; falls back with a message).")
+    diagnostics: Diagnostics | None = Field(
+        None, description="Per task pair, cosine and magnitude ratio of the task gradients every N steps (off: null)."
+    )
 
 
 class RunConfig(Strict):

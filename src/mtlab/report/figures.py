@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mtlab import atomic
+from mtlab.report.dynamics import conflict_curves, conflict_heatmap, weight_curves
 from mtlab.report.tables import StudyData, best_variant, representative_run, variant_label
+from mtlab.report.tradeoff import axis_title, numeric_axes, sweep_figure, tradeoff_figure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,6 +91,47 @@ def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list
             "Test confusion matrices of one representative run per variant (the seed whose accuracy is closest to "
             "the variant's median), for " + " and ".join(shown) + ". Colour: fraction of the true class "
             "(row); numbers: counts.",
+        )
+        save(
+            tradeoff_figure(study, colors),
+            "trade-off",
+            "Trade-off between tasks",
+            "Test accuracy of one task against another: a large dot per variant (mean over seeds) with 95% "
+            "Student-t whiskers on both axes, its seeds as faint dots; dotted lines are variants that train one of "
+            "the two tasks alone; the dashed line joins the non-dominated variants (no other variant is at least as "
+            "good on both tasks and better on one), which are labelled.",
+        )
+        for axis, values in numeric_axes(study).items():
+            save(
+                sweep_figure(study, axis, values, colors),
+                f"sweep-{_slug(axis)}",
+                f"Sweep: {axis_title(axis, values)}",
+                f"Test accuracy per task against the grid axis {axis}: mean over seeds with its 95% Student-t band, "
+                "one line per value of the other labels.",
+            )
+        save(
+            conflict_curves(study, colors),
+            "gradient-conflict",
+            "Task-gradient conflict",
+            "Cosine similarity of the task gradients on the shared parameters (train.diagnostics), mean over the "
+            "epoch's measured steps; line: mean over seeds, band: min–max over seeds (drawn for up to 6 variants). "
+            "Below 0 the tasks pull the "
+            "shared parameters in conflicting directions.",
+        )
+        save(
+            conflict_heatmap(study),
+            "gradient-conflict-pairs",
+            "Task-gradient conflict per task pair",
+            "Gradient cosine per variant and task pair, averaged over epochs and seeds; in brackets the fraction of "
+            "measured steps with a negative cosine.",
+        )
+        save(
+            weight_curves(study, colors),
+            "task-weights",
+            "Task weights",
+            "The weight each task's loss got per epoch (mean over the epoch's steps; for gradient-based methods the "
+            "weight of the task's gradient in the update, times loss.weights): line: mean over seeds, band: min–max "
+            "(drawn for up to 6 variants).",
         )
         save(
             parameter_bars(study, summary, colors),

@@ -20,12 +20,15 @@ import pandas as pd
 import yaml
 
 from mtlab import atomic
+from mtlab.analysis.stats import ALPHA
 from mtlab.report.figures import SavedFigure, make_figures
 from mtlab.report.tables import (
+    DELTA_M_DEFINITION,
     MISSING,
     Cell,
     StudyData,
     Table,
+    beats_control,
     comparison_frame,
     comparison_table,
     failed_frame,
@@ -33,6 +36,8 @@ from mtlab.report.tables import (
     format_p,
     load_study,
     ranked,
+    ranking_frame,
+    ranking_table,
     summary_frame,
     summary_table,
 )
@@ -123,7 +128,15 @@ def report_blocks(
         blocks.append(Text("No run has finished yet."))
     else:
         blocks.append(Bullets(highlights(study, summary, comparisons)))
+    if not comparisons.empty:
+        blocks.append(Text(verdict_sentence(comparisons)))
+    ranking = ranking_frame(study, summary, comparisons)
+    if len(ranking):
+        blocks += [Heading("Ranking", 3), ranking_table(study, ranking, comparisons)]
+        blocks.append(Heading("All variants", 3))
     blocks.append(summary_table(study, summary))
+    if summary["delta_m"].notna().any():
+        blocks.append(Text(DELTA_M_DEFINITION, muted=True))
 
     blocks.append(Heading("Comparisons"))
     if comparisons.empty:
@@ -183,6 +196,20 @@ def _executor_text(executor: dict | None, run_envs: list[dict]) -> str:
         f"{executor.get('executor')}{where}: {executor.get('workers')} worker(s) x {executor.get('threads')} "
         f"thread(s){processes}{per_run}"
     )
+
+
+def verdict_sentence(comparisons: pd.DataFrame) -> str:
+    """Plainly: does any variant beat its control at the Holm-adjusted level, and is any worse?"""
+    family = len(comparisons["holm_p"].dropna())
+    better, worse = beats_control(comparisons)
+    level = f"At the Holm-adjusted {ALPHA:g} level over the {family} comparisons with a control (paired t-tests)"
+    found = f"{level}, " + (
+        f"{len(better)} beat their control: {', '.join(better)}"
+        if better
+        else "no variant beats its control on any task"
+    )
+    found += f"; {len(worse)} are worse: {', '.join(worse)}." if worse else "; none is worse."
+    return found
 
 
 def reproduction_blocks(study: StudyData) -> list[Block]:

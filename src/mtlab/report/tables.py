@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtlab.analysis.stats import compare, delta_m, summarize
+from mtlab.analysis.stats import ALPHA, compare, delta_m, rank_variants, summarize
 from mtlab.config.schema import RunConfig
 from mtlab.errors import MtlabError
 from mtlab.study.controls import resolve_controls
@@ -124,9 +124,11 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
     """
     acc = summarize(study.metrics, "test", "acc").set_index(["variant", "task"])
     loss = summarize(study.metrics, "test", "loss").set_index(["variant", "task"])
-    dm = delta_m(study.metrics, study.controls).set_index("variant")["delta_m"]
+    dm = delta_m(study.metrics, study.controls).set_index("variant")
+    step = step_seconds(study)
     controls = set(study.control_variants)
-    columns = ["variant", "runs", "done", "failed", "is_control", "delta_m", "parameters", "seconds"]
+    columns = ["variant", "runs", "done", "failed", "is_control", "delta_m", "delta_m.ci_low", "delta_m.ci_high",
+               "parameters", "seconds", "step_seconds"]
     for task in study.tasks:
         columns += [f"{task}.acc.{s}" for s in ("n", "mean", "std", "ci_low", "ci_high")]
         columns += [f"{task}.loss.{s}" for s in ("mean", "std")]
@@ -140,9 +142,12 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
             "done": len(done),
             "failed": int((mine["status"] == "failed").sum()),
             "is_control": variant in controls,
-            "delta_m": float(dm.get(variant, math.nan)),
+            "delta_m": float(dm["delta_m"].get(variant, math.nan)),
+            "delta_m.ci_low": float(dm["ci_low"].get(variant, math.nan)),
+            "delta_m.ci_high": float(dm["ci_high"].get(variant, math.nan)),
             "parameters": float(done["parameters"].median()) if len(done) else math.nan,
             "seconds": float(done["seconds"].mean()) if len(done) else math.nan,
+            "step_seconds": float(step.get(variant, math.nan)),
         }
         for task in study.tasks:
             a = acc.loc[(variant, task)] if (variant, task) in acc.index else None
@@ -156,9 +161,35 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def step_seconds(study: StudyData) -> pd.Series:
+    """Per variant: the mean wall time of one optimiser step (``step_seconds`` in the history), over epochs and
+    runs; runs recorded before mtlab measured it are left out."""
+    rows = study.history[study.history["metric"] == "step_seconds"]
+    return rows.groupby("variant", sort=False)["value"].mean()
+
+
 def comparison_frame(study: StudyData) -> pd.DataFrame:
-    """Each variant against its control per task on test accuracy (paired over seeds; see :func:`compare`)."""
+    """Each variant against its control per task on test accuracy (paired over seeds; see :func:`compare`), with
+    Holm-adjusted p-values over the whole table (the study's family of comparisons)."""
     return compare(study.metrics, study.controls, "test", "acc")
+
+
+def ranking_frame(study: StudyData, summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The variants by mean rank over tasks and seeds (:func:`rank_variants`) beside their delta_m, its interval
+    and the time per step; empty unless the study has a control and three or more variants with finished runs."""
+    if not study.controls or (summary["done"] > 0).sum() < 3:
+        return pd.DataFrame()
+    ranking = rank_variants(study.metrics, comparisons)
+    keep = ["variant", "is_control", "delta_m", "delta_m.ci_low", "delta_m.ci_high", "step_seconds", "done",
+            *(f"{t}.acc.mean" for t in study.tasks)]
+    return ranking.merge(summary[keep], on="variant", how="left")
+
+
+def beats_control(comparisons: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The comparisons ("variant on task") better and worse than their control at the Holm-adjusted level."""
+    adjusted = comparisons[comparisons["holm_p"] < ALPHA]
+    label = adjusted["variant"] + " on " + adjusted["task"]
+    return list(label[adjusted["diff_mean"] > 0]), list(label[adjusted["diff_mean"] < 0])
 
 
 def failed_frame(study: StudyData) -> pd.DataFrame:
@@ -255,8 +286,7 @@ def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:
             )
             loss = r[f"{task}.loss.mean"]
             cells.append(Cell(f"{loss:.3f} ± {_num(r[f'{task}.loss.std'], '.3f')}" if _ok(loss) else MISSING))
-        dm = r["delta_m"]
-        cells.append(Cell("control" if r["is_control"] and not _ok(dm) else _signed(dm, ".2f")))
+        cells.append(delta_m_cell(r))
         cells.append(Cell(f"{int(r['parameters']):,}" if _ok(r["parameters"]) else MISSING))
         cells.append(Cell(_duration(r["seconds"])))
         rows.append(cells)
@@ -264,34 +294,91 @@ def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:
         "Test accuracy: mean ± sample std over seeds, 95% Student-t interval in brackets, best mean per task in bold "
         "(variants with a single finished run are not ranked); '–' where there are too few finished runs. n = finished "
         "runs. Δm: mean relative change of test accuracy against the control over the tasks both train (Maninis et "
-        "al., 2019). Train time: mean per run."
+        f"al., 2019), with its {DELTA_M_CI}. Train time: mean per run."
+    )
+    return Table(headers, rows, caption)
+
+
+DELTA_M_CI = (
+    "95% seed-paired percentile bootstrap interval in brackets (scipy.stats.bootstrap, 9,999 resamples of the seeds "
+    "the variant and its controls share, fixed seed; with 3 seeds it spans the worst to the best single seed)"
+)
+DELTA_M_DEFINITION = (
+    "Δm = 100/T · Σ_t (M_t − M_control,t) / M_control,t over the T tasks with a control, M = mean test accuracy over "
+    "seeds: the flat mean over tasks' metrics of Maninis et al. (2019) and Nash-MTL; LibMTL first averages the "
+    "metrics within each task, which is the same here, each task having one metric."
+)
+
+
+def delta_m_cell(row: dict[str, Any]) -> Cell:
+    dm = row["delta_m"]
+    if row["is_control"] and not _ok(dm):
+        return Cell("control")
+    low, high = row["delta_m.ci_low"], row["delta_m.ci_high"]
+    note = f"[{_signed(low, '.2f')}, {_signed(high, '.2f')}]" if _ok(low) else (f"[{MISSING}]" if _ok(dm) else "")
+    return Cell(_signed(dm, ".2f"), note=note)
+
+
+def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataFrame) -> Table:
+    headers = ["Rank", "Variant", "Mean rank", "Δm (%)"]
+    headers += [f"{t} test acc (%)" for t in study.tasks]
+    headers += ["Time per step", f"vs control (W/T/L, Holm α={ALPHA:g})"]
+    rows = []
+    for i, r in enumerate(ranking.to_dict("records"), 1):
+        rank = Cell(f"{r['mean_rank']:.2f}", note=f"({r['cells']} cells)")
+        cells = [Cell(str(i)), Cell(variant_label(r), kind="text"), rank, delta_m_cell(r)]
+        cells += [Cell(_pct(r[f"{t}.acc.mean"])) for t in study.tasks]
+        cells.append(Cell(_step_time(r["step_seconds"])))
+        if r["compared"]:
+            verdict = f"{r['wins']} / {r['ties']} / {r['losses']}"
+        else:
+            verdict = "control" if r["is_control"] else MISSING
+        cells.append(Cell(verdict, strong=r["wins"] > 0))
+        rows.append(cells)
+    family = len(comparisons["holm_p"].dropna())
+    caption = (
+        "Variants by mean rank of test accuracy (1 = best) over every (task, seed) cell: in each cell the variants "
+        "that trained the task and finished the seed are ranked, ties sharing the mean rank. Δm with its "
+        f"{DELTA_M_CI}. Time per step: wall time of one optimiser step, mean over epochs and runs (for stacked seeds, "
+        "the group's time divided by the seeds). W/T/L: tasks on which the variant is better / not distinguishable / "
+        f"worse than its control at Holm-adjusted p < {ALPHA:g} (paired t-test; the family is the {family} "
+        "comparisons of the comparisons table)."
     )
     return Table(headers, rows, caption)
 
 
 def comparison_table(comparisons: pd.DataFrame) -> Table:
-    headers = ["Variant", "Task", "Control", "Pairs", "Δ acc (pp)", "95% CI (pp)", "Paired t p", "Wilcoxon p"]
+    headers = [
+        "Variant", "Task", "Control", "Pairs", "Δ acc (pp)", "95% CI (pp)", "Effect size d_z", "Paired t p",
+        "Holm p", "Wilcoxon p",
+    ]
     rows = [
         [
             Cell(r["variant"], kind="text"),
             Cell(r["task"], kind="text"),
             Cell(r["control"], kind="text"),
             Cell(str(r["n_pairs"])),
-            Cell(_signed(100 * r["diff_mean"], ".2f"), strong=_ok(r["t_p"]) and r["t_p"] < 0.05),
+            Cell(_signed(100 * r["diff_mean"], ".2f"), strong=_ok(r["holm_p"]) and r["holm_p"] < ALPHA),
             Cell(
                 f"[{_signed(100 * r['diff_ci_low'], '.2f')}, {_signed(100 * r['diff_ci_high'], '.2f')}]"
                 if _ok(r["diff_ci_low"])
                 else MISSING
             ),
+            Cell(_signed(r["effect_size"], ".2f")),
             Cell(format_p(r["t_p"])),
+            Cell(format_p(r["holm_p"])),
             Cell(format_p(r["wilcoxon_p"])),
         ]
         for r in comparisons.to_dict("records")
     ]
+    family = len(comparisons["holm_p"].dropna())
     caption = (
         "Test accuracy of each variant minus its control's, paired by seed over the seeds both finished, in "
-        "percentage points. p-values are two-sided; with few pairs the Wilcoxon test cannot reach small values "
-        "(3 pairs: p ≥ 0.25). Bold: paired t p < 0.05."
+        "percentage points. Effect size: Cohen's d_z, the mean paired difference over the sd of the differences. "
+        "p-values are two-sided; Holm p: the paired t p-values adjusted by Holm's step-down method over the family of "
+        f"all {family} comparisons in this table (every variant and task against its control; undefined tests left "
+        "out). With few pairs the Wilcoxon test cannot reach small values (3 pairs: p ≥ 0.25). "
+        f"Bold: Holm p < {ALPHA:g}."
     )
     return Table(headers, rows, caption)
 
@@ -341,6 +428,12 @@ def _num(x: float, spec: str) -> str:
 
 def _signed(x: float, spec: str) -> str:
     return format(x, "+" + spec) if _ok(x) else MISSING
+
+
+def _step_time(seconds: float) -> str:
+    if not _ok(seconds):
+        return MISSING
+    return f"{1000 * seconds:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
 def _duration(seconds: float) -> str:

@@ -189,6 +189,7 @@ def fit_replicas(
         optimizer,
         task_losses,
         views,
+        diagnostics=config.train.diagnostics,
         grad_clip=config.optim.grad_clip,
         autocast=autocast,
         scaler=scaler,
@@ -216,6 +217,9 @@ def fit_replicas(
             for state in states:
                 state.observer.on_batch_end(epoch, batch)
         method.after_epoch(totals.mean_losses())
+        # Wall time of the optimiser steps alone (no validation), per step and replica: a method's cost.
+        step_seconds = (time.perf_counter() - epoch_start) / (len(train_batches) * k_count)
+        conflict = step.diagnostics.summary() if step.diagnostics is not None else [{}] * k_count
 
         train_records = totals.summary("train")
         val_records = (
@@ -228,6 +232,8 @@ def fit_replicas(
             if state.active:
                 record = {"epoch": epoch, "lr": lr, **train_records[k]}
                 record.update(val_records[k] if val_records else {})
+                record.update(conflict[k])
+                record["step_seconds"] = step_seconds
                 record["seconds"] = seconds
                 _record_epoch(state, k, record, replicas, method)
 

@@ -8,7 +8,10 @@
   the method combines them into the update, and task-owned parameters keep their own task's gradient.
 
 Both apply ``loss.weights`` to the task losses first, share mixed precision (autocast; a GradScaler on CUDA fp16),
-per-replica gradient clipping and the fused optimiser step, and call the method's ``after_step`` hook.
+per-replica gradient clipping and the fused optimiser step, and call the method's ``after_step`` hook. With
+``train.diagnostics`` both hand the task gradients' Gramian of a measured step to
+:class:`~mtlab.train.diagnostics.ConflictDiagnostics` (the Jacobian step reuses its own Jacobian; the scalar step
+takes T extra backward passes before its own); the update itself is unchanged.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mtlab.config.schema import RunConfig
+from mtlab.config.schema import Diagnostics, RunConfig
 from mtlab.errors import MtlabError
+from mtlab.train.diagnostics import ConflictDiagnostics
 from mtlab.train.metrics import replica_cross_entropy
 from mtlab.train.replicas import SingleReplica, StackedReplicas, clip_grad_norms
 from mtlab.weighting import WeightingMethod
-from mtlab.weighting.jacobian import ParameterViews, gramian, task_jacobian, write_update
+from mtlab.weighting.jacobian import ParameterViews, flatten, gramian, task_jacobian, write_update
 
 Replicas = SingleReplica | StackedReplicas
 
@@ -77,6 +81,7 @@ class TrainStep:
         grad_clip: float | None,
         autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
         scaler=None,
+        diagnostics: ConflictDiagnostics | None = None,
     ):
         self.replicas = replicas
         self.method = method
@@ -85,6 +90,10 @@ class TrainStep:
         self.grad_clip = grad_clip
         self.autocast = autocast
         self.scaler = scaler
+        self.diagnostics = diagnostics
+
+    def _measured(self) -> bool:
+        return self.diagnostics is not None and self.diagnostics.due()
 
     def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
         raise NotImplementedError
@@ -130,6 +139,8 @@ class ScalarStep(TrainStep):
             raw = self.losses.raw(logits, y)  # (K, T)
             scaled = self.losses.scaled(raw)
             objective, weights = self.method(torch.stack(scaled, dim=1))  # (K,), (K, T)
+        if self._measured():
+            self.diagnostics.record_losses(list(raw.unbind(1)), self._scale())
         self.optimizer.zero_grad(set_to_none=True)
         total = objective.sum()
         (total if self.scaler is None else self.scaler.scale(total)).backward()
@@ -174,7 +185,13 @@ class JacobianStep(TrainStep):
         for_grad = scaled if self.scaler is None else [self.scaler.scale(s) for s in scaled]
         jacobian, _ = task_jacobian(for_grad, inputs, owned, self.replicas.count)  # (K, T, P)
         jacobian = jacobian.float() / scale
-        update, weights = self.method.aggregate(jacobian, gramian(jacobian))  # (K, P), (K, T)
+        gram = gramian(jacobian)  # (K, T, T)
+        update, weights = self.method.aggregate(jacobian, gram)  # (K, P), (K, T)
+        if self._measured():
+            if self.representation_key is None:
+                self.diagnostics.record_jacobian(jacobian, self.losses.static, gram)
+            else:  # the rows are gradients of the representation: take them down to the trunk's parameters
+                self.diagnostics.record_jacobian(self._trunk_jacobian(representation, jacobian), self.losses.static)
         if self.representation_key is not None:
             representation.backward((update * scale).view_as(representation).to(representation.dtype))
         else:
@@ -182,6 +199,19 @@ class JacobianStep(TrainStep):
         self._step()
         self._after(x, y, scaled)
         return StepOutput(raw.detach(), logits, weights.detach() * self.losses.static)
+
+    def _trunk_jacobian(self, representation: Tensor, jacobian: Tensor) -> Tensor:
+        """(K, T, B * F) representation gradients -> (K, T, P) gradients of the diagnostics' shared tensors (the
+        trunk below the representation), one backward pass per task through the trunk's graph, kept for the step."""
+        rows = []
+        for t in range(jacobian.shape[1]):
+            grads = torch.autograd.grad(
+                representation, self.diagnostics.shared, jacobian[:, t].reshape_as(representation).to(
+                    representation.dtype), retain_graph=True, allow_unused=True
+            )
+            rows.append(flatten([g if g is not None else torch.zeros_like(p) for g, p in
+                                 zip(grads, self.diagnostics.shared, strict=True)], self.replicas.count))
+        return torch.stack(rows, dim=1).float()
 
 
 def make_step(
@@ -191,13 +221,13 @@ def make_step(
     optimizer: torch.optim.Optimizer,
     losses: TaskLosses,
     views: ParameterViews,
+    diagnostics: Diagnostics | None = None,
     **kwargs,
 ) -> TrainStep:
-    """The step strategy for ``method``'s kind, checked against the model before any training."""
-    if method.step == "scalar":
-        return ScalarStep(replicas, method, optimizer, losses, **kwargs)
+    """The step strategy for ``method``'s kind, checked against the model before any training; with
+    ``diagnostics`` (``train.diagnostics``) it measures task-gradient conflict where there is any to measure."""
     key = None
-    if method.options.gradients == "representation":
+    if method.step != "scalar" and method.options.gradients == "representation":
         representation = model.representation()
         if representation is None:
             raise MtlabError(
@@ -205,4 +235,22 @@ def make_step(
                 f"(model.sharing: shared); this {type(model).__name__} has none - use gradients: parameters"
             )
         key = representation[0]
-    return JacobianStep(replicas, method, optimizer, losses, views=views, representation_key=key, **kwargs)
+    probe = _conflict_diagnostics(diagnostics, replicas, views, losses.tasks, trunk_only=key is not None)
+    if method.step == "scalar":
+        return ScalarStep(replicas, method, optimizer, losses, diagnostics=probe, **kwargs)
+    return JacobianStep(
+        replicas, method, optimizer, losses, views=views, representation_key=key, diagnostics=probe, **kwargs
+    )
+
+
+def _conflict_diagnostics(
+    config: Diagnostics | None, replicas: Replicas, views: ParameterViews, tasks: list[str], trunk_only: bool
+) -> ConflictDiagnostics | None:
+    """None unless asked for and there is a pair of tasks sharing parameters (a single-task run, or independent
+    trunks without label reuse, have no conflict to measure: they record nothing)."""
+    shared = views.below_representation if trunk_only else views.shared
+    if config is None or len(tasks) < 2 or not shared:
+        return None
+    names_of = {id(t): n for n, t in replicas.named_parameters().items()}
+    names = [names_of[id(t)] for t in shared]
+    return ConflictDiagnostics(tasks, config.every, shared, names, replicas.count, layers=config.layers)

@@ -1,0 +1,166 @@
+"""Study statistics against golden values: the seed-paired bootstrap interval of delta_m, Holm's adjustment on a
+textbook family, Cohen's d_z, and the ranking of variants."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtlab.analysis.stats import compare, delta_m, delta_m_interval, delta_m_point, effect_size, holm, rank_variants
+
+
+def metrics_frame(values: dict[tuple[str, str], list[float | None]]) -> pd.DataFrame:
+    """The store's metrics frame for test accuracy: {(variant, task): per-seed values (None = not finished)}."""
+    rows = []
+    for (variant, task), per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            if value is not None:
+                run = f"{variant}-{seed}"
+                rows.append(dict(run_id=run, variant=variant, seed=seed, split="test", task=task, metric="acc",
+                                 value=value))
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------------- Holm
+
+
+def test_holm_on_a_textbook_family():
+    # Four tests, sorted 0.005 < 0.01 < 0.03 < 0.04: times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04, then the running
+    # maximum makes the last 0.06 (Holm 1979; the same family as in most textbooks' worked example).
+    adjusted = holm(np.array([0.01, 0.04, 0.03, 0.005]))
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+    # At alpha = 0.05 Holm rejects the first two in sorted order and stops at 0.03 > 0.05 / 2.
+    assert list(adjusted < 0.05) == [True, False, False, True]
+
+
+def test_holm_leaves_undefined_tests_out_of_the_family_and_caps_at_one():
+    adjusted = holm(np.array([0.2, math.nan, 0.5, 0.01]))
+    assert math.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[0, 2, 3]], [0.4, 0.5, 0.03])  # m = 3: 0.01*3, 0.2*2, max(0.5, 0.4)
+    np.testing.assert_allclose(holm(np.array([0.6, 0.7])), [1.0, 1.0])
+    assert holm(np.array([])).shape == (0,)
+
+
+def test_holm_is_never_below_the_raw_p_and_never_above_bonferroni():
+    p = np.random.default_rng(0).uniform(size=20)
+    adjusted = holm(p)
+    assert (adjusted >= p).all()
+    assert (adjusted <= np.minimum(p * len(p), 1) + 1e-12).all()
+
+
+# ----------------------------------------------------------------------------------------------- effect size
+
+
+def test_effect_size_is_mean_over_sd_of_differences():
+    assert effect_size(np.array([1.0, 2.0, 3.0])) == pytest.approx(2.0)  # mean 2, sd 1
+    assert effect_size(np.array([0.01, -0.03, 0.02, 0.0])) == pytest.approx(0.0 / 1, abs=1e-12)
+    assert math.isnan(effect_size(np.array([0.5])))
+    assert math.isnan(effect_size(np.array([0.2, 0.2])))  # no spread: undefined, not infinite
+
+
+# ---------------------------------------------------------------------------------------------- delta_m + CI
+
+
+def test_bootstrap_interval_of_three_seeds_is_the_range_of_single_seed_delta_m():
+    # One task, control 0.80 on every seed, the variant 0.80 / 0.84 / 0.90: per-seed delta_m 0, +5, +12.5 %.
+    # A resample of one seed thrice has probability 1/27 > 2.5 %, so the percentile interval is exactly [0, 12.5].
+    variant = np.array([[0.80, 0.84, 0.90]])
+    control = np.full((1, 3), 0.80)
+    low, high = delta_m_interval(variant, control)
+    assert low == pytest.approx(0.0, abs=1e-12)
+    assert high == pytest.approx(12.5)
+    assert delta_m_point(variant, control) == pytest.approx(100 * (0.84666666 / 0.8 - 1), rel=1e-6)
+
+
+def test_bootstrap_interval_is_seed_paired_and_deterministic():
+    rng = np.random.default_rng(3)
+    control = 0.8 + 0.05 * rng.standard_normal((2, 10))
+    # Each seed's variant moves with its control (shared seed effect) plus a small real gain: pairing removes the
+    # seed effect, so the interval is much narrower than the spread of either side would allow.
+    variant = control + 0.01 + 0.002 * rng.standard_normal((2, 10))
+    low, high = delta_m_interval(variant, control)
+    assert (low, high) == delta_m_interval(variant, control)  # fixed seed: the same interval every time
+    point = float(delta_m_point(variant, control))
+    assert low < point < high
+    assert low > 0
+    assert high - low < 1.0
+    # An independent percentile bootstrap by hand agrees (to Monte Carlo error).
+    draws = np.random.default_rng(0).integers(0, 10, size=(20000, 10))
+    by_hand = delta_m_point(variant[:, draws].transpose(1, 0, 2), control[:, draws].transpose(1, 0, 2))
+    np.testing.assert_allclose([low, high], np.percentile(by_hand, [2.5, 97.5]), atol=0.03)
+
+
+def test_bootstrap_needs_two_seeds_and_lower_is_better_flips_the_sign():
+    assert all(math.isnan(x) for x in delta_m_interval(np.array([[0.9]]), np.array([[0.8]])))
+    loss_down = delta_m_point(np.array([[0.9, 1.1]]), np.array([[1.0, 1.0]]) * 1.25, higher_is_better=False)
+    assert loss_down == pytest.approx(20.0)  # mean loss 1.0 vs 1.25: 20 % better
+
+
+def test_delta_m_frame_pairs_seeds_across_per_task_controls():
+    frame = metrics_frame(
+        {
+            ("two-head", "item"): [0.90, 0.92, 0.91],
+            ("two-head", "group"): [0.96, 0.95, None],  # seed 2 did not finish this task's run
+            ("item alone", "item"): [0.90, 0.90, 0.90],
+            ("group alone", "group"): [0.96, 0.96, 0.96],
+        }
+    )
+    controls = {"two-head": {"item": "item alone", "group": "group alone"}}
+    (row,) = delta_m(frame, controls).to_dict("records")
+    expected = 100 * ((0.91 / 0.90 - 1) + (0.955 / 0.96 - 1)) / 2  # point estimate: every finished seed
+    assert row["delta_m"] == pytest.approx(expected)
+    assert row["tasks"] == 2
+    assert row["n_seeds"] == 2
+    single = [100 * ((0.90 / 0.90 - 1) + 0) / 2, 100 * ((0.92 / 0.90 - 1) + (0.95 / 0.96 - 1)) / 2]
+    assert row["ci_low"] == pytest.approx(min(single))
+    assert row["ci_high"] == pytest.approx(max(single))
+
+
+# ------------------------------------------------------------------------------------------- compare + ranks
+
+
+def test_compare_adds_effect_size_and_holm_over_the_whole_table():
+    frame = metrics_frame(
+        {
+            ("fixed", "item"): [0.80, 0.82, 0.81, 0.83],
+            ("fixed", "group"): [0.90, 0.91, 0.92, 0.90],
+            ("better", "item"): [0.85, 0.86, 0.86, 0.88],
+            ("better", "group"): [0.90, 0.92, 0.91, 0.91],
+        }
+    )
+    table = compare(frame, {"better": {"item": "fixed", "group": "fixed"}})
+    assert list(table["task"]) == ["item", "group"]
+    item, group = table.to_dict("records")
+    diffs = np.array([0.05, 0.04, 0.05, 0.05])
+    assert item["effect_size"] == pytest.approx(diffs.mean() / diffs.std(ddof=1))
+    np.testing.assert_allclose(table["holm_p"], holm(table["t_p"].to_numpy()))
+    assert item["holm_p"] == pytest.approx(2 * item["t_p"])  # the smaller of two p-values, times 2
+    assert item["holm_p"] < 0.05
+    assert group["holm_p"] > 0.05
+
+
+def test_ranking_averages_ranks_over_tasks_and_seeds_and_counts_verdicts():
+    frame = metrics_frame(
+        {
+            ("fixed", "item"): [0.80, 0.82, 0.81, 0.83],
+            ("fixed", "group"): [0.90, 0.91, 0.92, 0.90],
+            ("better", "item"): [0.85, 0.86, 0.86, 0.88],
+            ("better", "group"): [0.90, 0.92, 0.91, 0.91],
+            ("item alone", "item"): [0.70, 0.71, 0.72, 0.73],
+        }
+    )
+    controls = {"better": {"item": "fixed", "group": "fixed"}, "item alone": {"item": "fixed"}}
+    ranking = rank_variants(frame, compare(frame, controls)).set_index("variant")
+    assert list(ranking.index) == ["better", "fixed", "item alone"]
+    # item: better 1st, fixed 2nd, item alone 3rd on every seed; group (two variants): seed 0 tie (1.5 each),
+    # seed 1 better, seed 2 fixed, seed 3 better.
+    assert ranking.loc["better", "mean_rank"] == pytest.approx((4 * 1 + 1.5 + 1 + 2 + 1) / 8)
+    assert ranking.loc["fixed", "mean_rank"] == pytest.approx((4 * 2 + 1.5 + 2 + 1 + 2) / 8)
+    assert ranking.loc["item alone", "mean_rank"] == 3
+    assert ranking.loc["item alone", "cells"] == 4
+    assert ranking.loc["better", ["wins", "ties", "losses"]].tolist() == [1, 1, 0]
+    assert ranking.loc["item alone", ["wins", "ties", "losses"]].tolist() == [0, 0, 1]
+    assert ranking.loc["fixed", "compared"] == 0
