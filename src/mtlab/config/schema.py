@@ -85,6 +85,11 @@ class MnistPairsData(DataBase):
 
     dataset: Literal["mnist-pairs"]
     pairs: int = Field(1000, gt=1, description="Number of training pairs, and of test pairs.")
+    pixel_scale: Literal["unit", "raw"] = Field(
+        "unit",
+        description="'unit': pixels / 255 before pooling, in [0, 1]; 'raw': the pooled 0-255 values, as the "
+        "course's generate_pair_sets gives them to the original study.",
+    )
 
 
 DataConfig = Annotated[MnistData | FashionData | Cifar100Data | MnistPairsData, Field(discriminator="dataset")]
@@ -263,6 +268,11 @@ class EarlyStopping(Strict):
 class TrainConfig(Strict):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(100, gt=0)
+    shuffle: bool = Field(
+        True,
+        description="Draw a new order of the training examples every epoch; false: the stored order, in "
+        "consecutive batches, every epoch (the original mnist-pairs protocol).",
+    )
     eval_batch_size: int = Field(1000, gt=0)
     early_stopping: EarlyStopping | None = None
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"

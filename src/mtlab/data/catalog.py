@@ -112,7 +112,7 @@ def _mnist(config: MnistData | MnistPairsData, seed: int) -> Dataset:
 
 @register("mnist-pairs")
 def _mnist_pairs(config: MnistPairsData, seed: int) -> Dataset:
-    return make_pairs(_mnist(config, seed), config.pairs, seed)
+    return make_pairs(_mnist(config, seed), config.pairs, seed, config.pixel_scale)
 
 
 def _fashion_dataset(name: str, found: Found, origin: str, groups: dict[str, list[int]]) -> Dataset:
