@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from mtlab.report.figures import SavedFigure, make_figures
+from mtlab.report.reference import reference_blocks
 from mtlab.report.tables import (
     MISSING,
     Cell,
@@ -136,6 +137,8 @@ def report_blocks(
         )
     else:
         blocks.append(comparison_table(comparisons))
+
+    blocks += reference_blocks(study)  # "Against the original study", when the spec has a reference
 
     blocks.append(Heading("Figures"))
     blocks += figures or [Text("No figures yet: no run has finished.", muted=True)]
