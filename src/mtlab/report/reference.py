@@ -124,15 +124,10 @@ def claim_verdict(outcomes: list[str]) -> str:
 
 
 def study_reference(study: StudyData) -> Reference | None:
-    """The reference section of the study's stored spec (None without one, or if it no longer validates)."""
+    """The reference section of the study's stored spec, or None; raises pydantic's ValidationError if the stored
+    section no longer validates (a store written by another mtlab)."""
     raw = (study.info.get("spec") or {}).get("reference")
-    if raw is None:
-        return None
-    try:
-        return Reference.model_validate(raw)
-    except ValidationError as e:
-        study.notes.append(f"the stored reference section no longer validates and is left out: {e}")
-        return None
+    return None if raw is None else Reference.model_validate(raw)
 
 
 def _scale(metric: str) -> float:
@@ -176,6 +171,7 @@ def claims_frame(study: StudyData, reference: Reference) -> pd.DataFrame:
             a, b = _per_seed(study, c.variant, c.task, c.metric), _per_seed(study, c.vs, c.task, c.metric)
             both = a.index.intersection(b.index)
             diff = sign * (a[both] - b[both]).to_numpy()
+            low, high = _interval(diff)
             rows.append(
                 {
                     "claim": number,
@@ -187,8 +183,8 @@ def claims_frame(study: StudyData, reference: Reference) -> pd.DataFrame:
                     "original_diff": _original_diff(reference, c, sign),
                     "n_pairs": len(diff),
                     "diff_mean": float(diff.mean()) if len(diff) else math.nan,
-                    "diff_low": _interval(diff)[0],
-                    "diff_high": _interval(diff)[1],
+                    "diff_low": low,
+                    "diff_high": high,
                     "p": _paired_p(diff),
                 }
             )
@@ -236,7 +232,10 @@ def reference_blocks(study: StudyData) -> list[Block]:
     # The block types live in render.py, which imports this module: import them when the report is built.
     from mtlab.report.render import Bullets, Heading, Text
 
-    reference = study_reference(study)
+    try:
+        reference = study_reference(study)
+    except ValidationError as e:
+        return [Heading(TITLE), Text(f"The stored reference section no longer validates: {e}", muted=True)]
     if reference is None:
         return []
     blocks: list[Block] = [Heading(TITLE), Text(f"Original: {reference.source}.")]
