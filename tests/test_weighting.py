@@ -302,9 +302,8 @@ def test_stacked_replicas_equal_solo_runs(name):
 
 @pytest.mark.parametrize("name", ["uncertainty", "pcgrad"])
 def test_both_step_strategies_work_under_bf16_autocast_with_clipping(name):
-    from test_replicas import CPU, build
-
     from mtlab.train.fit import fit
+    from test_replicas import CPU, build
 
     raw = pair_config("shallow FC", 0, epochs=1, precision="bf16").model_dump(mode="json")
     config = parse_config({**raw, "loss": {"method": name, "weights": raw["loss"]["weights"]}})
