@@ -91,6 +91,11 @@ class MnistPairsData(DataBase):
     digits: Literal["mnist", "mnist-sample"] = Field(
         "mnist", description="Where the digits come from: MNIST, or the sample embedded in the package."
     )
+    pixel_scale: Literal["unit", "raw"] = Field(
+        "unit",
+        description="'unit': pixels / 255 before pooling, in [0, 1]; 'raw': the pooled 0-255 values, as the "
+        "course's generate_pair_sets gives them to the original study.",
+    )
 
 
 class MultiData(DataBase):
@@ -456,6 +461,11 @@ class Diagnostics(Strict):
 class TrainConfig(Strict):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(100, gt=0)
+    shuffle: bool = Field(
+        True,
+        description="Draw a new order of the training examples every epoch; false: the stored order, in "
+        "consecutive batches, every epoch (the original mnist-pairs protocol).",
+    )
     eval_batch_size: int = Field(1000, gt=0)
     early_stopping: EarlyStopping | None = None
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"

@@ -120,7 +120,7 @@ def _mnist_sample(config: MnistData | MnistPairsData, seed: int) -> Dataset:
 @register("mnist-pairs")
 def _mnist_pairs(config: MnistPairsData, seed: int) -> Dataset:
     digits = _mnist_sample if config.digits == "mnist-sample" else _mnist
-    return make_pairs(digits(config, seed), config.pairs, seed)
+    return make_pairs(digits(config, seed), config.pairs, seed, config.pixel_scale)
 
 
 def _fashion_dataset(name: str, found: Found, origin: str, groups: dict[str, list[int]]) -> Dataset:

@@ -22,6 +22,7 @@ import yaml
 from mtlab import atomic
 from mtlab.analysis.stats import ALPHA
 from mtlab.report.figures import SavedFigure, make_figures
+from mtlab.report.reference import reference_blocks
 from mtlab.report.tables import (
     DELTA_M_DEFINITION,
     MISSING,
@@ -148,6 +149,8 @@ def report_blocks(
         )
     else:
         blocks.append(comparison_table(comparisons))
+
+    blocks += reference_blocks(study)  # "Against the original study", when the spec has a reference
 
     blocks.append(Heading("Figures"))
     blocks += figures or [Text("No figures yet: no run has finished.", muted=True)]

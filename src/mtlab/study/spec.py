@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from mtlab.config.load import format_error, read_yaml, set_dotted
 from mtlab.config.schema import RunConfig, Strict
 from mtlab.errors import ConfigError
+from mtlab.study.reference import Reference, check_reference
 
 Axis = dict[str, Any]  # label -> value (lists are normalised to this form)
 
@@ -98,6 +99,7 @@ class StudySpec(Strict):
     control: Control | None = None
     budgets: dict[str, Budget] = Field(default_factory=dict)
     default_budget: str | None = None
+    reference: Reference | None = Field(None, description="The original study's numbers and claims.")
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -190,7 +192,7 @@ def load_study_spec(path: str | Path) -> StudySpec:
         spec = StudySpec.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_error(e, raw, prefix=f"{path}: ")) from None
-    expand(spec)  # validates every run config of the default budget up front
+    check_reference(spec, expand(spec))  # validates every run config of the default budget up front
     for budget in spec.budgets:
         expand(spec, budget)
     return spec

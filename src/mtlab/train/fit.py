@@ -165,7 +165,7 @@ def fit_replicas(
         train_splits,
         config.train.batch_size,
         normalizers,
-        shuffle=True,
+        shuffle=config.train.shuffle,
         generators=[seeding.generator(c.seed, "batches") for c in configs],
         crop_padding=augment.crop_padding,
         flip=augment.horizontal_flip,

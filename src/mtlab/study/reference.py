@@ -1,0 +1,118 @@
+"""The original study's numbers and claims as data: the ``reference:`` section of a study spec.
+
+A study that reproduces a published one says what that study reported, per variant and task, and which of its
+conclusions the report should test::
+
+    reference:
+      source: Albergoni, Bouvet & Feo (2019), EPFL EE-559 mini-project 1
+      measure: test accuracy at the final epoch, mean +- sample std over 10 runs
+      budget: full                       # the budget that follows the original protocol
+      differences: [the original drew fresh pairs for every run; here the variants of a seed share them]
+      values:
+        "deep FC, sharing off, aux on":
+          leq: {acc: {mean: 89.08, std: 1.36, n: 10}}   # accuracy in percent; a bare number is a mean alone
+      claims:
+        - claim: auxiliary loss helps more than weight sharing on every net
+          compare:
+            - {variant: "deep FC, sharing off, aux on", vs: "deep FC, sharing on, aux off", task: leq}
+
+Variant names are the run names of the expanded study (the variant, then the grid labels, joined by ", "), so
+:func:`check_reference` validates the section against the expanded runs, naming the key of anything unknown.
+The report section that uses it is :mod:`mtlab.report.reference`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, model_validator
+
+from mtlab.config.base import Strict
+from mtlab.errors import ConfigError
+
+if TYPE_CHECKING:  # spec.py imports this module for the field type
+    from mtlab.study.spec import RunSpec, StudySpec
+
+Metric = Literal["acc", "loss"]
+
+
+class OriginalValue(Strict):
+    """One number the original reported: accuracy in percent or a loss, with its spread where it gives one."""
+
+    mean: float
+    std: float | None = Field(None, ge=0.0, description="Sample standard deviation over the original's runs.")
+    n: int | None = Field(None, ge=1, description="How many runs the original averaged (1: a single run).")
+    note: str = Field("", description="What is special about this number (e.g. the mean of two images).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_number(cls, value: object) -> object:
+        # ``leq: {acc: 82.56}`` gives a mean alone.
+        return {"mean": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+class Comparison(Strict):
+    """``variant`` is better than ``vs`` on ``task`` (``expect: better``), or at least not worse (``not_worse``)."""
+
+    variant: str
+    vs: str
+    task: str
+    metric: Metric = "acc"
+    expect: Literal["better", "not_worse"] = "better"
+
+    @model_validator(mode="after")
+    def _two_variants(self) -> Comparison:
+        if self.variant == self.vs:
+            raise ValueError(f"compares {self.variant!r} with itself")
+        return self
+
+
+class Claim(Strict):
+    """A conclusion of the original study and the paired comparisons that must all hold for it to hold."""
+
+    claim: str = Field(min_length=1)
+    compare: list[Comparison] = Field(min_length=1)
+
+
+class Reference(Strict):
+    """What the original study reported and concluded, and how its protocol differs from this study's."""
+
+    source: str = Field(min_length=1, description="Who reported the numbers, where.")
+    measure: str = Field("", description="What the numbers are (split, epoch, statistic).")
+    budget: str | None = Field(None, description="The budget that follows the original protocol.")
+    differences: list[str] = Field(default_factory=list, description="Known differences of the original protocol.")
+    values: dict[str, dict[str, dict[Metric, OriginalValue]]] = Field(
+        default_factory=dict, description="Variant -> task -> metric (acc in percent, or loss) -> value."
+    )
+    claims: list[Claim] = Field(default_factory=list)
+
+
+def check_reference(spec: StudySpec, runs: Iterable[RunSpec]) -> None:
+    """Raise :class:`ConfigError` naming the key of the first reference entry that names an unknown budget,
+    variant or task (tasks per variant as its expanded runs train them)."""
+    reference = spec.reference
+    if reference is None:
+        return
+    where = f"study {spec.name}: reference"
+    tasks: dict[str, list[str]] = {}
+    for run in runs:
+        tasks.setdefault(run.variant, run.config.task_names)
+    if reference.budget is not None and reference.budget not in spec.budgets:
+        raise ConfigError(f"{where}.budget: unknown budget {reference.budget!r}; budgets: {list(spec.budgets)}")
+
+    def known(key: str, variant: str, task: str) -> None:
+        if variant not in tasks:
+            raise ConfigError(f"{where}.{key}: unknown variant {variant!r}; the study's variants are {list(tasks)}")
+        if task not in tasks[variant]:
+            raise ConfigError(f"{where}.{key}: unknown task {task!r}; {variant!r} trains {tasks[variant]}")
+
+    for variant, per_task in reference.values.items():
+        if variant not in tasks:
+            raise ConfigError(f"{where}.values.{variant!r}: unknown variant; the study's variants are {list(tasks)}")
+        for task in per_task:
+            known(f"values.{variant!r}.{task}", variant, task)
+    for i, claim in enumerate(reference.claims):
+        for j, c in enumerate(claim.compare):
+            known(f"claims[{i}].compare[{j}].variant", c.variant, c.task)
+            known(f"claims[{i}].compare[{j}].vs", c.vs, c.task)

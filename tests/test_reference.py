@@ -1,0 +1,209 @@
+"""The original studies' numbers as data: the ``reference:`` spec section, its validation, the verdict logic on
+constructed numbers, and the report section "Against the original study" rebuilt from a store."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from mtlab.errors import ConfigError
+from mtlab.report import build_report
+from mtlab.report.reference import agreement, claim_verdict, comparison_outcome, holm
+from mtlab.report.tables import STORE_NAME
+from mtlab.study.catalog import builtin_study_paths
+from mtlab.study.reference import OriginalValue
+from mtlab.study.spec import StudySpec, expand, load_study_spec
+from mtlab.study.store import ResultStore
+from test_report import CONTROL, GOLDEN, fake_fit, study_spec
+
+# ------------------------------------------------------------------------------------------- verdict logic
+
+
+def test_agreement_with_an_exact_original_uses_this_studys_interval():
+    values = np.array([80.0, 82.0, 84.0])  # mean 82, std 2, n 3
+    half = stats.t.ppf(0.975, 2) * 2 / math.sqrt(3)  # 4.97
+    inside = agreement(values, OriginalValue(mean=82.0))
+    assert (inside.n, inside.mean, inside.std) == (3, 82.0, 2.0)
+    assert inside.ci_low == pytest.approx(82 - half)
+    assert inside.ci_high == pytest.approx(82 + half)
+    assert inside.verdict == "within"
+    assert inside.difference == 0.0
+    assert agreement(values, OriginalValue(mean=82 - half + 0.01)).verdict == "within"
+    above = agreement(values, OriginalValue(mean=76.0))  # this study's mean is 6 above, beyond the interval
+    assert above.verdict == "above"
+    assert above.difference == pytest.approx(6.0)
+    assert above.diff_low == pytest.approx(6 - half)
+    assert agreement(values, OriginalValue(mean=88.0)).verdict == "below"
+
+
+def test_agreement_counts_the_originals_own_noise_when_it_gives_std_and_n():
+    values = 83.9 + np.array([-1.0, 1.0] * 5) * math.sqrt(0.9)  # mean 83.9, sample std 1, n 10
+    exact = agreement(values, OriginalValue(mean=83.0))
+    welch = agreement(values, OriginalValue(mean=83.0, std=1.0, n=10))
+    assert exact.se == pytest.approx(1 / math.sqrt(10))
+    assert welch.se == pytest.approx(math.sqrt(0.2))
+    # 0.9 above: beyond this study's interval alone (half-width 0.72), within Welch's (0.94, df 18).
+    assert exact.verdict == "above"
+    assert welch.verdict == "within"
+    assert welch.diff_high - welch.difference == pytest.approx(stats.t.ppf(0.975, 18) * math.sqrt(0.2))
+
+
+def test_agreement_needs_two_runs():
+    one = agreement(np.array([81.0]), OriginalValue(mean=80.0, std=1.0, n=10))
+    assert one.verdict == "too few runs"
+    assert one.difference == 1.0
+    assert math.isnan(one.ci_low)
+    assert agreement(np.array([]), OriginalValue(mean=80.0)).verdict == "too few runs"
+
+
+def test_holm_step_down_keeps_order_and_skips_nan():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adjusted = holm([0.2, math.nan, 0.5])
+    assert adjusted[0] == pytest.approx(0.4)
+    assert math.isnan(adjusted[1])
+    assert adjusted[2] == pytest.approx(0.5)
+    assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("expect", "n_pairs", "diff", "p", "outcome"),
+    [
+        ("better", 10, 1.5, 0.01, "supported"),
+        ("better", 10, 1.5, 0.20, "not shown"),
+        ("better", 10, -1.5, 0.01, "contradicted"),
+        ("better", 10, 0.0, math.nan, "not shown"),
+        ("better", 1, 3.0, math.nan, "untestable"),
+        ("not_worse", 10, -0.5, 0.30, "supported"),
+        ("not_worse", 10, -2.0, 0.001, "contradicted"),
+        ("not_worse", 10, 2.0, 0.001, "supported"),
+    ],
+)
+def test_comparison_outcome(expect, n_pairs, diff, p, outcome):
+    assert comparison_outcome(expect, n_pairs, diff, p) == outcome
+
+
+def test_claim_verdict():
+    assert claim_verdict(["supported", "supported"]) == "supported"
+    assert claim_verdict(["supported", "contradicted", "not shown"]) == "contradicted"
+    assert claim_verdict(["supported", "not shown", "untestable"]) == "not shown"
+    assert claim_verdict(["supported", "untestable"]) == "untestable"
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+REFERENCE = {
+    "source": "A constructed study",
+    "measure": "test accuracy",
+    "budget": "quick",
+    "differences": ["the original used the test set for validation"],
+    "values": {GOLDEN: {"item": {"acc": {"mean": 85.0, "std": 1.0, "n": 10}}}, CONTROL: {"item": {"acc": 90.0}}},
+    "claims": [
+        {"claim": "sharing helps item", "compare": [{"variant": GOLDEN, "vs": CONTROL, "task": "item"}]},
+        {"claim": "independent trunks help item", "compare": [{"variant": CONTROL, "vs": GOLDEN, "task": "item"}]},
+        {
+            "claim": "sharing does not hurt group",
+            "compare": [{"variant": GOLDEN, "vs": CONTROL, "task": "group", "expect": "not_worse"}],
+        },
+    ],
+}
+
+
+def spec_file(tmp_path: Path, reference: dict) -> Path:
+    raw = study_spec().model_dump(mode="json", exclude={"reference"})
+    raw["budgets"] = {"quick": {"seeds": 2}}
+    raw["reference"] = reference
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_a_valid_reference_loads(tmp_path):
+    spec = load_study_spec(spec_file(tmp_path, REFERENCE))
+    assert spec.reference.values[CONTROL]["item"]["acc"].mean == 90.0  # a bare number is a mean
+    assert spec.reference.values[GOLDEN]["item"]["acc"].n == 10
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r["values"].update({"shared, nope": {"item": {"acc": 1.0}}}), "reference.values.'shared, nope'"),
+        (lambda r: r["values"][GOLDEN].update({"colour": {"acc": 1.0}}), f"reference.values.'{GOLDEN}'.colour"),
+        (lambda r: r["claims"][1]["compare"][0].update(vs="shared, nope"), r"reference.claims[1].compare[0].vs"),
+        (lambda r: r["claims"][0]["compare"][0].update(task="colour"), r"reference.claims[0].compare[0].variant"),
+        (lambda r: r.update(budget="huge"), "reference.budget"),
+    ],
+)
+def test_unknown_variant_task_or_budget_fails_naming_the_key(tmp_path, change, message):
+    reference = yaml.safe_load(yaml.safe_dump(REFERENCE))  # a deep copy
+    change(reference)
+    with pytest.raises(ConfigError) as error:
+        load_study_spec(spec_file(tmp_path, reference))
+    assert message in str(error.value)
+    assert "unknown" in str(error.value)
+
+
+def test_structural_errors_name_the_key_path(tmp_path):
+    reference = yaml.safe_load(yaml.safe_dump(REFERENCE))
+    reference["values"][GOLDEN]["item"]["acc"]["std"] = -1
+    with pytest.raises(ConfigError, match=r"reference\.values\..*item\.acc\.std"):
+        load_study_spec(spec_file(tmp_path, reference))
+
+
+@pytest.mark.parametrize("name", sorted(builtin_study_paths()))
+def test_every_builtin_study_has_a_valid_reference(name):
+    spec = load_study_spec(builtin_study_paths()[name])  # validated against the expanded study
+    assert spec.reference is not None
+    assert spec.reference.source
+    assert spec.reference.values or spec.reference.claims
+    assert spec.reference.budget in spec.budgets
+
+
+# -------------------------------------------------------------------------------------------------- report
+
+
+def test_report_section_against_the_original(tmp_path):
+    spec = StudySpec.model_validate({**study_spec().model_dump(mode="json"), "reference": REFERENCE})
+    item_acc = {CONTROL: [0.80, 0.83, 0.81], GOLDEN: [0.84, 0.86, 0.85]}
+    with ResultStore(tmp_path / STORE_NAME) as store:
+        store.set_info(name=spec.name, budget="default", spec=spec.model_dump(mode="json"), command=["mtlab"])
+        runs = expand(spec)
+        store.sync_runs(runs)
+        for run in runs:
+            if run.variant in item_acc:
+                fit = fake_fit(item_acc[run.variant][run.seed], run.seed)
+                store.record_done(run.run_id, fit, parameters=10, environment={})
+    markdown = build_report(tmp_path)["md"].read_text()
+    section = markdown.split("## Against the original study", 1)[1].split("\n## ", 1)[0]
+    assert "Original: A constructed study." in section
+    assert "the original used the test set for validation" in section
+    assert "budget 'quick'" in section  # this study ran another budget than the original protocol's
+    assert "Of 2 comparable original values: 1 within, 1 below." in section
+    # GOLDEN: mean 85.00 ± 1.00 (n=3) against 85.00 ± 1.00 (n=10): within; CONTROL 81.33 against 90: below.
+    golden = next(line for line in section.splitlines() if line.startswith(f"| {GOLDEN} | item acc"))
+    assert "85.00 ± 1.00 n=10" in golden
+    assert "85.00 ± 1.00 n=3" in golden
+    assert golden.endswith("| within |")
+    control = next(line for line in section.splitlines() if line.startswith(f"| {CONTROL} | item acc"))
+    assert "| -8.67" in control
+    assert control.endswith("| **below** |")
+    # Paired differences (pp): GOLDEN - CONTROL = 4, 3, 4 -> t = 11, p = 0.008; Holm over 3 comparisons.
+    claims = [line for line in section.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |"))]
+    assert "sharing helps item | **supported (1 supported)**" in claims[0]
+    assert "independent trunks help item | **contradicted (1 contradicted)**" in claims[1]
+    assert "sharing does not hurt group | **supported (1 supported)**" in claims[2]
+    p = stats.ttest_rel([84, 86, 85], [80, 83, 81]).pvalue
+    assert f"| {GOLDEN} | better than | {CONTROL} | item acc (pp) | -5.00 | +3.67 |" in section
+    assert f"| 3 | {min(1, 3 * p):.3f} | **supported** |" in section
+
+
+def test_no_reference_no_section(tmp_path):
+    spec = study_spec()
+    with ResultStore(tmp_path / STORE_NAME) as store:
+        store.set_info(name=spec.name, budget="quick", spec=spec.model_dump(mode="json"), command=["mtlab"])
+        store.sync_runs(expand(spec))
+    assert "Against the original study" not in build_report(tmp_path)["md"].read_text()
