@@ -154,9 +154,16 @@ def test_structural_errors_name_the_key_path(tmp_path):
         load_study_spec(spec_file(tmp_path, reference))
 
 
+# The built-in studies that reproduce an original study; the others (architectures, weighting benchmarks,
+# MultiMNIST) compare methods on their own and may carry a reference where published numbers can be checked.
+REPRODUCTIONS = {"fashion-mtl", "fashion-hierarchy", "cifar100-hierarchy", "mnist-pairs", "mnist-basics"}
+
+
 @pytest.mark.parametrize("name", sorted(builtin_study_paths()))
 def test_every_builtin_study_has_a_valid_reference(name):
     spec = load_study_spec(builtin_study_paths()[name])  # validated against the expanded study
+    if spec.reference is None and name not in REPRODUCTIONS:
+        pytest.skip(f"{name} reproduces no original study, so it has no reference to compare with")
     assert spec.reference is not None
     assert spec.reference.source
     assert spec.reference.values or spec.reference.claims
