@@ -26,7 +26,11 @@ from test_data_resolve import bypass_proxies, serve_directory
 TINY = {"data.train_subset": 200, "data.test_subset": 100, "train.epochs": 1}
 # The digit studies run on the MNIST sample embedded in mtlab, so they run on any clone (the full MNIST is not needed
 # for 200 training images; its loading is tested where it is found, in test_data_catalog).
-ON_EMBEDDED_DIGITS = {"mnist-basics": {"data.dataset": "mnist-sample"}, "mnist-pairs": {"data.digits": "mnist-sample"}}
+ON_EMBEDDED_DIGITS = {
+    "mnist-basics": {"data.dataset": "mnist-sample"},
+    "mnist-pairs": {"data.digits": "mnist-sample"},
+    "pairs-weighting": {"data.digits": "mnist-sample"},
+}
 
 
 def synthetic_cifar_tarball(directory, n_train=300, n_test=100):
