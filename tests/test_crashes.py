@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import random
 import signal
 import sqlite3
@@ -24,6 +23,7 @@ from mtlab.cli.main import main
 from mtlab.rundir import is_finished, load_checkpoint
 from mtlab.study.spec import StudySpec, expand
 from mtlab.study.store import ResultStore
+from processes import mtlab_process as _mtlab
 
 STUDY = {
     "name": "crash",
@@ -44,16 +44,6 @@ def _spec_file(directory: Path) -> Path:
     path.write_text(yaml.safe_dump(STUDY))
     return path
 
-
-def _mtlab(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mtlab", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _statuses(directory: Path) -> dict[str, str]:

@@ -25,6 +25,7 @@ from mtlab.study.executors.work import GroupResult, GroupTask, RunResult
 from mtlab.study.runner import run_study
 from mtlab.study.spec import StudySpec
 from mtlab.study.store import ResultStore
+from processes import mtlab_process as _mtlab
 
 SMALL = {
     "name": "small",
@@ -175,16 +176,6 @@ def _slow_spec(tmp_path: Path) -> Path:
     path.write_text(yaml.safe_dump(spec))
     return path
 
-
-def _mtlab(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mtlab", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _count(directory: Path, status: str) -> int:
