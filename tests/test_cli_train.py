@@ -62,7 +62,11 @@ def test_train_writes_a_reproducible_run_directory(config_file, tmp_path, capsys
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["splits"] == {"train": 360, "val": 40, "test": 200}
-    assert set(metrics["test"]) == {"test.loss", "test.item.loss", "test.item.acc", "test.group.loss", "test.group.acc"}
+    assert set(metrics["test"]) == {
+        "test.loss",
+        *(f"test.{task}.{metric}" for task in ("item", "group") for metric in ("loss", "acc", "f1")),
+    }
+    assert metrics["task_types"]["item"]["primary"] == "acc"
     assert len(metrics["confusion"]["group"]) == 3
 
     # The checkpoint loads safely and reproduces the recorded test accuracy.
@@ -133,3 +137,44 @@ def test_diverging_run_is_recorded_as_failed(config_file, tmp_path, capsys):
     assert code == 2
     assert "diverged at epoch 1" in capsys.readouterr().err
     assert json.loads((out / "meta.json").read_text())["status"] == "failed"
+
+
+def test_progress_and_summary_show_each_tasks_primary_metric():
+    """Accuracy in percent as before; a regression task's MAE as a number in its units, named."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from mtlab.cli.progress import RichFitProgress, metric_text, primary_metrics
+    from mtlab.cli.train_cmd import _print_summary
+
+    config = parse_config({"data": {"dataset": "morpho-mnist-sample"}, "tasks": ["digit", "thickness"],
+                           "model": {"trunk": {"type": "mlp", "widths": [8]}}})  # fmt: skip
+    assert primary_metrics(config) == {"digit": "acc", "thickness": "mae"}
+    assert metric_text("digit", "acc", 0.8512) == "digit 85.12%"
+    assert metric_text("thickness", "mae", 0.41234) == "thickness mae 0.4123"
+    assert metric_text("tags", "f1", 0.7) == "tags f1 70.00%"
+
+    console = Console(record=True, width=200)
+    with RichFitProgress(primary_metrics(config), console=console, batches=False) as progress:
+        progress.on_fit_start(epochs=1, batches_per_epoch=1)
+        progress.on_epoch_end({"epoch": 1, "val.loss": 0.5, "val.digit.acc": 0.9, "val.thickness.mae": 0.41234})
+        shown = progress.progress.tasks[0].fields["metrics"]
+    assert shown == "val loss 0.500  digit 90.00%  thickness mae 0.4123"
+
+    result = SimpleNamespace(
+        best_epoch=1,
+        history=[{}],
+        seconds=1.0,
+        val={"val.digit.acc": 0.9, "val.thickness.mae": 0.5},
+        test={"test.digit.acc": 0.88, "test.digit.loss": 0.3, "test.thickness.mae": 0.41234,
+              "test.thickness.loss": 0.2},
+    )  # fmt: skip
+    model = SimpleNamespace(parameter_counts=lambda: {"shared": 10, "task:digit": 5, "task:thickness": 3})
+    outcome = SimpleNamespace(result=result, model=model, parameters=18, run_dir=SimpleNamespace(path="run"))
+    _print_summary(console, outcome, primary_metrics(config))
+    text = console.export_text()
+    assert "metric" in text  # two primary metrics: a column names each row's
+    assert "88.00%" in text
+    assert "0.4123" in text
+    assert "41.23" not in text  # never a percentage of an MAE

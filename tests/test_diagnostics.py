@@ -67,7 +67,7 @@ def test_scalar_and_jacobian_steps_measure_the_same_gradients():
     first = {}
     for method in ("fixed", "mean"):
         config = with_options(pair_config("shallow FC", 0, epochs=1), {"method": method}, {"every": 1000})
-        first[method] = fit(build(config, PAIR_TASKS, (2, 14, 14)), pair_splits(0), config, num_classes=CLASSES,
+        first[method] = fit(build(config, PAIR_TASKS, (2, 14, 14)), pair_splits(0), config, tasks=CLASSES,
                             device=CPU).history[0]
     for pair in PAIRS:
         for stat in STATS:
@@ -80,8 +80,8 @@ def test_every_method_measures_conflict_without_changing_training(name):
     base = pair_config("shallow FC", 1, epochs=1)
     plain = with_options(base, {"method": name})
     measured = with_options(base, {"method": name}, {"every": 2, "layers": True})
-    a = fit(build(plain, PAIR_TASKS, (2, 14, 14)), pair_splits(1), plain, num_classes=CLASSES, device=CPU)
-    b = fit(build(measured, PAIR_TASKS, (2, 14, 14)), pair_splits(1), measured, num_classes=CLASSES, device=CPU)
+    a = fit(build(plain, PAIR_TASKS, (2, 14, 14)), pair_splits(1), plain, tasks=CLASSES, device=CPU)
+    b = fit(build(measured, PAIR_TASKS, (2, 14, 14)), pair_splits(1), measured, tasks=CLASSES, device=CPU)
     for x, y in zip(a.history, b.history, strict=True):
         for key, value in x.items():
             if not key.endswith("seconds"):
@@ -111,7 +111,7 @@ def test_runs_without_a_shared_pair_record_nothing():
     raw = single.model_dump(mode="json")
     raw["tasks"], raw["loss"]["weights"] = ["leq"], {}
     single = parse_config(raw)
-    result = fit(build(single, PAIR_TASKS, (2, 14, 14)), pair_splits(0), single, num_classes=CLASSES, device=CPU)
+    result = fit(build(single, PAIR_TASKS, (2, 14, 14)), pair_splits(0), single, tasks=CLASSES, device=CPU)
     assert not any(k.startswith("grad.") for k in result.history[-1])
 
 
@@ -126,7 +126,7 @@ def test_representation_gradients_are_taken_down_to_the_trunk():
         raw["loss"] = {"method": "mean", "gradients": gradients}
         raw["train"]["diagnostics"] = {"every": 1}
         c = parse_config(raw)
-        records.append(fit(build(c, FASHION_TASKS, (1, 12, 12)), fashion_splits(0), c, num_classes=classes,
+        records.append(fit(build(c, FASHION_TASKS, (1, 12, 12)), fashion_splits(0), c, tasks=classes,
                            device=CPU).history[0])
     # Both measure the trunk's parameters here (the heads read the trunk alone, nothing above it is shared).
     for stat in STATS:

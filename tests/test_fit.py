@@ -13,7 +13,7 @@ from mtlab.data.dataset import Split
 from mtlab.data.split import RunSplits
 from mtlab.data.tasks import Task
 from mtlab.models import build_model
-from mtlab.train.fit import EarlyStopper, TrainingDiverged, evaluate, fit
+from mtlab.train.fit import EarlyStopper, TrainingDiverged, as_task, evaluate, fit
 
 TASKS = {"item": Task("item", tuple(map(str, range(10)))), "group": Task("group", ("a", "b", "c"))}
 CLASSES = {t: task.num_classes for t, task in TASKS.items()}
@@ -48,7 +48,7 @@ def config(**train):
 def run(cfg, splits=None):
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, TASKS, (1, 8, 8))
-    return model, fit(model, splits or toy_splits(), cfg, num_classes=CLASSES, device=CPU)
+    return model, fit(model, splits or toy_splits(), cfg, tasks=CLASSES, device=CPU)
 
 
 def test_same_seed_same_numbers_and_a_different_seed_differs():
@@ -72,7 +72,8 @@ def test_history_records_every_task_split_and_learning_rate():
             assert record[f"{split}.{task}.loss"] > 0
     assert result.history[0]["lr"] == pytest.approx(0.01)
     assert result.history[-1]["lr"] < result.history[0]["lr"]  # cosine decays
-    assert set(result.test) == {"test.loss", "test.item.loss", "test.item.acc", "test.group.loss", "test.group.acc"}
+    per_task = {f"test.{t}.{m}" for t in ("item", "group") for m in ("loss", "acc", "f1")}
+    assert set(result.test) == {"test.loss"} | per_task
     assert sum(map(sum, result.confusion["item"])) == len(toy_splits().test)
 
 
@@ -91,7 +92,10 @@ def test_early_stopping_restores_the_best_validation_state():
     assert len(result.history) == result.best_epoch + 3
     val_losses = [r["val.loss"] for r in result.history]
     assert result.best_epoch == 1 + min(range(len(val_losses)), key=val_losses.__getitem__)
-    again = evaluate(model, Batches(splits.val, 1000, result.normalizer), CLASSES, cfg.loss.weights).summary("val")[0]
+    tasks = {t: as_task(t, n) for t, n in CLASSES.items()}
+    objectives = {t: task.task_type.bind(task, [splits.train.labels[t]], CPU) for t, task in tasks.items()}
+    batches = Batches(splits.val, 1000, result.normalizer)
+    again = evaluate(model, batches, objectives, cfg.loss.weights).summary("val")[0]
     assert again["val.loss"] == pytest.approx(val_losses[result.best_epoch - 1], rel=1e-5)
     assert result.val["val.loss"] == pytest.approx(val_losses[result.best_epoch - 1])
 

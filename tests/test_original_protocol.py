@@ -97,7 +97,7 @@ def test_faithful_options_train_exactly_like_the_original_loop(shuffle):
     model = build_model(config, dataset.tasks, dataset.input_shape)
     original = copy.deepcopy(model)
     classes = {t: task.num_classes for t, task in dataset.tasks.items()}
-    fit(model, RunSplits(dataset.train, None, dataset.test), config, num_classes=classes, device=CPU)
+    fit(model, RunSplits(dataset.train, None, dataset.test), config, tasks=classes, device=CPU)
     _original_loop(original, dataset.train, config.train.epochs, config.train.batch_size)
     ours, theirs = model.state_dict(), original.state_dict()
     close = all(torch.allclose(ours[k], theirs[k], rtol=1e-4, atol=1e-5) for k in ours)

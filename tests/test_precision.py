@@ -30,7 +30,7 @@ def run(config):
     from mtlab.models import build_model
 
     model = build_model(config, TASKS, (1, 8, 8))
-    return fit(model, toy_splits(), config, num_classes=CLASSES, device=CPU)
+    return fit(model, toy_splits(), config, tasks=CLASSES, device=CPU)
 
 
 def test_bf16_on_cpu_learns_as_well_as_fp32():

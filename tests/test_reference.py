@@ -19,7 +19,7 @@ from mtlab.study.catalog import builtin_study_paths
 from mtlab.study.reference import OriginalValue
 from mtlab.study.spec import StudySpec, expand, load_study_spec
 from mtlab.study.store import ResultStore
-from test_report import CONTROL, GOLDEN, fake_fit, study_spec
+from test_report import CONTROL, GOLDEN, fake_fit, morpho_fit, morpho_spec, study_spec
 
 # ------------------------------------------------------------------------------------------- verdict logic
 
@@ -136,6 +136,8 @@ def test_a_valid_reference_loads(tmp_path):
         (lambda r: r["claims"][1]["compare"][0].update(vs="shared, nope"), r"reference.claims[1].compare[0].vs"),
         (lambda r: r["claims"][0]["compare"][0].update(task="colour"), r"reference.claims[0].compare[0].variant"),
         (lambda r: r.update(budget="huge"), "reference.budget"),
+        (lambda r: r["values"][GOLDEN]["item"].update({"mae": 1.0}), f"reference.values.'{GOLDEN}'.item.mae"),
+        (lambda r: r["claims"][0]["compare"][0].update(metric="rmse"), "reference.claims[0].compare[0].metric"),
     ],
 )
 def test_unknown_variant_task_or_budget_fails_naming_the_key(tmp_path, change, message):
@@ -214,3 +216,41 @@ def test_no_reference_no_section(tmp_path):
         store.set_info(name=spec.name, budget="quick", spec=spec.model_dump(mode="json"), command=["mtlab"])
         store.sync_runs(expand(spec))
     assert "Against the original study" not in build_report(tmp_path)["md"].read_text()
+
+
+def test_claims_on_a_regression_task_are_tested_in_its_direction(tmp_path):
+    """A claim on a lower-is-better metric: "uncertainty weighting lowers the thickness error" is supported by a
+    lower MAE (the default metric of a regression task), contradicted the other way round; values compare in the
+    target's units, not in percent."""
+    reference = {
+        "source": "A constructed regression study",
+        "values": {"uncertainty": {"thickness": {"mae": {"mean": 0.45, "std": 0.01, "n": 5}, "r2": 0.6}}},
+        "claims": [
+            {"claim": "uncertainty lowers the error", "compare": [{"variant": "uncertainty", "vs": "fixed",
+                                                                   "task": "thickness"}]},
+            {"claim": "fixed lowers the error", "compare": [{"variant": "fixed", "vs": "uncertainty",
+                                                             "task": "thickness", "metric": "mae"}]},
+            {"claim": "uncertainty explains more variance", "compare": [{"variant": "uncertainty", "vs": "fixed",
+                                                                         "task": "thickness", "metric": "r2"}]},
+        ],
+    }  # fmt: skip
+    spec = StudySpec.model_validate({**morpho_spec().model_dump(mode="json"), "reference": reference})
+    with ResultStore(tmp_path / STORE_NAME) as store:
+        store.set_info(name=spec.name, budget=None, spec=spec.model_dump(mode="json"), command=["mtlab"])
+        runs = expand(spec)
+        store.sync_runs(runs)
+        for run in runs:
+            store.record_done(run.run_id, morpho_fit(run), parameters=10, environment={})
+    section = build_report(tmp_path)["md"].read_text().split("## Against the original study", 1)[1]
+    mae = next(line for line in section.splitlines() if line.startswith("| uncertainty | thickness mae |"))
+    assert "0.4500 ± 0.0100 n=5" in mae  # the original, in the target's units
+    assert "0.4500 ± 0.0100 n=3" in mae
+    assert mae.endswith("| within |")
+    r2 = next(line for line in section.splitlines() if line.startswith("| uncertainty | thickness r2 |"))
+    assert "| 0.600 |" in r2  # R² is no percentage
+    claims = [line for line in section.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |"))]
+    assert "uncertainty lowers the error | **supported (1 supported)**" in claims[0]
+    assert "fixed lowers the error | **contradicted (1 contradicted)**" in claims[1]
+    assert "uncertainty explains more variance | **supported (1 supported)**" in claims[2]
+    # This study's Δ is signed so that > 0 is better: MAE 0.45 vs 0.51 gives +0.06 for uncertainty.
+    assert "| uncertainty | better than | fixed | thickness mae | – | +0.06000 |" in section

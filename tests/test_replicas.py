@@ -98,12 +98,12 @@ def build(config, tasks, shape):
 
 def solo_and_group(configs, tasks, shape, make_splits):
     classes = {t: task.num_classes for t, task in tasks.items()}
-    solo = [fit(build(c, tasks, shape), make_splits(c.seed), c, num_classes=classes, device=CPU) for c in configs]
+    solo = [fit(build(c, tasks, shape), make_splits(c.seed), c, tasks=classes, device=CPU) for c in configs]
     group = fit_replicas(
         [build(c, tasks, shape) for c in configs],
         [make_splits(c.seed) for c in configs],
         configs,
-        num_classes=classes,
+        tasks=classes,
         device=CPU,
     )
     return solo, group
@@ -146,9 +146,9 @@ def test_a_diverging_replica_fails_alone():
     splits[1] = RunSplits(Split(bad, splits[1].train.labels), splits[1].val, splits[1].test)
     classes = {t: task.num_classes for t, task in PAIR_TASKS.items()}
     models = [build(c, PAIR_TASKS, (2, 14, 14)) for c in configs]
-    ok, failed = fit_replicas(models, splits, configs, num_classes=classes, device=CPU)
+    ok, failed = fit_replicas(models, splits, configs, tasks=classes, device=CPU)
     assert isinstance(failed, TrainingDiverged)
-    solo = fit(build(configs[0], PAIR_TASKS, (2, 14, 14)), pair_splits(0), configs[0], num_classes=classes, device=CPU)
+    solo = fit(build(configs[0], PAIR_TASKS, (2, 14, 14)), pair_splits(0), configs[0], tasks=classes, device=CPU)
     assert_same(solo, ok)
 
 
@@ -160,7 +160,7 @@ def test_replicas_must_share_everything_but_the_seed():
             [build(c, PAIR_TASKS, (2, 14, 14)) for c in configs],
             [pair_splits(0)] * 2,
             configs,
-            num_classes=classes,
+            tasks=classes,
             device=CPU,
         )
 

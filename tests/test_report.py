@@ -490,3 +490,183 @@ def test_weighting_report_renders_in_headless_chromium(weighting_report, tmp_pat
 
     pixels = imread(shot)[..., :3]
     assert pixels.std() > 0.05, "the screenshot looks blank"
+
+
+# ---------------------------------------------------------------------- typed tasks: a regression task beside one
+
+
+MORPHO_MAE = {"fixed": [0.50, 0.52, 0.51], "uncertainty": [0.45, 0.46, 0.44], "thickness alone": [0.40, 0.41, 0.42]}
+MORPHO_ACC = {"fixed": [0.80, 0.82, 0.81], "uncertainty": [0.80, 0.82, 0.81], "thickness alone": [None] * 3}
+
+
+def morpho_spec() -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": "toy-morpho",
+            "description": "A digit and its stroke thickness (fake numbers for tests).",
+            "base": {
+                "data": {"dataset": "morpho-mnist-sample"},
+                "tasks": ["digit", "thickness"],
+                "model": {"trunk": {"type": "mlp", "widths": [8]}},
+                "train": {"epochs": 3},
+            },
+            "variants": {
+                "fixed": {"set": {"loss.method": "fixed"}},
+                "uncertainty": {"set": {"loss.method": "uncertainty"}},
+                "thickness alone": {"set": {"tasks": ["thickness"]}},
+            },
+            "seeds": 3,
+            "control": {"match": {"variant": "fixed"}},
+        }
+    )
+
+
+def morpho_fit(run) -> FakeFit:
+    mae = MORPHO_MAE[run.variant][run.seed]
+    acc = MORPHO_ACC[run.variant][run.seed]
+    tasks = run.config.task_names
+    values = {"thickness": {"loss": 2 * mae, "mae": mae, "rmse": 1.3 * mae, "r2": 1 - mae}}
+    if "digit" in tasks:
+        values["digit"] = {"loss": 1 - acc, "acc": acc, "f1": acc - 0.01}
+    history = []
+    for epoch in range(1, 4):
+        record = {"epoch": epoch, "lr": 1e-3, "seconds": 1.0, "train.loss": 1.0 / epoch, "val.loss": 1.1 / epoch}
+        for split in ("train", "val"):
+            for task, metrics in values.items():
+                for metric, value in metrics.items():
+                    drift = (3 - epoch) * 0.05 * (1 if metric in ("loss", "mae", "rmse") else -1)
+                    record[f"{split}.{task}.{metric}"] = value + drift
+        history.append(record)
+    test = {"test.loss": 0.5, **{f"test.{t}.{m}": v for t, ms in values.items() for m, v in ms.items()}}
+    val = {k: v for k, v in history[-1].items() if k.startswith("val.")}
+    # A matrix for thickness too, which no regression run records: the report must still show digit's alone.
+    confusion_ = {"thickness": [[3, 1], [1, 3]], **({"digit": confusion(acc, 10)} if "digit" in tasks else {})}
+    return FakeFit(history, test, val, confusion_, best_epoch=3, seconds=2.0)
+
+
+def morpho_task_types(tasks: list[str]) -> dict[str, dict]:
+    """What a run's metrics.json records as ``task_types`` (Task.describe())."""
+    described = {
+        "digit": {"type": "multiclass", "names": [str(i) for i in range(10)], "loss": "mse", "primary": "acc",
+                  "metrics": {"loss": "min", "acc": "max", "f1": "max"}},
+        "thickness": {"type": "regression", "names": ["thickness"], "loss": "mse", "primary": "mae",
+                      "metrics": {"loss": "min", "mae": "min", "rmse": "min", "r2": "max"}},
+    }  # fmt: skip
+    return {t: described[t] for t in tasks}
+
+
+@pytest.fixture(scope="module")
+def morpho_study(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("morpho")
+    spec = morpho_spec()
+    runs = expand(spec)
+    with ResultStore(directory / STORE_NAME) as store:
+        store.set_info(name=spec.name, description=spec.description, budget=None, spec=spec.model_dump(mode="json"),
+                       command=["mtlab", "run", "toy-morpho.yaml"], environment={})  # fmt: skip
+        store.sync_runs(runs)
+        for i, run in enumerate(runs):
+            # Half the runs as the runner records them today (sync_runs' config-derived description only), half
+            # with the finished run's own task_types: both must read the same.
+            types = morpho_task_types(run.config.task_names) if i % 2 else None
+            store.record_done(run.run_id, morpho_fit(run), parameters=500, environment={}, task_types=types)
+    return directory
+
+
+def test_the_store_knows_each_tasks_type_primary_metric_and_directions(morpho_study):
+    study = load_study(morpho_study)
+    digit, thickness = study.task("digit"), study.task("thickness")
+    assert (digit.type, digit.primary, digit.metrics, digit.confusion) == ("multiclass", "acc", ["acc", "f1"], True)
+    assert (thickness.type, thickness.primary, thickness.confusion) == ("regression", "mae", False)
+    assert thickness.metrics == ["mae", "rmse", "r2"]
+    assert thickness.higher_is_better("r2")
+    assert not thickness.higher_is_better("mae")
+    assert study.measure == {"digit": ("acc", True), "thickness": ("mae", False)}
+    assert not study.notes
+
+
+def test_report_of_a_regression_task_uses_its_units_and_directions(morpho_study):
+    md = build_report(morpho_study)["md"].read_text()
+    summary = md.split("## Summary", 1)[1].split("## Comparisons", 1)[0]
+    header = next(line for line in summary.splitlines() if line.startswith("| Variant | n |"))
+    assert "digit test acc ↑ (%)" in header
+    assert "digit test f1 ↑ (%)" in header
+    assert "thickness test mae ↓" in header
+    assert "thickness test rmse ↓" in header
+    assert "thickness test r2 ↑" in header
+    assert "thickness test mae ↓ (%)" not in header  # MAE is in the target's units, never in percent
+    row = next(line for line in summary.splitlines() if line.startswith("| uncertainty |"))
+    # MAE 0.45, 0.46, 0.44: mean 0.4500 ± 0.0100, four significant digits; r2 = 1 - MAE with three decimals.
+    assert "0.4500 ± 0.0100 [0.4252, 0.4748]" in row
+    assert "0.550 ± 0.010" in row
+    assert "81.00 ± 1.00 [78.52, 83.48]" in row  # accuracy in percent, as ever
+    # The lowest MAE is the best: the single-task variant, bold; the sentence says so with the metric named.
+    alone = next(line for line in summary.splitlines() if line.startswith("| thickness alone |"))
+    assert "**0.4100 ± 0.0100 [0.3852, 0.4348]**" in alone
+    assert "- thickness: best is thickness alone at MAE 0.4100 ± 0.0100 (n=3)" in summary
+    assert "- digit: best is" in summary
+    # Δm of uncertainty: digit unchanged, MAE down from 0.51 to 0.45 -> +100 * (0.06 / 0.51) / 2 > 0.
+    assert f"{100 * (0.06 / 0.51) / 2:+.2f}" in row
+    comparisons = md.split("## Comparisons", 1)[1].split("## Figures", 1)[0]
+    line = next(li for li in comparisons.splitlines() if li.startswith("| uncertainty | thickness | fixed |"))
+    assert "| mae ↓ |" in line
+    assert "-0.0600" in line  # variant minus control, in the target's units, with the MAE column's decimals
+    assert " pp" not in line
+    assert "**better**" in line  # a significant drop of MAE is a gain (mean diff -0.06, sd 0.01: p = 0.005)
+    # Both lower MAEs beat the control (a "better" verdict needs the direction: their differences are negative).
+    assert "2 beat their control: uncertainty on thickness, thickness alone on thickness; none is worse" in summary
+
+
+def test_figures_of_a_regression_task_are_the_right_way_up(morpho_study):
+    from mtlab.report.figures import confusion_figure, learning_curves, variant_colors
+    from mtlab.report.tradeoff import tradeoff_figure
+
+    study = load_study(morpho_study)
+    colors = variant_colors(study.variants)
+    fig = tradeoff_figure(study, colors)
+    (ax,) = [a for a in fig.axes if a.get_xlabel()]
+    assert ax.get_xlabel() == "digit test acc ↑ (%)"
+    assert ax.get_ylabel().startswith("thickness test mae ↓")
+    assert ax.yaxis_inverted()  # lower MAE is up: better is up and right
+    assert not ax.xaxis_inverted()
+    curves = learning_curves(study, "thickness", colors)
+    assert curves.axes[0].get_ylabel() == "mae ↓"
+    assert "MAE" in curves.axes[0].get_title()
+    # Confusion matrices only for the classification task, even when a store holds one for another task.
+    matrices = confusion_figure(study, ["fixed"])
+    titles = [a.get_title() for a in matrices.axes if a.get_title()]
+    assert titles
+    assert all("digit" in t for t in titles)
+
+
+def test_a_store_written_before_typed_tasks_still_reports(tmp_path):
+    """An old store: no ``tasks`` table, runs with loss and acc only. Opening it adds the table; every task reads as
+    multiclass scored by accuracy, and the report is the one it always was."""
+    import sqlite3
+
+    build_study(tmp_path)
+    with sqlite3.connect(tmp_path / STORE_NAME) as db:
+        db.execute("DROP TABLE tasks")
+    study = load_study(tmp_path)
+    assert study.task("item").primary == "acc"
+    assert study.task("item").metrics == ["acc"]  # no f1 recorded, no f1 column
+    assert study.measure == {"item": ("acc", True), "group": ("acc", True)}
+    with sqlite3.connect(tmp_path / STORE_NAME) as db:
+        assert db.execute("SELECT count(*) FROM tasks").fetchone() == (0,)  # the table exists again, empty
+    md = build_report(tmp_path)["md"].read_text()
+    row = next(line for line in md.splitlines() if line.startswith(f"| {GOLDEN} |"))
+    assert "85.00 ± 1.00 [82.52, 87.48]" in row
+
+
+def test_record_done_replaces_the_config_description_with_the_runs_own(tmp_path):
+    spec = morpho_spec()
+    runs = expand(spec)
+    with ResultStore(tmp_path / STORE_NAME) as store:
+        store.sync_runs(runs)
+        assert store.task_info()["thickness"].primary == "mae"  # from the config, before any run finished
+        changed = morpho_task_types(["thickness"])
+        changed["thickness"] = {**changed["thickness"], "primary": "rmse"}
+        store.record_done(runs[0].run_id, morpho_fit(runs[0]), parameters=1, environment={}, task_types=changed)
+        notes: list[str] = []
+        info = store.task_info(notes=notes)
+    assert info["thickness"].primary == "rmse"  # the first run (study order) now says rmse
+    assert any("thickness" in note for note in notes)  # the other runs still say mae: the report says so

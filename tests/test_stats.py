@@ -1,5 +1,6 @@
 """Study statistics against golden values: the seed-paired bootstrap interval of delta_m, Holm's adjustment on a
-textbook family, Cohen's d_z, and the ranking of variants."""
+textbook family, Cohen's d_z, and the ranking of variants - for accuracy, and with a lower-is-better regression
+metric (MAE) beside it."""
 
 from __future__ import annotations
 
@@ -9,17 +10,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtlab.analysis.stats import compare, delta_m, delta_m_interval, delta_m_point, effect_size, holm, rank_variants
+from mtlab.analysis.stats import (
+    compare,
+    delta_m,
+    delta_m_interval,
+    delta_m_point,
+    effect_size,
+    holm,
+    rank_variants,
+    summarize,
+)
 
 
-def metrics_frame(values: dict[tuple[str, str], list[float | None]]) -> pd.DataFrame:
-    """The store's metrics frame for test accuracy: {(variant, task): per-seed values (None = not finished)}."""
+def metrics_frame(values: dict[tuple[str, str], list[float | None]], metric: dict[str, str] | None = None):
+    """The store's metrics frame: {(variant, task): per-seed values (None = not finished)}; ``metric``: task ->
+    metric name (default acc)."""
     rows = []
     for (variant, task), per_seed in values.items():
         for seed, value in enumerate(per_seed):
             if value is not None:
                 run = f"{variant}-{seed}"
-                rows.append(dict(run_id=run, variant=variant, seed=seed, split="test", task=task, metric="acc",
+                name = (metric or {}).get(task, "acc")
+                rows.append(dict(run_id=run, variant=variant, seed=seed, split="test", task=task, metric=name,
                                  value=value))
     return pd.DataFrame(rows)
 
@@ -164,3 +176,88 @@ def test_ranking_averages_ranks_over_tasks_and_seeds_and_counts_verdicts():
     assert ranking.loc["better", ["wins", "ties", "losses"]].tolist() == [1, 1, 0]
     assert ranking.loc["item alone", ["wins", "ties", "losses"]].tolist() == [0, 0, 1]
     assert ranking.loc["fixed", "compared"] == 0
+
+
+# ------------------------------------------------------------------------------- a lower-is-better task (MAE)
+
+MIXED = {"digit": ("acc", True), "thickness": ("mae", False)}  # the measure: each task's primary and direction
+MIXED_METRICS = {"digit": "acc", "thickness": "mae"}
+
+
+def mixed_frame() -> pd.DataFrame:
+    frame = metrics_frame(
+        {
+            ("fixed", "digit"): [0.90, 0.90, 0.90, 0.90],
+            ("fixed", "thickness"): [0.50, 0.52, 0.51, 0.50],
+            ("better", "digit"): [0.918, 0.918, 0.918, 0.918],  # +2 % relative
+            ("better", "thickness"): [0.45, 0.46, 0.46, 0.45],  # lower MAE: better
+            ("worse", "digit"): [0.90, 0.90, 0.90, 0.90],
+            ("worse", "thickness"): [0.60, 0.63, 0.62, 0.61],  # higher MAE: worse
+        },
+        MIXED_METRICS,
+    )
+    # Rows of other metrics the measure must ignore: a loss that would rank the other way, and digit's f1.
+    other = frame.assign(metric=frame["metric"].map({"acc": "f1", "mae": "loss"}), value=1 - frame["value"])
+    return pd.concat([frame, other], ignore_index=True)
+
+
+def test_delta_m_counts_a_lower_mae_as_a_gain():
+    frame = mixed_frame()
+    controls = {"better": {"digit": "fixed", "thickness": "fixed"}, "worse": {"digit": "fixed", "thickness": "fixed"}}
+    table = delta_m(frame, controls, measure=MIXED).set_index("variant")
+    control_mae, better_mae, worse_mae = 2.03 / 4, 1.82 / 4, 2.46 / 4
+    assert table.loc["better", "delta_m"] == pytest.approx(100 * (0.02 + (control_mae - better_mae) / control_mae) / 2)
+    assert table.loc["better", "delta_m"] > 0
+    assert table.loc["worse", "delta_m"] == pytest.approx(100 * (0 - (worse_mae - control_mae) / control_mae) / 2)
+    assert table.loc["worse", "delta_m"] < 0
+    # The interval is signed the same way: per task directions reach the bootstrap (every resample is > 0 here).
+    assert 0 < table.loc["better", "ci_low"] < table.loc["better", "delta_m"] < table.loc["better", "ci_high"]
+    # Per-task directions in delta_m_point: acc up 2 %, MAE down 10 % -> (2 + 10) / 2.
+    point = delta_m_point(np.array([[0.918], [0.45]]), np.array([[0.90], [0.50]]), [True, False])
+    assert point == pytest.approx(6.0)
+
+
+def test_delta_m_divides_by_the_controls_magnitude_so_a_negative_r2_still_counts_the_right_way():
+    point = delta_m_point(np.array([[0.2]]), np.array([[-0.1]]), higher_is_better=True)  # R² from -0.1 to 0.2
+    assert point == pytest.approx(300.0)
+
+
+def test_compare_says_a_lower_mae_is_better():
+    frame = mixed_frame()
+    controls = {"better": {"thickness": "fixed"}, "worse": {"thickness": "fixed"}}
+    table = compare(frame, controls, measure=MIXED).set_index("variant")
+    assert table.loc["better", "metric"] == "mae"
+    assert not table.loc["better", "higher_is_better"]
+    assert table.loc["better", "diff_mean"] == pytest.approx(-0.0525)  # variant minus control, in the units
+    assert bool(table.loc["better", "better"]) is True
+    assert table.loc["better", "verdict"] == "win"
+    assert bool(table.loc["worse", "better"]) is False
+    assert table.loc["worse", "verdict"] == "loss"
+    # Without a measure every task is scored by accuracy, higher is better (stores before typed tasks).
+    assert set(compare(frame, {"better": {"digit": "fixed"}})["metric"]) == {"acc"}
+
+
+def test_ranking_puts_the_lowest_mae_first():
+    frame = mixed_frame()
+    controls = {"better": {"digit": "fixed", "thickness": "fixed"}, "worse": {"digit": "fixed", "thickness": "fixed"}}
+    ranking = rank_variants(frame, compare(frame, controls, measure=MIXED), measure=MIXED).set_index("variant")
+    assert list(ranking.index) == ["better", "fixed", "worse"]
+    # digit: better 1st on every seed, fixed and worse tie (2.5); thickness: better, fixed, worse on every seed.
+    assert ranking.loc["better", "mean_rank"] == 1
+    assert ranking.loc["fixed", "mean_rank"] == pytest.approx((4 * 2.5 + 4 * 2) / 8)
+    assert ranking.loc["worse", "mean_rank"] == pytest.approx((4 * 2.5 + 4 * 3) / 8)
+    assert ranking.loc["better", ["wins", "ties", "losses"]].tolist() == [2, 0, 0]
+    assert ranking.loc["worse", "losses"] == 1  # thickness; digit is identical to the control (undefined test: tie)
+    # Ranked by the loss rows instead (lower is better), which run the other way: the measure decides.
+    by_loss = {"digit": ("f1", True), "thickness": ("loss", False)}
+    by_loss_ranking = rank_variants(frame, compare(frame, controls, measure=by_loss), measure=by_loss)
+    assert by_loss_ranking.iloc[0]["variant"] == "worse"
+
+
+def test_summarize_takes_each_tasks_metric():
+    frame = mixed_frame()
+    table = summarize(frame, "test", MIXED).set_index(["variant", "task"])
+    assert table.loc[("better", "thickness"), "metric"] == "mae"
+    assert table.loc[("better", "thickness"), "mean"] == pytest.approx(0.455)
+    assert table.loc[("better", "digit"), "metric"] == "acc"
+    assert set(summarize(frame, "test", "loss")["task"]) == {"thickness"}  # one metric name for every task

@@ -320,7 +320,7 @@ def test_both_step_strategies_work_under_bf16_autocast_with_clipping(name):
     config = parse_config({**raw, "loss": {"method": name, "weights": raw["loss"]["weights"]}})
     classes = {t: task.num_classes for t, task in PAIR_TASKS.items()}
     with pytest.warns(RuntimeWarning) if not _native_bf16() else _no_warning():
-        result = fit(build(config, PAIR_TASKS, (2, 14, 14)), pair_splits(0), config, num_classes=classes, device=CPU)
+        result = fit(build(config, PAIR_TASKS, (2, 14, 14)), pair_splits(0), config, tasks=classes, device=CPU)
     assert all(math.isfinite(v) for v in result.history[-1].values())
 
 
@@ -344,7 +344,7 @@ def test_representation_gradients_equal_parameter_gradients_for_the_mean():
         c = bn_cnn_config(0, epochs=2)
         c = parse_config({**c.model_dump(mode="json"), "loss": {"method": "mean", "gradients": gradients}})
         classes = {t: task.num_classes for t, task in FASHION_TASKS.items()}
-        results.append(fit(build(c, FASHION_TASKS, (1, 12, 12)), fashion_splits(0), c, num_classes=classes, device=CPU))
+        results.append(fit(build(c, FASHION_TASKS, (1, 12, 12)), fashion_splits(0), c, tasks=classes, device=CPU))
     assert_same(*results)
 
 
@@ -445,4 +445,4 @@ def test_representation_gradients_need_a_shared_trunk():
     ]:
         config = parse_config({**raw, "loss": loss})
         with pytest.raises(MtlabError, match=message):
-            fit(build(config, FASHION_TASKS, (1, 12, 12)), fashion_splits(0), config, num_classes=classes, device=CPU)
+            fit(build(config, FASHION_TASKS, (1, 12, 12)), fashion_splits(0), config, tasks=classes, device=CPU)

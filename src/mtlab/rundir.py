@@ -85,7 +85,7 @@ class RunDirectory:
             "state_dict": state_dict,
             "normalizer": {"scale": result.normalizer.scale.cpu(), "shift": result.normalizer.shift.cpu()},
             "weighting": result.weighting_state,  # the method's parameters and state ({} for most methods)
-            **{k: v for k, v in extras.items() if k in ("tasks", "input_shape")},
+            **{k: v for k, v in extras.items() if k in ("tasks", "task_types", "input_shape")},
         }
         with atomic.replacing(self.path / "checkpoint.pt") as temporary:
             torch.save(checkpoint, temporary)
@@ -100,7 +100,7 @@ class RunDirectory:
         atomic.write_text(self.path / "meta.json", json.dumps(self.meta, indent=2))
 
 
-CHECKPOINT_KEYS = ("state_dict", "normalizer", "tasks", "input_shape")
+CHECKPOINT_KEYS = ("state_dict", "normalizer", "tasks", "input_shape")  # task_types: since typed tasks
 
 
 def is_finished(path: Path | str) -> bool:

@@ -87,9 +87,12 @@ def load_trained_run(run_dir: Path | str, device: torch.device | str = "cpu") ->
         raise MtlabError(f"{path}: not a finished run (meta.json does not say done: it stopped or failed); retrain it")
     config = load_config(path / "config.yaml")
     checkpoint = load_checkpoint(path / "checkpoint.pt", map_location="cpu")
-    tasks = {t: Task(t, tuple(names)) for t, names in checkpoint["tasks"].items()}
-    channels, height, width = (int(n) for n in checkpoint["input_shape"])
-    input_shape = (channels, height, width)
+    types = checkpoint.get("task_types", {})  # absent in runs from before typed tasks: all multiclass
+    tasks = {
+        t: Task(t, tuple(names), **_task_kind(types.get(t, {})))
+        for t, names in checkpoint["tasks"].items()
+    }
+    input_shape = tuple(int(n) for n in checkpoint["input_shape"])
     try:
         model = build_model(config, tasks, input_shape)
     except KeyError:
@@ -125,10 +128,20 @@ class ConvLayer:
         return f"conv {self.index + 1} ({self.name})"
 
 
+def _task_kind(described: dict) -> dict[str, str]:
+    """A recorded task description (``Task.describe()``) -> the Task fields it fixes besides the names."""
+    return {"type": described.get("type", "multiclass"), "loss": described.get("loss", "mse")}
+
+
 def choose_trunk(run: TrainedRun, key: str | None = None, task: str | None = None) -> tuple[str, nn.Module]:
     """The trunk named ``key``; by default the trunk of ``task`` when trunks are per task, else the shared one, else
     the first (a model without sharing has one per task or per branch: pick another with ``--trunk``)."""
     trunks = run.model.staged_trunks()
+    if not trunks:
+        raise MtlabError(
+            f"{run.path}: a {run.config.model.sharing_label()} model has no mtlab trunk to look inside; the analysis "
+            "commands read the staged trunks of mtlab's own model kinds"
+        )
     if key is None:
         key = task if task in trunks else "shared" if "shared" in trunks else next(iter(trunks))
     if key not in trunks:
@@ -179,7 +192,8 @@ def pick_layers(run: TrainedRun, trunk_key: str, trunk: nn.Module, wanted: Seque
 
 
 def _trunk_type(run: TrainedRun) -> str:
-    return run.config.model.trunk_configs()[0].type
+    configs = run.config.model.trunk_configs()
+    return configs[0].type if configs else run.config.model.sharing_label()
 
 
 class StopForward(Exception):

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mtlab import atomic, seeding
-from mtlab.data.tasks import OVERLAYS
 from mtlab.errors import ConfigError, MtlabError
 
 if TYPE_CHECKING:
@@ -34,7 +33,23 @@ if TYPE_CHECKING:
 
 THRESHOLDS = (0.90, 0.95, 0.99)
 ELLIPSE_LEVEL = 0.95
-DATASETS = ("mnist", "mnist-sample", "fashion-mnist", "fashion-mnist-sample", "cifar100", *OVERLAYS)
+
+
+def image_datasets() -> list[str]:
+    """Every registered dataset (plug-ins too) that loads from its name alone and whose first task is a class: what
+    the pixel analyses (PCA, ellipses per class) can take."""
+    from mtlab.config.base import DATASETS
+    from mtlab.config.schema import RunConfig  # noqa: F401  (assembling the schema registers every dataset)
+
+    names = []
+    for name, options in DATASETS.items():
+        try:
+            types = list(options.model_validate({"dataset": name}).task_types().values())
+        except ValueError:  # needs more than its name (a table, an .npz)
+            continue
+        if types and types[0] == "multiclass":
+            names.append(name)
+    return names
 
 
 @dataclass
@@ -139,7 +154,7 @@ def load_for_analysis(dataset: str, *, data_dir: Path | None = None, seed: int =
     try:
         config = TypeAdapter(DataConfig).validate_python({"dataset": dataset, "data_dir": data_dir})
     except ValidationError:
-        raise ConfigError(f"--dataset: unknown dataset {dataset!r}; choose one of {list(DATASETS)}") from None
+        raise ConfigError(f"--dataset: unknown dataset {dataset!r}; choose one of {image_datasets()}") from None
     return load_dataset(config, seed)
 
 
@@ -358,7 +373,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "90/95/99%% marked, and train / test scatter plots of the first two components with per-class 95%% "
         "ellipses. Writes PNG, CSV, JSON and a self-contained report.html.",
     )
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
+    parser.add_argument("--dataset", choices=image_datasets(), default="mnist")
     parser.add_argument("--task", help="colour by this task (default: the dataset's first)")
     parser.add_argument("--subset", type=_positive, help="fit on a stratified subset of this many training images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subset draw")

@@ -1,37 +1,63 @@
 """Statistics over seeds, computed from the results store (never from printed text).
 
+Every function scores each task by one metric and knows which way is better: a *measure* maps each task to
+``(metric, higher_is_better)`` - the task's primary metric and its direction, as the task's type declares them
+(:class:`mtlab.study.store.TaskInfo`): ``acc`` higher is better, ``mae`` lower. Without a measure every task is
+scored by accuracy, higher is better (what every store held before typed tasks).
+
 * :func:`summarize`: per variant and task, n, mean, sample std, 95% Student-t confidence interval, min and max.
 * :func:`compare`: each variant against its control over the seeds both have (paired t-test and Wilcoxon
-  signed-rank test, two-sided; p-values reported as numbers).
+  signed-rank test, two-sided; p-values reported as numbers), with whether the variant is better by the metric's
+  direction and its verdict at the Holm-adjusted level.
 * :func:`delta_m`: the multi-task summary of Maninis et al. (2019), as used by Vandenhende et al. (2021) and
-  Nash-MTL: ``delta_m = 100 / T * sum_t (-1)^l_t (M_t - M_control_t) / M_control_t`` with ``l_t = 0`` for
-  higher-is-better metrics (accuracy) and 1 for lower-is-better ones (loss) - the flat mean over the tasks' metrics
-  (LibMTL first averages within each task; with one metric per task, as here, the two coincide) - with a 95%
-  seed-paired percentile bootstrap interval (:func:`delta_m_interval`).
+  Nash-MTL: ``delta_m = 100 / T * sum_t (-1)^l_t (M_t - M_control_t) / |M_control_t|`` with ``l_t = 0`` for
+  higher-is-better metrics (accuracy, R²) and 1 for lower-is-better ones (loss, MAE, RMSE), so a positive delta_m
+  is better - the flat mean over the tasks' metrics (LibMTL first averages within each task; with one metric per
+  task, as here, the two coincide) - with a 95% seed-paired percentile bootstrap interval
+  (:func:`delta_m_interval`). The denominator is the control's magnitude: the published formula for the positive
+  metrics it was written for, and still signed by direction for a metric that can be negative (R²).
 * :func:`holm`: Holm's (1979) step-down adjustment of a family of p-values; :func:`effect_size`: Cohen's d_z of
   paired differences (mean difference / sd of differences).
-* :func:`rank_variants`: mean rank over tasks and seeds, and wins / ties / losses against the control at the
-  adjusted level.
+* :func:`rank_variants`: mean rank over tasks and seeds (better by each task's direction), and wins / ties /
+  losses against the control at the adjusted level.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-HIGHER_IS_BETTER = {"acc": True, "loss": False}
+Measure = Mapping[str, tuple[str, bool]]
+"""Task -> (metric, higher_is_better): the metric each task is scored by and which way is better."""
+DEFAULT_METRIC = ("acc", True)
+"""What a task is scored by when no measure is given: accuracy, higher is better."""
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 12  # fixed: the same store gives the same interval on every rebuild of the report
 ALPHA = 0.05
 
 
-def _values(metrics: pd.DataFrame, split: str, metric: str) -> pd.DataFrame:
-    rows = metrics[(metrics["split"] == split) & (metrics["metric"] == metric) & (metrics["task"] != "")]
-    return rows[["run_id", "variant", "seed", "task", "value"]]
+def same_measure(tasks: Iterable[str], metric: str, higher_is_better: bool) -> dict[str, tuple[str, bool]]:
+    """One metric and direction for every task in ``tasks`` (e.g. the loss of every task, lower is better)."""
+    return {task: (metric, higher_is_better) for task in tasks}
+
+
+def _values(metrics: pd.DataFrame, split: str, measure: Measure | str | None) -> pd.DataFrame:
+    """The per-run values each task is scored by: run_id, variant, seed, task, metric, value, higher (bool; None
+    when ``measure`` is a bare metric name, which says nothing about direction)."""
+    rows = metrics[(metrics["split"] == split) & (metrics["task"] != "")]
+    if measure is None or isinstance(measure, str):
+        rows = rows[rows["metric"] == (measure or DEFAULT_METRIC[0])]
+        higher = DEFAULT_METRIC[1] if measure is None else None
+        return rows[["run_id", "variant", "seed", "task", "metric", "value"]].assign(higher=higher)
+    wanted = rows["task"].map(lambda t: measure[t][0] if t in measure else None)
+    rows = rows[rows["metric"] == wanted]
+    rows = rows[["run_id", "variant", "seed", "task", "metric", "value"]]
+    return rows.assign(higher=rows["task"].map(lambda t: bool(measure[t][1])).astype(bool))
 
 
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
@@ -44,10 +70,11 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
     return (mean - half, mean + half)
 
 
-def summarize(metrics: pd.DataFrame, split: str = "test", metric: str = "acc") -> pd.DataFrame:
-    """One row per (variant, task): n, mean, std (ddof 1), ci_low, ci_high, min, max. Variants keep store order."""
+def summarize(metrics: pd.DataFrame, split: str = "test", measure: Measure | str | None = None) -> pd.DataFrame:
+    """One row per (variant, task): metric, n, mean, std (ddof 1), ci_low, ci_high, min, max. Variants keep store
+    order. ``measure``: each task's metric (a measure), or one metric name for every task (e.g. ``"loss"``)."""
     rows = []
-    values = _values(metrics, split, metric)
+    values = _values(metrics, split, measure)
     for (variant, task), group in values.groupby(["variant", "task"], sort=False):
         v = group["value"].to_numpy()
         low, high = t_interval(v)
@@ -55,6 +82,7 @@ def summarize(metrics: pd.DataFrame, split: str = "test", metric: str = "acc") -
             {
                 "variant": variant,
                 "task": task,
+                "metric": group["metric"].iloc[0],
                 "n": len(v),
                 "mean": float(v.mean()),
                 "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
@@ -64,15 +92,22 @@ def summarize(metrics: pd.DataFrame, split: str = "test", metric: str = "acc") -
                 "max": float(v.max()),
             }
         )
-    return pd.DataFrame(rows, columns=["variant", "task", "n", "mean", "std", "ci_low", "ci_high", "min", "max"])
+    columns = ["variant", "task", "metric", "n", "mean", "std", "ci_low", "ci_high", "min", "max"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def compare(
-    metrics: pd.DataFrame, controls: dict[str, dict[str, str]], split: str = "test", metric: str = "acc"
+    metrics: pd.DataFrame, controls: dict[str, dict[str, str]], split: str = "test", measure: Measure | None = None
 ) -> pd.DataFrame:
-    """Paired comparison of each variant with its control per task, over the seeds both finished."""
-    values = _values(metrics, split, metric)
+    """Paired comparison of each variant with its control per task, over the seeds both finished.
+
+    ``diff_mean`` (and its interval) is the variant minus the control in the metric's units, whatever its
+    direction (``control_mean``: the control's mean over the paired seeds); ``better`` says whether that mean
+    difference goes the good way (higher, or lower for a lower-is-better metric), ``verdict`` whether it is a
+    ``win``, ``loss`` or ``tie`` at the Holm-adjusted level."""
+    values = _values(metrics, split, measure)
     table = values.pivot_table(index=["variant", "task"], columns="seed", values="value", aggfunc="first")
+    scored = values.drop_duplicates("task").set_index("task")
     rows = []
     for variant, per_task in controls.items():
         for task, control in per_task.items():
@@ -87,7 +122,10 @@ def compare(
                     "variant": variant,
                     "task": task,
                     "control": control,
+                    "metric": scored.loc[task, "metric"],
+                    "higher_is_better": bool(scored.loc[task, "higher"]),
                     "n_pairs": len(diff),
+                    "control_mean": float(b[both].mean()) if len(diff) else math.nan,
                     "diff_mean": float(diff.mean()) if len(diff) else math.nan,
                     "diff_ci_low": low,
                     "diff_ci_high": high,
@@ -97,26 +135,34 @@ def compare(
                 }
             )
     columns = [
-        "variant", "task", "control", "n_pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "effect_size", "t_p",
-        "wilcoxon_p", "holm_p",
+        "variant", "task", "control", "metric", "higher_is_better", "n_pairs", "control_mean", "diff_mean",
+        "diff_ci_low", "diff_ci_high", "effect_size", "t_p", "wilcoxon_p", "holm_p", "better", "verdict",
     ]
-    frame = pd.DataFrame(rows, columns=columns[:-1])
+    frame = pd.DataFrame(rows, columns=columns[:-3])
     frame["holm_p"] = holm(frame["t_p"].to_numpy(dtype=float)) if len(frame) else []
+    frame["better"] = [
+        is_better(d, h) for d, h in zip(frame["diff_mean"], frame["higher_is_better"], strict=True)
+    ]
+    frame["verdict"] = [
+        verdict(d, p, higher_is_better=h)
+        for d, p, h in zip(frame["diff_mean"], frame["holm_p"], frame["higher_is_better"], strict=True)
+    ]
     return frame[columns]
 
 
 def delta_m(
-    metrics: pd.DataFrame, controls: dict[str, dict[str, str]], split: str = "test", metric: str = "acc"
+    metrics: pd.DataFrame, controls: dict[str, dict[str, str]], split: str = "test", measure: Measure | None = None
 ) -> pd.DataFrame:
-    """Per variant: delta_m in percent over the tasks that have a control, how many tasks that is, and its 95%
-    seed-paired bootstrap interval (``ci_low``, ``ci_high``, NaN below two paired seeds) over ``n_seeds`` seeds.
+    """Per variant: delta_m in percent (positive: better) over the tasks that have a control, how many tasks that
+    is, and its 95% seed-paired bootstrap interval (``ci_low``, ``ci_high``, NaN below two paired seeds) over
+    ``n_seeds`` seeds.
 
     The point estimate uses every finished seed's mean (a variant and its control may have different seeds
     finished); the interval resamples the seeds that the variant and all its tasks' controls share.
     """
-    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
-    values = _values(metrics, split, metric)
+    values = _values(metrics, split, measure)
     means = values.groupby(["variant", "task"], sort=False)["value"].mean()
+    higher = values.drop_duplicates("task").set_index("task")["higher"]
     table = values.pivot_table(index=["variant", "task"], columns="seed", values="value", aggfunc="first")
     rows = []
     for variant, per_task in controls.items():
@@ -127,16 +173,20 @@ def delta_m(
         ]
         if not pairs:
             continue
-        terms = [sign * (means[(variant, t)] - means[(c, t)]) / means[(c, t)] for t, c in pairs]
+        directions = np.array([bool(higher[t]) for t, _ in pairs])
         rows_v = np.stack([table.loc[(variant, t)].to_numpy(dtype=float) for t, _ in pairs])  # (T, seeds)
         rows_c = np.stack([table.loc[(c, t)].to_numpy(dtype=float) for t, c in pairs])
+        point = delta_m_point(
+            np.array([[means[(variant, t)]] for t, _ in pairs]), np.array([[means[(c, t)]] for t, c in pairs]),
+            directions,
+        )  # fmt: skip
         paired = ~(np.isnan(rows_v).any(0) | np.isnan(rows_c).any(0))
-        low, high = delta_m_interval(rows_v[:, paired], rows_c[:, paired], higher_is_better=sign > 0)
+        low, high = delta_m_interval(rows_v[:, paired], rows_c[:, paired], higher_is_better=directions)
         rows.append(
             {
                 "variant": variant,
-                "delta_m": 100 * float(np.mean(terms)),
-                "tasks": len(terms),
+                "delta_m": float(point),
+                "tasks": len(pairs),
                 "ci_low": low,
                 "ci_high": high,
                 "n_seeds": int(paired.sum()),
@@ -145,39 +195,52 @@ def delta_m(
     return pd.DataFrame(rows, columns=["variant", "delta_m", "tasks", "ci_low", "ci_high", "n_seeds"])
 
 
-def delta_m_point(variant: np.ndarray, control: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+def _signs(higher_is_better: bool | Iterable[bool] | np.ndarray) -> np.ndarray:
+    """+1 / -1 per task (or one for all): the sign that makes a change in the good direction positive."""
+    return np.where(np.asarray(higher_is_better, dtype=bool), 1.0, -1.0)
+
+
+def delta_m_point(
+    variant: np.ndarray, control: np.ndarray, higher_is_better: bool | Iterable[bool] | np.ndarray = True
+) -> np.ndarray:
     """delta_m in percent from per-task, per-seed values (T, n) of a variant and its controls, over the last axis.
 
-    Leading batch dimensions are kept (scipy's vectorised bootstrap passes (..., T, n)); means over seeds first,
-    then the relative change per task, then the flat mean over tasks.
+    ``higher_is_better``: one direction for every task, or one per task (T,). Leading batch dimensions are kept
+    (scipy's vectorised bootstrap passes (..., T, n)); means over seeds first, then the relative change per task,
+    signed by its direction, then the flat mean over tasks.
     """
-    sign = 1.0 if higher_is_better else -1.0
+    sign = _signs(higher_is_better)
     v, c = variant.mean(-1), control.mean(-1)  # (..., T)
-    return 100 * (sign * (v - c) / c).mean(-1)
+    return 100 * (sign * (v - c) / np.abs(c)).mean(-1)
 
 
 def delta_m_interval(
-    variant: np.ndarray, control: np.ndarray, higher_is_better: bool = True, confidence: float = 0.95
+    variant: np.ndarray,
+    control: np.ndarray,
+    higher_is_better: bool | Iterable[bool] | np.ndarray = True,
+    confidence: float = 0.95,
 ) -> tuple[float, float]:
     """A seed-paired percentile bootstrap interval for delta_m (scipy.stats.bootstrap, fixed seed).
 
     ``variant`` and ``control`` are (T, n): task t's metric on the n seeds both share, the control's column j from
-    the same seed as the variant's. A resample draws n seeds with replacement and keeps each seed's tasks and its
-    control together (the pairing). Percentile rather than BCa because studies have few seeds (BCa's jackknife is
-    unstable at n = 3). With 3 seeds a resample of one seed drawn three times has probability 1/27 > 2.5%, so for
-    one task the interval runs exactly from the worst to the best single seed's delta_m. NaN below two seeds.
+    the same seed as the variant's; ``higher_is_better`` one direction, or one per task. A resample draws n seeds
+    with replacement and keeps each seed's tasks and its control together (the pairing). Percentile rather than BCa
+    because studies have few seeds (BCa's jackknife is unstable at n = 3). With 3 seeds a resample of one seed drawn
+    three times has probability 1/27 > 2.5%, so for one task the interval runs exactly from the worst to the best
+    single seed's delta_m. NaN below two seeds.
     """
     variant, control = np.asarray(variant, float), np.asarray(control, float)
     n = variant.shape[-1]
     if n < 2:
         return (math.nan, math.nan)
     tasks = variant.shape[0]
+    directions = np.broadcast_to(np.asarray(higher_is_better, dtype=bool), (tasks,))
     # bootstrap resamples the last axis of every sample together (paired): hand it one sample per task and side.
     samples = [*variant, *control]
 
     def statistic(*arrays: np.ndarray, axis: int = -1) -> np.ndarray:
         stacked = np.stack(arrays, axis=-2)  # (..., 2T, n)
-        return delta_m_point(stacked[..., :tasks, :], stacked[..., tasks:, :], higher_is_better)
+        return delta_m_point(stacked[..., :tasks, :], stacked[..., tasks:, :], directions)
 
     result = stats.bootstrap(
         samples,
@@ -225,33 +288,49 @@ def effect_size(diff: np.ndarray) -> float:
     return float(np.mean(diff)) / sd if sd > 0 else math.nan
 
 
-def verdict(diff_mean: float, adjusted_p: float, alpha: float = ALPHA) -> str:
-    """'win', 'loss' or 'tie' of a comparison at the adjusted level (a tie when the test is undefined)."""
+def is_better(diff_mean: float, higher_is_better: bool = True) -> bool:
+    """Whether a mean difference (variant minus control) goes the good way for the metric's direction."""
+    if math.isnan(diff_mean):
+        return False
+    return diff_mean > 0 if higher_is_better else diff_mean < 0
+
+
+def verdict(diff_mean: float, adjusted_p: float, alpha: float = ALPHA, *, higher_is_better: bool = True) -> str:
+    """'win', 'loss' or 'tie' of a comparison at the adjusted level (a tie when the test is undefined); a win is a
+    significant difference in the metric's good direction."""
     if not (adjusted_p < alpha):  # NaN included
         return "tie"
-    return "win" if diff_mean > 0 else "loss"
+    return "win" if is_better(diff_mean, higher_is_better) else "loss"
 
 
 def rank_variants(
-    metrics: pd.DataFrame, comparisons: pd.DataFrame, split: str = "test", metric: str = "acc"
+    metrics: pd.DataFrame, comparisons: pd.DataFrame, split: str = "test", measure: Measure | None = None
 ) -> pd.DataFrame:
     """One row per variant, best first: mean rank over (task, seed) cells, the cells it was ranked in, and its
-    wins / ties / losses against its control at the Holm-adjusted level (from :func:`compare`'s ``holm_p``).
+    wins / ties / losses against its control at the Holm-adjusted level (from :func:`compare`'s ``verdict``).
 
-    In each cell - one task, one seed - the variants that trained the task and finished that seed are ranked (1 =
-    best, ties share the mean rank, as :func:`scipy.stats.rankdata`); a variant's mean rank averages its cells.
+    In each cell - one task, one seed - the variants that trained the task and finished that seed are ranked by the
+    task's metric in its direction (1 = best, ties share the mean rank, as :func:`scipy.stats.rankdata`); a
+    variant's mean rank averages its cells.
     """
-    values = _values(metrics, split, metric)
-    higher = HIGHER_IS_BETTER[metric]
+    values = _values(metrics, split, measure)
     ranks: dict[str, list[float]] = {}
     for _, cell in values.groupby(["task", "seed"], sort=False):
-        r = stats.rankdata(-cell["value"].to_numpy() if higher else cell["value"].to_numpy())
+        sign = 1.0 if bool(cell["higher"].iloc[0]) else -1.0
+        r = stats.rankdata(-sign * cell["value"].to_numpy())
         for variant, rank in zip(cell["variant"], r, strict=True):
             ranks.setdefault(variant, []).append(float(rank))
     rows = []
     for variant in dict.fromkeys(values["variant"]):
         mine = comparisons[comparisons["variant"] == variant]
-        verdicts = [verdict(d, p) for d, p in zip(mine["diff_mean"], mine["holm_p"], strict=True)]
+        if "verdict" in mine:
+            verdicts = list(mine["verdict"])
+        else:  # a comparisons frame from elsewhere: higher is better unless it says otherwise
+            higher = mine["higher_is_better"] if "higher_is_better" in mine else [True] * len(mine)
+            verdicts = [
+                verdict(d, p, higher_is_better=bool(h))
+                for d, p, h in zip(mine["diff_mean"], mine["holm_p"], higher, strict=True)
+            ]
         rows.append(
             {
                 "variant": variant,

@@ -19,9 +19,9 @@ def add_executor_options(parser: argparse.ArgumentParser, what: str = "seed grou
     )
     parser.add_argument(
         "--executor",
-        choices=["local", "ray"],
         default="local",
-        help="local = this machine (default); ray = a Ray cluster, each group a Ray task (pip install 'mtlab[ray]')",
+        help="local = this machine (default); ray = a Ray cluster, each group a Ray task (pip install 'mtlab[ray]'); "
+        "or an executor an installed plug-in registers (mtlab.executors entry points)",
     )
     parser.add_argument(
         "--address",

@@ -23,13 +23,14 @@ from mtlab.cli import (
     report_cmd,
     search_cmd,
     study_cmd,
+    tasks_cmd,
     train_cmd,
     weightings_cmd,
 )
 from mtlab.errors import MtlabError
 
 # Each command module offers ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
-COMMANDS = (train_cmd, study_cmd, report_cmd, export_cmd, analyze_cmd, search_cmd, data_cmd, weightings_cmd)
+COMMANDS = (train_cmd, study_cmd, report_cmd, export_cmd, analyze_cmd, search_cmd, data_cmd, tasks_cmd, weightings_cmd)
 MAX_ERROR_LINES = 10
 
 

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from mtlab.report.units import format_value
 from mtlab.study.runner import StudyObserver
 from mtlab.study.spec import RunSpec
 from mtlab.train.fit import FitObserver
+
+if TYPE_CHECKING:
+    from mtlab.config.schema import RunConfig
+
+
+def primary_metrics(config: RunConfig) -> dict[str, str]:
+    """Each trained task of ``config`` -> its type's primary metric (``acc`` for classification, ``mae`` for
+    regression): what a progress line or a summary table shows first."""
+    from mtlab.tasks import TASK_TYPES
+
+    return {task: TASK_TYPES.get(kind).primary for task, kind in config.task_type_names().items()}
+
+
+def metric_text(task: str, metric: str, value: float) -> str:
+    """``item 85.12%`` (accuracy goes unnamed, as it always has), ``age mae 3.214``, ``tag f1 71.20%``."""
+    name = "" if metric == "acc" else f" {metric}"
+    return f"{task}{name} {format_value(metric, value, with_unit=True)}"
 
 
 def _progress(console: Console | None) -> Progress:
@@ -24,18 +45,20 @@ def _progress(console: Console | None) -> Progress:
 
 
 class RichFitProgress(FitObserver):
-    """Bars for one run: its epochs (showing the latest metrics) and, unless ``batches=False``, the batches of the
-    current epoch."""
+    """Bars for one run: its epochs (showing the latest loss and each task's primary metric) and, unless
+    ``batches=False``, the batches of the current epoch.
+
+    ``tasks``: task -> the metric to show (:func:`primary_metrics`), or task names alone (accuracy is shown)."""
 
     def __init__(
         self,
-        tasks: list[str],
+        tasks: Mapping[str, str] | Sequence[str],
         console: Console | None = None,
         label: str = "epochs",
         progress: Progress | None = None,
         batches: bool = True,
     ):
-        self.tasks = tasks
+        self.tasks = dict(tasks) if isinstance(tasks, Mapping) else {t: "acc" for t in tasks}
         self.label = label
         self.show_batches = batches
         self.owns_display = progress is None
@@ -79,7 +102,9 @@ class RichFitProgress(FitObserver):
             return
         split = "val" if "val.loss" in record else "train"
         parts = [f"{split} loss {record[f'{split}.loss']:.3f}"]
-        parts += [f"{t} {100 * record[f'{split}.{t}.acc']:.1f}%" for t in self.tasks]
+        parts += [
+            metric_text(t, m, record[f"{split}.{t}.{m}"]) for t, m in self.tasks.items() if f"{split}.{t}.{m}" in record
+        ]
         self.progress.update(self._epochs, advance=1, metrics="  ".join(parts))
 
 
@@ -119,7 +144,7 @@ class RichStudyProgress(StudyObserver):
         # Seeds trained together advance together: one set of bars for the group.
         seeds = f"s{runs[0].seed}" if len(runs) == 1 else f"{len(runs)} seeds"
         bars = RichFitProgress(
-            runs[0].config.task_names,
+            primary_metrics(runs[0].config),
             progress=self.progress,
             label=f"  {runs[0].variant} ({seeds})",
             batches=self._workers == 1,

@@ -58,13 +58,14 @@ def run(args: argparse.Namespace) -> int:
     spec, _ = find_search(args.spec)
     spec = with_budget(spec, args.budget, overrides)
     spec = spec.model_copy(update={k: v for k, v in (("trials", args.trials), ("seed", args.seed)) if v is not None})
+    from mtlab.report.units import format_value, metric_name
+
     out = args.out or Path("runs") / f"search-{spec.name}"
     key = spec.objective_key()
-    percent = key.endswith(".acc")
+    metric = metric_name(key)
 
     def report(t: TrialRecord) -> None:
-        value = t.value
-        shown = "–" if value is None else f"{100 * value:.2f}%" if percent else f"{value:.4f}"
+        shown = format_value(metric, t.value, with_unit=True)  # percent for acc, f1, auroc
         arch = t.architecture.label if t.architecture else "?"
         size = f"{t.parameters:,} params" if t.parameters else ""
         print(f"trial {t.number} {t.state}: {arch} {size}, {key} {shown} ({t.seconds:.1f} s)", flush=True)
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     outcome = run_search(spec, out, storage=args.storage, retrain=args.retrain, on_trial=report, **where)
     paths = write_search(outcome, out)
     for r in outcome.retrained:
-        print(f"depth {r.depth} {r.rank}: trial {r.trial} {r.architecture}, test acc {100 * r.test_acc:.2f}%")
+        test = format_value(metric, r.test, with_unit=True)
+        print(f"depth {r.depth} {r.rank}: trial {r.trial} {r.architecture}, test {metric} {test}")
     print(f"report: {paths['html']}  ({outcome.seconds:.1f} s)")
     return 0

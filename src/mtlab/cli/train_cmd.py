@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mtlab.cli.progress import RichFitProgress
+from mtlab.cli.progress import RichFitProgress, primary_metrics
 from mtlab.cli.speed import add_speed_options, speed_overrides
 from mtlab.config import load_config
 from mtlab.errors import MtlabError
@@ -45,32 +45,41 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{args.config.stem}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     console = Console(stderr=True)
     try:
-        with RichFitProgress(config.task_names, console=console) as progress:
+        with RichFitProgress(primary_metrics(config), console=console) as progress:
             outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=progress, overwrite=args.overwrite)
     except TrainingDiverged as e:
         raise MtlabError(f"{e} (run recorded as failed in {out})") from None
-    _print_summary(Console(), outcome, config.task_names)
+    _print_summary(Console(), outcome, primary_metrics(config))
     return 0
 
 
-def _print_summary(console: Console, outcome, tasks: list[str]) -> None:
+def _print_summary(console: Console, outcome, tasks: dict[str, str]) -> None:
+    """Per task its primary metric on validation (the selected epoch) and test, and its test loss; fractions in
+    percent. One metric for every task names the columns (``val acc``); otherwise a ``metric`` column does."""
+    from mtlab.report.units import format_value
+
     result = outcome.result
     counts = outcome.model.parameter_counts()
     split = ", ".join([f"shared {counts['shared']:,}"] + [f"{t} {counts[f'task:{t}']:,}" for t in tasks])
     table = Table(
         title=f"{outcome.parameters:,} parameters ({split}), best epoch {result.best_epoch}/{len(result.history)}"
     )
+    shared = len(set(tasks.values())) == 1
     table.add_column("task")
-    table.add_column("val acc", justify="right")
-    table.add_column("test acc", justify="right")
+    if not shared:
+        table.add_column("metric")
+    suffix = f" {next(iter(tasks.values()))}" if shared else ""
+    table.add_column(f"val{suffix}", justify="right")
+    table.add_column(f"test{suffix}", justify="right")
     table.add_column("test loss", justify="right")
-    for t in tasks:
-        val = result.val.get(f"val.{t}.acc")
-        table.add_row(
-            t,
-            f"{100 * val:.2f}%" if val is not None else "-",
-            f"{100 * result.test[f'test.{t}.acc']:.2f}%",
+    for t, metric in tasks.items():
+        val = result.val.get(f"val.{t}.{metric}")
+        cells = [t] if shared else [t, metric]
+        cells += [
+            format_value(metric, val, with_unit=True) if val is not None else "-",
+            format_value(metric, result.test.get(f"test.{t}.{metric}"), with_unit=True),
             f"{result.test[f'test.{t}.loss']:.4f}",
-        )
+        ]
+        table.add_row(*cells)
     console.print(table)
     console.print(f"run directory: {outcome.run_dir.path}  ({result.seconds:.1f} s)")

@@ -1,12 +1,177 @@
-"""The base of every config section (kept apart from :mod:`.schema` so that lower-level option models, such as each
-weighting method's, can be declared next to their code without importing the whole run schema)."""
+"""What every config section and every plug-in's options build on, kept apart from :mod:`.schema` so that a plug-in
+(a dataset, a model kind, a weighting method - mtlab's own or an outside package's) can declare its typed options
+next to its code without importing the whole run schema, which is assembled from the registries below.
+
+* :data:`DATASETS` - data options classes by ``data.dataset`` name (``mtlab.datasets`` entry points);
+* :data:`MODEL_KINDS` - model options classes by ``model.kind`` (``mtlab.models`` entry points).
+
+A plug-in registers its options class with :func:`register_dataset` / :func:`register_model_kind`; the options class
+answers what the rest of mtlab asks about it (a dataset: its tasks and their types, how to load it; a kind: its
+trunks, what it shares, how to build it), so no other layer checks a name.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+from mtlab.registry import Registry
+
+if TYPE_CHECKING:
+    from mtlab.config.schema import RunConfig, TrunkConfig
+    from mtlab.data.dataset import Dataset
+    from mtlab.models.base import MultiTaskNet
+    from mtlab.tasks import Task
 
 
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class FileRelative(Strict):
+    """A section whose file paths are relative to the config file that holds them: validated with the context
+    ``{"base": directory}`` (what :func:`mtlab.config.load.load_config` and study specs pass), it calls
+    :meth:`resolve_paths` with that directory; without it relative paths stay relative to the working directory."""
+
+    @model_validator(mode="after")
+    def _relative_to_config(self, info: ValidationInfo) -> FileRelative:
+        base = (info.context or {}).get("base") if info is not None else None
+        if base is not None:
+            self.resolve_paths(Path(base))
+        return self
+
+    def resolve_paths(self, base: Path) -> None:
+        """Make the options' relative file paths relative to ``base`` (the config file's directory)."""
+
+
+class KeyedError(ValueError):
+    """A cross-field validation error that knows its own key path (see :func:`mtlab.config.load.format_error`)."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+def at(path: str, message: str) -> KeyedError:
+    return KeyedError(path, message)
+
+
+# ----------------------------------------------------------------------------------------------------------- data
+
+
+class Augment(Strict):
+    """Batched augmentation applied to training batches only (never to validation or test)."""
+
+    crop_padding: int = Field(0, ge=0, description="Random crop after zero-padding each side by this many pixels.")
+    horizontal_flip: bool = Field(False, description="Flip each training image left-right with probability 1/2.")
+
+
+class DataBase(FileRelative):
+    """Options every dataset shares. A dataset's options class adds ``dataset: Literal[...]`` (its name or names),
+    its own fields, and answers :meth:`task_types` and (for a plug-in) :meth:`load`."""
+
+    offered_tasks: ClassVar[tuple[str, ...]] = ()
+    """The tasks of a dataset whose tasks are fixed (all ``multiclass``); others override :meth:`task_types`."""
+
+    data_dir: Path | None = Field(None, description="Directory holding the dataset files (first place looked).")
+    download: bool = Field(True, description="Download from the official source when the files are found nowhere.")
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Fraction of the training split held out (stratified) for validation."
+    )
+    train_subset: int | None = Field(
+        None, gt=0, description="Use only this many training examples (stratified, seeded) - for quick budgets."
+    )
+    test_subset: int | None = Field(None, gt=0, description="Evaluate on only this many test examples.")
+    normalize: bool = Field(
+        True, description="Standardise inputs per channel (images) or per feature with training-split statistics."
+    )
+    augment: Augment = Field(default_factory=Augment)
+
+    @classmethod
+    def example(cls, name: str, workdir: Path) -> dict[str, Any]:
+        """An example ``data`` section for dataset ``name`` that loads on any machine (the tests parametrised over
+        the registry load it); a dataset that reads the user's files writes small ones into ``workdir``."""
+        return {"dataset": name}
+
+    def task_types(self) -> dict[str, str]:
+        """Task name -> task type name, in the dataset's order (known before any file is read)."""
+        return {task: "multiclass" for task in self.offered_tasks}
+
+    def task_names(self) -> list[str]:
+        return list(self.task_types())
+
+    def check_run(self, run: RunConfig) -> None:
+        """Raise :class:`KeyedError` for a rule of this dataset that needs the whole run."""
+
+    def load(self, seed: int) -> Dataset:
+        """Read the dataset (a plug-in overrides this; mtlab's own datasets are loaded by :mod:`mtlab.data.catalog`)."""
+        raise NotImplementedError(f"dataset {getattr(self, 'dataset', '?')!r} has no loader")
+
+
+# ---------------------------------------------------------------------------------------------------------- model
+
+
+class ModelKind(FileRelative):
+    """What every model kind's config answers about itself, so that no other layer checks ``kind``.
+
+    * :meth:`check_run` - the cross-field rules that need the whole run (dataset, tasks), raised as
+      :class:`KeyedError` with the key path;
+    * :meth:`trunk_configs` - the trunk configs of the network's feature extractors (stacking, search, analysis);
+    * :attr:`trunk_field` - the key of the trunk config a search varies (``model.<trunk_field>``);
+    * :meth:`sharing_label` - how the kind shares, in a word or two, for tables;
+    * :meth:`build` - the network (a plug-in overrides this; mtlab's kinds are built by :mod:`mtlab.models`).
+    """
+
+    trunk_field: ClassVar[str] = "trunk"
+
+    def check_run(self, run: RunConfig) -> None:
+        """Raise :class:`KeyedError` if this model cannot be trained on ``run``'s data and tasks."""
+
+    def trunk_configs(self) -> list[TrunkConfig]:
+        return [getattr(self, self.trunk_field)]
+
+    def dense_only(self) -> bool:
+        """Whether the network has no convolutions (its trunks are MLPs; heads, gates and stitches are dense)."""
+        return all(trunk.type == "mlp" for trunk in self.trunk_configs())
+
+    def sharing_label(self) -> str:
+        return str(getattr(self, "kind", "model"))
+
+    def stackable(self) -> bool:
+        """Whether K seeds may be trained as one vmapped model (a kind that knows it cannot says so here; a built
+        network can still refuse through ``MultiTaskNet.stack_problem``)."""
+        return True
+
+    def build(self, run: RunConfig, tasks: dict[str, Task], input_shape: tuple[int, ...]) -> MultiTaskNet:
+        raise NotImplementedError(f"model kind {getattr(self, 'kind', '?')!r} has no builder")
+
+
+# ------------------------------------------------------------------------------------------------------ registries
+
+DATASETS: Registry[type[DataBase]] = Registry("dataset", entry_point_group="mtlab.datasets")
+MODEL_KINDS: Registry[type[ModelKind]] = Registry("model kind", entry_point_group="mtlab.models")
+
+
+def _tag_values(cls: type[BaseModel], field: str) -> tuple[Any, ...]:
+    if field not in cls.model_fields:
+        raise TypeError(f"{cls.__name__} needs a field {field!r} typed Literal[...] (its registered names)")
+    return get_args(cls.model_fields[field].annotation)
+
+
+def register_dataset(cls: type[DataBase]) -> type[DataBase]:
+    """Class decorator: register a dataset's options class under every name its ``dataset`` literal allows."""
+    for name in _tag_values(cls, "dataset"):
+        DATASETS.register(name)(cls)
+    return cls
+
+
+def register_model_kind(cls: type[ModelKind]) -> type[ModelKind]:
+    """Class decorator: register a model kind's options class under its ``kind`` literal."""
+    for name in _tag_values(cls, "kind"):
+        MODEL_KINDS.register(name)(cls)
+    return cls

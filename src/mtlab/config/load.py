@@ -94,16 +94,17 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
             node = node[part]
 
 
-def parse_config(raw: dict[str, Any]) -> RunConfig:
-    """Validate a raw mapping; raise :class:`ConfigError` naming every bad key (one line each)."""
+def parse_config(raw: dict[str, Any], base: Path | None = None) -> RunConfig:
+    """Validate a raw mapping; raise :class:`ConfigError` naming every bad key (one line each). File paths in it
+    (a table, a model file) are relative to ``base`` when given (the config file's directory)."""
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw, context={"base": base} if base is not None else None)
     except ValidationError as e:
         raise ConfigError(format_error(e, raw)) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    return parse_config(apply_overrides(read_yaml(path), overrides or []))
+    return parse_config(apply_overrides(read_yaml(path), overrides or []), base=Path(path).resolve().parent)
 
 
 def format_error(error: ValidationError, raw: Any, prefix: str = "") -> str:

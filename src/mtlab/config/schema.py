@@ -8,39 +8,29 @@ rules of a model kind (its dataset, its reuse edges) in the kind's own :meth:`Mo
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, ClassVar, Literal, get_args
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from mtlab.config.base import Strict
-from mtlab.data.tasks import DEFAULT_FASHION_GROUPS, dataset_task_names
+from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest of mtlab imports from here)
+    DATASETS,
+    MODEL_KINDS,
+    Augment,
+    DataBase,
+    KeyedError,
+    ModelKind,
+    Strict,
+    register_dataset,
+    register_model_kind,
+)
+from mtlab.config.base import at as _at
+from mtlab.data.tasks import DEFAULT_FASHION_GROUPS
 from mtlab.weighting import LossConfig, method_class
 
 # ----------------------------------------------------------------------------------------------------------- data
 
 
-class Augment(Strict):
-    """Batched augmentation applied to training batches only (never to validation or test)."""
-
-    crop_padding: int = Field(0, ge=0, description="Random crop after zero-padding each side by this many pixels.")
-    horizontal_flip: bool = Field(False, description="Flip each training image left-right with probability 1/2.")
-
-
-class DataBase(Strict):
-    data_dir: Path | None = Field(None, description="Directory holding the dataset files (first place looked).")
-    download: bool = Field(True, description="Download from the official source when the files are found nowhere.")
-    val_fraction: float = Field(
-        0.1, ge=0.0, lt=1.0, description="Fraction of the training split held out (stratified) for validation."
-    )
-    train_subset: int | None = Field(
-        None, gt=0, description="Use only this many training examples (stratified, seeded) - for quick budgets."
-    )
-    test_subset: int | None = Field(None, gt=0, description="Evaluate on only this many test examples.")
-    normalize: bool = Field(True, description="Standardise pixels per channel with training-split statistics.")
-    augment: Augment = Field(default_factory=Augment)
-
-
+@register_dataset
 class MnistData(DataBase):
     """MNIST (LeCun et al., 1998): 28x28 grey digits, task ``digit``.
 
@@ -48,8 +38,10 @@ class MnistData(DataBase):
     """
 
     dataset: Literal["mnist", "mnist-sample"]
+    offered_tasks: ClassVar[tuple[str, ...]] = ("digit",)
 
 
+@register_dataset
 class FashionData(DataBase):
     """Fashion-MNIST (Xiao et al., 2017): tasks ``item`` (10 classes) and ``group`` (one class per group).
 
@@ -57,6 +49,7 @@ class FashionData(DataBase):
     """
 
     dataset: Literal["fashion-mnist", "fashion-mnist-sample"]
+    offered_tasks: ClassVar[tuple[str, ...]] = ("item", "group")
     groups: dict[str, list[int]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_FASHION_GROUPS.items()},
         description="Group name -> item classes; every item 0-9 in exactly one group.",
@@ -73,12 +66,15 @@ class FashionData(DataBase):
         return groups
 
 
+@register_dataset
 class Cifar100Data(DataBase):
     """CIFAR-100 (Krizhevsky, 2009): 32x32 colour images, tasks ``fine`` (100) and ``coarse`` (20)."""
 
     dataset: Literal["cifar100"]
+    offered_tasks: ClassVar[tuple[str, ...]] = ("fine", "coarse")
 
 
+@register_dataset
 class MnistPairsData(DataBase):
     """Digit pairs: two MNIST digits avg-pooled to 14x14; tasks ``leq`` (a <= b), ``digit_a``, ``digit_b``.
 
@@ -87,6 +83,7 @@ class MnistPairsData(DataBase):
     """
 
     dataset: Literal["mnist-pairs"]
+    offered_tasks: ClassVar[tuple[str, ...]] = ("leq", "digit_a", "digit_b")
     pairs: int = Field(1000, gt=1, description="Number of training pairs, and of test pairs.")
     digits: Literal["mnist", "mnist-sample"] = Field(
         "mnist", description="Where the digits come from: MNIST, or the sample embedded in the package."
@@ -98,6 +95,7 @@ class MnistPairsData(DataBase):
     )
 
 
+@register_dataset
 class MultiData(DataBase):
     """MultiMNIST (Sener & Koltun, 2018) and its siblings MultiFashion and Multi-(Fashion+MNIST) (Lin et al., 2019):
     two images on one canvas, tasks ``left`` (the top-left image's class) and ``right`` (the bottom-right one's).
@@ -115,6 +113,7 @@ class MultiData(DataBase):
         "multi-fashion-sample",
         "multi-fashion-mnist-sample",
     ]
+    offered_tasks: ClassVar[tuple[str, ...]] = ("left", "right")
     per_image: int = Field(2, gt=0, description="Composites per source image (it is the top-left image of each).")
     canvas: int = Field(36, ge=28, description="Side of the square canvas the two 28x28 images are placed on.")
     offset: int = Field(6, ge=0, description="Row and column of the bottom-right image's corner on the canvas.")
@@ -133,9 +132,6 @@ class MultiData(DataBase):
         return offset
 
 
-DataConfig = Annotated[
-    MnistData | FashionData | Cifar100Data | MnistPairsData | MultiData, Field(discriminator="dataset")
-]
 
 
 # ---------------------------------------------------------------------------------------------------------- model
@@ -233,32 +229,6 @@ class Reuse(Strict):
         return self
 
 
-class ModelKind(Strict):
-    """What every model kind's config answers about itself, so that no other layer checks ``kind``.
-
-    * :meth:`check_run` - the cross-field rules that need the whole run (dataset, tasks), raised as
-      :class:`KeyedError` with the key path;
-    * :meth:`trunk_configs` - the trunk configs of the network's feature extractors (stacking, search, analysis);
-    * :attr:`trunk_field` - the key of the trunk config a search varies (``model.<trunk_field>``);
-    * :meth:`sharing_label` - how the kind shares, in a word or two, for tables.
-    """
-
-    trunk_field: ClassVar[str] = "trunk"
-
-    def check_run(self, run: RunConfig) -> None:
-        """Raise :class:`KeyedError` if this model cannot be trained on ``run``'s data and tasks."""
-
-    def trunk_configs(self) -> list[TrunkConfig]:
-        return [getattr(self, self.trunk_field)]
-
-    def dense_only(self) -> bool:
-        """Whether the network has no convolutions (its trunks are MLPs; heads, gates and stitches are dense)."""
-        return all(trunk.type == "mlp" for trunk in self.trunk_configs())
-
-    def sharing_label(self) -> str:
-        return str(getattr(self, "kind", "model"))
-
-
 class HeadedModel(ModelKind):
     """A kind whose tasks each read features through a :class:`Head`, optionally cascaded by label reuse."""
 
@@ -304,6 +274,7 @@ class HeadedModel(ModelKind):
                 seen.add(node)
 
 
+@register_model_kind
 class MultiTaskModel(HeadedModel):
     """Hard parameter sharing: a trunk (shared by all tasks, or one copy per task) and one head per task."""
 
@@ -315,6 +286,7 @@ class MultiTaskModel(HeadedModel):
         return self.sharing
 
 
+@register_model_kind
 class CrossStitchModel(HeadedModel):
     """Cross-stitch networks (Misra et al., 2016): one trunk column per task, mixed after every trunk stage."""
 
@@ -325,6 +297,7 @@ class CrossStitchModel(HeadedModel):
     )
 
 
+@register_model_kind
 class MtanModel(HeadedModel):
     """Multi-Task Attention Network (Liu, Johns & Davison, 2019): a shared trunk, per-task soft attention masks."""
 
@@ -332,6 +305,7 @@ class MtanModel(HeadedModel):
     trunk: Trunk = Field(description="The shared trunk whose stage outputs the attention masks select from.")
 
 
+@register_model_kind
 class MmoeModel(HeadedModel):
     """Multi-gate Mixture-of-Experts (Ma et al., 2018): expert trunks, one softmax gate per task."""
 
@@ -340,6 +314,7 @@ class MmoeModel(HeadedModel):
     experts: int = Field(4, gt=0, description="Number of expert trunks, all shared.")
 
 
+@register_model_kind
 class PleModel(HeadedModel):
     """Progressive Layered Extraction (Tang et al., 2020): levels of task-specific and shared experts with gates.
 
@@ -372,6 +347,7 @@ class PleModel(HeadedModel):
         return "cgc" if len(self.levels) == 1 else f"ple ({len(self.levels)} levels)"
 
 
+@register_model_kind
 class PairModel(ModelKind):
     """Siamese digit comparison (task ``leq``; with the auxiliary loss also ``digit_a`` and ``digit_b``).
 
@@ -396,18 +372,9 @@ class PairModel(ModelKind):
         return f"weight_sharing={self.weight_sharing}"
 
 
-ModelConfig = Annotated[
-    MultiTaskModel | CrossStitchModel | MtanModel | MmoeModel | PleModel | PairModel, Field(discriminator="kind")
-]
-
-
 def model_kind(kind: str) -> type[ModelKind]:
     """The config class of model kind ``kind`` (``multitask`` ...); an unknown kind is a :class:`KeyError`."""
-    union = get_args(ModelConfig)[0]  # Annotated[union, discriminator] -> the union
-    for cls in get_args(union):
-        if kind in get_args(cls.model_fields["kind"].annotation):
-            return cls
-    raise KeyError(f"no model kind {kind!r}")
+    return MODEL_KINDS.get(kind)
 
 
 # --------------------------------------------------------------------------------------------- loss, optim, train
@@ -425,12 +392,15 @@ class OptimConfig(Strict):
 
 
 class EarlyStopping(Strict):
-    """Stop when the validation metric has not improved for ``patience`` epochs; restore the best weights."""
+    """Stop when the validation metric has not improved for ``patience`` epochs; restore the best weights.
+
+    The metric is minimised or maximised by its direction, which the task's type declares (``val.age.mae`` is
+    minimised, ``val.gender.auroc`` maximised; every loss is minimised)."""
 
     metric: str = Field(
         "val.loss",
-        description="'val.loss' (the mean of the task losses weighted by loss.weights) or 'val.<task>.loss' / "
-        "'val.<task>.acc'.",
+        description="'val.loss' (the mean of the task losses weighted by loss.weights) or 'val.<task>.<metric>' "
+        "with any metric of the task's type (loss, acc, f1, auroc, mae, rmse, r2, ...).",
     )
     patience: int = Field(5, gt=0)
     min_delta: float = Field(0.0, ge=0.0)
@@ -439,14 +409,16 @@ class EarlyStopping(Strict):
     @classmethod
     def _on_validation(cls, metric: str) -> str:
         parts = metric.split(".")
-        ok = parts == ["val", "loss"] or (len(parts) == 3 and parts[0] == "val" and parts[2] in ("loss", "acc"))
+        ok = parts == ["val", "loss"] or (len(parts) == 3 and parts[0] == "val" and all(parts))
         if not ok:
-            raise ValueError(f"{metric!r} is not 'val.loss', 'val.<task>.loss' or 'val.<task>.acc'")
+            raise ValueError(f"{metric!r} is not 'val.loss' or 'val.<task>.<metric>' (early stopping never reads test)")
         return metric
 
     @property
-    def mode(self) -> Literal["min", "max"]:
-        return "max" if self.metric.endswith(".acc") else "min"
+    def task(self) -> str | None:
+        """The task the metric belongs to (None for ``val.loss``)."""
+        parts = self.metric.split(".")
+        return parts[1] if len(parts) == 3 else None
 
 
 class Diagnostics(Strict):
@@ -483,6 +455,21 @@ class TrainConfig(Strict):
     )
 
 
+def _union(registry, tag: str):
+    """The discriminated union of every options class in ``registry`` (mtlab's own, then entry-point plug-ins)."""
+    classes = tuple(dict.fromkeys(cls for _, cls in registry.items()))
+    return Annotated[Union[classes], Field(discriminator=tag)]  # noqa: UP007  (built at run time)
+
+
+# mtlab's own plug-ins that live outside this module register on import, before the unions are assembled.
+import mtlab.config.plugins  # noqa: E402, F401
+
+DataConfig = _union(DATASETS, "dataset")
+"""The ``data`` section: one options class per dataset, selected by ``dataset``."""
+ModelConfig = _union(MODEL_KINDS, "kind")
+"""The ``model`` section: one options class per model kind, selected by ``kind`` (default ``multitask``)."""
+
+
 class RunConfig(Strict):
     """Everything that defines one training run; the run directory stores it resolved."""
 
@@ -512,11 +499,11 @@ class RunConfig(Strict):
     @property
     def task_names(self) -> list[str]:
         """The trained tasks, in the dataset's order unless ``tasks`` gives one."""
-        return list(self.tasks) if self.tasks is not None else dataset_task_names(self.data)
+        return list(self.tasks) if self.tasks is not None else self.data.task_names()
 
     @model_validator(mode="after")
     def _check_tasks(self) -> RunConfig:
-        known = dataset_task_names(self.data)
+        known = self.data.task_names()
         if self.tasks is not None:
             if not self.tasks:
                 raise _at("tasks", "needs at least one task")
@@ -537,25 +524,37 @@ class RunConfig(Strict):
                 "loss.method",
                 f"{method.name} balances {method.min_tasks} or more tasks; this run trains {len(tasks)} ({tasks})",
             )
+        self.data.check_run(self)
         self.model.check_run(self)
         stop = self.train.early_stopping
         if stop is not None:
             if self.data.val_fraction == 0:
                 raise _at("train.early_stopping", "needs a validation split (data.val_fraction > 0)")
-            task = stop.metric.split(".")[1]
-            if stop.metric != "val.loss" and task not in tasks:
-                raise _at("train.early_stopping.metric", f"unknown task {task!r}; the trained tasks are {tasks}")
+            if stop.task is not None:
+                if stop.task not in tasks:
+                    raise _at(
+                        "train.early_stopping.metric", f"unknown task {stop.task!r}; the trained tasks are {tasks}"
+                    )
+                self.metric_direction(stop.metric)  # an unknown metric of the task's type fails here, naming them
         return self
 
+    def task_type_names(self) -> dict[str, str]:
+        """Trained task -> its task type's name."""
+        types = self.data.task_types()
+        return {t: types[t] for t in self.task_names}
 
-class KeyedError(ValueError):
-    """A cross-field validation error that knows its own key path (see :func:`mtlab.config.load.format_error`)."""
+    def metric_direction(self, key: str) -> str:
+        """``"min"`` or ``"max"`` for a history key such as ``val.loss``, ``val.age.mae``, ``test.gender.auroc``;
+        a metric the task's type does not report is a :class:`KeyedError` at ``train.early_stopping.metric``."""
+        from mtlab.tasks import TASK_TYPES
 
-    def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
-
-
-def _at(path: str, message: str) -> KeyedError:
-    return KeyedError(path, message)
+        parts = key.split(".")
+        if len(parts) == 2 and parts[1] == "loss":
+            return "min"
+        task_type = TASK_TYPES.get(self.data.task_types()[parts[1]])
+        if parts[2] not in task_type.metric_names():
+            raise _at(
+                "train.early_stopping.metric",
+                f"{parts[1]} is a {task_type.name} task, which reports {task_type.metric_names()}, not {parts[2]!r}",
+            )
+        return task_type.direction(parts[2])

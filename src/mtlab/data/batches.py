@@ -15,7 +15,8 @@ from mtlab.data.dataset import Split
 
 @dataclass(frozen=True)
 class Normalizer:
-    """Per-channel affine map from stored pixels to network inputs: ``x * scale + shift``, both (1, C, 1, 1).
+    """Per-channel affine map from stored inputs to network inputs: ``x * scale + shift``, both (1, C, 1, 1) for
+    images (N, C, H, W), (1, D) for feature vectors (N, D) - one statistic per channel or per feature.
 
     Folds the uint8 -> [0, 1] conversion and standardisation with training-split statistics into one multiply-add.
     """
@@ -25,23 +26,27 @@ class Normalizer:
 
     @classmethod
     def fit(cls, images: Tensor, standardize: bool = True) -> Normalizer:
-        """Statistics from ``images`` (N, C, H, W), which must be the training split only."""
+        """Statistics from ``images`` (N, C, H, W) or features (N, D), which must be the training split only."""
         to_unit = 1 / 255 if images.dtype == torch.uint8 else 1.0
         c = images.shape[1]
+        shape = (1, c) + (1,) * (images.ndim - 2)  # (1, C, 1, 1) or (1, D)
         if not standardize:
-            return cls(torch.full((1, c, 1, 1), to_unit), torch.zeros(1, c, 1, 1))
+            return cls(torch.full(shape, to_unit), torch.zeros(shape))
+        reduce = (0, *range(2, images.ndim))  # every dimension but the channel / feature one
         # Accumulate in float64 over chunks: exact enough, and never a float copy of the whole split in memory.
         total = torch.zeros(c, dtype=torch.float64)
         total_sq = torch.zeros(c, dtype=torch.float64)
         for chunk in images.split(8192):
             v = chunk.to(torch.float64) * to_unit
-            total += v.sum((0, 2, 3))
-            total_sq += (v * v).sum((0, 2, 3))
-        count = images.shape[0] * images.shape[2] * images.shape[3]
+            total += v.sum(reduce)
+            total_sq += (v * v).sum(reduce)
+        count = images.numel() // c
         mean = total / count
-        std = (total_sq / count - mean**2).clamp_min(1e-12).sqrt()
-        scale = (to_unit / std).float().view(1, c, 1, 1)
-        shift = (-mean / std).float().view(1, c, 1, 1)
+        # A constant channel or feature (std 0) is only centred, never divided by ~0.
+        std = (total_sq / count - mean**2).clamp_min(0).sqrt()
+        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        scale = (to_unit / std).float().view(shape)
+        shift = (-mean / std).float().view(shape)
         return cls(scale, shift)
 
     def to(self, device: torch.device | str) -> Normalizer:
@@ -86,7 +91,7 @@ class ReplicaBatches:
             t: torch.stack([s.labels[t] for s in splits]) if len(splits) > 1 else splits[0].labels[t][None]
             for t in self.tasks
         }
-        self.scale = torch.stack([n.scale for n in normalizers]).to(device)  # (K, 1, C, 1, 1)
+        self.scale = torch.stack([n.scale for n in normalizers]).to(device)  # (K, 1, C, 1, 1) or (K, 1, D)
         self.shift = torch.stack([n.shift for n in normalizers]).to(device)
         self.rows = torch.arange(len(splits), device=device)[:, None]  # (K, 1) replica index for gathers
         self.batch_size = batch_size

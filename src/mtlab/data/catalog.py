@@ -50,8 +50,11 @@ def register(name: str) -> Callable[[Builder], Builder]:
 
 
 def registered_datasets() -> list[str]:
-    """The names ``load_dataset`` accepts, in registration order."""
-    return list(_BUILDERS)
+    """The names ``load_dataset`` accepts: mtlab's built-in builders, then every dataset plug-in whose options load
+    themselves (``table``, ``arrays``, outside packages' entry points)."""
+    from mtlab.config.base import DATASETS
+
+    return list(dict.fromkeys([*_BUILDERS, *DATASETS.names()]))
 
 
 def load_dataset(config: Any, seed: int = 0) -> Dataset:
@@ -61,9 +64,11 @@ def load_dataset(config: Any, seed: int = 0) -> Dataset:
     :class:`DataError` when the files are missing or damaged.
     """
     builder = _BUILDERS.get(config.dataset)
-    if builder is None:
-        raise ConfigError(f"data.dataset: unknown dataset {config.dataset!r}; known: {registered_datasets()}")
-    return builder(config, seed)
+    if builder is not None:
+        return builder(config, seed)
+    if config.dataset in registered_datasets():
+        return config.load(seed)  # a plug-in's options load their own dataset
+    raise ConfigError(f"data.dataset: unknown dataset {config.dataset!r}; known: {registered_datasets()}")
 
 
 def _find(source_name: str, config: Any) -> Found:

@@ -1,4 +1,4 @@
-"""Whole datasets held as tensors: one images tensor and one label tensor per task, per split."""
+"""Whole datasets held as tensors: one inputs tensor and one target tensor per task, per split."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mtlab.data.tasks import Task
+from mtlab.tasks import Task
 
 
 @dataclass
 class Split:
-    """One split, whole: ``images`` (N, C, H, W) - uint8 pixels 0-255, or float32 in [0, 1] - and
-    ``labels[task]`` (N,) int64 class indices for every task of the dataset."""
+    """One split, whole: the inputs ``images`` - (N, C, H, W) uint8 pixels 0-255 or float32, or (N, D) float32
+    feature vectors - and ``labels[task]``, the targets of every task of the dataset in the shape and dtype its task
+    type declares ((N,) int64 class indices for ``multiclass``; (N,) or (N, L) float32 otherwise), a missing label
+    being -1 (integers) or NaN (floats). ``inputs`` and ``targets`` name the same tensors."""
 
     images: Tensor
     labels: dict[str, Tensor]
@@ -21,11 +23,19 @@ class Split:
     def __post_init__(self) -> None:
         n = self.images.shape[0]
         for task, y in self.labels.items():
-            if y.shape != (n,):
-                raise ValueError(f"labels[{task!r}] has shape {tuple(y.shape)}, expected ({n},)")
+            if y.shape[:1] != (n,):
+                raise ValueError(f"labels[{task!r}] has shape {tuple(y.shape)}, expected ({n}, ...)")
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    @property
+    def inputs(self) -> Tensor:
+        return self.images
+
+    @property
+    def targets(self) -> dict[str, Tensor]:
+        return self.labels
 
     def select(self, index: Tensor) -> Split:
         """The examples at ``index`` (a 1-D long tensor), in that order."""
@@ -39,7 +49,8 @@ class Split:
 class Dataset:
     """A dataset as loaded from its files: the official train and test splits, and its tasks in order.
 
-    ``origin`` says where the files were found (a directory, or ``embedded``), for run records and ``mtlab data``.
+    ``origin`` says where the files were found (a directory, or ``embedded``), for run records and ``mtlab data``;
+    ``val`` is a validation split the data itself gives (a table's ``split`` column), used instead of carving one.
     """
 
     name: str
@@ -47,9 +58,9 @@ class Dataset:
     train: Split
     test: Split
     origin: str
+    val: Split | None = None
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one example."""
-        c, h, w = self.train.images.shape[1:]
-        return (int(c), int(h), int(w))
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example: (C, H, W) for images, (D,) for feature vectors."""
+        return tuple(int(d) for d in self.train.images.shape[1:])

@@ -1,7 +1,9 @@
 """Carve the splits a run uses: train / validation from the official training split, test from the official test split.
 
-The validation split is held out from the training data (stratified on the dataset's first task, seeded), so model
-selection and early stopping never see the test split; the test split is evaluated once, at the end of a run.
+The validation split is held out from the training data (stratified on the dataset's first fully labelled
+classification task, seeded; uniformly at random when there is none), so model selection and early stopping never see
+the test split; the test split is evaluated once, at the end of a run. A dataset that gives its own validation split
+(a table's ``split`` column) keeps it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,23 @@ def stratified_pick(labels: Tensor, total: int, generator: torch.Generator) -> T
     return torch.sort(by_class[rank < take[sorted_labels]]).values
 
 
+def strata(split: Split, dataset: Dataset) -> Tensor | None:
+    """Class indices (N,) to stratify ``split`` on: the first ``multiclass`` or ``binary`` task with every label
+    present, or None (then the draws are uniform)."""
+    for name, task in dataset.tasks.items():
+        y = split.labels[name]
+        if task.type in ("multiclass", "binary") and y.ndim == 1 and bool(task.task_type.labelled(y).all()):
+            return y.long()
+    return None
+
+
+def _pick(labels: Tensor | None, n: int, total: int, generator: torch.Generator) -> Tensor:
+    """``total`` of ``n`` indices, sorted: stratified on ``labels`` when given, else uniformly at random."""
+    if labels is not None:
+        return stratified_pick(labels, total, generator)
+    return torch.sort(torch.randperm(n, generator=generator)[:total]).values
+
+
 def carve_splits(
     dataset: Dataset,
     *,
@@ -67,16 +86,17 @@ def carve_splits(
 ) -> RunSplits:
     """Subsample (optionally), then hold out a stratified validation split; all draws depend only on ``seed``."""
     generator = seeding.generator(seed, "splits")
-    strata = next(iter(dataset.tasks))
     train, test = dataset.train, dataset.test
     if train_subset is not None and train_subset < len(train):
-        train = train.select(stratified_pick(train.labels[strata], train_subset, generator))
+        train = train.select(_pick(strata(train, dataset), len(train), train_subset, generator))
     if test_subset is not None and test_subset < len(test):
-        test = test.select(stratified_pick(test.labels[strata], test_subset, generator))
+        test = test.select(_pick(strata(test, dataset), len(test), test_subset, generator))
+    if dataset.val is not None:  # the data gives its own validation split
+        return RunSplits(train=train, val=dataset.val if val_fraction > 0 else None, test=test)
     val = None
     n_val = round(len(train) * val_fraction)
     if n_val > 0:
-        val_index = stratified_pick(train.labels[strata], n_val, generator)
+        val_index = _pick(strata(train, dataset), len(train), n_val, generator)
         keep = torch.ones(len(train), dtype=torch.bool)
         keep[val_index] = False
         val = train.select(val_index)

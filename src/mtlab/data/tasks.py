@@ -1,9 +1,10 @@
-"""The tasks each dataset offers, known before any file is read (so configs can be checked up front)."""
+"""Constants of the built-in datasets' tasks; :class:`~mtlab.tasks.Task` itself lives in :mod:`mtlab.tasks`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from mtlab.tasks import Task  # noqa: F401  (re-exported: where the data layer has always found it)
 
 # Fashion-MNIST item classes grouped as in the original fashion-mtl study: shoes {sandal, sneaker, ankle boot},
 # gendered {dress, shirt, bag}, unisex {t-shirt, trouser, pullover, coat}.
@@ -25,29 +26,6 @@ OVERLAYS: dict[str, tuple[str, str]] = {
     "multi-fashion-mnist-sample": ("fashion-mnist-sample", "mnist-sample"),
 }
 
-_TASKS: dict[str, list[str]] = {
-    "mnist": ["digit"],
-    "mnist-sample": ["digit"],
-    "fashion-mnist": ["item", "group"],
-    "fashion-mnist-sample": ["item", "group"],
-    "cifar100": ["fine", "coarse"],
-    "mnist-pairs": ["leq", "digit_a", "digit_b"],
-    **{name: ["left", "right"] for name in OVERLAYS},
-}
-
-
-@dataclass(frozen=True)
-class Task:
-    """A classification task: its name, and one display name per class (``num_classes = len(class_names)``)."""
-
-    name: str
-    class_names: tuple[str, ...]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
 def dataset_task_names(data: Any) -> list[str]:
-    """Task names of the dataset a data config names (``data.dataset``), in the dataset's order."""
-    return list(_TASKS[data.dataset])
+    """Task names of the dataset a data config names, in the dataset's order (the config answers itself)."""
+    return data.task_names()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from mtlab.data.tasks import Task
+from mtlab.tasks import Task
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +70,10 @@ class MultiTaskNet(nn.Module, ABC):
         """The heads on given ``features()`` output; ``forward(x) == forward_heads(features(x))`` for models that
         have a :meth:`representation`."""
         raise NotImplementedError(f"{type(self).__name__} has no shared representation to split its forward at")
+
+    def stack_problem(self) -> str | None:
+        """Why K copies of this network cannot train as one vmapped model (one line), or None when they can."""
+        return None
 
     @abstractmethod
     def parts(self) -> list[Part]:

@@ -28,7 +28,7 @@ class Cascade:
 
     def build_heads(self, config: HeadedModel, tasks: list[Task], features: int) -> nn.ModuleDict:
         """One :class:`TaskHead` per task reading ``features`` (B, F), widened where a reuse edge joins it."""
-        num_classes = {task.name: task.num_classes for task in tasks}
+        num_classes = {task.name: task.outputs for task in tasks}  # output width per task
         heads = {}
         for task in self.task_names:
             head = config.heads.get(task, config.head)

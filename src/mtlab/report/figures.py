@@ -18,6 +18,7 @@ from mtlab import atomic
 from mtlab.report.dynamics import conflict_curves, conflict_heatmap, weight_curves
 from mtlab.report.tables import StudyData, best_variant, representative_run, variant_label
 from mtlab.report.tradeoff import axis_title, numeric_axes, sweep_figure, tradeoff_figure
+from mtlab.report.units import decimals, is_fraction, label, phrase, scale
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,47 +68,51 @@ def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list
             return
         saved.append(save_figure(fig, out_dir / f"{name}.png", title, caption))
 
+    primaries = primary_words(study)
     with rc_context(STYLE):
         for task in study.tasks:
             save(
                 learning_curves(study, task, colors),
                 f"learning-curves-{_slug(task)}",
                 f"Learning curves: {task}",
-                f"Accuracy on task {task} per epoch. Line: mean over seeds; band: min–max over seeds (only where "
-                "two or more runs reached that epoch; runs stopped early end sooner).",
+                f"{phrase(study.primary(task)).capitalize()} on task {task} per epoch (its primary metric). Line: "
+                "mean over seeds; band: min–max over seeds (only where two or more runs reached that epoch; runs "
+                "stopped early end sooner).",
             )
         save(
             accuracy_bars(study, summary, colors),
             "test-accuracy",
-            "Test accuracy",
-            "Mean test accuracy per variant and task with its 95% confidence interval; dots are single seeds. "
-            "The axis is zoomed to the data, so bar lengths are not proportional to accuracy.",
+            "Test accuracy" if primaries == "accuracy" else "Test results",
+            f"Mean test {primaries} per variant and task with its 95% confidence interval; dots are single seeds "
+            "(↑ higher is better, ↓ lower is better). The axis is zoomed to the data, so bar lengths are not "
+            "proportional to the values.",
         )
         shown = confusion_variants(study, summary)
         save(
             confusion_figure(study, shown),
             "confusion",
             "Confusion matrices",
-            "Test confusion matrices of one representative run per variant (the seed whose accuracy is closest to "
-            "the variant's median), for " + " and ".join(shown) + ". Colour: fraction of the true class "
-            "(row); numbers: counts.",
+            "Test confusion matrices of the classification tasks, for one representative run per variant (the seed "
+            f"whose {primaries} is closest to the variant's median), for " + " and ".join(shown) + ". Colour: "
+            "fraction of the true class (row); numbers: counts.",
         )
         save(
             tradeoff_figure(study, colors),
             "trade-off",
             "Trade-off between tasks",
-            "Test accuracy of one task against another: a large dot per variant (mean over seeds) with 95% "
-            "Student-t whiskers on both axes, its seeds as faint dots; dotted lines are variants that train one of "
-            "the two tasks alone; the dashed line joins the non-dominated variants (no other variant is at least as "
-            "good on both tasks and better on one), which are labelled.",
+            f"Test {primaries} of one task against another, oriented so that better is up and to the right (an "
+            "axis of a lower-is-better metric is inverted, and says so): a large dot per variant (mean over seeds) "
+            "with 95% Student-t whiskers on both axes, its seeds as faint dots; dotted lines are variants that train "
+            "one of the two tasks alone; the dashed line joins the non-dominated variants (no other variant is at "
+            "least as good on both tasks and better on one), which are labelled.",
         )
         for axis, values in numeric_axes(study).items():
             save(
                 sweep_figure(study, axis, values, colors),
                 f"sweep-{_slug(axis)}",
                 f"Sweep: {axis_title(axis, values)}",
-                f"Test accuracy per task against the grid axis {axis}: mean over seeds with its 95% Student-t band, "
-                "one line per value of the other labels.",
+                f"Test {primaries} per task against the grid axis {axis}: mean over seeds with its 95% Student-t "
+                "band, one line per value of the other labels (↑ higher is better, ↓ lower is better).",
             )
         save(
             conflict_curves(study, colors),
@@ -142,6 +147,17 @@ def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list
     return saved
 
 
+def primary_words(study: StudyData) -> str:
+    """The tasks' primary metrics in words for captions: ``accuracy``, or ``accuracy (item) and MAE (age)``."""
+    metrics = {t: study.primary(t) for t in study.tasks}
+    if len(set(metrics.values())) <= 1:
+        return phrase(next(iter(metrics.values()), "acc"))
+    by_metric: dict[str, list[str]] = {}
+    for task, metric in metrics.items():
+        by_metric.setdefault(metric, []).append(task)
+    return " and ".join(f"{phrase(m)} ({', '.join(ts)})" for m, ts in by_metric.items())
+
+
 def variant_colors(variants: list[str]) -> dict[str, tuple[float, ...]]:
     from matplotlib import colormaps
 
@@ -164,12 +180,16 @@ def confusion_variants(study: StudyData, summary: pd.DataFrame) -> list[str]:
 
 
 def learning_curves(study: StudyData, task: str, colors: dict) -> Figure | None:
-    """Train and validation accuracy of ``task`` per epoch, one line (mean) and band (min-max) per variant."""
+    """Train and validation values of ``task``'s primary metric per epoch, one line (mean) and band (min-max) per
+    variant."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     history = study.history
-    panels = [(s, f"{s}.{task}.acc") for s in ("train", "val") if (history["metric"] == f"{s}.{task}.acc").any()]
+    metric, higher = study.measure[task]
+    factor = scale(metric)
+    keys = [(s, f"{s}.{task}.{metric}") for s in ("train", "val")]
+    panels = [(s, key) for s, key in keys if (history["metric"] == key).any()]
     if not panels:
         return None
     fig = Figure(figsize=(WIDTH, 3.6), layout="constrained")
@@ -183,7 +203,7 @@ def learning_curves(study: StudyData, task: str, colors: dict) -> Figure | None:
             x = per_epoch.index.to_numpy()
             ax.plot(
                 x,
-                100 * per_epoch["mean"],
+                factor * per_epoch["mean"],
                 color=colors[variant],
                 lw=2,
                 label=variant,
@@ -194,41 +214,42 @@ def learning_curves(study: StudyData, task: str, colors: dict) -> Figure | None:
             if band.any():
                 ax.fill_between(
                     x[band],
-                    100 * per_epoch["min"][band],
-                    100 * per_epoch["max"][band],
+                    factor * per_epoch["min"][band],
+                    factor * per_epoch["max"][band],
                     color=colors[variant],
                     alpha=0.15,
                     lw=0,
                 )
-        ax.set_title({"train": "Training", "val": "Validation"}[split] + f" accuracy — {task}")
+        ax.set_title({"train": "Training", "val": "Validation"}[split] + f" {phrase(metric)} — {task}")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].set_ylabel("accuracy (%)")
+    axes[0].set_ylabel(label(metric, higher))
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
     return fig
 
 
 def accuracy_bars(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figure | None:
-    """Horizontal bars of mean test accuracy per variant, one panel per task, 95% CI whiskers and seed dots."""
+    """Horizontal bars of the mean of each task's primary test metric per variant, one panel per task, 95% CI
+    whiskers and seed dots (fractions in percent; the axis label gives the direction)."""
     from matplotlib.figure import Figure
 
     shown = summary[summary["done"] > 0].reset_index(drop=True)
-    tasks = [t for t in study.tasks if shown[f"{t}.acc.mean"].notna().any()]
+    tasks = [t for t in study.tasks if shown[f"{t}.{study.primary(t)}.mean"].notna().any()]
     if shown.empty or not tasks:
         return None
     y = np.arange(len(shown))
     fig = Figure(figsize=(WIDTH, 0.55 * len(shown) + 1.3), layout="constrained")
     axes = fig.subplots(1, len(tasks), sharey=True, squeeze=False)[0]
-    test_acc = study.metrics[(study.metrics["split"] == "test") & (study.metrics["metric"] == "acc")]
+    test = study.metrics[study.metrics["split"] == "test"]
     for ax, task in zip(axes, tasks, strict=True):
-        mean = 100 * shown[f"{task}.acc.mean"].to_numpy()
-        low = 100 * shown[f"{task}.acc.ci_low"].to_numpy()
-        high = 100 * shown[f"{task}.acc.ci_high"].to_numpy()
-        seeds = [
-            100 * test_acc.loc[(test_acc["variant"] == v) & (test_acc["task"] == task), "value"].to_numpy()
-            for v in shown["variant"]
-        ]
+        metric, higher = study.measure[task]
+        factor = scale(metric)
+        mean = factor * shown[f"{task}.{metric}.mean"].to_numpy()
+        low = factor * shown[f"{task}.{metric}.ci_low"].to_numpy()
+        high = factor * shown[f"{task}.{metric}.ci_high"].to_numpy()
+        mine = test[(test["task"] == task) & (test["metric"] == metric)]
+        seeds = [factor * mine.loc[mine["variant"] == v, "value"].to_numpy() for v in shown["variant"]]
         ax.barh(y, mean, height=0.62, color=[colors[v] for v in shown["variant"]], alpha=0.85, zorder=2)
         ok = ~np.isnan(low)
         ax.errorbar(
@@ -247,15 +268,19 @@ def accuracy_bars(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figu
         everything = np.concatenate([mean, low[ok], high[ok], *seeds])
         everything = everything[~np.isnan(everything)]
         lo, hi = float(everything.min()), float(everything.max())
-        span = max(hi - lo, 0.5)
-        left, right = max(0.0, lo - 0.6 * span), hi + 0.3 * span  # room right of the whiskers for the labels
-        ax.set_xlim(left, right)
+        span = max(hi - lo, 0.5 if is_fraction(metric) else 1e-3 * max(abs(hi), abs(lo), 1e-12))
+        left = lo - 0.6 * span
+        measured = np.concatenate([mean, *seeds])
+        if is_fraction(metric) or np.nanmin(measured) >= 0:  # values that are never negative: the axis stops at 0
+            left = max(0.0, left)
+        ax.set_xlim(left, hi + 0.3 * span)  # room right of the whiskers for the labels
+        digits = decimals(metric, float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else None)
         for i, m in enumerate(mean):
             if not np.isnan(m):  # the value label sits right of whatever reaches furthest: whisker or seed dot
                 end = max(m, high[i] if ok[i] else m, *seeds[i])
-                ax.text(end + 0.03 * span, y[i], f"{m:.2f}", va="center", fontsize=9, zorder=5)
-        ax.set_title(f"Test accuracy — {task}")
-        ax.set_xlabel("accuracy (%)")
+                ax.text(end + 0.03 * span, y[i], f"{m:.{digits}f}", va="center", fontsize=9, zorder=5)
+        ax.set_title(f"Test {phrase(metric)} — {task}")
+        ax.set_xlabel(label(metric, higher) + ("" if higher else ", lower is better"))
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(y, [variant_label(r) for r in shown.to_dict("records")])
     axes[0].invert_yaxis()
@@ -266,8 +291,11 @@ def confusion_figure(study: StudyData, variants: list[str]) -> Figure | None:
     """One row of confusion matrices (one per task) for the representative run of each variant."""
     from matplotlib.figure import Figure
 
+    classified = {t for t in study.tasks if study.task(t).confusion}  # types with a confusion matrix
     runs = {v: representative_run(study, v) for v in variants}
-    matrices = {v: study.confusion(r) for v, r in runs.items() if r is not None}  # {variant: {task: matrix}}
+    matrices = {  # {variant: {task: matrix}}
+        v: {t: m for t, m in study.confusion(r).items() if t in classified} for v, r in runs.items() if r is not None
+    }
     picked = [(v, runs[v]) for v in variants if matrices.get(v)]
     if not picked:
         return None

@@ -7,11 +7,15 @@ original gives a std and n (n >= 2) the interval is Welch's, so the original's o
 the original value is taken as exact and the interval is this study's alone (the original lies within, above or
 below this study's interval).
 
+Values are in the original's display units: fraction metrics (acc, f1, auroc) in percent, every other metric as
+stored (loss, MAE and RMSE in the target's units, R²).
+
 For every claim of the original, each of its comparisons is tested on this study's seeds, paired (variants of one
-seed share their data draw): a two-sided paired t-test, Holm-adjusted over all comparisons of the section. A
-``better`` comparison is supported when the adjusted p < 0.05 with the expected sign, contradicted when the sign is
-the opposite one; a ``not_worse`` comparison holds unless the variant is significantly worse. A claim is supported
-when all its comparisons are, contradicted when any is.
+seed share their data draw): a two-sided paired t-test, Holm-adjusted over all comparisons of the section, on the
+comparison's metric (default: the task's primary one) signed by its direction, so that a positive difference is
+always better (higher accuracy, lower loss or MAE). A ``better`` comparison is supported when the adjusted p < 0.05
+with the expected sign, contradicted when the sign is the opposite one; a ``not_worse`` comparison holds unless the
+variant is significantly worse. A claim is supported when all its comparisons are, contradicted when any is.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pydantic import ValidationError
 from scipy import stats
 
 from mtlab.report.tables import MISSING, Cell, StudyData, Table, format_p
+from mtlab.report.units import decimals, difference_unit, scale, unit
 from mtlab.study.reference import Claim, Comparison, OriginalValue, Reference
 
 if TYPE_CHECKING:
@@ -130,14 +135,31 @@ def study_reference(study: StudyData) -> Reference | None:
     return None if raw is None else Reference.model_validate(raw)
 
 
-def _scale(metric: str) -> float:
-    return 100.0 if metric == "acc" else 1.0  # the original gives accuracy in percent; the store holds fractions
-
-
 def _per_seed(study: StudyData, variant: str, task: str, metric: str) -> pd.Series:
+    """This study's test values per seed in the original's units (the store holds fractions; the original gives
+    them in percent)."""
     m = study.metrics
     rows = m[(m["split"] == "test") & (m["metric"] == metric) & (m["variant"] == variant) & (m["task"] == task)]
-    return rows.groupby("seed")["value"].first() * _scale(metric)
+    return rows.groupby("seed")["value"].first() * scale(metric)
+
+
+def comparison_metric(study: StudyData, c: Comparison) -> tuple[str, float]:
+    """The metric a comparison is on (default: the task's primary one) and the sign making "better" positive."""
+    info = study.task(c.task)
+    metric = c.metric or info.primary
+    higher = info.directions.get(metric)
+    if higher is None:  # not recorded by this study's runs (so untestable here): the type knows its direction
+        higher = _type_direction(info.type, metric)
+    return metric, 1.0 if higher in ("max", True) else -1.0
+
+
+def _type_direction(type_name: str, metric: str) -> str:
+    try:
+        from mtlab.tasks import TASK_TYPES
+
+        return TASK_TYPES.get(type_name).direction(metric)
+    except (KeyError, ValueError):
+        return "min" if metric == "loss" else "max"
 
 
 def reference_frame(study: StudyData, reference: Reference) -> pd.DataFrame:
@@ -167,8 +189,8 @@ def claims_frame(study: StudyData, reference: Reference) -> pd.DataFrame:
     rows = []
     for number, claim in enumerate(reference.claims, 1):
         for c in claim.compare:
-            sign = 1.0 if c.metric == "acc" else -1.0  # > 0: the variant is better
-            a, b = _per_seed(study, c.variant, c.task, c.metric), _per_seed(study, c.vs, c.task, c.metric)
+            metric, sign = comparison_metric(study, c)  # sign * difference > 0: the variant is better
+            a, b = _per_seed(study, c.variant, c.task, metric), _per_seed(study, c.vs, c.task, metric)
             both = a.index.intersection(b.index)
             diff = sign * (a[both] - b[both]).to_numpy()
             low, high = _interval(diff)
@@ -178,9 +200,9 @@ def claims_frame(study: StudyData, reference: Reference) -> pd.DataFrame:
                     "variant": c.variant,
                     "vs": c.vs,
                     "task": c.task,
-                    "metric": c.metric,
+                    "metric": metric,
                     "expect": c.expect,
-                    "original_diff": _original_diff(reference, c, sign),
+                    "original_diff": _original_diff(reference, c, metric, sign),
                     "n_pairs": len(diff),
                     "diff_mean": float(diff.mean()) if len(diff) else math.nan,
                     "diff_low": low,
@@ -200,9 +222,9 @@ def claims_frame(study: StudyData, reference: Reference) -> pd.DataFrame:
     return frame
 
 
-def _original_diff(reference: Reference, c: Comparison, sign: float) -> float:
+def _original_diff(reference: Reference, c: Comparison, metric: str, sign: float) -> float:
     def value(variant: str) -> float:
-        original = reference.values.get(variant, {}).get(c.task, {}).get(c.metric)
+        original = reference.values.get(variant, {}).get(c.task, {}).get(metric)
         return original.mean if original is not None else math.nan
 
     return sign * (value(c.variant) - value(c.vs))
@@ -278,14 +300,13 @@ def values_table(values: pd.DataFrame) -> Table:
     headers = ["Variant", "Task", "Original", "This study", "95% CI", "Difference", "95% CI of difference", "Verdict"]
     rows = []
     for r in values.to_dict("records"):
-        digits = ".2f" if r["metric"] == "acc" else ".3f"
-        unit = "acc (%)" if r["metric"] == "acc" else "loss"
+        digits = _digits(r["metric"], r["original"])
         spread = f" ± {r['original_std']:{digits}}" if _ok(r["original_std"]) else ""
         n = f"n={int(r['original_n'])}" if _ok(r["original_n"]) else ""
         rows.append(
             [
                 Cell(r["variant"], kind="text"),
-                Cell(f"{r['task']} {unit}", kind="text"),
+                Cell(f"{r['task']} {_with_unit(r['metric'], unit(r['metric']))}", kind="text"),
                 Cell(f"{r['original']:{digits}}{spread}", note=" ".join(x for x in (n, r["note"]) if x)),
                 Cell(
                     f"{r['mean']:{digits}} ± {r['std']:{digits}}" if _ok(r["std"]) else _fmt(r["mean"], digits),
@@ -332,7 +353,7 @@ def comparisons_table(frame: pd.DataFrame) -> Table:
     headers.append("Result")
     rows = []
     for r in frame.to_dict("records"):
-        digits = ".2f" if r["metric"] == "acc" else ".3f"
+        digits = _digits(r["metric"], r["original_diff"] if _ok(r["original_diff"]) else r["diff_mean"])
         expect = "better than" if r["expect"] == "better" else "not worse than"
         rows.append(
             [
@@ -340,7 +361,7 @@ def comparisons_table(frame: pd.DataFrame) -> Table:
                 Cell(r["variant"], kind="text"),
                 Cell(expect, kind="text"),
                 Cell(r["vs"], kind="text"),
-                Cell(f"{r['task']} {'acc (pp)' if r['metric'] == 'acc' else 'loss'}", kind="text"),
+                Cell(f"{r['task']} {_with_unit(r['metric'], difference_unit(r['metric']))}", kind="text"),
                 Cell(_fmt(r["original_diff"], "+" + digits)),
                 Cell(_fmt(r["diff_mean"], "+" + digits)),
                 Cell(f"[{r['diff_low']:+{digits}}, {r['diff_high']:+{digits}}]" if _ok(r["diff_low"]) else MISSING),
@@ -350,12 +371,22 @@ def comparisons_table(frame: pd.DataFrame) -> Table:
             ]
         )
     caption = (
-        "Each comparison behind a claim: Δ > 0 means the variant is better (higher accuracy, lower loss). Original Δ "
+        "Each comparison behind a claim: Δ > 0 means the variant is better by the metric's direction (higher "
+        "accuracy, lower loss or MAE: a lower-is-better metric's difference is negated). Original Δ "
         "from the original's means where it reports both variants. This study's Δ is the mean paired difference "
         "over seeds, with its 95% interval; p: two-sided paired t-test, Holm-adjusted. 'not worse than' holds "
         "unless the variant is significantly worse."
     )
     return Table(headers, rows, caption)
+
+
+def _digits(metric: str, reference: float | None) -> str:
+    """A format spec for values of ``metric`` already in display units (percent for fractions)."""
+    return f".{decimals(metric, reference if _ok(reference) else None)}f"
+
+
+def _with_unit(metric: str, unit_: str) -> str:
+    return f"{metric} ({unit_})" if unit_ else metric
 
 
 def _ok(x: object) -> bool:

@@ -25,7 +25,6 @@ from mtlab.report.figures import SavedFigure, make_figures
 from mtlab.report.reference import reference_blocks
 from mtlab.report.tables import (
     DELTA_M_DEFINITION,
-    MISSING,
     Cell,
     StudyData,
     Table,
@@ -42,6 +41,7 @@ from mtlab.report.tables import (
     summary_frame,
     summary_table,
 )
+from mtlab.report.units import format_value, phrase
 
 UNKNOWN = "not recorded"
 
@@ -164,22 +164,26 @@ def report_blocks(
 
 
 def highlights(study: StudyData, summary: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
-    """One sentence per task: the best variant, its accuracy with n, and how it compares with its control."""
+    """One sentence per task: the best variant on the task's primary metric (by its direction), its value with n,
+    and how it compares with its control."""
     lines = []
     candidates = ranked(summary)
     for task in study.tasks:
-        column = candidates[f"{task}.acc.mean"]
+        metric, higher = study.measure[task]
+        column = candidates[f"{task}.{metric}.mean"]
         if column.notna().sum() == 0:
             continue
-        best = candidates.loc[column.idxmax()]
-        std = best[f"{task}.acc.std"]
-        spread = f" ± {100 * std:.2f}" if pd.notna(std) else ""
-        line = f"{task}: best is {best['variant']} at {100 * best[f'{task}.acc.mean']:.2f}%{spread} (n={best['done']})"
+        best = candidates.loc[column.idxmax() if higher else column.idxmin()]
+        mean, std = best[f"{task}.{metric}.mean"], best[f"{task}.{metric}.std"]
+        spread = f" ± {format_value(metric, std, reference=mean)}" if pd.notna(std) else ""
+        value = format_value(metric, mean, with_unit=True)
+        what = "" if metric == "acc" else f"{phrase(metric)} "  # accuracy goes without saying, as it always has
+        line = f"{task}: best is {best['variant']} at {what}{value}{spread} (n={best['done']})"
         vs = comparisons[(comparisons["variant"] == best["variant"]) & (comparisons["task"] == task)]
         if len(vs):
             c = vs.iloc[0]
-            diff = f"{100 * c['diff_mean']:+.2f}" if pd.notna(c["diff_mean"]) else MISSING
-            line += f", {diff} pp vs {c['control']} (paired t p = {format_p(c['t_p'])})"
+            diff = format_value(metric, c["diff_mean"], signed=True, with_unit=True)
+            line += f", {diff} vs {c['control']} (paired t p = {format_p(c['t_p'])})"
         elif best["is_control"]:
             line += ", the control itself"
         lines.append(line + ".")

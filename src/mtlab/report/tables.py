@@ -2,8 +2,11 @@
 
 Everything here reads one :class:`StudyData` snapshot of the results store (never printed text, never run
 directories), and every statistic comes from :mod:`mtlab.analysis.stats`; this module only arranges and formats
-them. The numeric frames are what a script wants; :class:`Table` is what a reader wants (accuracy in percent,
-p-values as numbers, '–' wherever a value does not exist yet, e.g. the interval of a variant with one seed).
+them. Each task is scored by its type's metrics, each with its direction (:class:`~mtlab.study.store.TaskInfo`):
+tables have a column per metric, and summaries, rankings, Δm and comparisons use each task's primary metric the
+right way up. The numeric frames are what a script wants (values as stored: fractions for accuracy); :class:`Table`
+is what a reader wants (fractions in percent, other metrics in their units - :mod:`mtlab.report.units` -, p-values
+as numbers, '–' wherever a value does not exist yet, e.g. the interval of a variant with one seed).
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import pandas as pd
 from mtlab.analysis.stats import ALPHA, compare, delta_m, rank_variants, summarize
 from mtlab.config.schema import RunConfig
 from mtlab.errors import MtlabError
+from mtlab.report.units import MISSING, difference_unit, format_value, label, phrase
 from mtlab.study.controls import resolve_controls
 from mtlab.study.spec import RunSpec, StudySpec
-from mtlab.study.store import ResultStore
+from mtlab.study.store import ResultStore, TaskInfo
 
 STORE_NAME = "results.sqlite"  # the same name as mtlab.study.runner.STORE_NAME, without importing the trainer (torch)
-MISSING = "–"
 
 
 # ------------------------------------------------------------------------------------------------------ loading
@@ -35,8 +38,9 @@ class StudyData:
     """One read of a study's store: everything the report is made from.
 
     ``runs`` holds the runs of the current spec (every status) in study order; ``metrics`` and ``history`` only
-    the finished ones. ``notes`` collects what could not be worked out (e.g. controls of a spec that no longer
-    validates), so the report can say so instead of failing.
+    the finished ones. ``task_info`` says what each task is (type, primary metric, directions; see :meth:`task`).
+    ``notes`` collects what could not be worked out (e.g. controls of a spec that no longer validates), so the
+    report can say so instead of failing.
     """
 
     directory: Path
@@ -48,6 +52,19 @@ class StudyData:
     variants: list[str]
     tasks: list[str]
     notes: list[str] = field(default_factory=list)
+    task_info: dict[str, TaskInfo] = field(default_factory=dict)
+
+    def task(self, task: str) -> TaskInfo:
+        """What ``task`` is; a task the store has no description of was trained before typed tasks (multiclass)."""
+        return self.task_info.get(task) or TaskInfo(task)
+
+    @property
+    def measure(self) -> dict[str, tuple[str, bool]]:
+        """Each task's primary metric and whether higher is better, as :mod:`mtlab.analysis.stats` takes them."""
+        return {t: self.task(t).measure() for t in self.tasks}
+
+    def primary(self, task: str) -> str:
+        return self.task(task).primary
 
     @property
     def control_variants(self) -> list[str]:
@@ -76,17 +93,32 @@ def store_path(directory: Path) -> Path:
 def load_study(directory: Path) -> StudyData:
     """Read the study at ``directory`` (a user error if it has no store); only the runs of the current spec."""
     directory = Path(directory)
+    notes: list[str] = []
     with ResultStore(store_path(directory)) as store, store.snapshot():  # one moment, even while a driver writes
         info = store.info()
         runs = store.runs_frame()
         metrics = store.metrics_frame()
         history = store.history_frame()
-    notes: list[str] = []
+        recorded = store.task_info(notes=notes)
     controls, configured_tasks = _controls_and_tasks(info, runs, notes)
     variants = list(dict.fromkeys(runs["variant"]))
     measured = [t for t in dict.fromkeys(metrics.loc[metrics["split"] == "test", "task"]) if t]
     tasks = list(dict.fromkeys([*configured_tasks, *measured]))
-    return StudyData(directory, info, runs, metrics, history, controls, variants, tasks, notes)
+    return StudyData(
+        directory, info, runs, metrics, history, controls, variants, tasks, notes, _task_info(tasks, recorded, metrics)
+    )
+
+
+def _task_info(tasks: list[str], recorded: dict[str, TaskInfo], metrics: pd.DataFrame) -> dict[str, TaskInfo]:
+    """Each task's description (a task without one was stored before typed tasks: multiclass, scored by accuracy),
+    keeping only the metrics its finished runs recorded (runs before typed tasks have no f1, for instance)."""
+    test = metrics[(metrics["split"] == "test") & (metrics["task"] != "")]
+    present = test.groupby("task")["metric"].unique()
+    found = {}
+    for task in tasks:
+        info = recorded.get(task) or TaskInfo(task)
+        found[task] = info.restricted(present[task]) if task in present.index else info
+    return found
 
 
 def _controls_and_tasks(info: dict[str, Any], runs: pd.DataFrame, notes: list[str]):
@@ -118,19 +150,23 @@ def _controls_and_tasks(info: dict[str, Any], runs: pd.DataFrame, notes: list[st
 
 
 def summary_frame(study: StudyData) -> pd.DataFrame:
-    """One row per variant: run counts, per task test accuracy (n, mean, std, 95% CI) and loss, delta_m, size, time.
+    """One row per variant: run counts, per task and metric of its type the test n, mean, std and 95% CI, the test
+    loss, delta_m, size, time.
 
-    Accuracies are fractions here (as stored); a variant with no finished run has NaN statistics.
+    Columns ``<task>.<metric>.<stat>`` for every metric of the task (:attr:`TaskInfo.metrics`, primary first) and
+    ``<task>.loss.mean|std``. Values are as stored (accuracy as a fraction); a variant with no finished run has NaN
+    statistics.
     """
-    acc = summarize(study.metrics, "test", "acc").set_index(["variant", "task"])
-    loss = summarize(study.metrics, "test", "loss").set_index(["variant", "task"])
-    dm = delta_m(study.metrics, study.controls).set_index("variant")
+    names = list(dict.fromkeys(m for t in study.tasks for m in study.task(t).metrics))
+    stats = {m: summarize(study.metrics, "test", m).set_index(["variant", "task"]) for m in [*names, "loss"]}
+    dm = delta_m(study.metrics, study.controls, "test", study.measure).set_index("variant")
     step = step_seconds(study)
     controls = set(study.control_variants)
     columns = ["variant", "runs", "done", "failed", "is_control", "delta_m", "delta_m.ci_low", "delta_m.ci_high",
                "parameters", "seconds", "step_seconds"]
     for task in study.tasks:
-        columns += [f"{task}.acc.{s}" for s in ("n", "mean", "std", "ci_low", "ci_high")]
+        for metric in study.task(task).metrics:
+            columns += [f"{task}.{metric}.{s}" for s in ("n", "mean", "std", "ci_low", "ci_high")]
         columns += [f"{task}.loss.{s}" for s in ("mean", "std")]
     rows = []
     for variant in study.variants:
@@ -150,11 +186,12 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
             "step_seconds": float(step.get(variant, math.nan)),
         }
         for task in study.tasks:
-            a = acc.loc[(variant, task)] if (variant, task) in acc.index else None
-            b = loss.loc[(variant, task)] if (variant, task) in loss.index else None
-            row[f"{task}.acc.n"] = int(a["n"]) if a is not None else 0
-            for stat in ("mean", "std", "ci_low", "ci_high"):
-                row[f"{task}.acc.{stat}"] = float(a[stat]) if a is not None else math.nan
+            for metric in study.task(task).metrics:
+                a = stats[metric].loc[(variant, task)] if (variant, task) in stats[metric].index else None
+                row[f"{task}.{metric}.n"] = int(a["n"]) if a is not None else 0
+                for stat in ("mean", "std", "ci_low", "ci_high"):
+                    row[f"{task}.{metric}.{stat}"] = float(a[stat]) if a is not None else math.nan
+            b = stats["loss"].loc[(variant, task)] if (variant, task) in stats["loss"].index else None
             for stat in ("mean", "std"):
                 row[f"{task}.loss.{stat}"] = float(b[stat]) if b is not None else math.nan
         rows.append(row)
@@ -169,9 +206,9 @@ def step_seconds(study: StudyData) -> pd.Series:
 
 
 def comparison_frame(study: StudyData) -> pd.DataFrame:
-    """Each variant against its control per task on test accuracy (paired over seeds; see :func:`compare`), with
-    Holm-adjusted p-values over the whole table (the study's family of comparisons)."""
-    return compare(study.metrics, study.controls, "test", "acc")
+    """Each variant against its control per task on the task's primary test metric (paired over seeds; see
+    :func:`compare`), with Holm-adjusted p-values over the whole table (the study's family of comparisons)."""
+    return compare(study.metrics, study.controls, "test", study.measure)
 
 
 def ranking_frame(study: StudyData, summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
@@ -179,17 +216,17 @@ def ranking_frame(study: StudyData, summary: pd.DataFrame, comparisons: pd.DataF
     and the time per step; empty unless the study has a control and three or more variants with finished runs."""
     if not study.controls or (summary["done"] > 0).sum() < 3:
         return pd.DataFrame()
-    ranking = rank_variants(study.metrics, comparisons)
+    ranking = rank_variants(study.metrics, comparisons, "test", study.measure)
     keep = ["variant", "is_control", "delta_m", "delta_m.ci_low", "delta_m.ci_high", "step_seconds", "done",
-            *(f"{t}.acc.mean" for t in study.tasks)]
+            *(f"{t}.{study.primary(t)}.mean" for t in study.tasks)]
     return ranking.merge(summary[keep], on="variant", how="left")
 
 
 def beats_control(comparisons: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """The comparisons ("variant on task") better and worse than their control at the Holm-adjusted level."""
-    adjusted = comparisons[comparisons["holm_p"] < ALPHA]
-    label = adjusted["variant"] + " on " + adjusted["task"]
-    return list(label[adjusted["diff_mean"] > 0]), list(label[adjusted["diff_mean"] < 0])
+    """The comparisons ("variant on task") better and worse than their control at the Holm-adjusted level, by each
+    task's direction (a lower MAE is better)."""
+    names = comparisons["variant"] + " on " + comparisons["task"]
+    return list(names[comparisons["verdict"] == "win"]), list(names[comparisons["verdict"] == "loss"])
 
 
 def failed_frame(study: StudyData) -> pd.DataFrame:
@@ -207,33 +244,48 @@ def ranked(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_variant(study: StudyData, summary: pd.DataFrame) -> str | None:
-    """The ranked variant with the highest delta_m if any variant has a control, else the highest mean accuracy.
+    """The ranked variant with the highest delta_m if any variant has a control; else the best on the tasks'
+    primary metrics: the best mean when every task is scored by the same metric, the best mean rank over tasks
+    otherwise (values in different units do not average).
 
-    Mean accuracy over tasks only ranks variants that trained every task, so variants that skip a task lose.
+    Only variants that trained every task can win that way, so variants that skip a task lose.
     """
     candidates = ranked(summary)
     if candidates.empty:
         return None
     if candidates["delta_m"].notna().any():
         return str(candidates.loc[candidates["delta_m"].idxmax(), "variant"])
-    means = candidates[[f"{t}.acc.mean" for t in study.tasks]].mean(axis=1, skipna=False)
-    if means.notna().any():
-        return str(candidates.loc[means.idxmax(), "variant"])
+    # Each task's primary mean, signed so that higher is better.
+    signed = pd.DataFrame(
+        {t: candidates[f"{t}.{m}.mean"] * (1 if up else -1) for t, (m, up) in study.measure.items()},
+        index=candidates.index,
+    )
+    if len({m for m, _ in study.measure.values()}) > 1:
+        signed = -signed.rank(ascending=False)  # mean rank over tasks (1 = best), negated: higher is better
+    score = signed.mean(axis=1, skipna=False)
+    if score.notna().any():
+        return str(candidates.loc[score.idxmax(), "variant"])
     return str(candidates.iloc[0]["variant"])
 
 
 def representative_run(study: StudyData, variant: str) -> str | None:
-    """The finished run whose test accuracy (mean over tasks) is closest to the variant's median; ties: lower seed."""
-    rows = study.metrics[
-        (study.metrics["variant"] == variant)
-        & (study.metrics["split"] == "test")
-        & (study.metrics["metric"] == "acc")
-        & (study.metrics["task"] != "")
-    ]
+    """The finished run closest to the variant's median on the tasks' primary test metrics: its value (mean over
+    tasks when they share one metric) nearest the median; with different metrics, the sum over tasks of the
+    distance to each task's median in units of that task's spread over the runs. Ties: lower seed."""
+    measure = study.measure
+    m = study.metrics
+    rows = m[(m["variant"] == variant) & (m["split"] == "test") & (m["task"] != "")]
+    rows = rows[rows["metric"] == rows["task"].map(lambda t: measure[t][0] if t in measure else "acc")]
     if rows.empty:
         return None
-    per_run = rows.groupby(["run_id", "seed"], sort=False)["value"].mean().reset_index()
-    distance = (per_run["value"] - per_run["value"].median()).abs()
+    if rows["metric"].nunique() == 1:
+        per_run = rows.groupby(["run_id", "seed"], sort=False)["value"].mean().reset_index()
+        distance = (per_run["value"] - per_run["value"].median()).abs()
+    else:
+        wide = rows.pivot_table(index=["run_id", "seed"], columns="task", values="value", sort=False)
+        spread = wide.std(ddof=0).replace(0, 1).fillna(1)
+        distance = ((wide - wide.median()).abs() / spread).sum(axis=1).reset_index(drop=True)
+        per_run = wide.reset_index()[["run_id", "seed"]]
     per_run = per_run.assign(distance=distance).sort_values(["distance", "seed"], kind="stable")
     return str(per_run.iloc[0]["run_id"])
 
@@ -265,25 +317,26 @@ class Table:
 def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:
     headers = ["Variant", "n"]
     for task in study.tasks:
-        headers += [f"{task} test acc (%)", f"{task} test loss"]
+        info = study.task(task)
+        headers += [f"{task} test {label(m, info.higher_is_better(m))}" for m in info.metrics]
+        headers.append(f"{task} test {label('loss', False)}")
     headers += ["Δm (%)", "Parameters", "Train time"]
-    best = {t: ranked(summary)[f"{t}.acc.mean"].max() for t in study.tasks}
+    candidates = ranked(summary)
+    best = {}
+    for task in study.tasks:
+        info = study.task(task)
+        for m in info.metrics:
+            column = candidates[f"{task}.{m}.mean"]
+            best[(task, m)] = column.max() if info.higher_is_better(m) else column.min()
     rows = []
     for r in summary.to_dict("records"):
         name = variant_label(r)
         n = str(r["done"]) if r["done"] == r["runs"] else f"{r['done']} of {r['runs']}"
         cells = [Cell(name, kind="text"), Cell(n)]
         for task in study.tasks:
-            mean = r[f"{task}.acc.mean"]
-            cells.append(
-                Cell(
-                    f"{_pct(mean)} ± {_pct(r[f'{task}.acc.std'])}" if _ok(mean) else MISSING,
-                    note=f"[{_pct(r[f'{task}.acc.ci_low'])}, {_pct(r[f'{task}.acc.ci_high'])}]"
-                    if _ok(r[f"{task}.acc.ci_low"])
-                    else (f"[{MISSING}]" if _ok(mean) else ""),
-                    strong=_ok(mean) and mean == best[task],
-                )
-            )
+            info = study.task(task)
+            for m in info.metrics:
+                cells.append(metric_cell(r, task, m, interval=m == info.primary, strong_at=best[(task, m)]))
             loss = r[f"{task}.loss.mean"]
             cells.append(Cell(f"{loss:.3f} ± {_num(r[f'{task}.loss.std'], '.3f')}" if _ok(loss) else MISSING))
         cells.append(delta_m_cell(r))
@@ -291,12 +344,41 @@ def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:
         cells.append(Cell(_duration(r["seconds"])))
         rows.append(cells)
     caption = (
-        "Test accuracy: mean ± sample std over seeds, 95% Student-t interval in brackets, best mean per task in bold "
-        "(variants with a single finished run are not ranked); '–' where there are too few finished runs. n = finished "
-        "runs. Δm: mean relative change of test accuracy against the control over the tasks both train (Maninis et "
-        f"al., 2019), with its {DELTA_M_CI}. Train time: mean per run."
+        "Test metrics of each task (↑ higher is better, ↓ lower is better): mean ± sample std over seeds, best mean "
+        "per column in bold (variants with a single finished run are not ranked); for each task's primary metric "
+        f"(its first column: {_primaries(study)}) the 95% Student-t interval in brackets; '–' where there are too "
+        "few finished runs. Accuracy, F1 and AUROC in percent; MAE and RMSE in the target's units; R² and losses "
+        "as they are. n = finished runs. Δm: mean relative change of each task's primary metric against the "
+        "control over the tasks both train, signed so that positive is better (Maninis et al., 2019), with its "
+        f"{DELTA_M_CI}. Train time: mean per run."
     )
     return Table(headers, rows, caption)
+
+
+def metric_cell(row: dict[str, Any], task: str, metric: str, *, interval: bool, strong_at: float) -> Cell:
+    """``mean ± std`` of ``<task>.<metric>`` in a summary row, with its 95% interval as the note when asked."""
+    key = f"{task}.{metric}"
+    mean = row[f"{key}.mean"]
+    if not _ok(mean):
+        return Cell(MISSING)
+    text = f"{format_value(metric, mean)} ± {format_value(metric, row[f'{key}.std'], reference=mean)}"
+    note = ""
+    if interval:
+        low, high = row[f"{key}.ci_low"], row[f"{key}.ci_high"]
+        note = (
+            f"[{format_value(metric, low, reference=mean)}, {format_value(metric, high, reference=mean)}]"
+            if _ok(low)
+            else f"[{MISSING}]"
+        )
+    return Cell(text, note=note, strong=mean == strong_at)
+
+
+def _primaries(study: StudyData) -> str:
+    """Each task's primary metric in words: ``accuracy for item and group, MAE for age``."""
+    by_metric: dict[str, list[str]] = {}
+    for task in study.tasks:
+        by_metric.setdefault(study.primary(task), []).append(task)
+    return ", ".join(f"{phrase(m)} for {' and '.join(tasks)}" for m, tasks in by_metric.items())
 
 
 DELTA_M_CI = (
@@ -304,9 +386,11 @@ DELTA_M_CI = (
     "the variant and its controls share, fixed seed; with 3 seeds it spans the worst to the best single seed)"
 )
 DELTA_M_DEFINITION = (
-    "Δm = 100/T · Σ_t (M_t − M_control,t) / M_control,t over the T tasks with a control, M = mean test accuracy over "
-    "seeds: the flat mean over tasks' metrics of Maninis et al. (2019) and Nash-MTL; LibMTL first averages the "
-    "metrics within each task, which is the same here, each task having one metric."
+    "Δm = 100/T · Σ_t (−1)^l_t (M_t − M_control,t) / |M_control,t| over the T tasks with a control, M = the mean over "
+    "seeds of the task's primary test metric, l_t = 1 when lower is better (MAE, RMSE, loss) and 0 when higher is "
+    "(accuracy, R²): the flat mean over tasks' metrics of Maninis et al. (2019) and Nash-MTL, positive when the "
+    "variant is better; LibMTL first averages the metrics within each task, which is the same here, each task "
+    "having one metric."
 )
 
 
@@ -321,13 +405,13 @@ def delta_m_cell(row: dict[str, Any]) -> Cell:
 
 def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataFrame) -> Table:
     headers = ["Rank", "Variant", "Mean rank", "Δm (%)"]
-    headers += [f"{t} test acc (%)" for t in study.tasks]
+    headers += [f"{t} test {label(*study.measure[t])}" for t in study.tasks]
     headers += ["Time per step", f"vs control (W/T/L, Holm α={ALPHA:g})"]
     rows = []
     for i, r in enumerate(ranking.to_dict("records"), 1):
         rank = Cell(f"{r['mean_rank']:.2f}", note=f"({r['cells']} cells)")
         cells = [Cell(str(i)), Cell(variant_label(r), kind="text"), rank, delta_m_cell(r)]
-        cells += [Cell(_pct(r[f"{t}.acc.mean"])) for t in study.tasks]
+        cells += [Cell(format_value(study.primary(t), r[f"{t}.{study.primary(t)}.mean"])) for t in study.tasks]
         cells.append(Cell(_step_time(r["step_seconds"])))
         if r["compared"]:
             verdict = f"{r['wins']} / {r['ties']} / {r['losses']}"
@@ -337,8 +421,9 @@ def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataF
         rows.append(cells)
     family = len(comparisons["holm_p"].dropna())
     caption = (
-        "Variants by mean rank of test accuracy (1 = best) over every (task, seed) cell: in each cell the variants "
-        "that trained the task and finished the seed are ranked, ties sharing the mean rank. Δm with its "
+        "Variants by mean rank (1 = best) over every (task, seed) cell of each task's primary test metric "
+        f"({_primaries(study)}; ↑ higher, ↓ lower is better): in each cell the variants that trained the task and "
+        "finished the seed are ranked, ties sharing the mean rank. Δm with its "
         f"{DELTA_M_CI}. Time per step: wall time of one optimiser step, mean over epochs and runs (for stacked seeds, "
         "the group's time divided by the seeds). W/T/L: tasks on which the variant is better / not distinguishable / "
         f"worse than its control at Holm-adjusted p < {ALPHA:g} (paired t-test; the family is the {family} "
@@ -347,38 +432,54 @@ def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataF
     return Table(headers, rows, caption)
 
 
+VERDICT_WORDS = {"win": "better", "loss": "worse", "tie": "not distinguishable"}
+
+
 def comparison_table(comparisons: pd.DataFrame) -> Table:
     headers = [
-        "Variant", "Task", "Control", "Pairs", "Δ acc (pp)", "95% CI (pp)", "Effect size d_z", "Paired t p",
-        "Holm p", "Wilcoxon p",
+        "Variant", "Task", "Control", "Metric", "Pairs", "Δ", "95% CI", "Effect size d_z", "Paired t p", "Holm p",
+        "Wilcoxon p", f"Verdict (Holm α={ALPHA:g})",
     ]
-    rows = [
-        [
-            Cell(r["variant"], kind="text"),
-            Cell(r["task"], kind="text"),
-            Cell(r["control"], kind="text"),
-            Cell(str(r["n_pairs"])),
-            Cell(_signed(100 * r["diff_mean"], ".2f"), strong=_ok(r["holm_p"]) and r["holm_p"] < ALPHA),
-            Cell(
-                f"[{_signed(100 * r['diff_ci_low'], '.2f')}, {_signed(100 * r['diff_ci_high'], '.2f')}]"
-                if _ok(r["diff_ci_low"])
-                else MISSING
-            ),
-            Cell(_signed(r["effect_size"], ".2f")),
-            Cell(format_p(r["t_p"])),
-            Cell(format_p(r["holm_p"])),
-            Cell(format_p(r["wilcoxon_p"])),
-        ]
-        for r in comparisons.to_dict("records")
-    ]
+    rows = []
+    for r in comparisons.to_dict("records"):
+        m = r["metric"]
+        scale_of = r["control_mean"]  # differences get the decimals of the values they are differences of
+        significant = _ok(r["holm_p"]) and r["holm_p"] < ALPHA
+        rows.append(
+            [
+                Cell(r["variant"], kind="text"),
+                Cell(r["task"], kind="text"),
+                Cell(r["control"], kind="text"),
+                Cell(label(m, r["higher_is_better"], units=False), kind="text"),
+                Cell(str(r["n_pairs"])),
+                Cell(
+                    format_value(m, r["diff_mean"], signed=True, reference=scale_of),
+                    note=difference_unit(m),
+                    strong=significant,
+                ),
+                Cell(
+                    f"[{format_value(m, r['diff_ci_low'], signed=True, reference=scale_of)}, "
+                    f"{format_value(m, r['diff_ci_high'], signed=True, reference=scale_of)}]"
+                    if _ok(r["diff_ci_low"])
+                    else MISSING
+                ),
+                Cell(_signed(r["effect_size"], ".2f")),
+                Cell(format_p(r["t_p"])),
+                Cell(format_p(r["holm_p"])),
+                Cell(format_p(r["wilcoxon_p"])),
+                Cell(VERDICT_WORDS[r["verdict"]] if _ok(r["holm_p"]) else MISSING, kind="text", strong=significant),
+            ]
+        )
     family = len(comparisons["holm_p"].dropna())
     caption = (
-        "Test accuracy of each variant minus its control's, paired by seed over the seeds both finished, in "
-        "percentage points. Effect size: Cohen's d_z, the mean paired difference over the sd of the differences. "
-        "p-values are two-sided; Holm p: the paired t p-values adjusted by Holm's step-down method over the family of "
-        f"all {family} comparisons in this table (every variant and task against its control; undefined tests left "
-        "out). With few pairs the Wilcoxon test cannot reach small values (3 pairs: p ≥ 0.25). "
-        f"Bold: Holm p < {ALPHA:g}."
+        "Each task's primary test metric, variant minus its control, paired by seed over the seeds both finished: "
+        "in percentage points (pp) for accuracy, F1 and AUROC, else in the metric's units; ↑: higher is better, ↓: "
+        "lower is better (a negative Δ of MAE is an improvement). Effect size: Cohen's d_z, the mean paired "
+        "difference over the sd of the differences. p-values are two-sided; Holm p: the paired t p-values adjusted "
+        f"by Holm's step-down method over the family of all {family} comparisons in this table (every variant and "
+        "task against its control; undefined tests left out). With few pairs the Wilcoxon test cannot reach small "
+        f"values (3 pairs: p ≥ 0.25). Verdict and bold: Holm p < {ALPHA:g}, better or worse by the metric's "
+        "direction."
     )
     return Table(headers, rows, caption)
 
@@ -416,10 +517,6 @@ def format_p(p: float) -> str:
 
 def _ok(x: Any) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}" if _ok(x) else MISSING
 
 
 def _num(x: float, spec: str) -> str:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from mtlab.analysis.stats import t_interval
 from mtlab.report.tables import StudyData
+from mtlab.report.units import label, phrase, scale
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -21,12 +22,22 @@ WIDTH = 11.0
 NUMBER = re.compile(r"^(?:(?P<name>[A-Za-z_][\w.]*)\s*=\s*)?(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)$")
 
 
-def test_accuracy_per_run(study: StudyData) -> pd.DataFrame:
-    """run_id, variant, seed -> one column per task (fractions), NaN where the run did not train the task."""
-    rows = study.metrics[
-        (study.metrics["split"] == "test") & (study.metrics["metric"] == "acc") & (study.metrics["task"] != "")
-    ]
+def test_primary_per_run(study: StudyData) -> pd.DataFrame:
+    """run_id, variant, seed -> one column per task: its primary test metric as stored (accuracy as a fraction),
+    NaN where the run did not train the task."""
+    m = study.metrics
+    rows = m[(m["split"] == "test") & (m["task"] != "")]
+    measure = study.measure
+    rows = rows[rows["metric"] == rows["task"].map(lambda t: measure[t][0] if t in measure else None)]
+    if rows.empty:
+        return pd.DataFrame(columns=["run_id", "variant", "seed"])
     return rows.pivot_table(index=["run_id", "variant", "seed"], columns="task", values="value").reset_index()
+
+
+def axis_label(study: StudyData, task: str) -> str:
+    """``item test acc ↑ (%)``; a lower-is-better axis says it is drawn inverted, so that better is up / right."""
+    metric, higher = study.measure[task]
+    return f"{task} test {label(metric, higher)}" + ("" if higher else " (inverted: better up/right)")
 
 
 def task_pairs(study: StudyData, per_run: pd.DataFrame) -> list[tuple[str, str]]:
@@ -39,7 +50,8 @@ def task_pairs(study: StudyData, per_run: pd.DataFrame) -> list[tuple[str, str]]
 
 
 def pareto_front(points: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated rows of ``points`` (n, 2), both coordinates to maximise, sorted by x."""
+    """Indices of the non-dominated rows of ``points`` (n, 2), both coordinates to maximise, sorted by x (give
+    lower-is-better coordinates negated)."""
     keep = [
         i
         for i, p in enumerate(points)
@@ -49,12 +61,12 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
 
 
 def tradeoff_figure(study: StudyData, colors: dict) -> Figure | None:
-    """Task A vs task B test accuracy: per variant the mean point with 95% t-interval whiskers on both axes, its
-    seeds as faint dots, single-task variants as reference lines, the non-dominated means joined; one panel per
-    task pair (T > 2)."""
+    """Task A vs task B on their primary test metrics: per variant the mean point with 95% t-interval whiskers on
+    both axes, its seeds as faint dots, single-task variants as reference lines, the non-dominated means joined; one
+    panel per task pair (T > 2). Better is up and right: the axis of a lower-is-better metric is inverted."""
     from matplotlib.figure import Figure
 
-    per_run = test_accuracy_per_run(study)
+    per_run = test_primary_per_run(study)
     pairs = task_pairs(study, per_run) if len(per_run) else []
     if not pairs:
         return None
@@ -65,13 +77,15 @@ def tradeoff_figure(study: StudyData, colors: dict) -> Figure | None:
     for ax in axes[len(pairs) :]:
         ax.axis("off")
     for ax, (a, b) in zip(axes, pairs, strict=False):
+        (_, higher_a), (_, higher_b) = study.measure[a], study.measure[b]
+        scale_a, scale_b = scale(study.primary(a)), scale(study.primary(b))
         means, names = [], []
         for variant in study.variants:
             mine = per_run[per_run["variant"] == variant]
             both = mine[mine[a].notna() & mine[b].notna()]
             if both.empty:
                 continue
-            x, y = 100 * both[a].to_numpy(), 100 * both[b].to_numpy()
+            x, y = scale_a * both[a].to_numpy(), scale_b * both[b].to_numpy()
             mx, my = float(x.mean()), float(y.mean())
             (xl, xh), (yl, yh) = t_interval(x), t_interval(y)
             ax.scatter(x, y, s=12, color=colors[variant], alpha=0.3, lw=0, zorder=2)
@@ -85,16 +99,21 @@ def tradeoff_figure(study: StudyData, colors: dict) -> Figure | None:
             mine = per_run[per_run["variant"] == variant]
             for task, other, line in ((a, b, ax.axvline), (b, a, ax.axhline)):
                 if task in mine and mine[task].notna().any() and (other not in mine or mine[other].isna().all()):
-                    value = 100 * float(mine[task].mean())
+                    value = scale(study.primary(task)) * float(mine[task].mean())
                     line(value, color=colors[variant], ls=":", lw=1.4, zorder=1, label=f"{variant} (one task)")
         if means:
             points = np.array(means)
-            front = pareto_front(points)
+            front = pareto_front(points * np.array([1.0 if higher_a else -1.0, 1.0 if higher_b else -1.0]))
+            front = front[np.argsort(points[front, 0], kind="stable")]  # drawn left to right in data units
             ax.plot(points[front, 0], points[front, 1], color="#444", lw=1, ls="--", zorder=2.5)
             for i in front:
                 ax.annotate(_short(names[i], names), points[i], xytext=(4, 4), textcoords="offset points", fontsize=8)
-        ax.set_xlabel(f"{a} test accuracy (%)")
-        ax.set_ylabel(f"{b} test accuracy (%)")
+        if not higher_a:
+            ax.invert_xaxis()
+        if not higher_b:
+            ax.invert_yaxis()
+        ax.set_xlabel(axis_label(study, a))
+        ax.set_ylabel(axis_label(study, b))
         ax.set_title(f"{a} vs {b}")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8)
@@ -135,11 +154,11 @@ def axis_title(axis: str, values: dict[str, float]) -> str:
 
 
 def sweep_figure(study: StudyData, axis: str, values: dict[str, float], colors: dict) -> Figure | None:
-    """Test accuracy per task against a numeric axis: mean with 95% t-interval band, one line per combination of
-    the other labels (variant and other axes)."""
+    """Each task's primary test metric against a numeric axis: mean with 95% t-interval band, one line per
+    combination of the other labels (variant and other axes)."""
     from matplotlib.figure import Figure
 
-    per_run = test_accuracy_per_run(study)
+    per_run = test_primary_per_run(study)
     if per_run.empty:
         return None
     labels = study.runs.set_index("run_id")["labels"]
@@ -158,10 +177,11 @@ def sweep_figure(study: StudyData, axis: str, values: dict[str, float], colors: 
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     line_colors = _line_colors(list(dict.fromkeys(per_run["line"])), study, per_run, colors)
     for ax, task in zip(axes, tasks, strict=True):
+        metric, higher = study.measure[task]
         for line, rows in per_run.groupby("line", sort=False):
             stats = []
             for x, at in rows.groupby("x"):
-                v = 100 * at[task].dropna().to_numpy()
+                v = scale(metric) * at[task].dropna().to_numpy()
                 if len(v):
                     low, high = t_interval(v)
                     stats.append((x, v.mean(), low, high))
@@ -174,8 +194,8 @@ def sweep_figure(study: StudyData, axis: str, values: dict[str, float], colors: 
                 ax.fill_between(x[ok], low[ok], high[ok], color=line_colors[line], alpha=0.15, lw=0)
         ax.set_xticks(sorted(set(per_run["x"])))
         ax.set_xlabel(axis_title(axis, values))
-        ax.set_title(f"Test accuracy — {task}")
-    axes[0].set_ylabel("accuracy (%)")
+        ax.set_title(f"Test {phrase(metric)} — {task}")
+        ax.set_ylabel(f"test {label(metric, higher)}")
     handles, labels_ = axes[0].get_legend_handles_labels()
     if len(labels_) > 1:
         fig.legend(handles, labels_, loc="outside lower center", ncols=min(len(labels_), 4), fontsize=8)

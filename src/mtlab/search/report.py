@@ -1,7 +1,9 @@
 """Write a search's results: ``trials.csv``, ``retrained.csv``, ``search.json``, figures and the report pages.
 
 The page follows the original study's table: per depth, the best and the worst trial (parameters, maximum width,
-width configuration, validation and test accuracy of the retrained network, train time), then every trial.
+width configuration, validation and test value of the objective's metric for the retrained network - accuracy in
+the original study -, train time), then every trial. Fraction metrics (acc, f1, auroc) are shown in percent, other
+metrics as they are (:mod:`mtlab.report.units`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import yaml
 
 from mtlab import atomic
+from mtlab.report.units import format_value, is_fraction, label, metric_name, phrase, scale
 from mtlab.search.run import SearchOutcome, TrialRecord
 
 
@@ -84,9 +87,8 @@ def _best(outcome: SearchOutcome) -> TrialRecord | None:
 
 
 def _fmt(value: float | None, objective: str) -> str:
-    if value is None:
-        return "–"
-    return f"{100 * value:.2f}" if objective.endswith(".acc") else f"{value:.4f}"
+    """A value of the objective's metric: percent for fractions, else four significant digits."""
+    return format_value(objective, value)
 
 
 def _blocks(outcome: SearchOutcome, figures: list, counts: dict[str, int]) -> list:
@@ -94,7 +96,8 @@ def _blocks(outcome: SearchOutcome, figures: list, counts: dict[str, int]) -> li
     from mtlab.report.tables import Cell, Table
 
     spec, key = outcome.spec, outcome.objective
-    unit = " (%)" if key.endswith(".acc") else ""
+    metric = metric_name(key)
+    unit = " (%)" if is_fraction(metric) else ""
     best = _best(outcome)
     blocks = [
         Heading(f"Search {spec.name}", 1),
@@ -124,7 +127,7 @@ def _blocks(outcome: SearchOutcome, figures: list, counts: dict[str, int]) -> li
                 Cell(r.architecture, kind="code"),
                 Cell(f"{r.lr:.2g}"),
                 Cell(_fmt(r.val, key)),
-                Cell(f"{100 * r.test_acc:.2f}"),
+                Cell(_fmt(r.test, key)),
                 Cell(f"{r.seconds:.1f} s"),
             ]
             for r in outcome.retrained
@@ -140,7 +143,7 @@ def _blocks(outcome: SearchOutcome, figures: list, counts: dict[str, int]) -> li
                     "Width configuration",
                     "lr",
                     f"Val{unit}",
-                    f"Test {task} acc (%)",
+                    f"Test {task} {metric}{unit}",
                     "Train time",
                 ],
                 rows,
@@ -194,8 +197,10 @@ def _figures(outcome: SearchOutcome, out: Path) -> list:
 
     out.mkdir(parents=True, exist_ok=True)
     key = outcome.objective
-    scale = 100.0 if key.endswith(".acc") else 1.0
-    label = f"{key}{' (%)' if scale == 100 else ''}"
+    metric = metric_name(key)
+    factor = scale(metric)
+    higher = outcome.spec.direction == "maximize"
+    axis_label = f"{key.rsplit('.', 1)[0]}.{label(metric, higher)}"
     depths = sorted({t.architecture.depth for t in outcome.trials if t.architecture})
     cmap = colormaps["tab10"]
     color = {d: cmap(i % 10) for i, d in enumerate(depths)}
@@ -211,13 +216,13 @@ def _figures(outcome: SearchOutcome, out: Path) -> list:
             if not t.curve or t.architecture is None:
                 continue
             epochs = np.array(list(t.curve))
-            values = scale * np.array(list(t.curve.values()))
+            values = factor * np.array(list(t.curve.values()))
             pruned = t.state != "complete"
             c = color[t.architecture.depth]
             left.plot(epochs, values, color=c, lw=1.0 if pruned else 1.8, ls=":" if pruned else "-", alpha=0.8)
             right.scatter(
                 t.parameters or np.nan,
-                scale * t.value if t.value is not None else values[-1],
+                factor * t.value if t.value is not None else values[-1],
                 s=36,
                 facecolors="none" if pruned else c,
                 edgecolors=c,
@@ -227,7 +232,7 @@ def _figures(outcome: SearchOutcome, out: Path) -> list:
             right.scatter([], [], color=color[d], label=f"depth {d}")
         left.set_xlabel("epoch")
         left.xaxis.set_major_locator(MaxNLocator(integer=True))
-        left.set_ylabel(label)
+        left.set_ylabel(axis_label)
         left.set_title("Validation objective per epoch")
         right.set_xscale("log")
         right.set_xlabel("parameters (log scale)")
@@ -246,20 +251,21 @@ def _figures(outcome: SearchOutcome, out: Path) -> list:
             ax = fig.subplots()
             for rank, marker in (("best", "o"), ("worst", "v")):
                 rows = [r for r in outcome.retrained if r.rank == rank]
-                ax.plot([r.depth for r in rows], [100 * r.test_acc for r in rows], marker=marker, lw=1.5, label=rank)
+                ax.plot([r.depth for r in rows], [factor * r.test for r in rows], marker=marker, lw=1.5, label=rank)
                 for r in rows:
-                    ax.annotate(r.architecture, (r.depth, 100 * r.test_acc), fontsize=7, xytext=(4, 4),
+                    ax.annotate(r.architecture, (r.depth, factor * r.test), fontsize=7, xytext=(4, 4),
                                 textcoords="offset points")  # fmt: skip
             ax.set_xlabel("depth")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.margins(x=0.25)  # room for the labels of the last depth
-            ax.set_ylabel("test accuracy (%)")
+            ax.set_ylabel(f"test {label(metric, higher)}")
             ax.set_title("Retrained best and worst per depth")
             ax.legend()
             save(
                 fig,
                 "best-worst",
                 "Best and worst per depth",
-                "Test accuracy of the best and the worst trial of each depth (chosen on validation), retrained.",
+                f"Test {phrase(metric)} of the best and the worst trial of each depth (chosen on validation), "
+                "retrained.",
             )
     return saved

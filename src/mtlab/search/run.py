@@ -63,7 +63,9 @@ class TrialRecord:
 
 @dataclass
 class Retrained:
-    """The best or worst completed trial of one depth, trained again and tested once."""
+    """The best or worst completed trial of one depth, trained again and tested once: ``val`` the objective,
+    ``test`` the objective's metric on the test split (``test.<task>.<metric>``), ``test_loss`` the task's test
+    loss."""
 
     trial: int
     depth: int
@@ -73,7 +75,7 @@ class Retrained:
     max_width: int
     lr: float
     val: float
-    test_acc: float
+    test: float
     test_loss: float
     seconds: float
     config_id: str
@@ -339,11 +341,11 @@ def extremes(outcome: SearchOutcome) -> list[tuple[str, TrialRecord]]:
 def retrain_extremes(outcome: SearchOutcome, cache: Path) -> list[Retrained]:
     """Retrain each depth's best and worst trial and evaluate the test split once; reuse cached results."""
     cached = {(r["trial"], r["config_id"]): r for r in json.loads(cache.read_text())} if cache.exists() else {}
-    task = outcome.objective.split(".")[1]
+    _, task, metric = outcome.objective.split(".")
     results = []
     for rank, t in extremes(outcome):
         cid = config_id(t.config)
-        hit = cached.get((t.number, cid))
+        hit = _cached(cached.get((t.number, cid)), metric)
         if hit is not None:
             results.append(Retrained(**{**hit, "rank": rank}))
             continue
@@ -358,7 +360,7 @@ def retrain_extremes(outcome: SearchOutcome, cache: Path) -> list[Retrained]:
                 max_width=t.architecture.max_width,
                 lr=float(t.lr),
                 val=float(run.result.val[outcome.objective]),
-                test_acc=float(run.result.test[f"test.{task}.acc"]),
+                test=float(run.result.test[f"test.{task}.{metric}"]),
                 test_loss=float(run.result.test[f"test.{task}.loss"]),
                 seconds=run.result.seconds,
                 config_id=cid,
@@ -366,3 +368,13 @@ def retrain_extremes(outcome: SearchOutcome, cache: Path) -> list[Retrained]:
         )
         cache.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return results
+
+
+def _cached(hit: dict[str, Any] | None, metric: str) -> dict[str, Any] | None:
+    """A cached retrained result, or None to retrain: a cache written before typed tasks holds ``test_acc``, which
+    is the ``test`` value only when the objective's metric is ``acc``."""
+    if hit is None or "test" in hit:
+        return hit
+    if "test_acc" in hit and metric == "acc":
+        return {**{k: v for k, v in hit.items() if k != "test_acc"}, "test": hit["test_acc"]}
+    return None

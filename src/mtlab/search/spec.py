@@ -10,7 +10,9 @@ A spec gives either a ``space`` (``space.type``):
 either of which may also draw the learning rate (``lr``), or ``candidates``: a fixed set of named architectures
 (dotted overrides of the base config), each trained once - an exhaustive grid, used for the single-layer MLP vs CNN
 comparison. The objective is a *validation* metric of the
-selected epoch (default ``val.<first task>.acc``); the test split is never used to choose.
+selected epoch, ``val.<task>.<metric>`` with any metric the task's type reports (default: the first task's primary
+metric, ``val.<first task>.acc`` for classification), optimised in the metric's direction (``acc`` maximised,
+``loss`` and ``mae`` minimised); the test split is never used to choose.
 """
 
 from __future__ import annotations
@@ -118,7 +120,11 @@ class SearchSpec(Strict):
     candidates: dict[str, dict[str, Any]] | None = Field(
         None, min_length=1, description="Named architectures (dotted key -> value), each trained once."
     )
-    objective: str | None = Field(None, description="Validation metric to optimise (default val.<first task>.acc).")
+    objective: str | None = Field(
+        None,
+        description="Validation metric to optimise, val.<task>.<metric> with any metric of the task's type, in its "
+        "direction (default: the first task's primary metric, val.<first task>.acc for classification).",
+    )
     trials: int = Field(20, gt=0)
     seed: int = Field(0, ge=0, description="Seed of the sampler and of every trial's training run.")
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
@@ -132,8 +138,8 @@ class SearchSpec(Strict):
         if objective is None:
             return None
         parts = objective.split(".")
-        if len(parts) != 3 or parts[0] != "val" or parts[2] not in ("acc", "loss"):
-            raise ValueError(f"{objective!r} must be 'val.<task>.acc' or 'val.<task>.loss' (never a test metric)")
+        if len(parts) != 3 or parts[0] != "val" or not all(parts):
+            raise ValueError(f"{objective!r} must be 'val.<task>.<metric>', e.g. 'val.digit.acc' (never a test metric)")
         return objective
 
     @model_validator(mode="after")
@@ -145,14 +151,19 @@ class SearchSpec(Strict):
         return self
 
     def objective_key(self) -> str:
-        """The objective, defaulting to the validation accuracy of the base config's first task."""
+        """The objective, defaulting to the validation value of the primary metric of the base config's first
+        task (``val.<task>.acc`` for a classification task)."""
         if self.objective is not None:
             return self.objective
-        return f"val.{self.sample_config().task_names[0]}.acc"
+        config = self.sample_config()
+        task = config.task_names[0]
+        return f"val.{task}.{_task_type(config, task).primary}"
 
     @property
     def direction(self) -> Literal["maximize", "minimize"]:
-        return "maximize" if self.objective_key().endswith(".acc") else "minimize"
+        """Optuna's direction: the objective metric's, as its task's type declares it."""
+        _, task, metric = self.objective_key().split(".")
+        return "maximize" if _task_type(self.sample_config(), task).direction(metric) == "max" else "minimize"
 
     def sample_config(self) -> RunConfig:
         """A config of the space (the smallest architecture, or the first candidate), to check the base."""
@@ -195,10 +206,24 @@ def validate_spec(spec: SearchSpec, where: str) -> SearchSpec:
         if config.data.val_fraction == 0:
             raise ConfigError(f"{where}: base.data.val_fraction: a search needs a validation split (> 0)")
         _check_feature_map(config, label, where)
-    task = spec.objective_key().split(".")[1]
-    if task not in spec.sample_config().task_names:
-        raise ConfigError(f"{where}: objective: unknown task {task!r}; trained: {spec.sample_config().task_names}")
+    _, task, metric = spec.objective_key().split(".")
+    config = spec.sample_config()
+    if task not in config.task_names:
+        raise ConfigError(f"{where}: objective: unknown task {task!r}; trained: {config.task_names}")
+    kind = _task_type(config, task)
+    if metric not in kind.metric_names():
+        raise ConfigError(
+            f"{where}: objective: unknown metric {metric!r}; {task} is a {kind.name} task, which reports "
+            f"{kind.metric_names()}"
+        )
     return spec
+
+
+def _task_type(config: RunConfig, task: str):
+    """The :class:`~mtlab.tasks.TaskType` of ``task`` in ``config``."""
+    from mtlab.tasks import TASK_TYPES
+
+    return TASK_TYPES.get(config.task_type_names()[task])
 
 
 def _check_feature_map(config: RunConfig, label: str, where: str) -> None:

@@ -11,20 +11,23 @@ conclusions the report should test::
       values:
         "deep FC, sharing off, aux on":
           leq: {acc: {mean: 89.08, std: 1.36, n: 10}}   # accuracy in percent; a bare number is a mean alone
+          # any metric of the task's type: acc, f1, auroc in percent; loss, mae, rmse, r2 as they are
       claims:
         - claim: auxiliary loss helps more than weight sharing on every net
           compare:
             - {variant: "deep FC, sharing off, aux on", vs: "deep FC, sharing on, aux off", task: leq}
 
 Variant names are the run names of the expanded study (the variant, then the grid labels, joined by ", "), so
-:func:`check_reference` validates the section against the expanded runs, naming the key of anything unknown.
+:func:`check_reference` validates the section against the expanded runs, naming the key of anything unknown - a
+metric too, which must be one the task's type reports. A comparison's metric defaults to the task's primary one
+(``acc`` for classification, ``mae`` for regression) and is tested in the metric's direction.
 The report section that uses it is :mod:`mtlab.report.reference`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -34,11 +37,13 @@ from mtlab.errors import ConfigError
 if TYPE_CHECKING:  # spec.py imports this module for the field type
     from mtlab.study.spec import RunSpec, StudySpec
 
-Metric = Literal["acc", "loss"]
+Metric = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+"""A metric of the task's type (``acc``, ``loss``, ``mae`` ...), checked against the type by :func:`check_reference`."""
 
 
 class OriginalValue(Strict):
-    """One number the original reported: accuracy in percent or a loss, with its spread where it gives one."""
+    """One number the original reported - a fraction metric (acc, f1, auroc) in percent, any other as it is -
+    with its spread where it gives one."""
 
     mean: float
     std: float | None = Field(None, ge=0.0, description="Sample standard deviation over the original's runs.")
@@ -53,12 +58,13 @@ class OriginalValue(Strict):
 
 
 class Comparison(Strict):
-    """``variant`` is better than ``vs`` on ``task`` (``expect: better``), or at least not worse (``not_worse``)."""
+    """``variant`` is better than ``vs`` on ``task`` (``expect: better``), or at least not worse (``not_worse``),
+    by ``metric`` in its direction (default: the task's primary metric)."""
 
     variant: str
     vs: str
     task: str
-    metric: Metric = "acc"
+    metric: Metric | None = None
     expect: Literal["better", "not_worse"] = "better"
 
     @model_validator(mode="after")
@@ -83,21 +89,27 @@ class Reference(Strict):
     budget: str | None = Field(None, description="The budget that follows the original protocol.")
     differences: list[str] = Field(default_factory=list, description="Known differences of the original protocol.")
     values: dict[str, dict[str, dict[Metric, OriginalValue]]] = Field(
-        default_factory=dict, description="Variant -> task -> metric (acc in percent, or loss) -> value."
+        default_factory=dict,
+        description="Variant -> task -> metric (acc, f1, auroc in percent; loss, mae, rmse, r2 as they are) -> value.",
     )
     claims: list[Claim] = Field(default_factory=list)
 
 
 def check_reference(spec: StudySpec, runs: Iterable[RunSpec]) -> None:
     """Raise :class:`ConfigError` naming the key of the first reference entry that names an unknown budget,
-    variant or task (tasks per variant as its expanded runs train them)."""
+    variant, task or metric (tasks per variant as its expanded runs train them; metrics as the task's type
+    reports them)."""
+    from mtlab.tasks import TASK_TYPES
+
     reference = spec.reference
     if reference is None:
         return
     where = f"study {spec.name}: reference"
     tasks: dict[str, list[str]] = {}
+    types: dict[str, dict[str, str]] = {}
     for run in runs:
         tasks.setdefault(run.variant, run.config.task_names)
+        types.setdefault(run.variant, run.config.task_type_names())
     if reference.budget is not None and reference.budget not in spec.budgets:
         raise ConfigError(f"{where}.budget: unknown budget {reference.budget!r}; budgets: {list(spec.budgets)}")
 
@@ -107,12 +119,23 @@ def check_reference(spec: StudySpec, runs: Iterable[RunSpec]) -> None:
         if task not in tasks[variant]:
             raise ConfigError(f"{where}.{key}: unknown task {task!r}; {variant!r} trains {tasks[variant]}")
 
+    def reported(key: str, variant: str, task: str, metric: str | None) -> None:
+        kind = TASK_TYPES.get(types[variant][task])
+        if metric is not None and metric not in kind.metric_names():
+            raise ConfigError(
+                f"{where}.{key}: unknown metric {metric!r}; {task} is a {kind.name} task, which reports "
+                f"{kind.metric_names()}"
+            )
+
     for variant, per_task in reference.values.items():
         if variant not in tasks:
             raise ConfigError(f"{where}.values.{variant!r}: unknown variant; the study's variants are {list(tasks)}")
-        for task in per_task:
+        for task, per_metric in per_task.items():
             known(f"values.{variant!r}.{task}", variant, task)
+            for metric in per_metric:
+                reported(f"values.{variant!r}.{task}.{metric}", variant, task, metric)
     for i, claim in enumerate(reference.claims):
         for j, c in enumerate(claim.compare):
             known(f"claims[{i}].compare[{j}].variant", c.variant, c.task)
             known(f"claims[{i}].compare[{j}].vs", c.vs, c.task)
+            reported(f"claims[{i}].compare[{j}].metric", c.variant, c.task, c.metric)

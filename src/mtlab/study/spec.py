@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mtlab.config.load import format_error, read_yaml, set_dotted
 from mtlab.config.schema import RunConfig, Strict
@@ -100,6 +100,7 @@ class StudySpec(Strict):
     budgets: dict[str, Budget] = Field(default_factory=dict)
     default_budget: str | None = None
     reference: Reference | None = Field(None, description="The original study's numbers and claims.")
+    _base: Path | None = PrivateAttr(None)  # the spec file's directory: run configs' file paths are relative to it
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -192,6 +193,7 @@ def load_study_spec(path: str | Path) -> StudySpec:
         spec = StudySpec.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_error(e, raw, prefix=f"{path}: ")) from None
+    spec._base = Path(path).resolve().parent
     check_reference(spec, expand(spec))  # validates every run config of the default budget up front
     for budget in spec.budgets:
         expand(spec, budget)
@@ -220,6 +222,6 @@ def _resolve(spec: StudySpec, overrides: dict[str, Any], variant: str) -> RunCon
         set_dotted(raw, key, value)
     raw.setdefault("name", spec.name)
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw, context={"base": spec._base} if spec._base is not None else None)
     except ValidationError as e:
         raise ConfigError(format_error(e, raw, prefix=f"study {spec.name}, variant {variant or 'base'!r}: ")) from None

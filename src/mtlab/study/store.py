@@ -10,10 +10,18 @@ Tables::
     study      key -> value         the spec (YAML), budget, command, created/updated times
     runs       one row per run      id, variant, labels, seed, resolved config, status (+ reason), timings,
                                     parameters, environment, run directory, attempts, active (in the current spec)
-    history    run, epoch, metric   per-epoch values (train/val loss and accuracy per task, lr, seconds)
-    metrics    run, split, task,    final values: test loss/acc per task (task '' = the weighted total), and the
-               metric               validation values of the selected epoch
-    confusion  run, task            test confusion matrix (rows = true class) as JSON
+    history    run, epoch, metric   per-epoch values (train/val loss and every metric of each task's type, lr,
+                                    seconds)
+    metrics    run, split, task,    final values: test loss and metrics per task (task '' = the weighted total),
+               metric               and the validation values of the selected epoch
+    confusion  run, task            test confusion matrix (rows = true class) as JSON, for types that have one
+    tasks      run, task            what the run's task is (:class:`TaskInfo` as JSON): its type, primary metric,
+                                    every metric's direction - from the run config when the run is added, from the
+                                    finished run's ``task_types`` when it is recorded
+
+A store written before typed tasks has no ``tasks`` table: opening it adds the (empty) table, and a task without a
+row reads as the classification task every run then trained (``TaskInfo(name)``: ``multiclass``, primary ``acc``,
+``loss`` lower and ``acc`` higher is better). Nothing else changes, so such a store reports as before.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +72,96 @@ CREATE TABLE IF NOT EXISTS confusion (
     run_id TEXT NOT NULL REFERENCES runs(run_id), task TEXT NOT NULL, matrix TEXT NOT NULL,
     PRIMARY KEY (run_id, task)
 );
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), task TEXT NOT NULL, description TEXT NOT NULL,
+    PRIMARY KEY (run_id, task)
+);
 """
 
 UNFINISHED = ("pending", "running")
+
+
+# ------------------------------------------------------------------------------------------------- task info
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a study's task is, as the report needs it without the dataset: its type, the metric tables and rankings
+    lead with (``primary``) and every reported metric's direction (``"max"``: higher is better; ``loss`` included).
+
+    ``confusion``: whether the type records a confusion matrix (classification types). The defaults,
+    ``TaskInfo(name)``, are what every task was before typed tasks: multiclass, scored by accuracy."""
+
+    name: str
+    type: str = "multiclass"
+    primary: str = "acc"
+    directions: Mapping[str, str] = field(default_factory=lambda: {"loss": "min", "acc": "max"})
+    confusion: bool = True
+
+    @property
+    def metrics(self) -> list[str]:
+        """The reported metrics besides ``loss``, the primary first, then in the type's order."""
+        rest = [m for m in self.directions if m not in ("loss", self.primary)]
+        return ([self.primary] if self.primary in self.directions else []) + rest
+
+    def higher_is_better(self, metric: str) -> bool:
+        try:
+            return self.directions[metric] == "max"
+        except KeyError:
+            reported = list(self.directions)
+            raise KeyError(f"task {self.name} ({self.type}) has no metric {metric!r}; it reports {reported}") from None
+
+    def measure(self, metric: str | None = None) -> tuple[str, bool]:
+        """``(metric, higher_is_better)`` for ``metric`` (default: the primary one), as the statistics take it."""
+        metric = metric or self.primary
+        return metric, self.higher_is_better(metric)
+
+    def restricted(self, present: Iterable[str]) -> TaskInfo:
+        """The same task with only the metrics in ``present`` (and ``loss`` and the primary one): a run recorded
+        before its type reported a metric (e.g. ``f1`` before typed tasks) has no column for it."""
+        keep = {"loss", self.primary, *present}
+        return TaskInfo(self.name, self.type, self.primary, {m: d for m, d in self.directions.items() if m in keep},
+                        self.confusion)  # fmt: skip
+
+    def description(self) -> dict[str, Any]:
+        return {"type": self.type, "primary": self.primary, "metrics": dict(self.directions),
+                "confusion": self.confusion}  # fmt: skip
+
+    @classmethod
+    def from_description(cls, name: str, description: Mapping[str, Any]) -> TaskInfo:
+        """From a :meth:`~mtlab.tasks.Task.describe` (a run's ``metrics.json`` ``task_types``) or a stored row."""
+        kind = str(description.get("type") or "multiclass")
+        directions = dict(description.get("metrics") or {"loss": "min", "acc": "max"})
+        directions.setdefault("loss", "min")
+        confusion = description.get("confusion")
+        return cls(
+            name,
+            kind,
+            str(description.get("primary") or ("acc" if "acc" in directions else next(iter(directions)))),
+            directions,
+            bool(confusion) if confusion is not None else _type_has_confusion(kind),
+        )
+
+
+def config_task_info(config: Any) -> dict[str, TaskInfo]:
+    """Each trained task of a :class:`~mtlab.config.schema.RunConfig`, from its dataset's task types."""
+    from mtlab.tasks import TASK_TYPES
+
+    info = {}
+    for task, type_name in config.task_type_names().items():
+        kind = TASK_TYPES.get(type_name)
+        directions = {"loss": "min", **kind.metrics}
+        info[task] = TaskInfo(task, type_name, kind.primary, directions, bool(kind.has_confusion))
+    return info
+
+
+def _type_has_confusion(type_name: str) -> bool:
+    try:
+        from mtlab.tasks import TASK_TYPES
+
+        return bool(TASK_TYPES.get(type_name).has_confusion)
+    except (KeyError, MtlabError):  # a plug-in type no longer installed: only multiclass is known to have one
+        return type_name == "multiclass"
 
 
 class ResultStore:
@@ -104,8 +200,11 @@ class ResultStore:
             )
 
     def sync_runs(self, runs: Iterable[RunSpec]) -> None:
-        """Add runs not yet stored as pending; mark exactly these runs active (in the current spec and budget)."""
+        """Add runs not yet stored as pending; mark exactly these runs active (in the current spec and budget).
+
+        Each run's tasks (type, primary metric, directions) are recorded from its config unless already known."""
         runs = list(runs)
+        described: dict[str, dict[str, TaskInfo]] = {}  # config JSON -> its tasks: variants share a few configs
         with self._transaction():
             self.db.execute("UPDATE runs SET active = 0")
             for position, run in enumerate(runs):
@@ -123,6 +222,13 @@ class ResultStore:
                         position,
                     ),
                 )
+                key = run.config.model_dump_json()
+                if key not in described:
+                    described[key] = config_task_info(run.config)
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO tasks (run_id, task, description) VALUES (?, ?, ?)",
+                    [(run.run_id, t, json.dumps(i.description())) for t, i in described[key].items()],
+                )
 
     def mark_running(self, run_id: str, run_dir: Path) -> None:
         with self._transaction():
@@ -132,8 +238,19 @@ class ResultStore:
                 (time.time(), str(run_dir), run_id),
             )
 
-    def record_done(self, run_id: str, result: Any, *, parameters: int, environment: dict[str, Any]) -> None:
-        """Store a finished run (a :class:`~mtlab.train.fit.FitResult`) in one transaction."""
+    def record_done(
+        self,
+        run_id: str,
+        result: Any,
+        *,
+        parameters: int,
+        environment: dict[str, Any],
+        task_types: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Store a finished run (a :class:`~mtlab.train.fit.FitResult`) in one transaction.
+
+        ``task_types``: the run's ``{task: Task.describe()}`` (its ``metrics.json`` ``task_types``), which replaces
+        what :meth:`sync_runs` recorded from the config."""
         history = [
             (run_id, int(record["epoch"]), key, float(value))
             for record in result.history
@@ -147,6 +264,14 @@ class ResultStore:
             self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?)", history)
             self.db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", metrics)
             self.db.executemany("INSERT INTO confusion VALUES (?, ?, ?)", confusion)
+            if task_types:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO tasks (run_id, task, description) VALUES (?, ?, ?)",
+                    [
+                        (run_id, task, json.dumps(TaskInfo.from_description(task, d).description()))
+                        for task, d in task_types.items()
+                    ],
+                )
             self.db.execute(
                 "UPDATE runs SET status = 'done', reason = NULL, finished = ?, seconds = ?, parameters = ?, "
                 "best_epoch = ?, epochs_run = ?, environment = ? WHERE run_id = ?",
@@ -212,6 +337,27 @@ class ResultStore:
             f"JOIN runs r USING (run_id) WHERE r.status = 'done'{where} ORDER BY r.position, h.epoch",
             self.db,
         )
+
+    def task_info(self, active_only: bool = True, notes: list[str] | None = None) -> dict[str, TaskInfo]:
+        """Every task recorded for the (active) runs, in study order: its first run's description. A task that
+        runs describe differently (another type or primary metric) keeps the first and adds a line to ``notes``.
+        Tasks of runs stored before typed tasks have no row (read them as ``TaskInfo(name)``)."""
+        where = " WHERE r.active = 1" if active_only else ""
+        rows = self.db.execute(
+            f"SELECT t.task, t.description FROM tasks t JOIN runs r USING (run_id){where} ORDER BY r.position, t.rowid"
+        )
+        info: dict[str, TaskInfo] = {}
+        for task, description in rows:
+            found = TaskInfo.from_description(task, json.loads(description))
+            first = info.setdefault(task, found)
+            if (found.type, found.primary) != (first.type, first.primary) and notes is not None:
+                message = (
+                    f"task {task} is a {first.type} task (primary {first.primary}) in some runs and a {found.type} "
+                    f"task (primary {found.primary}) in others; the report treats it as the first"
+                )
+                if message not in notes:
+                    notes.append(message)
+        return info
 
     def confusion(self, run_id: str) -> dict[str, list[list[int]]]:
         rows = self.db.execute("SELECT task, matrix FROM confusion WHERE run_id = ?", (run_id,))

@@ -3,11 +3,12 @@
 :func:`fit` trains one model; :func:`fit_replicas` trains K seeds of one config in lockstep (see
 :mod:`mtlab.train.replicas`) through the same loop, so the two cannot drift apart.
 
-The loop knows nothing about particular weighting methods or architectures: it asks the model for
-``{task: logits}`` and hands the step to the strategy of the weighting method's kind (:mod:`mtlab.train.step`),
-chosen once before the first epoch. Reported losses (``train.loss``, ``val.loss``) are the task losses and their
-mean weighted by ``loss.weights`` - never a method's own terms. Model selection uses the validation split only; the
-test split is evaluated once, after training, on the restored best state.
+The loop knows nothing about particular weighting methods, architectures or task types: it asks the model for
+``{task: outputs}``, each task's type for its loss and metrics (bound to the training split's statistics as an
+:class:`~mtlab.tasks.Objective`) and hands the step to the strategy of the weighting method's kind
+(:mod:`mtlab.train.step`), chosen once before the first epoch. Reported losses (``train.loss``, ``val.loss``) are
+the task losses and their mean weighted by ``loss.weights`` - never a method's own terms. Model selection uses the
+validation split only; the test split is evaluated once, after training, on the restored best state.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -28,7 +29,8 @@ from mtlab.config.schema import RunConfig
 from mtlab.data.batches import Batches, Normalizer, ReplicaBatches
 from mtlab.data.split import RunSplits
 from mtlab.models.base import MultiTaskNet
-from mtlab.train.metrics import EpochTotals, replica_cross_entropy
+from mtlab.tasks import Objective, Task
+from mtlab.train.metrics import EpochTotals
 from mtlab.train.optim import build_optimizer, build_schedule
 from mtlab.train.precision import autocast_for
 from mtlab.train.replicas import SingleReplica, StackedReplicas, channels_last_pays, parameter_views, replicate
@@ -96,7 +98,7 @@ def fit(
     splits: RunSplits,
     config: RunConfig,
     *,
-    num_classes: dict[str, int],
+    tasks: Mapping[str, Task | int],
     device: torch.device,
     observer: FitObserver | None = None,
 ) -> FitResult:
@@ -104,9 +106,10 @@ def fit(
 
     Same ``config.seed`` and device -> identical numbers (on the CPU). With ``train.early_stopping`` the weights of
     the best validation epoch are restored before the test evaluation; otherwise the last epoch's are used.
-    Raises :class:`TrainingDiverged` if a training loss becomes NaN or infinite.
+    Raises :class:`TrainingDiverged` if a training loss becomes NaN or infinite. ``tasks`` maps each task to its
+    :class:`~mtlab.tasks.Task` (a plain int means a ``multiclass`` task with that many classes).
     """
-    (result,) = fit_replicas([model], [splits], [config], num_classes=num_classes, device=device, observers=[observer])
+    (result,) = fit_replicas([model], [splits], [config], tasks=tasks, device=device, observers=[observer])
     if isinstance(result, TrainingDiverged):
         raise result
     return result
@@ -132,7 +135,7 @@ def fit_replicas(
     splits: list[RunSplits],
     configs: list[RunConfig],
     *,
-    num_classes: dict[str, int],
+    tasks: Mapping[str, Task | int],
     device: torch.device,
     observers: list[FitObserver | None] | None = None,
 ) -> list[FitResult | TrainingDiverged]:
@@ -149,8 +152,8 @@ def fit_replicas(
     config = configs[0]
     observers = [o or FitObserver() for o in (observers or [None] * k_count)]
     started = time.perf_counter()
+    task_of = {t: as_task(t, tasks[t]) for t in config.task_names}
     tasks = config.task_names
-    classes = {t: num_classes[t] for t in tasks}
     torch.manual_seed(seeding.stream_seed(config.seed, "dropout"))  # dropout draws from the global generator
     for model in models:
         model.to(device)
@@ -172,6 +175,10 @@ def fit_replicas(
         tasks=tasks,
     )
     val_batches = _eval_batches([s.val for s in splits], config, normalizers, tasks, device)
+    # Each task's loss and metrics, with what its type fits on each replica's training split (regression scales).
+    objectives = {
+        t: task.task_type.bind(task, [s.labels[t] for s in train_splits], device) for t, task in task_of.items()
+    }
 
     # One generator per replica from its own seed, so a stacked replica draws what its solo run draws.
     method = create_method(
@@ -181,7 +188,7 @@ def fit_replicas(
     method.bind(views)
     optimizer = build_optimizer(config.optim, replicas.parameters(), extra=method.parameters())
     schedule = build_schedule(config.optim, optimizer, config.train.epochs * len(train_batches))
-    task_losses = TaskLosses(config, device)
+    task_losses = TaskLosses(config, objectives, device)
     step = make_step(
         replicas,
         models[0],
@@ -195,8 +202,9 @@ def fit_replicas(
         scaler=scaler,
     )
     stop = config.train.early_stopping
+    mode = config.metric_direction(stop.metric) if stop else "min"  # the metric's direction, from its task type
     states = [
-        _Replica(c, o, EarlyStopper(stop.mode, stop.patience, stop.min_delta) if stop else None)
+        _Replica(c, o, EarlyStopper(mode, stop.patience, stop.min_delta) if stop else None)
         for c, o in zip(configs, observers, strict=True)
     ]
     for state in states:
@@ -208,9 +216,9 @@ def fit_replicas(
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         replicas.train(True)
-        totals = EpochTotals(classes, k_count, device)
+        totals = EpochTotals(objectives, k_count, device)
         for batch, (x, y) in enumerate(train_batches, 1):
-            out = step(x, y)  # losses (K, T), logits {task: (K, B, classes)}, weights (K, T)
+            out = step(x, y)  # losses (K, T), outputs {task: (K, B, O)}, weights (K, T)
             schedule.step()
             losses = {t: out.losses[:, i] for i, t in enumerate(tasks)}
             totals.add(task_losses.total(out.losses), losses, out.logits, y, out.weights)
@@ -223,7 +231,7 @@ def fit_replicas(
 
         train_records = totals.summary("train")
         val_records = (
-            evaluate(replicas, val_batches, classes, config.loss.weights, autocast=autocast).summary("val")
+            evaluate(replicas, val_batches, objectives, config.loss.weights, autocast=autocast).summary("val")
             if val_batches
             else None
         )
@@ -247,7 +255,7 @@ def fit_replicas(
             model.load_state_dict(replicas.state(k))
     # The one and only look at the test split, for every replica at once, on its selected weights.
     test_batches = _eval_batches([s.test for s in splits], config, normalizers, tasks, device)
-    test = evaluate(replicas, test_batches, classes, config.loss.weights, confusion=True, autocast=autocast)
+    test = evaluate(replicas, test_batches, objectives, config.loss.weights, confusion=True, autocast=autocast)
     test_records = test.summary("test")
     seconds = (time.perf_counter() - started) / k_count
     for k, state in enumerate(states):
@@ -295,7 +303,7 @@ def _record_epoch(state: _Replica, k: int, record: dict[str, float], replicas, m
 def evaluate(
     model: MultiTaskNet | SingleReplica | StackedReplicas,
     batches: Batches | ReplicaBatches,
-    num_classes: dict[str, int],
+    objectives: Mapping[str, Objective],
     loss_weights: dict[str, float] | None = None,
     confusion: bool = False,
     autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
@@ -304,21 +312,28 @@ def evaluate(
 
     The total loss is the mean of the task losses weighted by ``loss_weights`` (``loss.weights``; 1 per task
     unless given), tasks of weight 0 left out."""
-    weights = {t: (loss_weights or {}).get(t, 1.0) for t in num_classes}
+    weights = {t: (loss_weights or {}).get(t, 1.0) for t in objectives}
     norm = sum(weights.values())
     replicas = SingleReplica(model) if isinstance(model, torch.nn.Module) else model
     if isinstance(batches, Batches):
         batches = batches.replica
     replicas.train(False)
-    totals = EpochTotals(num_classes, replicas.count, batches.images.device, confusion=confusion)
+    totals = EpochTotals(objectives, replicas.count, batches.images.device, confusion=confusion)
     for x, y in batches:
         with autocast():
             logits = replicas(x)
-            losses = {t: replica_cross_entropy(logits[t], y[t]) for t in num_classes}
+            losses = {t: objectives[t].loss(logits[t], y[t]) for t in objectives}
             total = sum(losses[t] * (w / norm) for t, w in weights.items() if w > 0)
         totals.add(total, losses, logits, y)
     replicas.train(True)
     return totals
+
+
+def as_task(name: str, task: Task | int) -> Task:
+    """``task``, or a ``multiclass`` task of that many classes for a plain int (a library caller's shorthand)."""
+    if isinstance(task, Task):
+        return task
+    return Task(name, tuple(str(c) for c in range(task)))
 
 
 def _eval_batches(splits, config: RunConfig, normalizers, tasks: list[str], device) -> ReplicaBatches | None:

@@ -215,6 +215,8 @@ def stacking_pays(config: RunConfig, device: torch.device) -> bool:
     pair net: 0.69x stacked; ``benchmarks/README.md``). On CUDA and MPS kernel-launch overhead dominates small
     models, so stacking pays for every architecture there.
     """
+    if not config.model.stackable():
+        return False
     if device.type != "cpu":
         return True
     return config.model.dense_only()  # heads, gates and cross-stitch units are always dense

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,12 @@ def train_runs(
         )
         torch.manual_seed(seeding.stream_seed(c.seed, "init"))
         models.append(build_model(c, dataset.tasks, dataset.input_shape))
+    problem = models[0].stack_problem() if len(models) > 1 else None
+    if problem is not None:  # a network vmap cannot run (the user's own): seeds train one after another
+        warnings.warn(f"seeds train one after another: {problem}", RuntimeWarning, stacklevel=2)
+        return [
+            train_runs([c], [o], observers=[b], **kwargs)[0] for c, o, b in zip(configs, outs, observers, strict=True)
+        ]
     if len(configs) > 1 and replica_bytes(splits, models) > memory_budget(device):
         # Too big to train together: halve the group (each half is still faster than runs one by one).
         half = len(configs) // 2
@@ -126,7 +133,7 @@ def train_runs(
             models,
             splits,
             configs,
-            num_classes={t: task.num_classes for t, task in tasks.items()},
+            tasks=tasks,
             device=device,
             observers=[_FanOut(o, d.observer() if d else None) for o, d in zip(observers, run_dirs, strict=True)],
         )
@@ -149,6 +156,8 @@ def train_runs(
             "parameter_counts": model.parameter_counts(),  # per part, shared, and per task
             "splits": {"train": len(split.train), "val": len(split.val or []), "test": len(split.test)},
             "tasks": {t: list(tasks[t].class_names) for t in c.task_names},
+            # Type, primary metric and every metric's direction: what a report needs without the dataset.
+            "task_types": {t: tasks[t].describe() for t in c.task_names},
             "input_shape": list(datasets[0].input_shape),
         }
         if run_dir is not None:

@@ -26,8 +26,8 @@ from torch import Tensor
 
 from mtlab.config.schema import Diagnostics, RunConfig
 from mtlab.errors import MtlabError
+from mtlab.tasks import Objective
 from mtlab.train.diagnostics import ConflictDiagnostics
-from mtlab.train.metrics import replica_cross_entropy
 from mtlab.train.replicas import SingleReplica, StackedReplicas, clip_grad_norms
 from mtlab.weighting import WeightingMethod
 from mtlab.weighting.jacobian import ParameterViews, flatten, gramian, task_jacobian, write_update
@@ -37,7 +37,7 @@ Replicas = SingleReplica | StackedReplicas
 
 @dataclass
 class StepOutput:
-    """What the loop records of a step: raw task losses (K, T), logits ``{task: (K, B, classes)}``, and the weight
+    """What the loop records of a step: raw task losses (K, T), outputs ``{task: (K, B, O)}``, and the weight
     each task's raw loss effectively got (K, T)."""
 
     losses: Tensor
@@ -46,18 +46,20 @@ class StepOutput:
 
 
 class TaskLosses:
-    """Cross-entropy per replica and task, scaled by ``loss.weights``; a task of weight 0 is computed for the
-    record but detached, so it adds nothing to any gradient (not even a NaN)."""
+    """Each task's own loss (its type's: cross-entropy, BCE, MSE on standardised targets, ...) per replica, scaled
+    by ``loss.weights``; a task of weight 0 is computed for the record but detached, so it adds nothing to any
+    gradient (not even a NaN)."""
 
-    def __init__(self, config: RunConfig, device: torch.device):
+    def __init__(self, config: RunConfig, objectives: dict[str, Objective], device: torch.device):
         self.tasks = config.task_names
+        self.objectives = objectives
         self.static = torch.tensor([config.loss.weights.get(t, 1.0) for t in self.tasks], device=device)
         # The reported total ("train.loss", "val.loss"): the mean of the task losses weighted by loss.weights.
         self.report = self.static / self.static.sum()
 
     def raw(self, logits: dict[str, Tensor], labels: dict[str, Tensor]) -> Tensor:
-        """(K, T) unweighted cross-entropy."""
-        return torch.stack([replica_cross_entropy(logits[t], labels[t]) for t in self.tasks], dim=1)
+        """(K, T) unweighted task losses: ``logits[t]`` (K, B, O) against ``labels[t]`` (K, B[, L])."""
+        return torch.stack([self.objectives[t].loss(logits[t], labels[t]) for t in self.tasks], dim=1)
 
     def scaled(self, raw: Tensor) -> list[Tensor]:
         """T tensors (K,): w_t L_t, detached where w_t = 0."""

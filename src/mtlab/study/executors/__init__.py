@@ -19,9 +19,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from mtlab.errors import ConfigError
+from mtlab.registry import Registry
 from mtlab.study.executors.work import Event, GroupResult, GroupTask
-
-EXECUTORS = ("local", "processes", "ray")
 
 EventHandler = Callable[[Event], None]
 
@@ -63,20 +62,16 @@ def auto_workers(run_threads: int = 1) -> int:
     return max(1, usable_cores() // run_threads)
 
 
-def create_executor(
-    kind: str = "local", *, workers: int | str = 1, address: str | None = None, run_threads: int = 1
-) -> Executor:
-    """The executor ``kind`` (``local``, ``processes`` or ``ray``); ``workers`` (a count or ``auto``) sizes a pool.
+ExecutorFactory = Callable[..., "Executor"]
+"""``factory(workers=N|"auto", address=str|None, run_threads=int) -> Executor``."""
 
-    ``run_threads``: the intra-op threads each run asks for (``train.threads``; 1 if unset): ``auto`` starts one
-    worker per that many cores, so the workers never ask for more threads than the machine has.
-    """
-    if kind not in EXECUTORS:
-        raise ConfigError(f"executor: must be one of {list(EXECUTORS)}, not {kind!r}")
-    if kind == "ray":
-        from mtlab.study.executors.ray_tasks import RayExecutor
+EXECUTORS: Registry[ExecutorFactory] = Registry("executor", entry_point_group="mtlab.executors")
+"""Executors by ``--executor`` name; an outside package adds one through the ``mtlab.executors`` entry points."""
 
-        return RayExecutor(address=address, threads=run_threads, max_slots=None if workers == "auto" else int(workers))
+
+@EXECUTORS.register("local")
+def _local(*, workers: int | str = 1, address: str | None = None, run_threads: int = 1) -> Executor:
+    """This machine: in process for one worker, else a pool of worker processes."""
     if address is not None:
         raise ConfigError("--address: only with --executor ray")
     count = auto_workers(run_threads) if workers == "auto" else int(workers)
@@ -89,3 +84,24 @@ def create_executor(
     from mtlab.study.executors.processes import ProcessExecutor
 
     return ProcessExecutor(count, threads=run_threads)
+
+
+@EXECUTORS.register("ray")
+def _ray(*, workers: int | str = 1, address: str | None = None, run_threads: int = 1) -> Executor:
+    """A Ray cluster (``pip install 'mtlab[ray]'``): each group a Ray task."""
+    from mtlab.study.executors.ray_tasks import RayExecutor
+
+    return RayExecutor(address=address, threads=run_threads, max_slots=None if workers == "auto" else int(workers))
+
+
+def create_executor(
+    kind: str = "local", *, workers: int | str = 1, address: str | None = None, run_threads: int = 1
+) -> Executor:
+    """The executor ``kind`` (``local``, ``ray`` or a plug-in's); ``workers`` (a count or ``auto``) sizes a pool.
+
+    ``run_threads``: the intra-op threads each run asks for (``train.threads``; 1 if unset): ``auto`` starts one
+    worker per that many cores, so the workers never ask for more threads than the machine has.
+    """
+    if kind not in EXECUTORS:
+        raise ConfigError(f"executor: must be one of {EXECUTORS.names()}, not {kind!r}")
+    return EXECUTORS.get(kind)(workers=workers, address=address, run_threads=run_threads)

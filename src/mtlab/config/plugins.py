@@ -1,0 +1,11 @@
+"""mtlab's own plug-ins whose options live in their own modules, imported here so that each registers its options
+before :mod:`mtlab.config.schema` assembles the config unions; then the outside plug-ins (entry points)."""
+
+import mtlab.data.arrays
+import mtlab.data.morpho_mnist
+import mtlab.data.table
+import mtlab.models.custom  # noqa: F401  (the custom model kind)
+from mtlab.registry import load_entry_points
+
+load_entry_points("mtlab.datasets")
+load_entry_points("mtlab.models")

@@ -1,0 +1,109 @@
+"""``morpho-mnist``: MNIST digits with the morphometrics of Castro et al., "Morpho-MNIST: Quantitative Assessment
+and Diagnostics for Representation Learning" (JMLR 2019), as regression tasks beside the digit.
+
+Tasks: ``digit`` (multiclass) and ``thickness``, ``slant``, ``width``, ``height``, ``area``, ``length``
+(regression, one output each), measured from the images themselves by :mod:`mtlab.data.morpho` (their published
+procedure; that module says which steps it follows). The measures are computed once per source and kept in the
+derived-dataset cache (:mod:`mtlab.data.derived`), keyed by the source files' digests. An image the procedure
+cannot measure (an empty skeleton) has missing labels for the measures, never a made-up value.
+
+``morpho-mnist-sample`` is the MNIST sample embedded in the package (5,000 / 2,000 digits; no download), whose
+measures ship with it (``embedded/mnist-sample/morpho.npz``, written by ``scripts/measure_embedded_morpho.py`` and
+used only when its source digests and format match), so it loads at once and needs no scikit-image.
+Task-pick with the top-level ``tasks:`` (e.g. ``[digit, thickness, slant]``); ``data.measure_workers`` sets the
+processes used the first time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from mtlab.config.base import DataBase, register_dataset
+
+FORMAT = 1  # bump when the measurement changes: cached measures of an older procedure are then rebuilt
+EMBEDDED_MEASURES = Path(__file__).resolve().parents[1] / "embedded" / "mnist-sample" / "morpho.npz"
+
+
+def source_digests(source: str) -> list[str]:
+    """SHA-256 of the IDX files the digits come from (the verified content: what the measures depend on)."""
+    from mtlab.data.sources import SOURCES
+
+    return [raw.digest for raw in SOURCES[source].files]
+
+
+def embedded_measures(source: str) -> dict[str, np.ndarray] | None:
+    """The shipped measures of ``source`` if they are for exactly these files and this procedure, else None."""
+    if source != "mnist-sample" or not EMBEDDED_MEASURES.is_file():
+        return None
+    with np.load(EMBEDDED_MEASURES) as shipped:
+        if list(shipped["digests"]) != source_digests(source) or int(shipped["format"]) != FORMAT:
+            return None
+        return {split: shipped[split] for split in ("train", "test")}
+
+
+@register_dataset
+class MorphoMnistData(DataBase):
+    """MNIST with Castro et al.'s morphometrics (thickness, slant, width, height, area, length) as regression tasks."""
+
+    dataset: Literal["morpho-mnist", "morpho-mnist-sample"]
+    measure_workers: int | None = Field(
+        None, gt=0, description="Processes measuring the digits the first time (default: every core)."
+    )
+
+    measures: ClassVar[tuple[str, ...]] = ("thickness", "slant", "width", "height", "area", "length")
+
+    def task_types(self) -> dict[str, str]:
+        return {"digit": "multiclass", **{m: "regression" for m in self.measures}}
+
+    def load(self, seed: int):
+        import torch
+
+        from mtlab.data import morpho
+        from mtlab.data.catalog import load_dataset
+        from mtlab.data.dataset import Dataset, Split
+        from mtlab.data.derived import cached_tensors
+        from mtlab.tasks import Task
+
+        source = "mnist-sample" if self.dataset == "morpho-mnist-sample" else "mnist"
+        digits = load_dataset(_source_config(self, source), seed)
+        description = {
+            "dataset": self.dataset,
+            "source": [source, source_digests(source)],
+            "measures": list(morpho.MEASURES),
+            "format": FORMAT,
+        }
+
+        def build() -> dict[str, torch.Tensor]:
+            shipped = embedded_measures(source)
+            if shipped is not None:
+                return {split: torch.from_numpy(values) for split, values in shipped.items()}
+            tensors = {}
+            for split in ("train", "test"):
+                images = getattr(digits, split).images[:, 0].numpy()  # (N, 28, 28) uint8
+                values = morpho.measure_images(images, workers=self.measure_workers)  # (N, 6) float64, NaN: none
+                tensors[split] = torch.from_numpy(values).float()
+            return tensors
+
+        tensors, _, _ = cached_tensors(self.dataset, description, build)
+        columns = {m: morpho.MEASURES.index(m) for m in self.measures}
+        tasks = {"digit": digits.tasks["digit"]}
+        tasks.update({m: Task(m, (m,), type="regression") for m in self.measures})
+
+        def split(name: str) -> Split:
+            base = getattr(digits, name)
+            labels = {"digit": base.labels["digit"]}
+            labels.update({m: tensors[name][:, i].contiguous() for m, i in columns.items()})
+            return Split(base.images, labels)
+
+        return Dataset(self.dataset, tasks, split("train"), split("test"), digits.origin)
+
+
+def _source_config(config: MorphoMnistData, source: str):
+    """The MNIST data config the digits are read with (same directory and download setting)."""
+    from mtlab.config.schema import MnistData
+
+    return MnistData(dataset=source, data_dir=config.data_dir, download=config.download)

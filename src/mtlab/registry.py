@@ -1,0 +1,88 @@
+"""Name -> plug-in registries that outside packages can extend through entry points.
+
+The pattern is timm's (``timm/models/_registry.py``): a module registers its plug-ins on import, factories look them
+up by the config's tag, and the tests are parametrised over the registries, so a plug-in is tested the day it is
+added. A registry with an ``entry_point_group`` (``mtlab.datasets``, ``mtlab.models``, ``mtlab.tasks``,
+``mtlab.weightings``, ``mtlab.executors``) also loads, on first use, every entry point of that group that installed
+packages declare: loading the entry point's object (a module, or anything in it) is expected to register the plug-in
+as a side effect, exactly as mtlab's own modules do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from mtlab.errors import MtlabError
+
+T = TypeVar("T")
+
+ENTRY_POINT_GROUPS = ("mtlab.datasets", "mtlab.models", "mtlab.tasks", "mtlab.weightings", "mtlab.executors")
+_loaded_groups: set[str] = set()
+
+
+def load_entry_points(group: str) -> None:
+    """Import every installed plug-in of ``group`` once. A plug-in that fails to import is one clear error naming
+    the package and the entry point (a half-registered plug-in would fail later in a more confusing place)."""
+    if group in _loaded_groups:
+        return
+    _loaded_groups.add(group)
+    for point in entry_points(group=group):
+        try:
+            point.load()
+        except Exception as e:
+            owner = point.dist.name if point.dist is not None else "an installed package"
+            raise MtlabError(
+                f"plug-in {point.name!r} ({point.value}) of {owner}, entry point group {group}, failed to load: "
+                f"{type(e).__name__}: {e}; fix or uninstall that package"
+            ) from e
+
+
+def load_all_entry_points() -> None:
+    for group in ENTRY_POINT_GROUPS:
+        load_entry_points(group)
+
+
+class Registry(Generic[T]):
+    """Plug-ins by name; ``kind`` ("trunk", "dataset", ...) only words the error messages."""
+
+    def __init__(self, kind: str, entry_point_group: str | None = None):
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._items: dict[str, T] = {}
+
+    def _load(self) -> None:
+        if self.entry_point_group is not None:
+            load_entry_points(self.entry_point_group)
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: make the decorated object the plug-in ``name`` (a name can be registered once)."""
+
+        def add(item: T) -> T:
+            if name in self._items:
+                raise ValueError(f"a {self.kind} is already registered as {name!r}")
+            self._items[name] = item
+            return item
+
+        return add
+
+    def get(self, name: str) -> T:
+        self._load()
+        try:
+            return self._items[name]
+        except KeyError:
+            raise KeyError(f"no {self.kind} registered as {name!r}; known: {self.names()}") from None
+
+    def names(self) -> list[str]:
+        """Registered names, in registration order (mtlab's own first, then plug-ins)."""
+        self._load()
+        return list(self._items)
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        self._load()
+        return iter(list(self._items.items()))
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._items

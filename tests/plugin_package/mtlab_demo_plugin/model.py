@@ -1,0 +1,60 @@
+"""Model kind ``demo_mlp``: one shared dense layer (B, D) -> (B, hidden), then a linear head per task."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mtlab.config.base import ModelKind, register_model_kind
+
+
+@register_model_kind
+class DemoMlp(ModelKind):
+    kind: Literal["demo_mlp"]
+    hidden: int = Field(16, gt=0)
+
+    def trunk_configs(self) -> list:
+        return []
+
+    def dense_only(self) -> bool:
+        return True
+
+    def build(self, run, tasks, input_shape):
+        from torch import nn
+
+        from mtlab.models.base import MultiTaskNet, Part
+
+        hidden = self.hidden
+        names = run.task_names
+
+        class Net(MultiTaskNet):
+            def __init__(self):
+                super().__init__(names)
+                self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(int(np_prod(input_shape)), hidden), nn.ReLU())
+                self.heads = nn.ModuleDict({t: nn.Linear(hidden, tasks[t].outputs) for t in names})
+
+            def features(self, x):
+                return {"shared": self.trunk(x)}
+
+            def forward(self, x):
+                h = self.trunk(x)
+                return {t: head(h) for t, head in self.heads.items()}
+
+            def staged_trunks(self):
+                return {}
+
+            def parts(self):
+                everyone = frozenset(names)
+                return [Part("trunk", self.trunk, everyone)] + [
+                    Part(f"heads.{t}", head, frozenset({t})) for t, head in self.heads.items()
+                ]
+
+        return Net()
+
+
+def np_prod(shape) -> int:
+    total = 1
+    for d in shape:
+        total *= int(d)
+    return total
