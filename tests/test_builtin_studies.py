@@ -141,7 +141,7 @@ def test_cifar100_study_downloads_verifies_and_runs(name, tmp_path, monkeypatch)
         run_and_report(tiny(name), tmp_path / "cifar")
 
 
-@pytest.mark.parametrize("name", ["fashion-weighting", "pairs-weighting"])
+@pytest.mark.parametrize("name", ["fashion-weighting", "pairs-weighting", "morpho-weighting"])
 def test_weighting_studies_train_every_registered_method_against_fixed(name):
     from mtlab.study.controls import resolve_controls
     from mtlab.study.spec import expand

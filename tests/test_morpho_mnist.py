@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import require_shared_data
 from mtlab.config.schema import RunConfig
 from mtlab.data import morpho
 from mtlab.data.catalog import load_dataset
-from mtlab.data.morpho_mnist import EMBEDDED_MEASURES, MorphoMnistData, embedded_measures
+from mtlab.data.morpho_mnist import SHIPPED_MEASURES, MorphoMnistData, shipped_measures
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,8 @@ def test_tasks_are_the_digit_and_every_measure(sample):
 
 def test_the_shipped_measures_equal_a_fresh_measurement(sample):
     pytest.importorskip("skimage", reason="scikit-image (mtlab[morpho]) measures digits")
-    assert EMBEDDED_MEASURES.is_file()
-    assert embedded_measures("mnist-sample") is not None
+    assert (SHIPPED_MEASURES / "mnist-sample.npz").is_file()
+    assert shipped_measures("mnist-sample") is not None
     index = torch.arange(0, 5000, 173)  # 29 digits spread over the split
     fresh = morpho.measure_images(sample.train.images[index, 0].numpy(), workers=1)
     shipped = torch.stack([sample.train.labels[m][index] for m in morpho.MEASURES], 1).numpy()
@@ -55,3 +56,15 @@ def test_a_run_config_picks_tasks_and_stops_on_a_regression_metric():
     assert config.metric_direction("val.thickness.mae") == "min"
     assert config.metric_direction("val.thickness.r2") == "max"
     assert config.metric_direction("val.digit.acc") == "max"
+
+
+def test_the_shipped_measures_of_the_full_mnist_equal_a_fresh_measurement():
+    pytest.importorskip("skimage", reason="scikit-image (mtlab[morpho]) measures digits")
+    data_dir = require_shared_data()
+    assert shipped_measures("mnist") is not None
+    full = load_dataset(MorphoMnistData(dataset="morpho-mnist", data_dir=data_dir, download=False))
+    assert full.train.images.shape == (60000, 1, 28, 28)
+    index = torch.arange(0, 60000, 2003)  # 30 digits spread over the split
+    fresh = morpho.measure_images(full.train.images[index, 0].numpy(), workers=1)
+    shipped = torch.stack([full.train.labels[m][index] for m in morpho.MEASURES], 1).numpy()
+    np.testing.assert_allclose(fresh, shipped, rtol=1e-5, atol=1e-5, equal_nan=True)

@@ -3,6 +3,7 @@
 next to its code without importing the whole run schema, which is assembled from the registries below.
 
 * :data:`DATASETS` - data options classes by ``data.dataset`` name (``mtlab.datasets`` entry points);
+* :data:`TRUNK_TYPES` - trunk options classes by ``trunk.type`` (``mtlab.models`` entry points);
 * :data:`MODEL_KINDS` - model options classes by ``model.kind`` (``mtlab.models`` entry points).
 
 A plug-in registers its options class with :func:`register_dataset` / :func:`register_model_kind`; the options class
@@ -154,6 +155,8 @@ class ModelKind(FileRelative):
 # ------------------------------------------------------------------------------------------------------ registries
 
 DATASETS: Registry[type[DataBase]] = Registry("dataset", entry_point_group="mtlab.datasets")
+TRUNK_TYPES: Registry[type[Strict]] = Registry("trunk type", entry_point_group="mtlab.models")
+"""Trunk options classes by ``trunk.type`` (an outside trunk registers with the ``mtlab.models`` entry points)."""
 MODEL_KINDS: Registry[type[ModelKind]] = Registry("model kind", entry_point_group="mtlab.models")
 
 
@@ -167,6 +170,14 @@ def register_dataset(cls: type[DataBase]) -> type[DataBase]:
     """Class decorator: register a dataset's options class under every name its ``dataset`` literal allows."""
     for name in _tag_values(cls, "dataset"):
         DATASETS.register(name)(cls)
+    return cls
+
+
+def register_trunk_type(cls: type[Strict]) -> type[Strict]:
+    """Class decorator: register a trunk's options class under its ``type`` literal (its builder registers with
+    :func:`mtlab.models.registry.register_trunk` under the same name)."""
+    for name in _tag_values(cls, "type"):
+        TRUNK_TYPES.register(name)(cls)
     return cls
 
 

@@ -4,7 +4,8 @@ before :mod:`mtlab.config.schema` assembles the config unions; then the outside 
 import mtlab.data.arrays
 import mtlab.data.morpho_mnist
 import mtlab.data.table
-import mtlab.models.custom  # noqa: F401  (the custom model kind)
+import mtlab.models.custom
+import mtlab.models.timm_trunk  # noqa: F401  (each import registers its plug-in)
 from mtlab.registry import load_entry_points
 
 load_entry_points("mtlab.datasets")

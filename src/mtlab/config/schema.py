@@ -15,6 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest of mtlab imports from here)
     DATASETS,
     MODEL_KINDS,
+    TRUNK_TYPES,
     Augment,
     DataBase,
     KeyedError,
@@ -22,6 +23,7 @@ from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest 
     Strict,
     register_dataset,
     register_model_kind,
+    register_trunk_type,
 )
 from mtlab.config.base import at as _at
 from mtlab.data.tasks import DEFAULT_FASHION_GROUPS
@@ -161,6 +163,7 @@ class DenseOptions(Strict):
     batch_norm: bool = Field(False, description="Batch-norm after each hidden dense layer (after dropout).")
 
 
+@register_trunk_type
 class MlpTrunk(DenseOptions):
     """Flatten, then dense layers of the given widths with ReLU."""
 
@@ -168,6 +171,7 @@ class MlpTrunk(DenseOptions):
     widths: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
 
 
+@register_trunk_type
 class CnnTrunk(DenseOptions):
     """Convolutions (see :class:`ConvLayer`), flatten, then optional dense layers."""
 
@@ -176,6 +180,7 @@ class CnnTrunk(DenseOptions):
     dense: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
 
 
+@register_trunk_type
 class ResNetTrunk(Strict):
     """A small ResNet of basic blocks (He et al., 2016): a 3x3 stem, then stages of basic blocks.
 
@@ -188,8 +193,19 @@ class ResNetTrunk(Strict):
     blocks: int = Field(1, gt=0, description="Basic blocks per stage.")
 
 
-TrunkConfig = MlpTrunk | CnnTrunk | ResNetTrunk
-Trunk = Annotated[TrunkConfig, Field(discriminator="type")]
+def _union(registry, tag: str):
+    """The discriminated union of every options class in ``registry`` (mtlab's own, then entry-point plug-ins)."""
+    classes = tuple(dict.fromkeys(cls for _, cls in registry.items()))
+    return Annotated[Union[classes], Field(discriminator=tag)]  # noqa: UP007  (built at run time)
+
+
+# mtlab's own plug-ins that live outside this module (datasets, trunks, model kinds) register on import, then the
+# outside packages' entry points; after that the unions of every registered options class are assembled.
+import mtlab.config.plugins  # noqa: E402, F401
+
+Trunk = _union(TRUNK_TYPES, "type")
+"""A trunk config: one options class per trunk type, selected by ``type``."""
+TrunkConfig = MlpTrunk | CnnTrunk | ResNetTrunk  # the built-in trunk configs, for type hints
 
 
 class Head(DenseOptions):
@@ -454,15 +470,6 @@ class TrainConfig(Strict):
         None, description="Per task pair, cosine and magnitude ratio of the task gradients every N steps (off: null)."
     )
 
-
-def _union(registry, tag: str):
-    """The discriminated union of every options class in ``registry`` (mtlab's own, then entry-point plug-ins)."""
-    classes = tuple(dict.fromkeys(cls for _, cls in registry.items()))
-    return Annotated[Union[classes], Field(discriminator=tag)]  # noqa: UP007  (built at run time)
-
-
-# mtlab's own plug-ins that live outside this module register on import, before the unions are assembled.
-import mtlab.config.plugins  # noqa: E402, F401
 
 DataConfig = _union(DATASETS, "dataset")
 """The ``data`` section: one options class per dataset, selected by ``dataset``."""

@@ -93,95 +93,82 @@ def write_examples(out: Path, train: int = 600, test: int = 200, val: int = 100)
         "study.yaml": STUDY,
     }
     for name, text in configs.items():
-        (out / name).write_text(textwrap.dedent(text).lstrip())
+        (out / name).write_text(text)
     return [out / name for name in configs]
 
 
-TABLE_CONFIG = """
-    # Fashion images as a user's own table: PNG files and labels.csv with four task types (see labels.csv).
-    #   mtlab train table.yaml
-    data:
-      dataset: table
-      path: fashion-table/labels.csv   # relative to this file
-      image_column: file
-      split_column: split
-      tasks:
-        item: {type: multiclass, column: item}
-        footwear: {type: binary, column: footwear, positive: "yes"}
-        ink: {type: regression, column: ink}
-        look: {type: multilabel, columns: [wide, tall, dark]}
-    model:
-      trunk: {type: cnn, conv: [{filters: 16, kernel: 3, pool: 2}, {filters: 32, kernel: 3, pool: 2}], dense: [64]}
-    train: {epochs: 5, batch_size: 50, early_stopping: {metric: val.ink.mae, patience: 3}}
+# The data section every table config shares (the configs below insert it, indented to their level).
+TABLE_DATA = """\
+data:
+  dataset: table
+  path: fashion-table/labels.csv   # relative to this file
+  image_column: file
+  split_column: split
+  tasks:
+    item: {type: multiclass, column: item}
+    footwear: {type: binary, column: footwear, positive: "yes"}
+    ink: {type: regression, column: ink}
+    look: {type: multilabel, columns: [wide, tall, dark]}
 """
 
-ARRAYS_CONFIG = """
-    # The same data as arrays you already have: one .npz with x_train, x_val, x_test and y_<split>_<task>.
-    #   mtlab train arrays.yaml
-    data:
-      dataset: arrays
-      path: fashion.npz
-      tasks:
-        item: {type: multiclass}
-        footwear: {type: binary}
-        ink: {type: regression}
-        look: {type: multilabel, classes: [wide, tall, dark]}
-    model:
-      trunk: {type: mlp, widths: [128]}
-      head: {widths: [32]}
-    train: {epochs: 5, batch_size: 50}
+TABLE_CONFIG = f"""\
+# Fashion images as a user's own table: PNG files and labels.csv with four task types (see labels.csv).
+#   mtlab train table.yaml
+{TABLE_DATA}\
+model:
+  trunk: {{type: cnn, conv: [{{filters: 16, kernel: 3, pool: 2}}, {{filters: 32, kernel: 3, pool: 2}}], dense: [64]}}
+train: {{epochs: 5, batch_size: 50, early_stopping: {{metric: val.ink.mae, patience: 3}}}}
 """
 
-CUSTOM_CONFIG = """
-    # Your own network (custom_net.py: build(task_outputs, input_shape, **options)) on the table.
-    #   mtlab train custom.yaml
-    #   mtlab train custom.yaml loss.method=pcgrad
-    data:
-      dataset: table
-      path: fashion-table/labels.csv
-      image_column: file
-      split_column: split
-      tasks:
-        item: {type: multiclass, column: item}
-        footwear: {type: binary, column: footwear, positive: "yes"}
-        ink: {type: regression, column: ink}
-        look: {type: multilabel, columns: [wide, tall, dark]}
-    model:
-      kind: custom
-      factory: custom_net.py:build
-      options: {width: 32}
-    train: {epochs: 5, batch_size: 50}
+ARRAYS_CONFIG = """\
+# The same data as arrays you already have: one .npz with x_train, x_val, x_test and y_<split>_<task>.
+#   mtlab train arrays.yaml
+data:
+  dataset: arrays
+  path: fashion.npz
+  tasks:
+    item: {type: multiclass}
+    footwear: {type: binary}
+    ink: {type: regression}
+    look: {type: multilabel, classes: [wide, tall, dark]}
+model:
+  trunk: {type: mlp, widths: [128]}
+  head: {widths: [32]}
+train: {epochs: 5, batch_size: 50}
 """
 
-STUDY = """
-    # Should item, footwear, ink and look share a network, and how should their losses be weighted?
-    #   mtlab run study.yaml          # 3 seeds per variant; mtlab report shows MAE/RMSE with their directions
-    name: my-fashion-table
-    seeds: 3
-    base:
-      data:
-        dataset: table
-        path: fashion-table/labels.csv
-        image_column: file
-        split_column: split
-        tasks:
-          item: {type: multiclass, column: item}
-          footwear: {type: binary, column: footwear, positive: "yes"}
-          ink: {type: regression, column: ink}
-          look: {type: multilabel, columns: [wide, tall, dark]}
-      model:
-        trunk: {type: mlp, widths: [128]}
-        head: {widths: [32]}
-      train: {epochs: 5, batch_size: 50}
-    variants:
-      single ink:
-        set: {tasks: [ink]}
-      single item:
-        set: {tasks: [item]}
-      shared:
-        grid:
-          loss.method: [fixed, uncertainty, pcgrad]
-    control: shared, fixed
+CUSTOM_CONFIG = f"""\
+# Your own network (custom_net.py: build(task_outputs, input_shape, **options)) on the table.
+#   mtlab train custom.yaml
+#   mtlab train custom.yaml loss.method=pcgrad
+{TABLE_DATA}\
+model:
+  kind: custom
+  factory: custom_net.py:build
+  options: {{width: 32}}
+train: {{epochs: 5, batch_size: 50}}
+"""
+
+STUDY = f"""\
+# Should item, footwear, ink and look share a network, and how should their losses be weighted?
+#   mtlab run study.yaml          # 3 seeds per variant; mtlab report shows MAE/RMSE with their directions
+name: my-fashion-table
+seeds: 3
+base:
+{textwrap.indent(TABLE_DATA, "  ")}\
+  model:
+    trunk: {{type: mlp, widths: [128]}}
+    head: {{widths: [32]}}
+  train: {{epochs: 5, batch_size: 50}}
+variants:
+  single ink:
+    set: {{tasks: [ink]}}
+  single item:
+    set: {{tasks: [item]}}
+  shared:
+    grid:
+      loss.method: [fixed, uncertainty, pcgrad]
+control: shared, fixed
 """
 
 CUSTOM_NET = '''"""A network of your own for mtlab: ``build(task_outputs, input_shape, **options)`` returns a module

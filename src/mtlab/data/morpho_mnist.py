@@ -7,9 +7,11 @@ procedure; that module says which steps it follows). The measures are computed o
 derived-dataset cache (:mod:`mtlab.data.derived`), keyed by the source files' digests. An image the procedure
 cannot measure (an empty skeleton) has missing labels for the measures, never a made-up value.
 
-``morpho-mnist-sample`` is the MNIST sample embedded in the package (5,000 / 2,000 digits; no download), whose
-measures ship with it (``embedded/mnist-sample/morpho.npz``, written by ``scripts/measure_embedded_morpho.py`` and
-used only when its source digests and format match), so it loads at once and needs no scikit-image.
+``morpho-mnist-sample`` is the MNIST sample embedded in the package (5,000 / 2,000 digits; no download). The
+measures of both - the sample and the official MNIST files - ship with mtlab (``embedded/morpho/<source>.npz``,
+written by ``scripts/measure_embedded_morpho.py``, 2 x 0.1-1.4 MB), used only when the digests of the files they were
+measured from and the measurement format match; so both load at once and need no scikit-image. Other files (or a new
+procedure) are measured on first use and cached.
 Task-pick with the top-level ``tasks:`` (e.g. ``[digit, thickness, slant]``); ``data.measure_workers`` sets the
 processes used the first time.
 """
@@ -25,7 +27,7 @@ from pydantic import Field
 from mtlab.config.base import DataBase, register_dataset
 
 FORMAT = 1  # bump when the measurement changes: cached measures of an older procedure are then rebuilt
-EMBEDDED_MEASURES = Path(__file__).resolve().parents[1] / "embedded" / "mnist-sample" / "morpho.npz"
+SHIPPED_MEASURES = Path(__file__).resolve().parents[1] / "embedded" / "morpho"  # <source>.npz
 
 
 def source_digests(source: str) -> list[str]:
@@ -35,11 +37,12 @@ def source_digests(source: str) -> list[str]:
     return [raw.digest for raw in SOURCES[source].files]
 
 
-def embedded_measures(source: str) -> dict[str, np.ndarray] | None:
+def shipped_measures(source: str) -> dict[str, np.ndarray] | None:
     """The shipped measures of ``source`` if they are for exactly these files and this procedure, else None."""
-    if source != "mnist-sample" or not EMBEDDED_MEASURES.is_file():
+    path = SHIPPED_MEASURES / f"{source}.npz"
+    if not path.is_file():
         return None
-    with np.load(EMBEDDED_MEASURES) as shipped:
+    with np.load(path) as shipped:
         if list(shipped["digests"]) != source_digests(source) or int(shipped["format"]) != FORMAT:
             return None
         return {split: shipped[split] for split in ("train", "test")}
@@ -78,7 +81,7 @@ class MorphoMnistData(DataBase):
         }
 
         def build() -> dict[str, torch.Tensor]:
-            shipped = embedded_measures(source)
+            shipped = shipped_measures(source)
             if shipped is not None:
                 return {split: torch.from_numpy(values) for split, values in shipped.items()}
             tensors = {}

@@ -132,6 +132,18 @@ class GradientMethod(WeightingMethod):
 
     step: ClassVar[Literal["scalar", "jacobian"]] = "jacobian"
 
+    # The properties the method promises, which the tests parametrised over the registry check (a method opts in,
+    # as TorchJD's aggregator tests do; no list of exceptions by name):
+    linear_under_scaling: ClassVar[bool] = True
+    """aggregate(c J) = c aggregate(J) for c > 0."""
+    task_order: ClassVar[Literal["any", "two_tasks", "random"]] = "any"
+    """Invariance to permuting the tasks: always, only for two tasks (the rest visited in a random order), or none
+    (random draws per coordinate)."""
+    non_conflicting: ClassVar[dict[str, object] | None] = None
+    """Options under which the update conflicts with no task gradient (d . g_t >= 0), or None."""
+    when_gradients_agree: ClassVar[Literal["mean", "sum", "along"]] = "along"
+    """The update for T identical gradients g: exactly g (mean), T g (sum), or some vector along g."""
+
     @abstractmethod
     def aggregate(self, jacobian: Tensor, gramian: Tensor) -> tuple[Tensor, Tensor]:
         """jacobian (K, T, P), gramian (K, T, T) = J J^T -> (update (K, P), per-task weights (K, T) to record)."""

@@ -10,7 +10,7 @@ paper's default for its image experiments). The dual is solved exactly for K rep
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from torch import Tensor
@@ -29,6 +29,7 @@ class CagradOptions(GradientOptions):
 class CAGrad(GramianMethod):
     Options = CagradOptions
     paper = "Liu et al., NeurIPS 2021 (arXiv:2110.14048)"
+    non_conflicting: ClassVar[dict[str, object] | None] = {"c": 1.0}  # c >= 1 makes d = 0 feasible
 
     def gramian_weights(self, gramian: Tensor) -> Tensor:
         c = self.options.c

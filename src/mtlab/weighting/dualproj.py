@@ -8,7 +8,7 @@ mean that conflicts with no task. In weights: ``v = argmin_{v >= 1/T} v^T G v`` 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -26,6 +26,8 @@ class DualprojOptions(GradientOptions):
 class DualProj(GramianMethod):
     Options = DualprojOptions
     paper = "Quinton & Rey, 2024 (arXiv:2406.16232); Lopez-Paz & Ranzato, NeurIPS 2017"
+    when_gradients_agree = "mean"
+    non_conflicting: ClassVar[dict[str, object] | None] = {}
 
     def gramian_weights(self, gramian: Tensor) -> Tensor:
         k, t, _ = gramian.shape

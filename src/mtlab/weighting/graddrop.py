@@ -29,6 +29,7 @@ class GraddropOptions(GradientOptions):
 class GradDrop(GradientMethod):
     Options = GraddropOptions
     paper = "Chen et al., NeurIPS 2020 (arXiv:2010.06808)"
+    task_order = "random"
 
     def aggregate(self, jacobian: Tensor, gramian: Tensor) -> tuple[Tensor, Tensor]:
         p = jacobian.shape[-1]

@@ -35,6 +35,8 @@ class GradvacOptions(GradientOptions):
 class GradVac(GramianMethod):
     Options = GradvacOptions
     paper = "Wang et al., ICLR 2021 (arXiv:2010.05874)"
+    when_gradients_agree = "sum"
+    task_order = "two_tasks"
 
     def __init__(self, tasks, replicas, options, generators=None):
         super().__init__(tasks, replicas, options, generators)

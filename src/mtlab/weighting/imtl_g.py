@@ -25,6 +25,7 @@ class ImtlGOptions(GradientOptions):
 class IMTLG(GramianMethod):
     Options = ImtlGOptions
     paper = "Liu et al., ICLR 2021 (openreview IMr7-gT4pJz)"
+    when_gradients_agree = "mean"
 
     def gramian_weights(self, gramian: Tensor) -> Tensor:
         g = gramian.double()

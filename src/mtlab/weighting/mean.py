@@ -22,6 +22,7 @@ class MeanOptions(GradientOptions):
 class Mean(GramianMethod):
     Options = MeanOptions
     paper = "the mean of the task gradients"
+    when_gradients_agree = "mean"
     min_tasks = 1
 
     def gramian_weights(self, gramian: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ representation, one backward pass through the trunk).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor
 
@@ -26,6 +26,8 @@ class MgdaOptions(GradientOptions):
 class MGDA(GramianMethod):
     Options = MgdaOptions
     paper = "Sener & Koltun, NeurIPS 2018 (arXiv:1810.04650)"
+    when_gradients_agree = "mean"
+    non_conflicting: ClassVar[dict[str, object] | None] = {}
 
     def gramian_weights(self, gramian: Tensor) -> Tensor:
         return min_norm_in_simplex(gramian).to(gramian.dtype)

@@ -32,6 +32,7 @@ class NashMtlOptions(GradientOptions):
 class NashMTL(GramianMethod):
     Options = NashMtlOptions
     paper = "Navon et al., ICML 2022 (arXiv:2202.01017)"
+    linear_under_scaling = False  # its weights scale as 1 / |g|: the update does not grow with the gradients
 
     def __init__(self, tasks, replicas, options, generators=None):
         super().__init__(tasks, replicas, options, generators)

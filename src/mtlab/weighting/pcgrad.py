@@ -27,6 +27,8 @@ class PcgradOptions(GradientOptions):
 class PCGrad(GramianMethod):
     Options = PcgradOptions
     paper = "Yu et al., NeurIPS 2020 (arXiv:2001.06782)"
+    when_gradients_agree = "sum"
+    task_order = "two_tasks"
 
     def gramian_weights(self, gramian: Tensor) -> Tensor:
         g = gramian.double()

@@ -11,7 +11,7 @@ Gramian TorchJD also uses.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -35,6 +35,8 @@ class UpgradOptions(GradientOptions):
 class UPGrad(GramianMethod):
     Options = UpgradOptions
     paper = "Quinton & Rey, 2024 (arXiv:2406.16232)"
+    when_gradients_agree = "mean"
+    non_conflicting: ClassVar[dict[str, object] | None] = {}
 
     def gramian_weights(self, gramian: Tensor) -> Tensor:
         k, t, _ = gramian.shape
