@@ -327,7 +327,7 @@ def test_a_study_on_a_ray_cluster_survives_a_killed_worker_and_resumes(tmp_path,
     driver = _mtlab("run", str(spec_path), "--out", str(directory), "--no-report", *flags, cwd=tmp_path)
 
     def ray_workers() -> list[int]:  # a Ray worker's title names the task it is running
-        return _processes(lambda args: args[0].startswith("ray::train_group_task"))
+        return _processes(lambda args: args[0].startswith("ray::run_task"))
 
     killed = _kill_one_worker_mid_study(directory, driver, ray_workers)
     _check_every_run_once_and_resume(spec_path, directory, driver, killed, flags)

@@ -12,5 +12,5 @@ class SerialExecutor(LocalExecutor):
 
 
 @EXECUTORS.register("demo_serial")
-def create(*, workers=1, address=None, run_threads=1):
-    return SerialExecutor()
+def create(*, workers=1, address=None, run_threads=1, work=None, retries=1):
+    return SerialExecutor(work=work)

@@ -1,8 +1,11 @@
-"""Where a study's seed groups train: in the driver's process, in a pool of worker processes, or on a Ray cluster.
+"""Where work runs - a study's seed groups and a search's trials: in the driver's process, in a pool of worker
+processes, or on a Ray cluster. The one executor service of mtlab: studies and searches both use it.
 
-Every executor has the same small interface (:class:`Executor`): ``submit`` a :class:`~.work.GroupTask`, ``wait``
-for the next finished :class:`~.work.GroupResult` (progress :class:`~.work.Event` s reach the ``on_event`` callback
-meanwhile), ``close``. The driver submits at most ``slots`` tasks at a time and stays the only writer of the store
+Every executor has the same small interface (:class:`Executor`): ``submit`` a task (a :class:`~.work.GroupTask` by
+default), ``wait`` for the next finished result (a :class:`~.work.GroupResult`; progress :class:`~.work.Event` s
+reach the ``on_event`` callback meanwhile), ``close``. What a worker does with a task is ``work(task, emit)``,
+given at creation (a search's trial batches: :mod:`mtlab.search.workers`); a task whose worker died comes back as
+``task.failed(reason)``. The driver submits at most ``slots`` tasks at a time and stays the only writer of the store
 and the run directories, so resume, the lock and failure records behave the same with every executor.
 
 - ``local`` (:mod:`.local`): in process, one group at a time - ``--workers 1``.
@@ -63,14 +66,18 @@ def auto_workers(run_threads: int = 1) -> int:
 
 
 ExecutorFactory = Callable[..., "Executor"]
-"""``factory(workers=N|"auto", address=str|None, run_threads=int) -> Executor``."""
+"""``factory(workers=N|"auto", address=str|None, run_threads=int, work=callable|None, retries=int) -> Executor``:
+``work(task, emit)`` is what a worker does with a task (None: train a seed group), ``retries`` how often a task
+whose worker died is run again."""
 
 EXECUTORS: Registry[ExecutorFactory] = Registry("executor", entry_point_group="mtlab.executors")
 """Executors by ``--executor`` name; an outside package adds one through the ``mtlab.executors`` entry points."""
 
 
 @EXECUTORS.register("local")
-def _local(*, workers: int | str = 1, address: str | None = None, run_threads: int = 1) -> Executor:
+def _local(
+    *, workers: int | str = 1, address: str | None = None, run_threads: int = 1, work=None, retries: int = 1
+) -> Executor:
     """This machine: in process for one worker, else a pool of worker processes."""
     if address is not None:
         raise ConfigError("--address: only with --executor ray")
@@ -80,28 +87,41 @@ def _local(*, workers: int | str = 1, address: str | None = None, run_threads: i
     if count == 1:
         from mtlab.study.executors.local import LocalExecutor
 
-        return LocalExecutor()
+        return LocalExecutor(work=work)
     from mtlab.study.executors.processes import ProcessExecutor
+    from mtlab.study.executors.work import run_group
 
-    return ProcessExecutor(count, threads=run_threads)
+    return ProcessExecutor(count, threads=run_threads, work=work or run_group, retries=retries)
 
 
 @EXECUTORS.register("ray")
-def _ray(*, workers: int | str = 1, address: str | None = None, run_threads: int = 1) -> Executor:
-    """A Ray cluster (``pip install 'mtlab[ray]'``): each group a Ray task."""
+def _ray(
+    *, workers: int | str = 1, address: str | None = None, run_threads: int = 1, work=None, retries: int = 1
+) -> Executor:
+    """A Ray cluster (``pip install 'mtlab[ray]'``): each task a Ray task."""
     from mtlab.study.executors.ray_tasks import RayExecutor
+    from mtlab.study.executors.work import run_group
 
-    return RayExecutor(address=address, threads=run_threads, max_slots=None if workers == "auto" else int(workers))
+    slots = None if workers == "auto" else int(workers)
+    return RayExecutor(address=address, threads=run_threads, max_slots=slots, work=work or run_group, retries=retries)
 
 
 def create_executor(
-    kind: str = "local", *, workers: int | str = 1, address: str | None = None, run_threads: int = 1
+    kind: str = "local",
+    *,
+    workers: int | str = 1,
+    address: str | None = None,
+    run_threads: int = 1,
+    work: Callable | None = None,
+    retries: int = 1,
 ) -> Executor:
     """The executor ``kind`` (``local``, ``ray`` or a plug-in's); ``workers`` (a count or ``auto``) sizes a pool.
 
     ``run_threads``: the intra-op threads each run asks for (``train.threads``; 1 if unset): ``auto`` starts one
-    worker per that many cores, so the workers never ask for more threads than the machine has.
+    worker per that many cores, so the workers never ask for more threads than the machine has. ``work`` and
+    ``retries``: what workers do with a task and how often a task whose worker died is tried again - a study's seed
+    groups by default; a search gives its trial batches (:mod:`mtlab.search.workers`), never retried.
     """
     if kind not in EXECUTORS:
         raise ConfigError(f"executor: must be one of {EXECUTORS.names()}, not {kind!r}")
-    return EXECUTORS.get(kind)(workers=workers, address=address, run_threads=run_threads)
+    return EXECUTORS.get(kind)(workers=workers, address=address, run_threads=run_threads, work=work, retries=retries)

@@ -18,14 +18,17 @@ class LocalExecutor:
     threads = None
     device = None
 
-    def __init__(self, train: Callable[..., list] | None = None) -> None:
+    def __init__(self, train: Callable[..., list] | None = None, work: Callable | None = None) -> None:
         self.queue: deque[GroupTask] = deque()
         self.train = train
+        self.work = work  # ``work(task, emit)``; default: train a seed group (run_group)
 
     def submit(self, task: GroupTask) -> None:
         self.queue.append(task)
 
     def wait(self, on_event) -> GroupResult:
+        if self.work is not None:
+            return self.work(self.queue.popleft(), on_event)
         return run_group(self.queue.popleft(), on_event, self.train)
 
     def describe(self) -> dict[str, Any]:

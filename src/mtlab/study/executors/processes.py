@@ -1,5 +1,6 @@
 """A pool of worker processes on this machine (``--workers N``): one intra-op thread each on a CPU, one GPU each
-on CUDA.
+on CUDA. A worker runs ``work(task, emit)`` for each task it is given (a study's seed groups by default; a search's
+trial batches - any picklable task with a ``key`` and a ``failed(reason)`` result).
 
 Each worker has its own pipe, so the driver always knows which task a worker holds: when a worker process dies
 (killed, out of memory) its task is given once more to a fresh worker (infrastructure failures are often
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from mtlab.study.executors.work import GroupResult, GroupTask, failed_group, run_group
+from mtlab.study.executors.work import GroupResult, GroupTask, run_group
 
 RETRIES = 1  # a task whose worker dies is run once more before its runs fail
 
@@ -153,7 +154,7 @@ class ProcessExecutor:
             self.queue.appendleft(task)
             return None
         attempts = self.deaths[task.key]
-        return failed_group(task, f"WorkerDied: the worker process {reason}, {attempts} attempt(s)")
+        return task.failed(f"WorkerDied: the worker process {reason}, {attempts} attempt(s)")
 
     def describe(self) -> dict[str, Any]:
         import torch

@@ -15,26 +15,36 @@ nothing, results come back to the driver.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from mtlab.errors import ConfigError, MtlabError
-from mtlab.study.executors.work import GroupResult, GroupTask, failed_group, run_group
+from mtlab.study.executors.work import GroupResult, GroupTask, run_group
 
 RETRIES = 1
 
 
-def train_group_task(task: GroupTask, events: Any) -> GroupResult:
-    """The Ray task: :func:`~mtlab.study.executors.work.run_group`, with events sent to the driver's queue."""
+def run_task(work: Callable, task: Any, events: Any) -> Any:
+    """The Ray task: ``work(task, emit)`` (a seed group's :func:`~mtlab.study.executors.work.run_group` unless
+    told otherwise), with events sent to the driver's queue."""
 
     def emit(event) -> None:
         with contextlib.suppress(Exception):  # progress is best effort: never fail a run because the display is gone
             events.put_nowait(event)
 
-    return run_group(task, emit)
+    return work(task, emit)
 
 
 class RayExecutor:
-    def __init__(self, address: str | None = None, threads: int = 1, max_slots: int | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        threads: int = 1,
+        max_slots: int | None = None,
+        *,
+        work: Callable = run_group,
+        retries: int = RETRIES,
+    ):
         try:
             import ray
             from ray.util.queue import Queue
@@ -58,13 +68,15 @@ class RayExecutor:
         if max_slots is not None:
             self.slots = min(self.slots, max_slots)  # --workers caps the tasks in flight
         self.events = Queue(actor_options={"num_cpus": 0})
-        self.remote = ray.remote(train_group_task).options(
-            num_cpus=threads, num_gpus=1 if self.gpus else 0, max_retries=RETRIES, retry_exceptions=False
+        self.work = work
+        self.retries = retries
+        self.remote = ray.remote(run_task).options(
+            num_cpus=threads, num_gpus=1 if self.gpus else 0, max_retries=retries, retry_exceptions=False
         )
         self.refs: dict[Any, GroupTask] = {}
 
     def submit(self, task: GroupTask) -> None:
-        self.refs[self.remote.remote(task, self.events)] = task
+        self.refs[self.remote.remote(self.work, task, self.events)] = task
 
     def _drain(self, on_event) -> None:
         try:
@@ -88,7 +100,7 @@ class RayExecutor:
                     return ray.get(ready[0])
                 except ray.exceptions.RayError as e:  # worker or node died twice, out of memory, cancelled
                     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    return failed_group(task, f"{type(e).__name__}: {first} ({1 + RETRIES} attempts)")
+                    return task.failed(f"{type(e).__name__}: {first} ({1 + self.retries} attempts)")
 
     def describe(self) -> dict[str, Any]:
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]

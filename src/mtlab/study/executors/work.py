@@ -35,6 +35,10 @@ class GroupTask:
     threads: int | None = None
     argv: list[str] = field(default_factory=list)
 
+    def failed(self, reason: str) -> GroupResult:
+        """The result of this task when its worker could not finish it (every run failed for ``reason``)."""
+        return failed_group(self, reason)
+
 
 @dataclass
 class Event:
