@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import optuna
 import pytest
@@ -257,3 +260,22 @@ def test_two_workers_run_exactly_the_trials_asked_none_twice_and_resume(tmp_path
     more = run_search(spec.model_copy(update={"trials": 5}), out, retrain=False, workers=2)
     assert sorted(t.number for t in more.trials) == [0, 1, 2, 3, 4]  # one more; none redone
     assert [t.params for t in more.trials[:4]] == [t.params for t in outcome.trials]
+
+
+def test_a_search_runs_its_trials_on_the_ray_executor(tmp_path, monkeypatch):
+    """Searches use the executor service studies use: here Ray tasks on a private local instance."""
+    pytest.importorskip("ray", reason="--executor ray needs Ray (pip install 'mtlab[ray]')")
+    require_shared_data()
+    # A private Ray instance writes an auth token to ~/.ray, which later clusters of this user would then expect:
+    # keep it (and Ray's session files) out of the real home and /tmp/ray.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    ray_tmp = Path(tempfile.mkdtemp(prefix="mtlab-r-"))  # short: Ray's socket paths must fit in 107 bytes
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
+    spec = load_search_spec(spec_file(tmp_path, trials=3, pruner={"type": "none"}))
+    spec = with_budget(spec, None, {"data.train_subset": 300, "data.test_subset": 100})
+    seen = []
+    outcome = run_search(spec, tmp_path / "out", retrain=False, workers=2, executor="ray", on_trial=seen.append)
+    assert sorted(t.number for t in outcome.trials) == [0, 1, 2]
+    assert [t.state for t in outcome.trials] == ["complete"] * 3
+    assert sorted(t.number for t in seen) == [0, 1, 2]
+    shutil.rmtree(ray_tmp, ignore_errors=True)
