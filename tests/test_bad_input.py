@@ -31,7 +31,7 @@ from mtlab.cli.main import main
 from mtlab.config.load import apply_overrides, parse_config
 from mtlab.config.schema import RunConfig
 from mtlab.data.idx import read_bytes, read_idx, write_idx
-from mtlab.data.resolve import embedded_dir
+from mtlab.data.resolve import embedded_dir, user_cache_root
 from mtlab.data.sources import SOURCES
 from mtlab.errors import MtlabError
 from mtlab.study.runner import StudyLock, run_study
@@ -600,6 +600,44 @@ def test_errors_say_how_to_fix_them(case, workspace, monkeypatch, capsys):
     assert "Traceback" not in err
     assert err.splitlines() == [f"mtlab: error: {line}" for line in case.lines]
     assert tree(workspace) == before
+
+
+MNIST_GZ = (
+    "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz"
+)
+
+
+def test_fetch_offline_says_where_to_put_the_files_by_hand(workspace, capsys):
+    cache = user_cache_root()
+    assert main(["data", "fetch", "mnist", "--data-dir", "store"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "mtlab: error: downloads are off (MTLAB_OFFLINE=1); to get mnist by hand, download "
+        f"{MNIST_GZ} from https://ossci-datasets.s3.amazonaws.com/mnist/ and put them in one of the directories "
+        f"mtlab looks in: store/mnist (data_dir), store (data_dir), {cache}/mnist (user cache)"
+    ]
+    assert not (workspace / "store").exists()
+
+
+def test_fetch_without_network_says_where_to_put_the_files_by_hand(workspace, monkeypatch, capsys):
+    from test_data_resolve import bypass_proxies, closed_port_url
+
+    monkeypatch.delenv("MTLAB_OFFLINE")
+    bypass_proxies(monkeypatch)
+    url = closed_port_url()
+    monkeypatch.setitem(SOURCES, "mnist", dataclasses.replace(SOURCES["mnist"], mirrors=(url,)))
+    assert main(["data", "fetch", "mnist", "--data-dir", "store"]) == 2
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    cache = user_cache_root()
+    assert lines[0].startswith(f"mtlab: error: could not download train-images-idx3-ubyte.gz ({url}")
+    assert lines[0].endswith(
+        f"); to get mnist by hand, download {MNIST_GZ} from {url} and put them in one of the directories mtlab "
+        f"looks in: store/mnist (data_dir), store (data_dir), {cache}/mnist (user cache)"
+    )
+    assert "mtlab data fetch" not in err
 
 
 # ----------------------------------------------------------------------------------------------------- fuzzing
