@@ -31,7 +31,7 @@ from mtlab.cli.main import main
 from mtlab.config.load import apply_overrides, parse_config
 from mtlab.config.schema import RunConfig
 from mtlab.data.idx import read_bytes, read_idx, write_idx
-from mtlab.data.resolve import embedded_dir
+from mtlab.data.resolve import embedded_dir, user_cache_root
 from mtlab.data.sources import SOURCES
 from mtlab.errors import MtlabError
 from mtlab.study.runner import StudyLock, run_study
@@ -241,23 +241,25 @@ CASES = [
     case("config-unknown-key", "train bad.yaml", "colour: unknown key", prepare=config({**TINY_RUN, "colour": 1})),
     case("config-no-data-no-model", "train bad.yaml", "data: required key is missing", "model: required key is missing",
          prepare=config({"name": "x"}), lines=2),
-    case("config-unknown-dataset", "train tiny.yaml data.dataset=imagenet", "data.dataset: unknown value 'imagenet'"),
-    case("override-wrong-type", "train tiny.yaml train.epochs=many", "train.epochs:"),
-    case("override-negative-lr", "train tiny.yaml optim.lr=-1", "optim.lr: Input should be greater than 0"),
-    case("override-val-fraction", "train tiny.yaml data.val_fraction=1.5", "data.val_fraction:"),
-    case("override-unknown-key", "train tiny.yaml train.epoch=2", "train.epoch: unknown key"),
+    case("config-unknown-dataset", "train tiny.yaml data.dataset=imagenet",
+         "command line override data.dataset=imagenet: unknown value 'imagenet'"),
+    case("override-wrong-type", "train tiny.yaml train.epochs=many", "command line override train.epochs=many: Input"),
+    case("override-negative-lr", "train tiny.yaml optim.lr=-1",
+         "command line override optim.lr=-1: Input should be greater than 0"),
+    case("override-val-fraction", "train tiny.yaml data.val_fraction=1.5", "command line override data.val_fraction="),
+    case("override-unknown-key", "train tiny.yaml train.epoch=2", "command line override train.epoch=2: unknown key"),
     case("override-unknown-task", "train tiny.yaml loss.weights.colour=1", "colour"),
     case("override-reuse-unknown-task", "train tiny.yaml model.reuse=colour->item", "unknown task 'colour'"),
     case("override-not-key-value", "train tiny.yaml epochs", "override 'epochs' must look like dotted.key=value"),
     case("override-into-a-number", "train tiny.yaml train.epochs.x=1", "train.epochs: Input should be a valid integer"),
     case("override-list-index", "train tiny.yaml model.trunk.widths.5=3", "model.trunk.widths: has 1 items"),
-    case("override-sharing-value", "train tiny.yaml model.sharing=some", "model.sharing:"),
+    case("override-sharing-value", "train tiny.yaml model.sharing=some", "command line override model.sharing=some:"),
     case(
         "config-three-problems",
         "train tiny.yaml train.epochs=0 optim.lr=-1 colour=red",
-        "train.epochs:",
-        "optim.lr:",
-        "colour: unknown key",
+        "command line override train.epochs=0: ",
+        "command line override optim.lr=-1: ",
+        "command line override colour=red: unknown key",
         lines=3,
     ),
     case("config-twelve-problems", "train bad.yaml", "bogus0: unknown key", "... and 2 more problems",
@@ -267,7 +269,7 @@ CASES = [
     case("train-negative-seed", "train tiny.yaml --seed -1", "seed"),
     # ----------------------------------------------------------------------------------------- study specs
     case("study-unknown-name", "run no-such-study", "no-such-study: no such study file and no built-in study"),
-    case("study-unknown-key", "run bad-study.yaml", "bad-study.yaml: colour: unknown key", prepare=spec(colour=1)),
+    case("study-unknown-key", "run bad-study.yaml", "bad-study.yaml:19: colour: unknown key", prepare=spec(colour=1)),
     case("study-control-no-variant", "run bad-study.yaml", "control 'nope' is not a variant",
          prepare=spec(control="nope")),
     case(
@@ -312,8 +314,9 @@ CASES = [
         "two variants resolve to the same run config",
         prepare=spec(grid={"model.sharing": {"a": "shared", "b": "shared"}}, control=None),
     ),
-    case("study-bad-override", "run study.yaml model.sharing=some", "model.sharing:"),
-    case("study-existing-bad-override", "run study.yaml --out study train.epochs=0", "train.epochs:"),
+    case("study-bad-override", "run study.yaml model.sharing=some", "command line override model.sharing=some: "),
+    case("study-existing-bad-override", "run study.yaml --out study train.epochs=0",
+         "command line override train.epochs=0: "),
     case("study-existing-bad-control", "run bad-study.yaml --out study", "control 'nope' is not a variant",
          prepare=spec(control="nope")),
     case("study-out-is-a-file", "run study.yaml --out tiny.yaml", "tiny.yaml: exists and is not a directory"),
@@ -379,7 +382,7 @@ CASES = [
     case("data-verify-named-file", "train digits.yaml data.data_dir=nowhere", "mnist files not found", "nowhere"),
     # ------------------------------------------------------------------------------ search specs and storages
     case("search-unknown-name", "search no-such-search", "no-such-search"),
-    case("search-unknown-key", "search bad-search.yaml", "bad-search.yaml: colour: unknown key",
+    case("search-unknown-key", "search bad-search.yaml", "bad-search.yaml:9: colour: unknown key",
          prepare=write("bad-search.yaml", yaml.safe_dump({**SEARCH, "colour": 1}))),
     case("search-binary-spec", "search bad-search.yaml", "not a YAML text file",
          prepare=write("bad-search.yaml", NOT_UTF8)),
@@ -429,6 +432,212 @@ def test_a_real_process_reports_bad_input_in_one_line(workspace):
         "mtlab: error: bad.yaml: not a YAML text file (byte 0 is not UTF-8); pass the config file, not a binary"
     ]
     assert tree(workspace) == before
+
+
+# ------------------------------------------------------------------------------ errors that say how to fix them
+
+# Written by hand, so that the line numbers in the expected messages can be read off.
+TYPO_RUN = """\
+name: tiny
+data:
+  dataset: fashion-mnist-sample
+  train_subset: 200
+model:
+  trunk: {type: mlp, widths: [8]}
+train:
+  epoch: 1
+"""
+FOREIGN_OPTION_RUN = """\
+name: tiny
+data: {dataset: fashion-mnist-sample, train_subset: 200}
+model:
+  trunk: {type: mlp, widths: [8]}
+loss:
+  method: pcgrad
+  c: 0.5
+"""
+TYPO_DATASET_RUN = """\
+data:
+  dataset: fashion-mnst
+model:
+  trunk: {type: mlp, widths: [8]}
+"""
+TYPO_STUDY = """\
+name: typo-study
+seeds: 1
+base:
+  data: {dataset: fashion-mnist-sample, train_subset: 200, test_subset: 100}
+  model:
+    trunk: {type: mlp, widths: [8]}
+  train:
+    epoch: 1
+grid:
+  model.sharing: [shared, independent]
+"""
+TYPO_VARIANT_STUDY = """\
+name: typo-study
+seeds: 1
+base:
+  data: {dataset: fashion-mnist-sample, train_subset: 200, test_subset: 100}
+  model:
+    trunk: {type: mlp, widths: [8]}
+variants:
+  shared: {}
+  independent:
+    set:
+      model.sharing: independent
+      train.epoch: 1
+"""
+TYPO_SPEC_KEY_STUDY = """\
+name: typo-study
+seed: 1
+base:
+  data: {dataset: fashion-mnist-sample}
+  model:
+    trunk: {type: mlp, widths: [8]}
+"""
+
+TYPO_SEARCH = """\
+name: typo-search
+base:
+  data: {dataset: fashion-mnist-sample, train_subset: 200}
+  train: {epochs: 1, batch_size: 50}
+space:
+  type: mlp
+  depth: {low: 1, high: 2, hihg: 3}
+  width: {low: 8, high: 16}
+trials: 1
+"""
+
+
+class Exact(NamedTuple):
+    id: str
+    argv: list[str]
+    lines: tuple[str, ...]
+    prepare: Prepare | None = None
+
+
+def exact(id: str, argv: str, *lines: str, prepare: Prepare | None = None) -> Exact:
+    return Exact(id, argv.split(), lines, prepare)
+
+
+HOW_TO_FIX = [
+    # closest matches: keys (among the fields of the section that holds them), tag values, tasks, studies, budgets
+    exact("suggest-key-override", "train tiny.yaml train.epoch=2",
+          "command line override train.epoch=2: unknown key; did you mean train.epochs?"),
+    exact("suggest-nested-key", "train tiny.yaml model.trunk.widht=3",
+          "command line override model.trunk.widht=3: unknown key; did you mean model.trunk.widths?"),
+    exact("suggest-section", "train tiny.yaml trian.epochs=2",
+          "command line override trian.epochs=2: trian: unknown key; did you mean train?"),
+    exact("suggest-loss-method", "train tiny.yaml loss.method=pcgard",
+          "command line override loss.method=pcgard: unknown value 'pcgard'; did you mean 'pcgrad'?"),
+    exact("suggest-dataset", "train tiny.yaml data.dataset=fashion-mnist-sampel",
+          "command line override data.dataset=fashion-mnist-sampel: unknown value 'fashion-mnist-sampel'; "
+          "did you mean 'fashion-mnist-sample'?"),
+    exact("suggest-model-kind", "train tiny.yaml model.kind=multitsk",
+          "command line override model.kind=multitsk: unknown value 'multitsk'; did you mean 'multitask'?"),
+    exact("suggest-trunk-type", "train tiny.yaml model.trunk.type=mpl",
+          "command line override model.trunk.type=mpl: unknown value 'mpl'; did you mean 'mlp'?"),
+    exact("suggest-task", "train tiny.yaml tasks=[itme]",
+          "command line override tasks=[itme]: tasks[0]: unknown task 'itme'; did you mean 'item'?"),
+    exact("suggest-task-key", "train tiny.yaml loss.weights.itme=2",
+          "command line override loss.weights.itme=2: unknown task; did you mean loss.weights.item?"),
+    exact("suggest-early-stopping-task", "train tiny.yaml train.early_stopping.metric=val.itme.acc",
+          "command line override train.early_stopping.metric=val.itme.acc: unknown task 'itme'; did you mean 'item'?"),
+    exact("suggest-study", "run pairs-weighing",
+          "pairs-weighing: no such study file and no built-in study of that name; did you mean pairs-weighting?"),
+    exact("suggest-budget", "run study.yaml --budget quik",
+          "budget 'quik' is not defined for study tiny-study; did you mean 'quick'?"),
+    # an option of another method (or model kind, or dataset) names its owner and lists what the chosen one takes
+    exact("foreign-loss-option", "train tiny.yaml loss.method=pcgrad loss.c=0.5",
+          "command line override loss.c=0.5: not an option of pcgrad (it belongs to cagrad); "
+          "pcgrad takes: weights, gradients"),
+    exact("foreign-fixed-option", "train tiny.yaml loss.temperature=2",
+          "command line override loss.temperature=2: not an option of fixed (it belongs to dwa); fixed takes: weights"),
+    exact("foreign-model-option", "train tiny.yaml model.experts=3",
+          "command line override model.experts=3: not an option of multitask (it belongs to mmoe); "
+          "multitask takes: head, heads, reuse, trunk, sharing"),
+    # a command-line override is blamed on the command line, not on the study variant it first broke
+    exact("study-override-blamed", "run study.yaml train.epoch=2",
+          "command line override train.epoch=2: unknown key; did you mean train.epochs?"),
+    exact("study-override-value-blamed", "run study.yaml optim.lr=-1",
+          "command line override optim.lr=-1: Input should be greater than 0 (got -1)"),
+    # a problem in a YAML file names the file and the line
+    exact("run-config-line", "train bad.yaml",
+          "bad.yaml:8: train.epoch: unknown key; did you mean train.epochs?", prepare=write("bad.yaml", TYPO_RUN)),
+    exact("run-config-foreign-option-line", "train bad.yaml",
+          "bad.yaml:7: loss.c: not an option of pcgrad (it belongs to cagrad); pcgrad takes: weights, gradients",
+          prepare=write("bad.yaml", FOREIGN_OPTION_RUN)),
+    exact("run-config-dataset-line", "train bad.yaml",
+          "bad.yaml:2: data.dataset: unknown value 'fashion-mnst'; did you mean 'fashion-mnist'?",
+          prepare=write("bad.yaml", TYPO_DATASET_RUN)),
+    exact("study-base-line", "run bad-study.yaml",
+          "bad-study.yaml:8: variant 'shared': train.epoch: unknown key; did you mean train.epochs?",
+          prepare=write("bad-study.yaml", TYPO_STUDY)),
+    exact("study-variant-line", "run bad-study.yaml",
+          "bad-study.yaml:12: variant 'independent': train.epoch: unknown key; did you mean train.epochs?",
+          prepare=write("bad-study.yaml", TYPO_VARIANT_STUDY)),
+    exact("study-spec-key-line", "run bad-study.yaml",
+          "bad-study.yaml:2: seed: unknown key; did you mean seeds?",
+          prepare=write("bad-study.yaml", TYPO_SPEC_KEY_STUDY)),
+    exact("search-spec-key-line", "search bad-search.yaml",
+          "bad-search.yaml:7: space.depth.hihg: unknown key; did you mean space.depth.high?",
+          prepare=write("bad-search.yaml", TYPO_SEARCH)),
+    exact("suggest-search", "search mnist-mpl",
+          "mnist-mpl: no such search file and no built-in search of that name; did you mean mnist-mlp?"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", HOW_TO_FIX, ids=[c.id for c in HOW_TO_FIX])
+def test_errors_say_how_to_fix_them(case, workspace, monkeypatch, capsys):
+    """The exact message: where the problem was written (file and line, or the command line) and the fix."""
+    if case.prepare is not None:
+        case.prepare(workspace, monkeypatch)
+    before = tree(workspace)
+    code = main(case.argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert err.splitlines() == [f"mtlab: error: {line}" for line in case.lines]
+    assert tree(workspace) == before
+
+
+MNIST_GZ = (
+    "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz"
+)
+
+
+def test_fetch_offline_says_where_to_put_the_files_by_hand(workspace, capsys):
+    cache = user_cache_root()
+    assert main(["data", "fetch", "mnist", "--data-dir", "store"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "mtlab: error: downloads are off (MTLAB_OFFLINE=1); to get mnist by hand, download "
+        f"{MNIST_GZ} from https://ossci-datasets.s3.amazonaws.com/mnist/ and put them in one of the directories "
+        f"mtlab looks in: store/mnist (data_dir), store (data_dir), {cache}/mnist (user cache)"
+    ]
+    assert not (workspace / "store").exists()
+
+
+def test_fetch_without_network_says_where_to_put_the_files_by_hand(workspace, monkeypatch, capsys):
+    from test_data_resolve import bypass_proxies, closed_port_url
+
+    monkeypatch.delenv("MTLAB_OFFLINE")
+    bypass_proxies(monkeypatch)
+    url = closed_port_url()
+    monkeypatch.setitem(SOURCES, "mnist", dataclasses.replace(SOURCES["mnist"], mirrors=(url,)))
+    assert main(["data", "fetch", "mnist", "--data-dir", "store"]) == 2
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    cache = user_cache_root()
+    assert lines[0].startswith(f"mtlab: error: could not download train-images-idx3-ubyte.gz ({url}")
+    assert lines[0].endswith(
+        f"); to get mnist by hand, download {MNIST_GZ} from {url} and put them in one of the directories mtlab "
+        f"looks in: store/mnist (data_dir), store (data_dir), {cache}/mnist (user cache)"
+    )
+    assert "mtlab data fetch" not in err
 
 
 # ----------------------------------------------------------------------------------------------------- fuzzing

@@ -97,7 +97,7 @@ def test_same_seed_same_metrics(config_file, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["optim.lr=-1"], "optim.lr: Input should be greater than 0"),
+        (["optim.lr=-1"], "command line override optim.lr=-1: Input should be greater than 0"),
         (["model.reuse=colour->item"], "model.reuse[0].source: unknown task 'colour'"),
         (
             [

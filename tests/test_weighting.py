@@ -391,7 +391,7 @@ def test_one_epoch_of_fashion_mtl_on_the_embedded_sample_stays_finite(name, tmp_
     ("override", "message"),
     [
         (["loss.method=nosuch"], "loss.method: unknown value 'nosuch'"),
-        (["loss.method=pcgrad", "loss.c=0.4"], "loss.c: unknown key"),
+        (["loss.method=pcgrad", "loss.c=0.4"], "loss.c: not an option of pcgrad"),
         (["loss.method=cagrad", "loss.c=-1"], "loss.c: Input should be greater than or equal to 0"),
         (["loss.method=pcgrad", "tasks=[item]", "loss.weights={}"], "loss.method: pcgrad balances 2 or more tasks"),
         (["loss.method=mgda", "loss.gradients=sideways"], "loss.gradients: Input should be 'parameters'"),

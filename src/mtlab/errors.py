@@ -2,7 +2,13 @@
 
 Anything raised as a :class:`MtlabError` is the user's to fix (a config key, a data file, a flag): the command line
 prints its message on one line and exits with code 2, without a traceback. Everything else is a bug in mtlab.
+A name the user mistyped (a key, a method, a study) comes with the closest valid one: :func:`did_you_mean`.
 """
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 class MtlabError(Exception):
@@ -15,3 +21,19 @@ class ConfigError(MtlabError):
 
 class DataError(MtlabError):
     """A dataset file is missing, truncated or corrupt; the message names the file and how to get it."""
+
+
+def closest(word: object, choices: Iterable[object]) -> str | None:
+    """The choice closest to ``word`` (:func:`difflib.get_close_matches`), or None when none is close."""
+    matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return matches[0] if matches else None
+
+
+def did_you_mean(word: object, choices: Iterable[object], otherwise: str = "", quote: bool = True) -> str:
+    """``"did you mean 'x'?"`` for the choice closest to ``word``, else ``otherwise`` (e.g. the list of choices).
+
+    ``quote=False`` for names the user types as they are (keys, study names), ``True`` for values."""
+    match = closest(word, choices)
+    if match is None:
+        return otherwise
+    return f"did you mean {match!r}?" if quote else f"did you mean {match}?"

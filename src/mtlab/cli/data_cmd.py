@@ -130,7 +130,7 @@ def _fetch_source(source: Source, data_dir: Path | None) -> None:
     if source.embedded:
         raise DataError(f"{source.name} ships inside the package; there is nothing to fetch")
     if resolve.offline():
-        raise DataError(f"downloads are off ({resolve.OFFLINE_ENV}=1); unset it to fetch {source.name}")
+        raise DataError(f"downloads are off ({resolve.OFFLINE_ENV}=1); {resolve.by_hand(source, data_dir)}")
     root = data_dir.expanduser() if data_dir is not None else resolve.user_cache_root()
     place = resolve.Place(root / source.dirname, "fetch")
     existing = resolve.find_at(source, place)
@@ -139,7 +139,7 @@ def _fetch_source(source: Source, data_dir: Path | None) -> None:
     if bad == []:
         console.print(f"{source.name}: already in {place.directory}, all files intact")
         return
-    fetch(source, root, names=bad)
+    fetch(source, root, names=bad, remedy=resolve.by_hand(source, data_dir))
     found = resolve.find_at(source, place)
     assert found is not None
     resolve.verified(found)

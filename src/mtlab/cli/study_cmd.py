@@ -12,7 +12,7 @@ from rich.table import Table
 from mtlab.cli.executor_options import add_executor_options, executor_arguments
 from mtlab.cli.progress import RichStudyProgress
 from mtlab.cli.speed import add_speed_options, speed_overrides
-from mtlab.config.load import parse_overrides
+from mtlab.config.load import COMMAND_LINE, parse_overrides
 from mtlab.errors import ConfigError
 from mtlab.study.catalog import builtin_study_paths, find_study
 from mtlab.study.runner import run_study
@@ -77,7 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
             spec,
             out,
             budget=budget,
-            overrides=parse_overrides(args.overrides + speed_overrides(args)),
+            overrides=parse_overrides(args.overrides + speed_overrides(args), COMMAND_LINE),
             retry_failed=args.retry_failed,
             group_seeds=args.group_seeds,
             group_size=args.group_size,

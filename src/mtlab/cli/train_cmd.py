@@ -13,7 +13,8 @@ from rich.table import Table
 from mtlab.cli.progress import RichFitProgress, primary_metrics
 from mtlab.cli.speed import add_speed_options, speed_overrides
 from mtlab.config import load_config
-from mtlab.errors import MtlabError
+from mtlab.config.load import COMMAND_LINE
+from mtlab.errors import ConfigError, MtlabError
 from mtlab.train.fit import TrainingDiverged
 from mtlab.train.run import train_run
 
@@ -36,12 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed: must be non-negative, got {args.seed}")
     overrides = list(args.overrides) + speed_overrides(args)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, overrides_from=COMMAND_LINE)
     out = args.out or Path("runs") / f"{args.config.stem}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     console = Console(stderr=True)
     try:

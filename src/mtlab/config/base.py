@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+from mtlab.errors import closest, did_you_mean
 from mtlab.registry import Registry
 
 if TYPE_CHECKING:
@@ -60,6 +61,18 @@ class KeyedError(ValueError):
 
 def at(path: str, message: str) -> KeyedError:
     return KeyedError(path, message)
+
+
+def unknown_task(task: str, tasks: list[str], listing: str) -> str:
+    """``unknown task 'itme'; did you mean 'item'?``, or with ``listing`` (the tasks there are) when none is close."""
+    return f"unknown task {task!r}; {did_you_mean(task, tasks, listing)}"
+
+
+def unknown_task_key(key: str, tasks: list[str]) -> str:
+    """For a key named by a task (``loss.weights.itme``): ``unknown task; did you mean loss.weights.item?``."""
+    section, _, task = key.rpartition(".")
+    match = closest(task, tasks)
+    return f"unknown task; did you mean {section}.{match}?" if match else f"unknown task; the trained tasks are {tasks}"
 
 
 # ----------------------------------------------------------------------------------------------------------- data

@@ -24,6 +24,8 @@ from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest 
     register_dataset,
     register_model_kind,
     register_trunk_type,
+    unknown_task,
+    unknown_task_key,
 )
 from mtlab.config.base import at as _at
 from mtlab.data.tasks import DEFAULT_FASHION_GROUPS
@@ -268,12 +270,13 @@ class HeadedModel(ModelKind):
         tasks = run.task_names
         for task in self.heads:
             if task not in tasks:
-                raise _at(f"model.heads.{task}", f"unknown task; the trained tasks are {tasks}")
+                raise _at(f"model.heads.{task}", unknown_task_key(f"model.heads.{task}", tasks))
         targets: dict[str, str] = {}
         for i, edge in enumerate(self.reuse):
             for role in ("source", "target"):
                 if getattr(edge, role) not in tasks:
-                    raise _at(f"model.reuse[{i}].{role}", f"unknown task {getattr(edge, role)!r}; tasks are {tasks}")
+                    name = getattr(edge, role)
+                    raise _at(f"model.reuse[{i}].{role}", unknown_task(name, tasks, f"tasks are {tasks}"))
             if edge.target in targets:
                 raise _at(f"model.reuse[{i}].target", f"{edge.target!r} already reuses {targets[edge.target]!r}")
             targets[edge.target] = edge.source
@@ -516,13 +519,13 @@ class RunConfig(Strict):
                 raise _at("tasks", "needs at least one task")
             for i, task in enumerate(self.tasks):
                 if task not in known:
-                    raise _at(f"tasks[{i}]", f"unknown task {task!r}; {self.data.dataset} has {known}")
+                    raise _at(f"tasks[{i}]", unknown_task(task, known, f"{self.data.dataset} has {known}"))
             if len(set(self.tasks)) != len(self.tasks):
                 raise _at("tasks", "lists a task twice")
         tasks = self.task_names
         for task in self.loss.weights:
             if task not in tasks:
-                raise _at(f"loss.weights.{task}", f"unknown task; the trained tasks are {tasks}")
+                raise _at(f"loss.weights.{task}", unknown_task_key(f"loss.weights.{task}", tasks))
         if not any(self.loss.weights.get(t, 1.0) > 0 for t in tasks):
             raise _at("loss.weights", "every trained task has weight 0; nothing would be learned")
         method = method_class(self.loss.method)
@@ -540,7 +543,8 @@ class RunConfig(Strict):
             if stop.task is not None:
                 if stop.task not in tasks:
                     raise _at(
-                        "train.early_stopping.metric", f"unknown task {stop.task!r}; the trained tasks are {tasks}"
+                        "train.early_stopping.metric",
+                        unknown_task(stop.task, tasks, f"the trained tasks are {tasks}"),
                     )
                 self.metric_direction(stop.metric)  # an unknown metric of the task's type fails here, naming them
         return self

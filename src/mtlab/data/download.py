@@ -35,25 +35,38 @@ TIMEOUT_SECONDS = 60
 _CHUNK = 1 << 16
 
 
-def fetch(source: Source, root: Path, *, names: Iterable[str] | None = None, show_progress: bool = True) -> Path:
+def fetch(
+    source: Source,
+    root: Path,
+    *,
+    names: Iterable[str] | None = None,
+    show_progress: bool = True,
+    remedy: str | None = None,
+) -> Path:
     """Download ``source`` into ``root / source.dirname`` and return that directory.
 
     ``names`` limits a file-by-file download to those files (an archive always comes whole). Raises
-    :class:`DataError` naming the URLs tried, the reasons, and how to get the files by hand.
+    :class:`DataError` naming the URLs tried, the reasons, and ``remedy`` (default: the source's hint), how to get
+    the files by hand.
     """
+    remedy = remedy or source.hint
     if not source.downloadable:
-        raise DataError(f"{source.name} cannot be downloaded; {source.hint}")
+        raise DataError(f"{source.name} cannot be downloaded; {remedy}")
     directory = root / source.dirname
-    with _progress(show_progress) as progress:
+    progress = _progress(show_progress)
+    try:
         if source.archive is not None:
             root.mkdir(parents=True, exist_ok=True)
-            _fetch_archive(source, root, progress)
+            _fetch_archive(source, root, progress, remedy)
         else:
             directory.mkdir(parents=True, exist_ok=True)
             wanted = set(names) if names is not None else None
             for raw in source.files:
                 if wanted is None or raw.name in wanted:
-                    _fetch_file(source, raw, directory, progress)
+                    _fetch_file(source, raw, directory, progress, remedy)
+    finally:
+        if progress.live.is_started:
+            progress.stop()
     return directory
 
 
@@ -66,6 +79,8 @@ def download(url: str, dest: Path, progress: Progress | None = None) -> None:
     with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response, dest.open("wb") as out:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
+        if progress is not None and not progress.live.is_started:
+            progress.start()  # at the first byte: a download that never connects draws nothing (not even a blank line)
         task = progress.add_task(url.rsplit("/", 1)[-1], total=total) if progress is not None else None
         received = 0
         while chunk := response.read(_CHUNK):
@@ -77,7 +92,7 @@ def download(url: str, dest: Path, progress: Progress | None = None) -> None:
         raise OSError(f"connection closed after {received} of {total} bytes")
 
 
-def _fetch_file(source: Source, raw: RawFile, directory: Path, progress: Progress | None) -> None:
+def _fetch_file(source: Source, raw: RawFile, directory: Path, progress: Progress | None, remedy: str) -> None:
     """Try each mirror for ``raw.name + '.gz'`` until one delivers the right content; rename it into place."""
     failures = []
     for url in (mirror + raw.name + ".gz" for mirror in source.mirrors):
@@ -95,10 +110,10 @@ def _fetch_file(source: Source, raw: RawFile, directory: Path, progress: Progres
             failures.append(f"{url}: {_reason(e)}")
         finally:
             tmp.unlink(missing_ok=True)
-    raise DataError(f"could not download {raw.name}.gz ({'; '.join(failures)}); {source.hint}")
+    raise DataError(f"could not download {raw.name}.gz ({'; '.join(failures)}); {remedy}")
 
 
-def _fetch_archive(source: Source, root: Path, progress: Progress | None) -> None:
+def _fetch_archive(source: Source, root: Path, progress: Progress | None, remedy: str) -> None:
     """Download the source's archive into ``root``, then check and unpack it (see :func:`extract_archive`)."""
     assert source.archive is not None
     failures = []
@@ -114,7 +129,7 @@ def _fetch_archive(source: Source, root: Path, progress: Progress | None) -> Non
             failures.append(f"{url}: {_reason(e)}")
         finally:
             tmp.unlink(missing_ok=True)
-    raise DataError(f"could not download {source.archive.filename} ({'; '.join(failures)}); {source.hint}")
+    raise DataError(f"could not download {source.archive.filename} ({'; '.join(failures)}); {remedy}")
 
 
 def _reason(e: BaseException) -> str:

@@ -197,6 +197,19 @@ def embedded_dir(source: Source) -> Path:
     return Path(str(resources.files("mtlab") / "embedded" / source.dirname))
 
 
+def by_hand(source: Source, data_dir: Path | None = None) -> str:
+    """How to put ``source``'s files in place without mtlab's download: which files, where they are published,
+    and the directories :func:`resolve` looks in (ends the message of a download that cannot happen)."""
+    looked = ", ".join(str(place) for place in places(source, data_dir))
+    if source.archive is not None:
+        names = ", ".join(raw.name for raw in source.files)
+        get = f"download {source.archive.urls[0]}, unpack it and put {names} (in its folder {source.dirname}/)"
+    else:
+        names = ", ".join(f"{raw.name}.gz" for raw in source.files)
+        get = f"download {names}" + (f" from {source.mirrors[0]}" if source.mirrors else "") + " and put them"
+    return f"to get {source.name} by hand, {get} in one of the directories mtlab looks in: {looked}"
+
+
 def _not_found_message(source: Source, data_dir: Path | None, download: bool) -> str:
     looked = []
     for place in places(source, data_dir):

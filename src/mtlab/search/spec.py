@@ -25,9 +25,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mtlab.builtin_files import builtin_yaml_files
-from mtlab.config.load import format_error, parse_config, read_yaml, set_dotted
+from mtlab.config.load import Origins, format_error, parse_config, read_yaml_file, set_dotted
 from mtlab.config.schema import RunConfig, Strict
-from mtlab.errors import ConfigError
+from mtlab.errors import ConfigError, did_you_mean
 
 
 class IntRange(Strict):
@@ -184,7 +184,8 @@ def with_budget(spec: SearchSpec, budget: str | None, overrides: dict[str, Any] 
     trials = spec.trials
     if name is not None:
         if name not in spec.budgets:
-            raise ConfigError(f"search {spec.name}: unknown budget {name!r}; budgets: {sorted(spec.budgets)}")
+            known = did_you_mean(name, spec.budgets, f"budgets: {sorted(spec.budgets)}")
+            raise ConfigError(f"search {spec.name}: unknown budget {name!r}; {known}")
         chosen = spec.budgets[name]
         trials = chosen.trials or trials
         for key, value in chosen.set.items():
@@ -242,11 +243,11 @@ def _check_feature_map(config: RunConfig, label: str, where: str) -> None:
 
 
 def load_search_spec(path: str | Path) -> SearchSpec:
-    raw = read_yaml(path)
+    raw, file = read_yaml_file(path)
     try:
         spec = SearchSpec.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_error(e, raw, prefix=f"{path}: ")) from None
+        raise ConfigError(format_error(e, raw, model=SearchSpec, origins=Origins(file))) from None
     validate_spec(spec, where=str(path))
     for budget in spec.budgets:
         with_budget(spec, budget)
@@ -263,7 +264,6 @@ def find_search(name_or_path: str) -> tuple[SearchSpec, Path]:
     builtin = builtin_search_paths()
     path = builtin.get(name_or_path) or Path(name_or_path)
     if not path.exists():
-        raise ConfigError(
-            f"{name_or_path}: no such search file and no built-in search of that name; built-in: {sorted(builtin)}"
-        )
+        known = did_you_mean(name_or_path, builtin, f"built-in: {sorted(builtin)}", quote=False)
+        raise ConfigError(f"{name_or_path}: no such search file and no built-in search of that name; {known}")
     return load_search_spec(path), path

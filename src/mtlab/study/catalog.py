@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtlab.builtin_files import builtin_yaml_files
-from mtlab.errors import ConfigError
+from mtlab.errors import ConfigError, did_you_mean
 from mtlab.study.spec import StudySpec, load_study_spec
 
 
@@ -22,7 +22,6 @@ def find_study(name_or_path: str) -> tuple[StudySpec, Path]:
     else:
         path = Path(name_or_path)
         if not path.exists():
-            raise ConfigError(
-                f"{name_or_path}: no such study file and no built-in study of that name; built-in: {sorted(builtin)}"
-            )
+            known = did_you_mean(name_or_path, builtin, f"built-in: {sorted(builtin)}", quote=False)
+            raise ConfigError(f"{name_or_path}: no such study file and no built-in study of that name; {known}")
     return load_study_spec(path), path

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mtlab.errors import ConfigError, MtlabError
+from mtlab.errors import ConfigError, MtlabError, did_you_mean
 from mtlab.study.controls import resolve_controls
 from mtlab.study.spec import RunSpec, StudySpec
 
@@ -52,7 +52,8 @@ def check_control(spec: StudySpec, runs: list[RunSpec]) -> None:
     variants = list(dict.fromkeys(r.variant for r in runs))
     where = f"study {spec.name}: control"
     if control.variant is not None and control.variant not in variants:
-        raise ConfigError(f"{where} {control.variant!r} is not a variant; variants: {variants}")
+        known = did_you_mean(control.variant, variants, f"variants: {variants}")
+        raise ConfigError(f"{where} {control.variant!r} is not a variant; {known}")
     if control.match is not None:
         for axis, label in control.match.items():
             labels = list(dict.fromkeys(r.labels[axis] for r in runs if axis in r.labels))

@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mtlab.config.load import format_error, read_yaml, set_dotted
+from mtlab.config.load import Origin, Origins, Overrides, Parts, YamlFile, format_error, read_yaml_file, set_dotted
 from mtlab.config.schema import RunConfig, Strict
-from mtlab.errors import ConfigError
+from mtlab.errors import ConfigError, did_you_mean
 from mtlab.study.reference import Reference, check_reference
 
 Axis = dict[str, Any]  # label -> value (lists are normalised to this form)
@@ -101,6 +101,7 @@ class StudySpec(Strict):
     default_budget: str | None = None
     reference: Reference | None = Field(None, description="The original study's numbers and claims.")
     _base: Path | None = PrivateAttr(None)  # the spec file's directory: run configs' file paths are relative to it
+    _file: YamlFile | None = PrivateAttr(None)  # the spec file, to name the line of a bad value in errors
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -152,34 +153,42 @@ def seed_list(seeds: int | list[int]) -> list[int]:
 def expand(spec: StudySpec, budget: str | None = None, overrides: dict[str, Any] | None = None) -> list[RunSpec]:
     """Every run of the study under ``budget``, variants in spec order, then grid points, then seeds.
 
-    ``overrides`` (dotted key -> value) apply to every run, after the budget, variant and axes.
+    ``overrides`` (dotted key -> value) apply to every run, after the budget, variant and axes; an error in a value
+    they set is blamed on them (on the command line, for :func:`~mtlab.config.load.parse_overrides`' labels), one in
+    a value of the spec file on its line.
     """
-    overrides_for_all = overrides
+    overrides_for_all = overrides if isinstance(overrides, Overrides) else Overrides((overrides or {}).items())
+    name_of_budget = budget or spec.default_budget
     chosen = _budget(spec, budget)
     seeds = seed_list(chosen.seeds if chosen and chosen.seeds is not None else spec.seeds)
     variants = spec.variants or {"": Variant()}
     runs: list[RunSpec] = []
     for variant_name, variant in variants.items():
-        axes = {**spec.grid, **variant.grid}
-        for point in _grid_points(axes):
+        axes = {key: (("grid", key), axis) for key, axis in spec.grid.items()}
+        axes.update({key: (("variants", variant_name, "grid", key), axis) for key, axis in variant.grid.items()})
+        for point in _grid_points({key: axis for key, (_, axis) in axes.items()}):
             labels = {"variant": variant_name} if variant_name else {}
             labels.update({key: label for key, (label, _) in point.items()})
             name = ", ".join(v for v in labels.values())
-            overrides: dict[str, Any] = dict(chosen.set) if chosen else {}
-            overrides.update(variant.set)
+            # dotted key -> (value, where the spec says it): budget, then variant, then axes, then the overrides
+            setters: dict[str, tuple[Any, Origin]] = {}
+            if chosen:
+                setters.update(_from_spec(spec, chosen.set, ("budgets", str(name_of_budget), "set")))
+            setters.update(_from_spec(spec, variant.set, ("variants", variant_name, "set")))
             for key, (label, value) in point.items():
+                where = (*axes[key][0], list(axes[key][1]).index(label))
                 if is_bundle(key):
                     if not isinstance(value, dict):
                         raise ConfigError(
                             f"study {spec.name}: axis {key!r} value {label!r} must map config keys "
                             "to values (an axis whose name is not a config key sets several keys)"
                         )
-                    overrides.update(value)
+                    setters.update(_from_spec(spec, value, where))
                 else:
-                    overrides[key] = value
-            overrides.update(overrides_for_all or {})
+                    setters[key] = (value, _spec_origin(spec, where))
+            setters.update({key: (value, overrides_for_all.origin(key)) for key, value in overrides_for_all.items()})
             for seed in seeds:
-                config = _resolve(spec, {**overrides, "seed": seed}, name)
+                config = _resolve(spec, {**setters, "seed": (seed, Origin(None))}, name)
                 runs.append(RunSpec(run_id(config), name or "all", labels, seed, config))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
@@ -188,16 +197,26 @@ def expand(spec: StudySpec, budget: str | None = None, overrides: dict[str, Any]
 
 
 def load_study_spec(path: str | Path) -> StudySpec:
-    raw = read_yaml(path)
+    raw, file = read_yaml_file(path)
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_error(e, raw, prefix=f"{path}: ")) from None
+        raise ConfigError(format_error(e, raw, model=StudySpec, origins=Origins(file))) from None
     spec._base = Path(path).resolve().parent
+    spec._file = file
     check_reference(spec, expand(spec))  # validates every run config of the default budget up front
     for budget in spec.budgets:
         expand(spec, budget)
     return spec
+
+
+def _spec_origin(spec: StudySpec, parts: Parts) -> Origin:
+    """The line of the spec file at ``parts`` (no origin for a spec that was not read from a file)."""
+    return Origin(spec._file.where(parts) if spec._file is not None else None)
+
+
+def _from_spec(spec: StudySpec, values: dict[str, Any], under: Parts) -> dict[str, tuple[Any, Origin]]:
+    return {key: (value, _spec_origin(spec, (*under, key))) for key, value in values.items()}
 
 
 def _budget(spec: StudySpec, budget: str | None) -> Budget | None:
@@ -205,7 +224,8 @@ def _budget(spec: StudySpec, budget: str | None) -> Budget | None:
     if name is None:
         return None
     if name not in spec.budgets:
-        raise ConfigError(f"budget {name!r} is not defined for study {spec.name}; budgets: {list(spec.budgets)}")
+        known = did_you_mean(name, spec.budgets, f"budgets: {list(spec.budgets)}")
+        raise ConfigError(f"budget {name!r} is not defined for study {spec.name}; {known}")
     return spec.budgets[name]
 
 
@@ -216,12 +236,24 @@ def _grid_points(axes: dict[str, Axis]) -> list[dict[str, tuple[str, Any]]]:
     return points
 
 
-def _resolve(spec: StudySpec, overrides: dict[str, Any], variant: str) -> RunConfig:
+def _resolve(spec: StudySpec, setters: dict[str, tuple[Any, Origin]], variant: str) -> RunConfig:
+    """The run config of the base with ``setters`` (dotted key -> value and its origin) applied in order. An error
+    starts with its origin (the spec file's line, the command line), then the variant (unless it came from the
+    command line, which set it for every variant)."""
     raw = copy.deepcopy(spec.base)
-    for key, value in overrides.items():
-        set_dotted(raw, key, value)
+    origins = Origins(spec._file, under=("base",))
+    context = f"variant {variant or 'base'!r}: "
+    if spec._file is None:
+        context = f"study {spec.name}, {context}"
+    for key, (value, origin) in setters.items():
+        try:
+            set_dotted(raw, key, value)
+        except ConfigError as e:
+            where = f"{origin.label}: " if origin.label is not None else ""
+            raise ConfigError(f"{where}{'' if origin.alone else context}{e}") from None
+        origins.override(key, origin)
     raw.setdefault("name", spec.name)
     try:
         return RunConfig.model_validate(raw, context={"base": spec._base} if spec._base is not None else None)
     except ValidationError as e:
-        raise ConfigError(format_error(e, raw, prefix=f"study {spec.name}, variant {variant or 'base'!r}: ")) from None
+        raise ConfigError(format_error(e, raw, prefix=context, origins=origins)) from None
