@@ -58,7 +58,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
 from mtlab.config.base import DataBase, Strict, at, register_dataset
-from mtlab.errors import DataError
+from mtlab.errors import DataError, did_you_mean
 from mtlab.tasks import TASK_TYPES, Task
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def check_task_names(tasks: dict[str, Any]) -> dict[str, Any]:
 def check_type_name(name: str) -> str:
     known = TASK_TYPES.names()
     if name not in known:
-        raise ValueError(f"unknown task type {name!r}; known: {known}")
+        raise ValueError(f"unknown task type {name!r}; " + did_you_mean(name, known, otherwise=f"known: {known}"))
     return name
 
 
