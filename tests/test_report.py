@@ -15,7 +15,17 @@ import pytest
 
 from mtlab.errors import MtlabError
 from mtlab.report import build_report
-from mtlab.report.tables import STORE_NAME, load_study, representative_run
+from mtlab.report.tables import (
+    STORE_NAME,
+    best_variant,
+    comparison_frame,
+    load_study,
+    ranking_frame,
+    ranking_table,
+    representative_run,
+    summary_frame,
+    summary_table,
+)
 from mtlab.study.spec import StudySpec, expand
 from mtlab.study.store import ResultStore
 
@@ -286,6 +296,61 @@ def test_report_without_control_has_no_comparisons(tmp_path):
     assert "No comparisons" in md
     assert "(control)" not in md
     assert (paths["figures"] / "confusion.png").is_file()
+
+
+# Uneven seeds: the control finished 5 seeds (its seeds 3 and 4 are poor), "shared, none" only seeds 0-2 (its seeds 3
+# and 4 failed), "independent, group->item" all 5, each +0.024 over the control's seed.
+UNEVEN_ACC = {
+    CONTROL: [0.80, 0.81, 0.79, 0.60, 0.62],
+    GOLDEN: [0.815, 0.825, 0.805, None, None],
+    "independent, group->item": [0.824, 0.834, 0.814, 0.624, 0.644],
+    PARTIAL: [0.80, 0.81, 0.79, 0.60, 0.62],
+}
+
+
+def build_uneven_study(directory: Path) -> Path:
+    spec = study_spec().model_copy(update={"seeds": 5})
+    with ResultStore(directory / STORE_NAME) as store:
+        store.set_info(name=spec.name, description=spec.description, budget="quick", spec=spec.model_dump(mode="json"),
+                       command=["mtlab", "study", "toy.yaml"], environment={})
+        runs = expand(spec)
+        store.sync_runs(runs)
+        for run in runs:
+            acc = UNEVEN_ACC[run.variant][run.seed]
+            if acc is None:
+                store.mark_running(run.run_id, Path("runs") / run.run_id)
+                store.record_failed(run.run_id, FAILED_REASON)
+            else:
+                store.record_done(run.run_id, fake_fit(acc, run.seed), parameters=PARAMETERS[run.variant],
+                                  environment={"device": "cpu"})
+    return directory
+
+
+def test_delta_m_with_uneven_seeds_is_paired_shows_its_n_and_picks_the_best_variant(tmp_path):
+    study = load_study(build_uneven_study(tmp_path))
+    summary = summary_frame(study).set_index("variant")
+    golden = summary.loc[GOLDEN]
+    # On the 3 seeds it shares with the control: item 0.815 vs 0.80, group 0.915 vs 0.90. Over every finished seed
+    # it would be compared with the control's mean 0.724 (its poor seeds 3 and 4 included): +11.8 %.
+    paired = 100 * np.mean([0.815 / 0.80 - 1, 0.915 / 0.90 - 1])
+    assert golden["delta_m"] == pytest.approx(paired)
+    assert golden["delta_m.ci_low"] <= golden["delta_m"] <= golden["delta_m.ci_high"]
+    assert golden["delta_m.n"] == 3
+    assert summary.loc["independent, group->item", "delta_m.n"] == 5
+    # +0.024 on every seed beats +1.8 % on three: the best variant is the one with more evidence and a larger gain.
+    assert summary.loc["independent, group->item", "delta_m"] > golden["delta_m"]
+    assert best_variant(study, summary.reset_index()) == "independent, group->item"
+    # The tables show the n behind each Δm.
+    table = summary_table(study, summary.reset_index())
+    column = table.headers.index("Δm (%)")
+    rows = {r[0].text: r[column] for r in table.rows}
+    assert rows[GOLDEN].text == f"{paired:+.2f}"
+    assert "n=3" in rows[GOLDEN].note
+    assert "n=5" in rows["independent, group->item"].note
+    assert "seeds the variant and its controls share" in table.caption
+    comparisons = comparison_frame(study)
+    ranking = ranking_table(study, ranking_frame(study, summary.reset_index(), comparisons), comparisons)
+    assert any(r[1].text == GOLDEN and "n=3" in r[3].note for r in ranking.rows)
 
 
 def test_missing_store_is_a_user_error_and_creates_nothing(tmp_path):

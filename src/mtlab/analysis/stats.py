@@ -14,7 +14,8 @@ scored by accuracy, higher is better (what every store held before typed tasks).
   higher-is-better metrics (accuracy, R²) and 1 for lower-is-better ones (loss, MAE, RMSE), so a positive delta_m
   is better - the flat mean over the tasks' metrics (LibMTL first averages within each task; with one metric per
   task, as here, the two coincide) - with a 95% seed-paired percentile bootstrap interval
-  (:func:`delta_m_interval`). The denominator is the control's magnitude: the published formula for the positive
+  (:func:`delta_m_interval`), point and interval over the same seeds: those the variant and its controls share.
+  The denominator is the control's magnitude: the published formula for the positive
   metrics it was written for, and still signed by direction for a metric that can be negative (R²).
 * :func:`holm`: Holm's (1979) step-down adjustment of a family of p-values; :func:`effect_size`: Cohen's d_z of
   paired differences (mean difference / sd of differences).
@@ -154,14 +155,16 @@ def delta_m(
     metrics: pd.DataFrame, controls: dict[str, dict[str, str]], split: str = "test", measure: Measure | None = None
 ) -> pd.DataFrame:
     """Per variant: delta_m in percent (positive: better) over the tasks that have a control, how many tasks that
-    is, and its 95% seed-paired bootstrap interval (``ci_low``, ``ci_high``, NaN below two paired seeds) over
-    ``n_seeds`` seeds.
+    is, and its 95% seed-paired bootstrap interval (``ci_low``, ``ci_high``, NaN below two paired seeds), both over
+    the same ``n_seeds`` seeds: those on which the variant and every one of its tasks' controls finished.
 
-    The point estimate uses every finished seed's mean (a variant and its control may have different seeds
-    finished); the interval resamples the seeds that the variant and all its tasks' controls share.
+    Point and interval use the same seeds, so the point is the statistic the interval resamples. (Taking each side's
+    mean over all its own finished seeds instead compares different seeds: with a control that finished seeds 0-4
+    and a variant 0-2, a control's poor seeds 3 and 4 alone can make the variant look better, far outside an
+    interval that can only resample the shared seeds.) A variant that shares no seed with its controls has a NaN
+    delta_m (``n_seeds`` 0).
     """
     values = _values(metrics, split, measure)
-    means = values.groupby(["variant", "task"], sort=False)["value"].mean()
     higher = values.drop_duplicates("task").set_index("task")["higher"]
     table = values.pivot_table(index=["variant", "task"], columns="seed", values="value", aggfunc="first")
     rows = []
@@ -169,23 +172,26 @@ def delta_m(
         pairs = [
             (task, control)
             for task, control in per_task.items()
-            if (variant, task) in means.index and (control, task) in means.index and means[(control, task)] != 0
+            if (variant, task) in table.index and (control, task) in table.index
         ]
         if not pairs:
             continue
-        directions = np.array([bool(higher[t]) for t, _ in pairs])
         rows_v = np.stack([table.loc[(variant, t)].to_numpy(dtype=float) for t, _ in pairs])  # (T, seeds)
         rows_c = np.stack([table.loc[(c, t)].to_numpy(dtype=float) for t, c in pairs])
-        point = delta_m_point(
-            np.array([[means[(variant, t)]] for t, _ in pairs]), np.array([[means[(c, t)]] for t, c in pairs]),
-            directions,
-        )  # fmt: skip
         paired = ~(np.isnan(rows_v).any(0) | np.isnan(rows_c).any(0))
-        low, high = delta_m_interval(rows_v[:, paired], rows_c[:, paired], higher_is_better=directions)
+        # A task whose control averages 0 over the paired seeds has no relative change (when there are any).
+        keep = np.array([not paired.any() or rows_c[i, paired].mean() != 0 for i in range(len(pairs))])
+        if not keep.any():
+            continue
+        pairs = [p for p, k in zip(pairs, keep, strict=True) if k]
+        v, c = rows_v[keep][:, paired], rows_c[keep][:, paired]
+        directions = np.array([bool(higher[t]) for t, _ in pairs])
+        point = float(delta_m_point(v, c, directions)) if paired.any() else math.nan
+        low, high = delta_m_interval(v, c, higher_is_better=directions)
         rows.append(
             {
                 "variant": variant,
-                "delta_m": float(point),
+                "delta_m": point,
                 "tasks": len(pairs),
                 "ci_low": low,
                 "ci_high": high,
