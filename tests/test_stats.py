@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from mtlab.analysis.stats import (
     compare,
@@ -185,6 +186,68 @@ def test_compare_adds_effect_size_and_holm_over_the_whole_table():
     assert group["holm_p"] > 0.05
 
 
+def test_the_same_difference_on_every_seed_is_an_undefined_test_outside_the_holm_family():
+    frame = metrics_frame(
+        {
+            # +1 pp on every seed: the differences have no spread, so t = mean / (0 / sqrt(n)) is not a number.
+            ("control", "item"): [0.70, 0.71, 0.69],
+            ("variant", "item"): [0.71, 0.72, 0.70],
+            # +1.23 pp on every seed, as stored: the differences differ by float rounding alone (~1e-16), which made
+            # t about 1e15 and p about 1e-29 - a "win" from three seeds.
+            ("control", "group"): [0.8123, 0.8523, 0.7923],
+            ("variant", "group"): [0.8246, 0.8646, 0.8046],
+            # A real comparison, the only one left in the family.
+            ("control", "other"): [0.80, 0.82, 0.81, 0.83],
+            ("variant", "other"): [0.85, 0.86, 0.86, 0.88],
+        }
+    )
+    table = compare(frame, {"variant": {"item": "control", "group": "control", "other": "control"}})
+    table = table.set_index("task")
+    for task in ("item", "group"):
+        row = table.loc[task]
+        assert math.isnan(row["t_p"]), task
+        assert math.isnan(row["holm_p"]), task
+        assert math.isnan(row["effect_size"]), task  # d_z is undefined for the same reason
+        assert row["verdict"] == "tie", task
+        assert row["undefined"] == "the same difference on every seed", task
+        assert row["diff_mean"] > 0  # the difference itself is still reported
+        assert row["wilcoxon_p"] == pytest.approx(0.25)  # 3 positive differences: the rank test is defined
+    assert table.loc["other", "undefined"] == ""
+    assert table.loc["other", "holm_p"] == pytest.approx(table.loc["other", "t_p"])  # a family of one
+    ranking = rank_variants(frame, compare(frame, {"variant": {"item": "control", "group": "control"}}))
+    assert ranking.set_index("variant").loc["variant", ["wins", "ties"]].tolist() == [0, 2]
+
+
+def test_identical_means_within_an_absolute_1e12_and_tiny_real_differences_are_tested():
+    frame = metrics_frame(
+        {
+            # Equal values computed two ways (0.1 + 0.2 is 0.30000000000000004): identical, no test.
+            ("control", "item"): [0.1 + 0.2, 0.4, 0.5],
+            ("variant", "item"): [0.3, 0.4, 0.5],
+            # 3, 5 and 4 more right answers per million test examples: tiny but real, and well defined. A relative
+            # tolerance (np.allclose: 1e-5 of the value) called these identical and dropped them from the family.
+            ("control", "group"): [0.99, 0.98, 0.985],
+            ("variant", "group"): [0.990003, 0.980005, 0.985004],
+        }
+    )
+    table = compare(frame, {"variant": {"item": "control", "group": "control"}}).set_index("task")
+    assert math.isnan(table.loc["item", "t_p"])
+    assert table.loc["item", "undefined"] == "identical on every seed"
+    assert math.isnan(table.loc["item", "wilcoxon_p"])
+    assert table.loc["group", "undefined"] == ""
+    expected = stats.ttest_1samp([3e-6, 5e-6, 4e-6], 0.0).pvalue  # t = 4 / (1 / sqrt(3)) = 6.93, df 2: p = 0.020
+    assert table.loc["group", "t_p"] == pytest.approx(expected, rel=1e-6)
+    assert table.loc["group", "holm_p"] == pytest.approx(expected, rel=1e-6)
+    assert table.loc["group", "effect_size"] == pytest.approx(4.0, rel=1e-6)
+
+
+def test_fewer_than_two_pairs_is_an_undefined_test():
+    frame = metrics_frame({("control", "item"): [0.70, 0.71], ("variant", "item"): [0.75, None]})
+    (row,) = compare(frame, {"variant": {"item": "control"}}).to_dict("records")
+    assert math.isnan(row["t_p"])
+    assert row["undefined"] == "fewer than two paired seeds"
+
+
 def test_ranking_averages_ranks_over_tasks_and_seeds_and_counts_verdicts():
     frame = metrics_frame(
         {
@@ -277,7 +340,8 @@ def test_ranking_puts_the_lowest_mae_first():
     assert ranking.loc["better", "mean_rank"] == 1
     assert ranking.loc["fixed", "mean_rank"] == pytest.approx((4 * 2.5 + 4 * 2) / 8)
     assert ranking.loc["worse", "mean_rank"] == pytest.approx((4 * 2.5 + 4 * 3) / 8)
-    assert ranking.loc["better", ["wins", "ties", "losses"]].tolist() == [2, 0, 0]
+    # thickness: a win; digit: +1.8 pp on every seed, no spread - an undefined test, so a tie (it was a "win" at p = 0).
+    assert ranking.loc["better", ["wins", "ties", "losses"]].tolist() == [1, 1, 0]
     assert ranking.loc["worse", "losses"] == 1  # thickness; digit is identical to the control (undefined test: tie)
     # Ranked by the loss rows instead (lower is better), which run the other way: the measure decides.
     by_loss = {"digit": ("f1", True), "thickness": ("loss", False)}

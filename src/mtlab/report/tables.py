@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtlab.analysis.stats import ALPHA, compare, delta_m, rank_variants, summarize
+from mtlab.analysis.stats import ALPHA, IDENTICAL_TOLERANCE, compare, delta_m, rank_variants, summarize
 from mtlab.config.schema import RunConfig
 from mtlab.errors import MtlabError
 from mtlab.report.units import MISSING, difference_unit, format_value, label, phrase
@@ -435,12 +435,21 @@ def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataF
         f"{DELTA_M_CI}. Time per step: wall time of one optimiser step, mean over epochs and runs (for stacked seeds, "
         "the group's time divided by the seeds). W/T/L: tasks on which the variant is better / not distinguishable / "
         f"worse than its control at Holm-adjusted p < {ALPHA:g} (paired t-test; the family is the {family} "
-        "comparisons of the comparisons table)."
+        "comparisons of the comparisons table with a defined test; an undefined test counts as T)."
     )
     return Table(headers, rows, caption)
 
 
 VERDICT_WORDS = {"win": "better", "loss": "worse", "tie": "not distinguishable"}
+UNDEFINED_TESTS = (
+    "The paired t-test is undefined ('–', the reason beside it, no verdict; left out of the family) with fewer than "
+    "two pairs, when variant and control are identical on every seed, or when the difference is the same on every "
+    "seed: without spread, t = mean / (sd / √n) is infinite whatever the difference's size, and d_z undefined. "
+    f"'Identical' and 'the same' mean within {IDENTICAL_TOLERANCE:g} in the metric's units, an absolute tolerance "
+    "above the float64 rounding of a difference of values up to ~1000 (< 3e-13) and far below any real difference "
+    "(one test example in a million is 1e-6)"
+)
+
 
 
 def comparison_table(comparisons: pd.DataFrame) -> Table:
@@ -472,22 +481,23 @@ def comparison_table(comparisons: pd.DataFrame) -> Table:
                     else MISSING
                 ),
                 Cell(_signed(r["effect_size"], ".2f")),
-                Cell(format_p(r["t_p"])),
+                Cell(format_p(r["t_p"]), note=f"({r['undefined']})" if r.get("undefined") else ""),
                 Cell(format_p(r["holm_p"])),
                 Cell(format_p(r["wilcoxon_p"])),
                 Cell(VERDICT_WORDS[r["verdict"]] if _ok(r["holm_p"]) else MISSING, kind="text", strong=significant),
             ]
         )
     family = len(comparisons["holm_p"].dropna())
+    undefined = len(comparisons) - family
     caption = (
         "Each task's primary test metric, variant minus its control, paired by seed over the seeds both finished: "
         "in percentage points (pp) for accuracy, F1 and AUROC, else in the metric's units; ↑: higher is better, ↓: "
         "lower is better (a negative Δ of MAE is an improvement). Effect size: Cohen's d_z, the mean paired "
         "difference over the sd of the differences. p-values are two-sided; Holm p: the paired t p-values adjusted "
-        f"by Holm's step-down method over the family of all {family} comparisons in this table (every variant and "
-        "task against its control; undefined tests left out). With few pairs the Wilcoxon test cannot reach small "
-        f"values (3 pairs: p ≥ 0.25). Verdict and bold: Holm p < {ALPHA:g}, better or worse by the metric's "
-        "direction."
+        f"by Holm's step-down method over the family of all {family} comparisons in this table with a defined test "
+        f"(every variant and task against its control). {UNDEFINED_TESTS}. Undefined tests in this table: "
+        f"{undefined}. With few pairs the Wilcoxon test cannot reach small values (3 pairs: p ≥ 0.25). Verdict and "
+        f"bold: Holm p < {ALPHA:g}, better or worse by the metric's direction."
     )
     return Table(headers, rows, caption)
 
