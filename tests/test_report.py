@@ -353,6 +353,15 @@ def test_delta_m_with_uneven_seeds_is_paired_shows_its_n_and_picks_the_best_vari
     assert any(r[1].text == GOLDEN and "n=3" in r[3].note for r in ranking.rows)
 
 
+def test_delta_m_caption_says_what_a_three_seed_interval_spans():
+    # The worst to the best single seed holds for one task only (test_stats has a two-task case below the worst).
+    from mtlab.report.tables import DELTA_M_CI
+
+    assert "10 possible resamples" in DELTA_M_CI
+    assert "for one task the worst to the best single seed" in DELTA_M_CI
+    assert "for several tasks it can reach beyond" in DELTA_M_CI
+
+
 def test_comparisons_table_says_which_tests_are_undefined_and_leaves_them_out_of_the_family():
     from mtlab.analysis.stats import compare
     from mtlab.report.render import verdict_sentence

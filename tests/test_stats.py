@@ -4,6 +4,7 @@ metric (MAE) beside it."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -77,7 +78,7 @@ def test_effect_size_is_mean_over_sd_of_differences():
 # ---------------------------------------------------------------------------------------------- delta_m + CI
 
 
-def test_bootstrap_interval_of_three_seeds_is_the_range_of_single_seed_delta_m():
+def test_bootstrap_interval_of_one_task_and_three_seeds_is_the_range_of_single_seed_delta_m():
     # One task, control 0.80 on every seed, the variant 0.80 / 0.84 / 0.90: per-seed delta_m 0, +5, +12.5 %.
     # A resample of one seed thrice has probability 1/27 > 2.5 %, so the percentile interval is exactly [0, 12.5].
     variant = np.array([[0.80, 0.84, 0.90]])
@@ -86,6 +87,25 @@ def test_bootstrap_interval_of_three_seeds_is_the_range_of_single_seed_delta_m()
     assert low == pytest.approx(0.0, abs=1e-12)
     assert high == pytest.approx(12.5)
     assert delta_m_point(variant, control) == pytest.approx(100 * (0.84666666 / 0.8 - 1), rel=1e-6)
+
+
+def test_three_seed_interval_of_several_tasks_is_the_range_over_the_ten_resamples_not_the_single_seeds():
+    # Three seeds have 10 distinct resamples (multisets of seeds), each of probability >= 1/27 > 2.5 %, so the
+    # percentile interval runs from the lowest to the highest of their delta_m. For one task those are the worst and
+    # the best single seed (mean(v) / mean(c) lies between the seeds' v / c); for several tasks a resample can go
+    # beyond: {1, 2, 2} has task 0 at +4.2 % but task 1 at -5.3 %, -0.55 in all, below seed 2's 0.
+    control = np.array([[0.80, 0.60, 0.90], [0.90, 0.70, 0.60]])
+    variant = np.array([[0.84, 0.70, 0.90], [0.90, 0.60, 0.60]])
+    single = [float(delta_m_point(variant[:, [i]], control[:, [i]])) for i in range(3)]
+    draws = list(itertools.combinations_with_replacement(range(3), 3))
+    assert len(draws) == 10
+    resampled = [float(delta_m_point(variant[:, list(d)], control[:, list(d)])) for d in draws]
+    low, high = delta_m_interval(variant, control)
+    assert low == pytest.approx(min(resampled))
+    assert high == pytest.approx(max(resampled))
+    assert single == pytest.approx([2.5, 100 * (0.70 / 0.60 + 0.60 / 0.70 - 2) / 2, 0.0])
+    assert low == pytest.approx(100 * ((2.5 / 2.4 - 1) + (0.6 / (1.9 / 3) - 1)) / 2)  # {1, 2, 2}: -0.548
+    assert low < min(single) - 0.5
 
 
 def test_bootstrap_interval_is_seed_paired_and_deterministic():

@@ -243,9 +243,13 @@ def delta_m_interval(
     ``variant`` and ``control`` are (T, n): task t's metric on the n seeds both share, the control's column j from
     the same seed as the variant's; ``higher_is_better`` one direction, or one per task. A resample draws n seeds
     with replacement and keeps each seed's tasks and its control together (the pairing). Percentile rather than BCa
-    because studies have few seeds (BCa's jackknife is unstable at n = 3). With 3 seeds a resample of one seed drawn
-    three times has probability 1/27 > 2.5%, so for one task the interval runs exactly from the worst to the best
-    single seed's delta_m. NaN below two seeds.
+    because studies have few seeds (BCa's jackknife is unstable at n = 3). With 3 seeds there are 10 distinct
+    resamples (multisets of seeds), each of probability at least 1/27 > 2.5% (one seed drawn three times), so the
+    interval runs from the lowest to the highest delta_m of those 10. For one task these are the worst and the best
+    single seed's delta_m (a ratio of means lies between the seeds' ratios); for several tasks a resample can go
+    beyond them, because each task's ratio of means weighs the drawn seeds by that task's control values (with
+    positive controls it stays within the mean over tasks of each task's worst and best single-seed change). NaN
+    below two seeds.
     """
     variant, control = np.asarray(variant, float), np.asarray(control, float)
     n = variant.shape[-1]

@@ -387,8 +387,9 @@ def _primaries(study: StudyData) -> str:
 DELTA_M_CI = (
     "95% seed-paired percentile bootstrap interval in brackets, Δm and interval both over the n seeds the variant "
     "and its controls share (n beside the interval; a seed only one side finished counts in neither) "
-    "(scipy.stats.bootstrap, 9,999 resamples of those seeds, fixed seed; with 3 seeds it spans the worst to the best "
-    "single seed)"
+    "(scipy.stats.bootstrap, 9,999 resamples of those seeds, fixed seed; with 3 seeds each of the 10 possible "
+    "resamples has probability ≥ 1/27 > 2.5%, so the interval runs from the lowest to the highest Δm among them: "
+    "for one task the worst to the best single seed, for several tasks it can reach beyond the single seeds' Δm)"
 )
 DELTA_M_DEFINITION = (
     "Δm = 100/T · Σ_t (−1)^l_t (M_t − M_control,t) / |M_control,t| over the T tasks with a control, M = the mean of "
