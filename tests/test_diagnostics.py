@@ -61,6 +61,78 @@ def test_epoch_statistics_over_several_steps_and_the_schedule():
     assert probe.summary() == [{}]  # a new epoch starts empty
 
 
+def unit_pair(cos: float, norm_b: float = 2.0) -> list[list[float]]:
+    """Two gradients in the plane: a = (1, 0), b at the given cosine with length ``norm_b``."""
+    return [[1.0, 0.0], [norm_b * cos, norm_b * math.sqrt(1 - cos**2)]]
+
+
+def test_a_step_with_a_zero_task_gradient_is_skipped_for_its_pairs_and_counted():
+    """A measured step where one task's gradient is zero (e.g. a batch without one labelled example of it) has no
+    cosine for that task's pairs: it is left out of their epoch statistics and counted, instead of turning the whole
+    epoch to NaN. Two replicas: the zero step is only in replica 0."""
+    probe = ConflictDiagnostics(["a", "b", "c"], 1, [torch.zeros(2, 2)], ["w"], replicas=2)
+    steps = []
+    for cos, zero_b in ((0.5, False), (0.3, True), (-0.5, False), (1.0, False)):
+        a, b = unit_pair(cos)
+        c = [0.0, 1.0]
+        replica0 = [a, [0.0, 0.0] if zero_b else b, c]
+        replica1 = [a, b, c]
+        steps.append(cos)
+        probe.record_jacobian(torch.tensor([replica0, replica1]))
+    zero, full = probe.summary()
+    assert zero["grad.a~b.skipped"] == 1
+    assert zero["grad.b~c.skipped"] == 1
+    assert zero["grad.a~c.skipped"] == 0
+    assert full["grad.a~b.skipped"] == 0
+    assert zero["grad.a~b.cos_mean"] == pytest.approx((0.5 - 0.5 + 1.0) / 3)  # the three steps with both gradients
+    assert zero["grad.a~b.conflict"] == pytest.approx(1 / 3)
+    assert zero["grad.a~b.cos_p10"] == pytest.approx(-0.5 + 0.2 * 1.0)  # sorted -0.5, 0.5, 1: position 0.2
+    assert zero["grad.a~b.ratio"] == pytest.approx(0.5)
+    assert full["grad.a~b.cos_mean"] == pytest.approx(sum(steps) / 4)
+    assert zero["grad.a~c.cos_mean"] == pytest.approx(0.0, abs=1e-7)  # a and c are orthogonal on every step
+    # b~c: b's sine over the three steps it has a gradient.
+    sines = [math.sqrt(1 - x**2) for x in (0.5, -0.5, 1.0)]
+    assert zero["grad.b~c.cos_mean"] == pytest.approx(sum(sines) / 3, abs=1e-6)
+    for record in (zero, full):
+        assert not any(math.isnan(v) for v in record.values())
+
+
+def test_a_layer_with_a_zero_task_gradient_is_skipped_for_that_layer_only():
+    shared = [torch.zeros(2), torch.zeros(2)]
+    probe = ConflictDiagnostics(["a", "b"], 1, shared, ["w.weight", "v.weight"], replicas=1, layers=True)
+    probe.record_jacobian(torch.tensor([[[1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]]]))  # b: nothing on layer v
+    probe.record_jacobian(torch.tensor([[[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]]]))
+    (record,) = probe.summary()
+    assert record["grad.a~b.skipped"] == 0
+    assert record["grad.a~b.w.skipped"] == 0
+    assert record["grad.a~b.v.skipped"] == 1
+    assert record["grad.a~b.v.cos_mean"] == pytest.approx(1.0)  # the second step alone
+    assert record["grad.a~b.w.cos_mean"] == pytest.approx((math.sqrt(0.5) + 1.0) / 2)
+
+
+def test_a_loss_without_a_gradient_on_the_shared_parameters_is_skipped_not_nan():
+    g = torch.Generator().manual_seed(1)
+    shared = [torch.randn(3, generator=g, requires_grad=True)]
+    probe = ConflictDiagnostics(["a", "b"], 1, shared, ["w"], replicas=1)
+    probe.record_losses([(shared[0] ** 2).sum().reshape(1), (shared[0] * 0).sum().reshape(1)])  # b: zero gradient
+    probe.record_losses([(shared[0] ** 2).sum().reshape(1), shared[0].sum().reshape(1)])
+    (record,) = probe.summary()
+    expected = torch.cosine_similarity(2 * shared[0].detach(), torch.ones(3), 0)
+    assert record["grad.a~b.cos_mean"] == pytest.approx(float(expected), rel=1e-5)
+    assert record["grad.a~b.skipped"] == 1
+
+
+def test_a_pair_with_a_task_of_weight_zero_is_nan_with_every_step_skipped():
+    """A gradient-based method never computes the gradient of a task of weight 0: no step has its cosine."""
+    probe = ConflictDiagnostics(["a", "b"], 1, [torch.zeros(2)], ["w"], replicas=1)
+    for _ in range(3):
+        probe.record_jacobian(torch.tensor([[[1.0, 0.0], [0.0, 0.0]]]), task_weights=torch.tensor([1.0, 0.0]))
+    (record,) = probe.summary()
+    assert math.isnan(record["grad.a~b.cos_mean"])
+    assert math.isnan(record["grad.a~b.ratio"])
+    assert record["grad.a~b.skipped"] == 3
+
+
 def test_scalar_and_jacobian_steps_measure_the_same_gradients():
     """fixed (T extra backward passes) and mean (its own Jacobian, unscaled by loss.weights) see the same first
     step: same initial weights, same batch, raw-loss gradients whatever the weighting."""

@@ -13,8 +13,15 @@ from scipy import stats
 
 from mtlab.errors import ConfigError
 from mtlab.report import build_report
-from mtlab.report.reference import agreement, claim_verdict, comparison_outcome, holm
-from mtlab.report.tables import STORE_NAME
+from mtlab.report.reference import (
+    agreement,
+    claim_verdict,
+    claims_frame,
+    comparison_outcome,
+    holm,
+    study_reference,
+)
+from mtlab.report.tables import STORE_NAME, load_study
 from mtlab.study.catalog import builtin_study_paths
 from mtlab.study.reference import OriginalValue
 from mtlab.study.spec import StudySpec, expand, load_study_spec
@@ -208,6 +215,27 @@ def test_report_section_against_the_original(tmp_path):
     p = stats.ttest_rel([84, 86, 85], [80, 83, 81]).pvalue
     assert f"| {GOLDEN} | better than | {CONTROL} | item acc (pp) | -5.00 | +3.67 |" in section
     assert f"| 3 | {min(1, 3 * p):.3f} | **supported** |" in section
+
+
+def test_a_claim_is_not_supported_by_the_same_difference_on_every_seed(tmp_path):
+    """+1.23 pp on every seed, as the store holds it: the differences differ by float rounding alone, so the paired
+    t-test is undefined (not p ~ 1e-29) and the claim is not shown, as the comparisons table has it."""
+    spec = StudySpec.model_validate({**study_spec().model_dump(mode="json"), "reference": REFERENCE})
+    item_acc = {CONTROL: [0.8123, 0.8523, 0.7923], GOLDEN: [0.8246, 0.8646, 0.8046]}
+    with ResultStore(tmp_path / STORE_NAME) as store:
+        store.set_info(name=spec.name, budget="default", spec=spec.model_dump(mode="json"), command=["mtlab"])
+        runs = expand(spec)
+        store.sync_runs(runs)
+        for run in runs:
+            if run.variant in item_acc:
+                store.record_done(run.run_id, fake_fit(item_acc[run.variant][run.seed], run.seed), parameters=10,
+                                  environment={})
+    study = load_study(tmp_path)
+    claims = claims_frame(study, study_reference(study)).set_index("claim")
+    assert math.isnan(claims.loc[1, "p"])
+    assert math.isnan(claims.loc[1, "p_holm"])
+    assert claims.loc[1, "outcome"] == "not shown"
+    assert claims.loc[2, "outcome"] == "not shown"  # nor is the opposite claim contradicted
 
 
 def test_no_reference_no_section(tmp_path):

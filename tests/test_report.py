@@ -15,7 +15,17 @@ import pytest
 
 from mtlab.errors import MtlabError
 from mtlab.report import build_report
-from mtlab.report.tables import STORE_NAME, load_study, representative_run
+from mtlab.report.tables import (
+    STORE_NAME,
+    best_variant,
+    comparison_frame,
+    load_study,
+    ranking_frame,
+    ranking_table,
+    representative_run,
+    summary_frame,
+    summary_table,
+)
 from mtlab.study.spec import StudySpec, expand
 from mtlab.study.store import ResultStore
 
@@ -288,6 +298,98 @@ def test_report_without_control_has_no_comparisons(tmp_path):
     assert (paths["figures"] / "confusion.png").is_file()
 
 
+# Uneven seeds: the control finished 5 seeds (its seeds 3 and 4 are poor), "shared, none" only seeds 0-2 (its seeds 3
+# and 4 failed), "independent, group->item" all 5, each +0.024 over the control's seed.
+UNEVEN_ACC = {
+    CONTROL: [0.80, 0.81, 0.79, 0.60, 0.62],
+    GOLDEN: [0.815, 0.825, 0.805, None, None],
+    "independent, group->item": [0.824, 0.834, 0.814, 0.624, 0.644],
+    PARTIAL: [0.80, 0.81, 0.79, 0.60, 0.62],
+}
+
+
+def build_uneven_study(directory: Path) -> Path:
+    spec = study_spec().model_copy(update={"seeds": 5})
+    with ResultStore(directory / STORE_NAME) as store:
+        store.set_info(name=spec.name, description=spec.description, budget="quick", spec=spec.model_dump(mode="json"),
+                       command=["mtlab", "study", "toy.yaml"], environment={})
+        runs = expand(spec)
+        store.sync_runs(runs)
+        for run in runs:
+            acc = UNEVEN_ACC[run.variant][run.seed]
+            if acc is None:
+                store.mark_running(run.run_id, Path("runs") / run.run_id)
+                store.record_failed(run.run_id, FAILED_REASON)
+            else:
+                store.record_done(run.run_id, fake_fit(acc, run.seed), parameters=PARAMETERS[run.variant],
+                                  environment={"device": "cpu"})
+    return directory
+
+
+def test_delta_m_with_uneven_seeds_is_paired_shows_its_n_and_picks_the_best_variant(tmp_path):
+    study = load_study(build_uneven_study(tmp_path))
+    summary = summary_frame(study).set_index("variant")
+    golden = summary.loc[GOLDEN]
+    # On the 3 seeds it shares with the control: item 0.815 vs 0.80, group 0.915 vs 0.90. Over every finished seed
+    # it would be compared with the control's mean 0.724 (its poor seeds 3 and 4 included): +11.8 %.
+    paired = 100 * np.mean([0.815 / 0.80 - 1, 0.915 / 0.90 - 1])
+    assert golden["delta_m"] == pytest.approx(paired)
+    assert golden["delta_m.ci_low"] <= golden["delta_m"] <= golden["delta_m.ci_high"]
+    assert golden["delta_m.n"] == 3
+    assert summary.loc["independent, group->item", "delta_m.n"] == 5
+    # +0.024 on every seed beats +1.8 % on three: the best variant is the one with more evidence and a larger gain.
+    assert summary.loc["independent, group->item", "delta_m"] > golden["delta_m"]
+    assert best_variant(study, summary.reset_index()) == "independent, group->item"
+    # The tables show the n behind each Δm.
+    table = summary_table(study, summary.reset_index())
+    column = table.headers.index("Δm (%)")
+    rows = {r[0].text: r[column] for r in table.rows}
+    assert rows[GOLDEN].text == f"{paired:+.2f}"
+    assert "n=3" in rows[GOLDEN].note
+    assert "n=5" in rows["independent, group->item"].note
+    assert "seeds the variant and its controls share" in table.caption
+    comparisons = comparison_frame(study)
+    ranking = ranking_table(study, ranking_frame(study, summary.reset_index(), comparisons), comparisons)
+    assert any(r[1].text == GOLDEN and "n=3" in r[3].note for r in ranking.rows)
+
+
+def test_delta_m_caption_says_what_a_three_seed_interval_spans():
+    # The worst to the best single seed holds for one task only (test_stats has a two-task case below the worst).
+    from mtlab.report.tables import DELTA_M_CI
+
+    assert "10 possible resamples" in DELTA_M_CI
+    assert "for one task the worst to the best single seed" in DELTA_M_CI
+    assert "for several tasks it can reach beyond" in DELTA_M_CI
+
+
+def test_comparisons_table_says_which_tests_are_undefined_and_leaves_them_out_of_the_family():
+    from mtlab.analysis.stats import compare
+    from mtlab.report.render import verdict_sentence
+    from mtlab.report.tables import comparison_table
+    from test_stats import metrics_frame
+
+    frame = metrics_frame(
+        {
+            ("control", "item"): [0.70, 0.71, 0.69],
+            ("variant", "item"): [0.71, 0.72, 0.70],  # +1 pp on every seed
+            ("control", "group"): [0.80, 0.82, 0.81, 0.83],
+            ("variant", "group"): [0.85, 0.86, 0.86, 0.88],
+        }
+    )
+    comparisons = compare(frame, {"variant": {"item": "control", "group": "control"}})
+    table = comparison_table(comparisons)
+    rows = {r[1].text: r for r in table.rows}
+    t_p = table.headers.index("Paired t p")
+    assert rows["item"][t_p].text == "–"
+    assert "the same difference on every seed" in rows["item"][t_p].note
+    assert rows["group"][t_p].note == ""
+    assert "family of all 1 comparisons" in table.caption
+    assert "Undefined tests in this table: 1." in table.caption
+    assert "1e-12" in table.caption  # the tolerance for "the same" and "identical" is stated
+    assert "over the 1 comparisons" in verdict_sentence(comparisons)
+    assert "variant on item" not in verdict_sentence(comparisons)  # not a win
+
+
 def test_missing_store_is_a_user_error_and_creates_nothing(tmp_path):
     with pytest.raises(MtlabError, match=re.escape(str(tmp_path))):
         build_report(tmp_path)
@@ -364,7 +466,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
 PAIR_TASK_NAMES = ["leq", "digit_a", "digit_b"]
 # Test accuracy of leq per method and seed at lr 0.001 (0.003 adds 0.01); the digit tasks sit 0.1 higher.
-LEQ_ACC = {"fixed": [0.80, 0.82, 0.81], "mean": [0.84, 0.86, 0.85], "leq alone": [0.78, 0.79, 0.80]}
+# mean gains +4, +4.5 and +4 pp over fixed (a gain with some spread: the same gain on every seed is no test).
+LEQ_ACC = {"fixed": [0.80, 0.82, 0.81], "mean": [0.84, 0.865, 0.85], "leq alone": [0.78, 0.79, 0.80]}
 
 
 def weighting_spec() -> StudySpec:
@@ -434,15 +537,17 @@ def test_weighting_report_leads_with_the_ranking_and_says_who_beats_the_control(
     first = next(line for line in ranking.splitlines() if line.startswith("| 1 |"))
     assert "mean, 0.003" in first
     assert "4.0 ms" in first  # time per step
-    # mean beats fixed by +4 pp on every seed of every task: 6 comparisons of "mean", 2 of "leq alone" = family 8.
+    # mean beats fixed by +4 to +4.5 pp on every seed of every task: 6 comparisons of "mean", 2 of "leq alone" =
+    # family 8.
     assert "Holm-adjusted 0.05 level over the 8 comparisons" in summary
     assert "no variant beats" not in summary
     assert "Δm = 100/T" in summary  # the definition is stated
-    # Δm interval: every seed's leq and digit gains are +4 pp on 0.80/0.82/0.81 (lr 0.001), so the interval spans the
-    # per-seed values 100 * mean(0.04 / 0.80, 0.04 / 0.90, 0.04 / 0.90) ... 100 * mean(0.04 / 0.82, 0.04 / 0.92 ...).
+    # Δm interval: each seed's leq and digit gains are +4, +4.5, +4 pp on 0.80/0.82/0.81 (lr 0.001), so the interval
+    # spans the per-seed values 100 * mean(0.04 / 0.80, 0.04 / 0.90, 0.04 / 0.90), 100 * mean(0.045 / 0.82, ...) ...
     table = summary.split("### All variants", 1)[1]
     row = next(line for line in table.splitlines() if line.startswith("| mean, 0.001 |"))
-    per_seed = [100 * np.mean([0.04 / c, 0.04 / (c + 0.1), 0.04 / (c + 0.1)]) for c in (0.80, 0.82, 0.81)]
+    per_seed = [100 * np.mean([g / c, g / (c + 0.1), g / (c + 0.1)]) for g, c in [(0.04, 0.80), (0.045, 0.82),
+                                                                                   (0.04, 0.81)]]
     assert f"[{min(per_seed):+.2f}, {max(per_seed):+.2f}]" in row
     comparisons = md.split("## Comparisons", 1)[1].split("## Figures", 1)[0]
     assert "Holm p" in comparisons

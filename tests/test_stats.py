@@ -4,11 +4,13 @@ metric (MAE) beside it."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from mtlab.analysis.stats import (
     compare,
@@ -76,7 +78,7 @@ def test_effect_size_is_mean_over_sd_of_differences():
 # ---------------------------------------------------------------------------------------------- delta_m + CI
 
 
-def test_bootstrap_interval_of_three_seeds_is_the_range_of_single_seed_delta_m():
+def test_bootstrap_interval_of_one_task_and_three_seeds_is_the_range_of_single_seed_delta_m():
     # One task, control 0.80 on every seed, the variant 0.80 / 0.84 / 0.90: per-seed delta_m 0, +5, +12.5 %.
     # A resample of one seed thrice has probability 1/27 > 2.5 %, so the percentile interval is exactly [0, 12.5].
     variant = np.array([[0.80, 0.84, 0.90]])
@@ -85,6 +87,25 @@ def test_bootstrap_interval_of_three_seeds_is_the_range_of_single_seed_delta_m()
     assert low == pytest.approx(0.0, abs=1e-12)
     assert high == pytest.approx(12.5)
     assert delta_m_point(variant, control) == pytest.approx(100 * (0.84666666 / 0.8 - 1), rel=1e-6)
+
+
+def test_three_seed_interval_of_several_tasks_is_the_range_over_the_ten_resamples_not_the_single_seeds():
+    # Three seeds have 10 distinct resamples (multisets of seeds), each of probability >= 1/27 > 2.5 %, so the
+    # percentile interval runs from the lowest to the highest of their delta_m. For one task those are the worst and
+    # the best single seed (mean(v) / mean(c) lies between the seeds' v / c); for several tasks a resample can go
+    # beyond: {1, 2, 2} has task 0 at +4.2 % but task 1 at -5.3 %, -0.55 in all, below seed 2's 0.
+    control = np.array([[0.80, 0.60, 0.90], [0.90, 0.70, 0.60]])
+    variant = np.array([[0.84, 0.70, 0.90], [0.90, 0.60, 0.60]])
+    single = [float(delta_m_point(variant[:, [i]], control[:, [i]])) for i in range(3)]
+    draws = list(itertools.combinations_with_replacement(range(3), 3))
+    assert len(draws) == 10
+    resampled = [float(delta_m_point(variant[:, list(d)], control[:, list(d)])) for d in draws]
+    low, high = delta_m_interval(variant, control)
+    assert low == pytest.approx(min(resampled))
+    assert high == pytest.approx(max(resampled))
+    assert single == pytest.approx([2.5, 100 * (0.70 / 0.60 + 0.60 / 0.70 - 2) / 2, 0.0])
+    assert low == pytest.approx(100 * ((2.5 / 2.4 - 1) + (0.6 / (1.9 / 3) - 1)) / 2)  # {1, 2, 2}: -0.548
+    assert low < min(single) - 0.5
 
 
 def test_bootstrap_interval_is_seed_paired_and_deterministic():
@@ -122,13 +143,44 @@ def test_delta_m_frame_pairs_seeds_across_per_task_controls():
     )
     controls = {"two-head": {"item": "item alone", "group": "group alone"}}
     (row,) = delta_m(frame, controls).to_dict("records")
-    expected = 100 * ((0.91 / 0.90 - 1) + (0.955 / 0.96 - 1)) / 2  # point estimate: every finished seed
+    expected = 100 * ((0.91 / 0.90 - 1) + (0.955 / 0.96 - 1)) / 2  # seeds 0 and 1, the ones every task shares
     assert row["delta_m"] == pytest.approx(expected)
     assert row["tasks"] == 2
     assert row["n_seeds"] == 2
     single = [100 * ((0.90 / 0.90 - 1) + 0) / 2, 100 * ((0.92 / 0.90 - 1) + (0.95 / 0.96 - 1)) / 2]
     assert row["ci_low"] == pytest.approx(min(single))
     assert row["ci_high"] == pytest.approx(max(single))
+
+
+def test_delta_m_point_and_interval_use_the_same_paired_seeds():
+    # The control finished seeds 0-4, the variant only 0-2 (two runs failed); the control's seeds 3 and 4 happen to
+    # be bad. Over every finished seed the variant looks 12.6 % better (0.815 vs the control's 0.724); on the seeds
+    # both have it is 1.9 % better - and only that is inside the interval, which can only resample shared seeds.
+    frame = metrics_frame(
+        {
+            ("control", "item"): [0.80, 0.81, 0.79, 0.60, 0.62],
+            ("variant", "item"): [0.815, 0.825, 0.805, None, None],
+        }
+    )
+    (row,) = delta_m(frame, {"variant": {"item": "control"}}).to_dict("records")
+    assert row["n_seeds"] == 3
+    assert row["delta_m"] == pytest.approx(100 * (0.815 / 0.80 - 1))  # 1.875, not 12.57
+    assert row["ci_low"] <= row["delta_m"] <= row["ci_high"]
+    # One task, three seeds: the interval is the worst to the best single seed (see the golden test above).
+    single = [100 * (v / c - 1) for v, c in [(0.815, 0.80), (0.825, 0.81), (0.805, 0.79)]]
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(min(single)), pytest.approx(max(single)))
+
+
+def test_delta_m_of_a_variant_sharing_no_seed_with_its_control_is_undefined():
+    frame = metrics_frame(
+        {
+            ("control", "item"): [0.80, 0.81, None, None],
+            ("variant", "item"): [None, None, 0.90, 0.91],
+        }
+    )
+    (row,) = delta_m(frame, {"variant": {"item": "control"}}).to_dict("records")
+    assert row["n_seeds"] == 0
+    assert all(math.isnan(row[k]) for k in ("delta_m", "ci_low", "ci_high"))
 
 
 # ------------------------------------------------------------------------------------------- compare + ranks
@@ -152,6 +204,68 @@ def test_compare_adds_effect_size_and_holm_over_the_whole_table():
     assert item["holm_p"] == pytest.approx(2 * item["t_p"])  # the smaller of two p-values, times 2
     assert item["holm_p"] < 0.05
     assert group["holm_p"] > 0.05
+
+
+def test_the_same_difference_on_every_seed_is_an_undefined_test_outside_the_holm_family():
+    frame = metrics_frame(
+        {
+            # +1 pp on every seed: the differences have no spread, so t = mean / (0 / sqrt(n)) is not a number.
+            ("control", "item"): [0.70, 0.71, 0.69],
+            ("variant", "item"): [0.71, 0.72, 0.70],
+            # +1.23 pp on every seed, as stored: the differences differ by float rounding alone (~1e-16), which made
+            # t about 1e15 and p about 1e-29 - a "win" from three seeds.
+            ("control", "group"): [0.8123, 0.8523, 0.7923],
+            ("variant", "group"): [0.8246, 0.8646, 0.8046],
+            # A real comparison, the only one left in the family.
+            ("control", "other"): [0.80, 0.82, 0.81, 0.83],
+            ("variant", "other"): [0.85, 0.86, 0.86, 0.88],
+        }
+    )
+    table = compare(frame, {"variant": {"item": "control", "group": "control", "other": "control"}})
+    table = table.set_index("task")
+    for task in ("item", "group"):
+        row = table.loc[task]
+        assert math.isnan(row["t_p"]), task
+        assert math.isnan(row["holm_p"]), task
+        assert math.isnan(row["effect_size"]), task  # d_z is undefined for the same reason
+        assert row["verdict"] == "tie", task
+        assert row["undefined"] == "the same difference on every seed", task
+        assert row["diff_mean"] > 0  # the difference itself is still reported
+        assert row["wilcoxon_p"] == pytest.approx(0.25)  # 3 positive differences: the rank test is defined
+    assert table.loc["other", "undefined"] == ""
+    assert table.loc["other", "holm_p"] == pytest.approx(table.loc["other", "t_p"])  # a family of one
+    ranking = rank_variants(frame, compare(frame, {"variant": {"item": "control", "group": "control"}}))
+    assert ranking.set_index("variant").loc["variant", ["wins", "ties"]].tolist() == [0, 2]
+
+
+def test_identical_means_within_an_absolute_1e12_and_tiny_real_differences_are_tested():
+    frame = metrics_frame(
+        {
+            # Equal values computed two ways (0.1 + 0.2 is 0.30000000000000004): identical, no test.
+            ("control", "item"): [0.1 + 0.2, 0.4, 0.5],
+            ("variant", "item"): [0.3, 0.4, 0.5],
+            # 3, 5 and 4 more right answers per million test examples: tiny but real, and well defined. A relative
+            # tolerance (np.allclose: 1e-5 of the value) called these identical and dropped them from the family.
+            ("control", "group"): [0.99, 0.98, 0.985],
+            ("variant", "group"): [0.990003, 0.980005, 0.985004],
+        }
+    )
+    table = compare(frame, {"variant": {"item": "control", "group": "control"}}).set_index("task")
+    assert math.isnan(table.loc["item", "t_p"])
+    assert table.loc["item", "undefined"] == "identical on every seed"
+    assert math.isnan(table.loc["item", "wilcoxon_p"])
+    assert table.loc["group", "undefined"] == ""
+    expected = stats.ttest_1samp([3e-6, 5e-6, 4e-6], 0.0).pvalue  # t = 4 / (1 / sqrt(3)) = 6.93, df 2: p = 0.020
+    assert table.loc["group", "t_p"] == pytest.approx(expected, rel=1e-6)
+    assert table.loc["group", "holm_p"] == pytest.approx(expected, rel=1e-6)
+    assert table.loc["group", "effect_size"] == pytest.approx(4.0, rel=1e-6)
+
+
+def test_fewer_than_two_pairs_is_an_undefined_test():
+    frame = metrics_frame({("control", "item"): [0.70, 0.71], ("variant", "item"): [0.75, None]})
+    (row,) = compare(frame, {"variant": {"item": "control"}}).to_dict("records")
+    assert math.isnan(row["t_p"])
+    assert row["undefined"] == "fewer than two paired seeds"
 
 
 def test_ranking_averages_ranks_over_tasks_and_seeds_and_counts_verdicts():
@@ -246,7 +360,8 @@ def test_ranking_puts_the_lowest_mae_first():
     assert ranking.loc["better", "mean_rank"] == 1
     assert ranking.loc["fixed", "mean_rank"] == pytest.approx((4 * 2.5 + 4 * 2) / 8)
     assert ranking.loc["worse", "mean_rank"] == pytest.approx((4 * 2.5 + 4 * 3) / 8)
-    assert ranking.loc["better", ["wins", "ties", "losses"]].tolist() == [2, 0, 0]
+    # thickness: a win; digit: +1.8 pp on every seed, no spread - an undefined test, so a tie (it was a "win" at p = 0).
+    assert ranking.loc["better", ["wins", "ties", "losses"]].tolist() == [1, 1, 0]
     assert ranking.loc["worse", "losses"] == 1  # thickness; digit is identical to the control (undefined test: tie)
     # Ranked by the loss rows instead (lower is better), which run the other way: the measure decides.
     by_loss = {"digit": ("f1", True), "thickness": ("loss", False)}

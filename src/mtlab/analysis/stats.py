@@ -8,13 +8,16 @@ scored by accuracy, higher is better (what every store held before typed tasks).
 * :func:`summarize`: per variant and task, n, mean, sample std, 95% Student-t confidence interval, min and max.
 * :func:`compare`: each variant against its control over the seeds both have (paired t-test and Wilcoxon
   signed-rank test, two-sided; p-values reported as numbers), with whether the variant is better by the metric's
-  direction and its verdict at the Holm-adjusted level.
+  direction and its verdict at the Holm-adjusted level. The t-test is undefined, and left out of the Holm family,
+  with fewer than two pairs, when the two are identical on every seed, or when the difference is the same on every
+  seed (:func:`undefined_test`; "identical" and "the same" within :data:`IDENTICAL_TOLERANCE`).
 * :func:`delta_m`: the multi-task summary of Maninis et al. (2019), as used by Vandenhende et al. (2021) and
   Nash-MTL: ``delta_m = 100 / T * sum_t (-1)^l_t (M_t - M_control_t) / |M_control_t|`` with ``l_t = 0`` for
   higher-is-better metrics (accuracy, R²) and 1 for lower-is-better ones (loss, MAE, RMSE), so a positive delta_m
   is better - the flat mean over the tasks' metrics (LibMTL first averages within each task; with one metric per
   task, as here, the two coincide) - with a 95% seed-paired percentile bootstrap interval
-  (:func:`delta_m_interval`). The denominator is the control's magnitude: the published formula for the positive
+  (:func:`delta_m_interval`), point and interval over the same seeds: those the variant and its controls share.
+  The denominator is the control's magnitude: the published formula for the positive
   metrics it was written for, and still signed by direction for a metric that can be negative (R²).
 * :func:`holm`: Holm's (1979) step-down adjustment of a family of p-values; :func:`effect_size`: Cohen's d_z of
   paired differences (mean difference / sd of differences).
@@ -39,6 +42,13 @@ DEFAULT_METRIC = ("acc", True)
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 12  # fixed: the same store gives the same interval on every rebuild of the report
 ALPHA = 0.05
+IDENTICAL_TOLERANCE = 1e-12
+"""Paired differences within this of 0 count as zero (variant and control identical), differences within this of
+each other as the same on every seed (no spread: the t-test is undefined). Absolute, in the metric's units, because
+the question is float rounding: a difference of two float64 values of magnitude up to ~1000 is exact to 2.3e-13
+(one ulp of 1000 is 1.1e-13), while a real difference of a metric is orders larger - an accuracy on a million test
+examples moves in steps of 1e-6, and metrics computed in float32 are 6e-8 apart near 1. A relative tolerance
+(np.allclose: 1e-5 of the value) would call a real difference of 1e-6 on an accuracy of 0.99 identical."""
 
 
 def same_measure(tasks: Iterable[str], metric: str, higher_is_better: bool) -> dict[str, tuple[str, bool]]:
@@ -104,7 +114,9 @@ def compare(
     ``diff_mean`` (and its interval) is the variant minus the control in the metric's units, whatever its
     direction (``control_mean``: the control's mean over the paired seeds); ``better`` says whether that mean
     difference goes the good way (higher, or lower for a lower-is-better metric), ``verdict`` whether it is a
-    ``win``, ``loss`` or ``tie`` at the Holm-adjusted level."""
+    ``win``, ``loss`` or ``tie`` at the Holm-adjusted level. ``undefined`` says why the paired t-test is undefined
+    ('' when it is defined, see :func:`undefined_test`): its p, Holm p and effect size are then NaN, it is not in
+    the Holm family, and its verdict is a tie."""
     values = _values(metrics, split, measure)
     table = values.pivot_table(index=["variant", "task"], columns="seed", values="value", aggfunc="first")
     scored = values.drop_duplicates("task").set_index("task")
@@ -130,13 +142,14 @@ def compare(
                     "diff_ci_low": low,
                     "diff_ci_high": high,
                     "effect_size": effect_size(diff),
-                    "t_p": _paired_t(a[both].to_numpy(), b[both].to_numpy()),
+                    "t_p": paired_t_p(diff),
                     "wilcoxon_p": _wilcoxon(diff),
+                    "undefined": undefined_test(diff),
                 }
             )
     columns = [
         "variant", "task", "control", "metric", "higher_is_better", "n_pairs", "control_mean", "diff_mean",
-        "diff_ci_low", "diff_ci_high", "effect_size", "t_p", "wilcoxon_p", "holm_p", "better", "verdict",
+        "diff_ci_low", "diff_ci_high", "effect_size", "t_p", "wilcoxon_p", "undefined", "holm_p", "better", "verdict",
     ]
     frame = pd.DataFrame(rows, columns=columns[:-3])
     frame["holm_p"] = holm(frame["t_p"].to_numpy(dtype=float)) if len(frame) else []
@@ -154,14 +167,16 @@ def delta_m(
     metrics: pd.DataFrame, controls: dict[str, dict[str, str]], split: str = "test", measure: Measure | None = None
 ) -> pd.DataFrame:
     """Per variant: delta_m in percent (positive: better) over the tasks that have a control, how many tasks that
-    is, and its 95% seed-paired bootstrap interval (``ci_low``, ``ci_high``, NaN below two paired seeds) over
-    ``n_seeds`` seeds.
+    is, and its 95% seed-paired bootstrap interval (``ci_low``, ``ci_high``, NaN below two paired seeds), both over
+    the same ``n_seeds`` seeds: those on which the variant and every one of its tasks' controls finished.
 
-    The point estimate uses every finished seed's mean (a variant and its control may have different seeds
-    finished); the interval resamples the seeds that the variant and all its tasks' controls share.
+    Point and interval use the same seeds, so the point is the statistic the interval resamples. (Taking each side's
+    mean over all its own finished seeds instead compares different seeds: with a control that finished seeds 0-4
+    and a variant 0-2, a control's poor seeds 3 and 4 alone can make the variant look better, far outside an
+    interval that can only resample the shared seeds.) A variant that shares no seed with its controls has a NaN
+    delta_m (``n_seeds`` 0).
     """
     values = _values(metrics, split, measure)
-    means = values.groupby(["variant", "task"], sort=False)["value"].mean()
     higher = values.drop_duplicates("task").set_index("task")["higher"]
     table = values.pivot_table(index=["variant", "task"], columns="seed", values="value", aggfunc="first")
     rows = []
@@ -169,23 +184,26 @@ def delta_m(
         pairs = [
             (task, control)
             for task, control in per_task.items()
-            if (variant, task) in means.index and (control, task) in means.index and means[(control, task)] != 0
+            if (variant, task) in table.index and (control, task) in table.index
         ]
         if not pairs:
             continue
-        directions = np.array([bool(higher[t]) for t, _ in pairs])
         rows_v = np.stack([table.loc[(variant, t)].to_numpy(dtype=float) for t, _ in pairs])  # (T, seeds)
         rows_c = np.stack([table.loc[(c, t)].to_numpy(dtype=float) for t, c in pairs])
-        point = delta_m_point(
-            np.array([[means[(variant, t)]] for t, _ in pairs]), np.array([[means[(c, t)]] for t, c in pairs]),
-            directions,
-        )  # fmt: skip
         paired = ~(np.isnan(rows_v).any(0) | np.isnan(rows_c).any(0))
-        low, high = delta_m_interval(rows_v[:, paired], rows_c[:, paired], higher_is_better=directions)
+        # A task whose control averages 0 over the paired seeds has no relative change (when there are any).
+        keep = np.array([not paired.any() or rows_c[i, paired].mean() != 0 for i in range(len(pairs))])
+        if not keep.any():
+            continue
+        pairs = [p for p, k in zip(pairs, keep, strict=True) if k]
+        v, c = rows_v[keep][:, paired], rows_c[keep][:, paired]
+        directions = np.array([bool(higher[t]) for t, _ in pairs])
+        point = float(delta_m_point(v, c, directions)) if paired.any() else math.nan
+        low, high = delta_m_interval(v, c, higher_is_better=directions)
         rows.append(
             {
                 "variant": variant,
-                "delta_m": float(point),
+                "delta_m": point,
                 "tasks": len(pairs),
                 "ci_low": low,
                 "ci_high": high,
@@ -225,9 +243,13 @@ def delta_m_interval(
     ``variant`` and ``control`` are (T, n): task t's metric on the n seeds both share, the control's column j from
     the same seed as the variant's; ``higher_is_better`` one direction, or one per task. A resample draws n seeds
     with replacement and keeps each seed's tasks and its control together (the pairing). Percentile rather than BCa
-    because studies have few seeds (BCa's jackknife is unstable at n = 3). With 3 seeds a resample of one seed drawn
-    three times has probability 1/27 > 2.5%, so for one task the interval runs exactly from the worst to the best
-    single seed's delta_m. NaN below two seeds.
+    because studies have few seeds (BCa's jackknife is unstable at n = 3). With 3 seeds there are 10 distinct
+    resamples (multisets of seeds), each of probability at least 1/27 > 2.5% (one seed drawn three times), so the
+    interval runs from the lowest to the highest delta_m of those 10. For one task these are the worst and the best
+    single seed's delta_m (a ratio of means lies between the seeds' ratios); for several tasks a resample can go
+    beyond them, because each task's ratio of means weighs the drawn seeds by that task's control values (with
+    positive controls it stays within the mean over tasks of each task's worst and best single-seed change). NaN
+    below two seeds.
     """
     variant, control = np.asarray(variant, float), np.asarray(control, float)
     n = variant.shape[-1]
@@ -279,13 +301,31 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def effect_size(diff: np.ndarray) -> float:
-    """Cohen's d_z of paired differences: mean / sample sd (NaN below two pairs or when the sd is 0)."""
+def undefined_test(diff: np.ndarray) -> str:
+    """Why a paired t-test of these differences is undefined, or '' when it is defined.
+
+    ``fewer than two paired seeds``; ``identical on every seed`` (every difference within
+    :data:`IDENTICAL_TOLERANCE` of 0); ``the same difference on every seed`` (all within it of each other: the
+    differences have no spread, so t = mean / (sd / sqrt(n)) is infinite or 0 / 0 whatever the size of the
+    difference, and d_z likewise - three seeds that each gain exactly 1 pp are not evidence of anything at p = 0).
+    """
     diff = np.asarray(diff, dtype=float)
     if len(diff) < 2:
+        return "fewer than two paired seeds"
+    if np.max(np.abs(diff)) <= IDENTICAL_TOLERANCE:
+        return "identical on every seed"
+    if np.ptp(diff) <= IDENTICAL_TOLERANCE:
+        return "the same difference on every seed"
+    return ""
+
+
+def effect_size(diff: np.ndarray) -> float:
+    """Cohen's d_z of paired differences: mean / sample sd (NaN where the t-test is undefined: below two pairs, or
+    no spread, see :func:`undefined_test`)."""
+    diff = np.asarray(diff, dtype=float)
+    if undefined_test(diff):
         return math.nan
-    sd = float(np.std(diff, ddof=1))
-    return float(np.mean(diff)) / sd if sd > 0 else math.nan
+    return float(np.mean(diff)) / float(np.std(diff, ddof=1))
 
 
 def is_better(diff_mean: float, higher_is_better: bool = True) -> bool:
@@ -347,15 +387,19 @@ def rank_variants(
     return frame.sort_values("mean_rank", kind="stable").reset_index(drop=True)
 
 
-def _paired_t(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or np.allclose(a, b):
+def paired_t_p(diff: np.ndarray) -> float:
+    """Two-sided paired t-test of the differences (variant minus control per seed; = ``scipy.stats.ttest_rel``),
+    NaN when the test is undefined (:func:`undefined_test`)."""
+    diff = np.asarray(diff, dtype=float)
+    if undefined_test(diff):
         return math.nan
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # zero variance of differences: p is NaN, not a warning
-        return float(stats.ttest_rel(a, b).pvalue)
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's precision note on nearly equal differences
+        return float(stats.ttest_1samp(diff, 0.0).pvalue)
 
 
 def _wilcoxon(diff: np.ndarray) -> float:
+    diff = np.where(np.abs(diff) <= IDENTICAL_TOLERANCE, 0.0, diff)  # rounding noise is no difference
     if len(diff) < 2 or not np.any(diff != 0):
         return math.nan
     with warnings.catch_warnings():

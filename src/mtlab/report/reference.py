@@ -21,7 +21,6 @@ variant is significantly worse. A claim is supported when all its comparisons ar
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +29,7 @@ import pandas as pd
 from pydantic import ValidationError
 from scipy import stats
 
+from mtlab.analysis.stats import paired_t_p
 from mtlab.report.tables import MISSING, Cell, StudyData, Table, format_p
 from mtlab.report.units import decimals, difference_unit, scale, unit
 from mtlab.study.reference import Claim, Comparison, OriginalValue, Reference
@@ -104,7 +104,7 @@ def holm(pvalues: list[float]) -> list[float]:
 def comparison_outcome(expect: str, n_pairs: int, diff_mean: float, p_adjusted: float, alpha: float = ALPHA) -> str:
     """``supported``, ``contradicted``, ``not shown`` or ``untestable`` (fewer than two paired seeds).
 
-    ``diff_mean`` > 0 means the variant is better. An undefined p (all differences equal) counts as no evidence.
+    ``diff_mean`` > 0 means the variant is better. An undefined p (all differences the same) counts as no evidence.
     """
     if n_pairs < 2 or math.isnan(diff_mean):
         return "untestable"
@@ -238,12 +238,10 @@ def _interval(diff: np.ndarray) -> tuple[float, float]:
 
 
 def _paired_p(diff: np.ndarray) -> float:
-    """Two-sided one-sample t-test of the paired differences (= scipy's ``ttest_rel``); NaN when undefined."""
-    if len(diff) < 2 or np.all(diff == diff[0]):
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_1samp(diff, 0.0).pvalue)
+    """Two-sided one-sample t-test of the paired differences (= scipy's ``ttest_rel``); NaN when undefined, as in the
+    comparisons table: fewer than two pairs, or differences the same on every seed to within an absolute 1e-12
+    (:func:`mtlab.analysis.stats.undefined_test`; exact equality misses differences that differ by rounding alone)."""
+    return paired_t_p(diff)
 
 
 # -------------------------------------------------------------------------------------------------- blocks

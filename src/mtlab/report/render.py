@@ -183,7 +183,9 @@ def highlights(study: StudyData, summary: pd.DataFrame, comparisons: pd.DataFram
         if len(vs):
             c = vs.iloc[0]
             diff = format_value(metric, c["diff_mean"], signed=True, with_unit=True)
-            line += f", {diff} vs {c['control']} (paired t p = {format_p(c['t_p'])})"
+            undefined = c.get("undefined")
+            test = f"paired t-test undefined: {undefined}" if undefined else f"paired t p = {format_p(c['t_p'])}"
+            line += f", {diff} vs {c['control']} ({test})"
         elif best["is_control"]:
             line += ", the control itself"
         lines.append(line + ".")
@@ -208,8 +210,12 @@ def _executor_text(executor: dict | None, run_envs: list[dict]) -> str:
 def verdict_sentence(comparisons: pd.DataFrame) -> str:
     """Plainly: does any variant beat its control at the Holm-adjusted level, and is any worse?"""
     family = len(comparisons["holm_p"].dropna())
+    undefined = len(comparisons) - family
     better, worse = beats_control(comparisons)
-    level = f"At the Holm-adjusted {ALPHA:g} level over the {family} comparisons with a control (paired t-tests)"
+    left_out = f"; {undefined} undefined, left out" if undefined else ""
+    level = (
+        f"At the Holm-adjusted {ALPHA:g} level over the {family} comparisons with a control (paired t-tests{left_out})"
+    )
     found = f"{level}, " + (
         f"{len(better)} beat their control: {', '.join(better)}"
         if better

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtlab.analysis.stats import ALPHA, compare, delta_m, rank_variants, summarize
+from mtlab.analysis.stats import ALPHA, IDENTICAL_TOLERANCE, compare, delta_m, rank_variants, summarize
 from mtlab.config.schema import RunConfig
 from mtlab.errors import MtlabError
 from mtlab.report.units import MISSING, difference_unit, format_value, label, phrase
@@ -151,7 +151,8 @@ def _controls_and_tasks(info: dict[str, Any], runs: pd.DataFrame, notes: list[st
 
 def summary_frame(study: StudyData) -> pd.DataFrame:
     """One row per variant: run counts, per task and metric of its type the test n, mean, std and 95% CI, the test
-    loss, delta_m, size, time.
+    loss, delta_m (its interval and ``delta_m.n``, the seeds the variant and its controls share, which both use),
+    size, time.
 
     Columns ``<task>.<metric>.<stat>`` for every metric of the task (:attr:`TaskInfo.metrics`, primary first) and
     ``<task>.loss.mean|std``. Values are as stored (accuracy as a fraction); a variant with no finished run has NaN
@@ -163,7 +164,7 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
     step = step_seconds(study)
     controls = set(study.control_variants)
     columns = ["variant", "runs", "done", "failed", "is_control", "delta_m", "delta_m.ci_low", "delta_m.ci_high",
-               "parameters", "seconds", "step_seconds"]
+               "delta_m.n", "parameters", "seconds", "step_seconds"]
     for task in study.tasks:
         for metric in study.task(task).metrics:
             columns += [f"{task}.{metric}.{s}" for s in ("n", "mean", "std", "ci_low", "ci_high")]
@@ -181,6 +182,7 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
             "delta_m": float(dm["delta_m"].get(variant, math.nan)),
             "delta_m.ci_low": float(dm["ci_low"].get(variant, math.nan)),
             "delta_m.ci_high": float(dm["ci_high"].get(variant, math.nan)),
+            "delta_m.n": float(dm["n_seeds"].get(variant, math.nan)),  # the paired seeds of both; NaN: no delta_m
             "parameters": float(done["parameters"].median()) if len(done) else math.nan,
             "seconds": float(done["seconds"].mean()) if len(done) else math.nan,
             "step_seconds": float(step.get(variant, math.nan)),
@@ -217,8 +219,8 @@ def ranking_frame(study: StudyData, summary: pd.DataFrame, comparisons: pd.DataF
     if not study.controls or (summary["done"] > 0).sum() < 3:
         return pd.DataFrame()
     ranking = rank_variants(study.metrics, comparisons, "test", study.measure)
-    keep = ["variant", "is_control", "delta_m", "delta_m.ci_low", "delta_m.ci_high", "step_seconds", "done",
-            *(f"{t}.{study.primary(t)}.mean" for t in study.tasks)]
+    keep = ["variant", "is_control", "delta_m", "delta_m.ci_low", "delta_m.ci_high", "delta_m.n", "step_seconds",
+            "done", *(f"{t}.{study.primary(t)}.mean" for t in study.tasks)]
     return ranking.merge(summary[keep], on="variant", how="left")
 
 
@@ -244,7 +246,8 @@ def ranked(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_variant(study: StudyData, summary: pd.DataFrame) -> str | None:
-    """The ranked variant with the highest delta_m if any variant has a control; else the best on the tasks'
+    """The ranked variant with the highest delta_m if any variant has a control (each delta_m over the seeds that
+    variant shares with its controls, as the tables show it); else the best on the tasks'
     primary metrics: the best mean when every task is scored by the same metric, the best mean rank over tasks
     otherwise (values in different units do not average).
 
@@ -382,25 +385,31 @@ def _primaries(study: StudyData) -> str:
 
 
 DELTA_M_CI = (
-    "95% seed-paired percentile bootstrap interval in brackets (scipy.stats.bootstrap, 9,999 resamples of the seeds "
-    "the variant and its controls share, fixed seed; with 3 seeds it spans the worst to the best single seed)"
+    "95% seed-paired percentile bootstrap interval in brackets, Δm and interval both over the n seeds the variant "
+    "and its controls share (n beside the interval; a seed only one side finished counts in neither) "
+    "(scipy.stats.bootstrap, 9,999 resamples of those seeds, fixed seed; with 3 seeds each of the 10 possible "
+    "resamples has probability ≥ 1/27 > 2.5%, so the interval runs from the lowest to the highest Δm among them: "
+    "for one task the worst to the best single seed, for several tasks it can reach beyond the single seeds' Δm)"
 )
 DELTA_M_DEFINITION = (
-    "Δm = 100/T · Σ_t (−1)^l_t (M_t − M_control,t) / |M_control,t| over the T tasks with a control, M = the mean over "
-    "seeds of the task's primary test metric, l_t = 1 when lower is better (MAE, RMSE, loss) and 0 when higher is "
-    "(accuracy, R²): the flat mean over tasks' metrics of Maninis et al. (2019) and Nash-MTL, positive when the "
-    "variant is better; LibMTL first averages the metrics within each task, which is the same here, each task "
-    "having one metric."
+    "Δm = 100/T · Σ_t (−1)^l_t (M_t − M_control,t) / |M_control,t| over the T tasks with a control, M = the mean of "
+    "the task's primary test metric over the n seeds the variant and its controls share, l_t = 1 when lower is "
+    "better (MAE, RMSE, loss) and 0 when higher is (accuracy, R²): the flat mean over tasks' metrics of Maninis et "
+    "al. (2019) and Nash-MTL, positive when the variant is better; LibMTL first averages the metrics within each "
+    "task, which is the same here, each task having one metric."
 )
 
 
 def delta_m_cell(row: dict[str, Any]) -> Cell:
+    """Δm with its interval and n, the seeds the variant and its controls share (which both are computed on)."""
     dm = row["delta_m"]
     if row["is_control"] and not _ok(dm):
         return Cell("control")
-    low, high = row["delta_m.ci_low"], row["delta_m.ci_high"]
-    note = f"[{_signed(low, '.2f')}, {_signed(high, '.2f')}]" if _ok(low) else (f"[{MISSING}]" if _ok(dm) else "")
-    return Cell(_signed(dm, ".2f"), note=note)
+    low, high, n = row["delta_m.ci_low"], row["delta_m.ci_high"], row.get("delta_m.n", math.nan)
+    interval = f"[{_signed(low, '.2f')}, {_signed(high, '.2f')}]" if _ok(low) else f"[{MISSING}]"
+    if _ok(dm):
+        return Cell(_signed(dm, ".2f"), note=f"{interval} n={int(n)}" if _ok(n) else interval)
+    return Cell(MISSING, note="no seed shared with the control" if _ok(n) and n == 0 else "")
 
 
 def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataFrame) -> Table:
@@ -427,12 +436,21 @@ def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataF
         f"{DELTA_M_CI}. Time per step: wall time of one optimiser step, mean over epochs and runs (for stacked seeds, "
         "the group's time divided by the seeds). W/T/L: tasks on which the variant is better / not distinguishable / "
         f"worse than its control at Holm-adjusted p < {ALPHA:g} (paired t-test; the family is the {family} "
-        "comparisons of the comparisons table)."
+        "comparisons of the comparisons table with a defined test; an undefined test counts as T)."
     )
     return Table(headers, rows, caption)
 
 
 VERDICT_WORDS = {"win": "better", "loss": "worse", "tie": "not distinguishable"}
+UNDEFINED_TESTS = (
+    "The paired t-test is undefined ('–', the reason beside it, no verdict; left out of the family) with fewer than "
+    "two pairs, when variant and control are identical on every seed, or when the difference is the same on every "
+    "seed: without spread, t = mean / (sd / √n) is infinite whatever the difference's size, and d_z undefined. "
+    f"'Identical' and 'the same' mean within {IDENTICAL_TOLERANCE:g} in the metric's units, an absolute tolerance "
+    "above the float64 rounding of a difference of values up to ~1000 (< 3e-13) and far below any real difference "
+    "(one test example in a million is 1e-6)"
+)
+
 
 
 def comparison_table(comparisons: pd.DataFrame) -> Table:
@@ -464,22 +482,23 @@ def comparison_table(comparisons: pd.DataFrame) -> Table:
                     else MISSING
                 ),
                 Cell(_signed(r["effect_size"], ".2f")),
-                Cell(format_p(r["t_p"])),
+                Cell(format_p(r["t_p"]), note=f"({r['undefined']})" if r.get("undefined") else ""),
                 Cell(format_p(r["holm_p"])),
                 Cell(format_p(r["wilcoxon_p"])),
                 Cell(VERDICT_WORDS[r["verdict"]] if _ok(r["holm_p"]) else MISSING, kind="text", strong=significant),
             ]
         )
     family = len(comparisons["holm_p"].dropna())
+    undefined = len(comparisons) - family
     caption = (
         "Each task's primary test metric, variant minus its control, paired by seed over the seeds both finished: "
         "in percentage points (pp) for accuracy, F1 and AUROC, else in the metric's units; ↑: higher is better, ↓: "
         "lower is better (a negative Δ of MAE is an improvement). Effect size: Cohen's d_z, the mean paired "
         "difference over the sd of the differences. p-values are two-sided; Holm p: the paired t p-values adjusted "
-        f"by Holm's step-down method over the family of all {family} comparisons in this table (every variant and "
-        "task against its control; undefined tests left out). With few pairs the Wilcoxon test cannot reach small "
-        f"values (3 pairs: p ≥ 0.25). Verdict and bold: Holm p < {ALPHA:g}, better or worse by the metric's "
-        "direction."
+        f"by Holm's step-down method over the family of all {family} comparisons in this table with a defined test "
+        f"(every variant and task against its control). {UNDEFINED_TESTS}. Undefined tests in this table: "
+        f"{undefined}. With few pairs the Wilcoxon test cannot reach small values (3 pairs: p ≥ 0.25). Verdict and "
+        f"bold: Holm p < {ALPHA:g}, better or worse by the metric's direction."
     )
     return Table(headers, rows, caption)
 

@@ -10,10 +10,14 @@ conflict). Per epoch each replica's history gets, for each task pair ``a~b``:
 * ``grad.a~b.cos_mean``, ``grad.a~b.cos_p10`` - mean and 10th percentile of the cosine over the measured steps,
 * ``grad.a~b.conflict`` - the fraction of measured steps with cosine < 0,
 * ``grad.a~b.ratio`` - the geometric mean of ``|g_a| / |g_b|`` (a ratio's natural average),
+* ``grad.a~b.skipped`` - how many of the epoch's measured steps were left out of these for this pair: a step where
+  the gradient of a or b is zero (e.g. a batch without a labelled example of the task) or was never computed has no
+  cosine, and one such step would otherwise turn the pair's whole epoch to NaN,
 
-and with ``layers: true`` the same per shared layer (``grad.a~b.<layer>.cos_mean`` ...), a layer being the
-parameters of one module. A pair involving a task whose gradient is zero (weight 0 under a gradient-based method,
-which never computes it) is NaN.
+and with ``layers: true`` the same per shared layer (``grad.a~b.<layer>.cos_mean`` ... ``.skipped``; a layer a
+task's gradient does not reach on a step is skipped for that layer only), a layer being the parameters of one
+module. A pair whose every step is skipped is NaN (with ``skipped`` the number of measured steps) - e.g. a task of
+weight 0 under a gradient-based method, which never computes its gradient.
 """
 
 from __future__ import annotations
@@ -95,15 +99,19 @@ class ConflictDiagnostics:
         records: list[dict[str, float]] = [{} for _ in range(self.replicas)]
         scopes = [""] + [f".{name}" for name, _ in self.layers]
         for a, b in self.pairs:
-            cos = g[..., a, b] / (diag[..., a] * diag[..., b]).sqrt()  # (S, K, 1 + L)
-            ratio = (diag[..., a] / diag[..., b]).sqrt()
-            defined = ~cos.isnan()
-            conflict = torch.where(defined, (cos < 0).double(), torch.full_like(cos, math.nan))
+            # A step counts for the pair where both squared norms are positive (not 0, not NaN): only there is the
+            # cosine defined. The others are left out (NaN, then nan-aware statistics) and counted.
+            measured = (diag[..., a] > 0) & (diag[..., b] > 0)  # (S, K, 1 + L)
+            nan = torch.full_like(g[..., a, b], math.nan)
+            cos = torch.where(measured, g[..., a, b] / (diag[..., a] * diag[..., b]).sqrt(), nan)
+            log_ratio = torch.where(measured, 0.5 * (diag[..., a].log() - diag[..., b].log()), nan)
+            conflict = torch.where(measured, (cos < 0).double(), nan)
             stats = {
-                "cos_mean": cos.mean(0),
-                "cos_p10": cos.quantile(0.1, dim=0),
-                "conflict": conflict.mean(0),
-                "ratio": ratio.log().mean(0).exp(),
+                "cos_mean": cos.nanmean(0),
+                "cos_p10": cos.nanquantile(0.1, dim=0),
+                "conflict": conflict.nanmean(0),
+                "ratio": log_ratio.nanmean(0).exp(),
+                "skipped": (~measured).sum(0).double(),
             }  # each (K, 1 + L)
             for k in range(self.replicas):
                 for i, scope in enumerate(scopes):
