@@ -4,6 +4,7 @@ tested the day it is registered), golden values for the closed forms, agreement 
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -186,7 +187,9 @@ def test_exact_solvers_satisfy_their_optimality_conditions():
     v = project_to_dual_cone(u, gram + 1e-6 * torch.eye(4, dtype=torch.float64))[0]
     assert (v >= u[0] - 1e-9).all()
     assert (torch.einsum("ts,ms->mt", gram[0], v) >= -1e-6 * gram.abs().max()).all()  # in the dual cone
-    alpha = nash_bargaining(gram)[0]
+    alpha, converged = nash_bargaining(gram)
+    alpha = alpha[0]
+    assert converged.all()
     assert torch.allclose(gram[0] @ alpha * alpha, torch.ones(4, dtype=torch.float64), rtol=1e-3)
 
 
@@ -457,3 +460,53 @@ def test_representation_gradients_need_a_shared_trunk():
         config = parse_config({**raw, "loss": loss})
         with pytest.raises(MtlabError, match=message):
             fit(build(config, FASHION_TASKS, (1, 12, 12)), fashion_splits(0), config, tasks=classes, device=CPU)
+
+
+# ------------------------------------------------------------- solvers at every scale and number of tasks (issue 22)
+
+
+def relative_error(mine: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((mine - expected).norm() / expected.norm()).item()
+
+
+def spread_jacobian(tasks: int, spread: float, seed: int, dim: int = 60) -> torch.Tensor:
+    """Random task gradients whose norms are spread log-evenly over ``spread``."""
+    g = torch.Generator().manual_seed(seed)
+    j = torch.randn(tasks, dim, generator=g, dtype=torch.float64)
+    j = j / j.norm(dim=1, keepdim=True)
+    return j * torch.logspace(0, math.log10(spread), tasks, dtype=torch.float64)[:, None]
+
+
+@pytest.mark.parametrize("tasks", [6, 8, 10, 16])
+def test_nash_mtl_reaches_the_bargaining_solution_on_ill_conditioned_gradients(tasks):
+    g = torch.Generator().manual_seed(tasks)
+    j = torch.randn(tasks, 300, generator=g, dtype=torch.float64) * torch.logspace(-2, 2, tasks, dtype=torch.float64)[
+        :, None
+    ]
+    d = aggregate("nash_mtl", j, max_norm=0.0)
+    alpha = torch.linalg.lstsq(j.T, d[:, None]).solution[:, 0]
+    # The Nash conditions: every task's share alpha_t g_t . d is 1.
+    assert torch.allclose(alpha * (j @ d), torch.ones(tasks, dtype=torch.float64), atol=1e-6)
+
+
+@pytest.mark.parametrize("tasks", [6, 10, 16])
+def test_nash_mtl_converges_on_rank_deficient_gradients(tasks):
+    g = torch.Generator().manual_seed(tasks)
+    j = torch.randn(tasks, 3, generator=g, dtype=torch.float64) @ torch.randn(3, 300, generator=g, dtype=torch.float64)
+    j = j * torch.logspace(-2, 2, tasks, dtype=torch.float64)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a converged solve warns of nothing
+        d = aggregate("nash_mtl", j, max_norm=0.0)
+    long = aggregate("nash_mtl", j, max_norm=0.0, newton_steps=5000)
+    assert relative_error(d, long) < 1e-6
+
+
+def test_nash_mtl_reports_a_solve_that_stopped_short():
+    j = spread_jacobian(8, 1e4, seed=3)
+    method = create_method({"method": "nash_mtl", "newton_steps": 2}, [f"t{i}" for i in range(8)])
+    gram = (j @ j.T)[None]
+    with pytest.warns(RuntimeWarning, match="nash_mtl: .*newton_steps"):
+        method.aggregate(j[None], gram)
+    method.aggregate(j[None], gram)  # warns once; counts every time
+    assert method.unconverged.tolist() == [2]
+    assert "unconverged" in method.replica_state(0)

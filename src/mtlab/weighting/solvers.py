@@ -173,26 +173,39 @@ def _cagrad_mirror_descent(g: Tensor, a: Tensor, r: Tensor, steps: int = 2000, l
     return w
 
 
-def nash_bargaining(gramian: Tensor, steps: int = 20, start: Tensor | None = None) -> Tensor:
+def nash_bargaining(gramian: Tensor, steps: int = 100, tol: float = 1e-9) -> tuple[Tensor, Tensor]:
     """The Nash bargaining weights of Navon et al. (2022): alpha > 0 with ``G alpha = 1 / alpha`` (elementwise).
 
-    That is the stationary point of the strictly convex, self-concordant ``f(a) = a^T G a / 2 - sum_t log a_t``,
-    found by damped Newton steps ``a <- a + d / (1 + lambda)`` (lambda the Newton decrement; the damping keeps
-    a > 0 and converges quadratically near the solution). Solved for G / |G|_F (plus a 1e-8 ridge, so that a
-    solution exists even for opposed gradients) and rescaled: alpha = beta / sqrt(|G|_F). G (K, T, T) -> (K, T).
+    With D = diag(|g_t|) and C = D^-1 G D^-1 the gradients' correlation matrix, alpha = beta / |g| where
+    ``C beta = 1 / beta``: the problem is invariant to each task's scale, and C's unit diagonal keeps it well
+    conditioned whatever the spread of the norms. beta is the minimiser of the strictly convex, self-concordant
+    ``f(b) = b^T C b / 2 - sum_t log b_t``, found by damped Newton steps ``b <- b + d / (1 + lambda)`` (lambda the
+    Newton decrement: the damping keeps b > 0, and the steps converge quadratically near the solution). C carries
+    a 1e-8 ridge, so that a solution exists even for opposed gradients (it is then of the order 1e4).
+
+    Each replica stops when ``lambda <= tol`` - which bounds each beta_t's relative error by about lambda, as the
+    Hessian's diagonal holds 1 / beta_t^2 - or when lambda, below 1e-3, no longer halves in a step (it would square
+    in exact arithmetic: rounding is all that is left), with that step taken, or after ``steps`` steps.
+    A task with a zero gradient gets alpha 0. G (K, T, T) -> (alpha (K, T), converged (K,) bool).
     """
     g = gramian.double()
-    scale = torch.linalg.matrix_norm(g).clamp(min=1e-30)[:, None, None]  # Frobenius, (K, 1, 1)
-    gn = ridge(g / scale, 1e-8)
     k, t, _ = g.shape
-    if start is None:
-        beta = torch.ones(k, t, dtype=torch.float64, device=g.device)
-    else:
-        beta = start.double() * scale[:, 0].sqrt()  # a warm start is given in the unscaled units
+    diag = g.diagonal(dim1=-2, dim2=-1)
+    live = diag > torch.finfo(torch.float64).tiny
+    inv = torch.where(live, diag.clamp(min=torch.finfo(torch.float64).tiny).rsqrt(), 0.0)  # 1 / |g_t|
+    eye = torch.eye(t, dtype=torch.float64, device=g.device)
+    c = torch.where(live[:, :, None] & live[:, None, :], g * inv[:, :, None] * inv[:, None, :], eye) + 1e-8 * eye
+    beta = torch.ones(k, t, dtype=torch.float64, device=g.device)
+    converged = torch.zeros(k, dtype=torch.bool, device=g.device)
+    previous = torch.full((k,), torch.inf, dtype=torch.float64, device=g.device)
     for _ in range(steps):
-        grad = torch.einsum("kts,ks->kt", gn, beta) - 1 / beta
-        hessian = gn + torch.diag_embed(1 / beta**2)
+        grad = torch.einsum("kts,ks->kt", c, beta) - 1 / beta
+        hessian = c + torch.diag_embed(1 / beta**2)
         delta = -torch.linalg.solve(hessian, grad)
         decrement = (-(grad * delta).sum(-1)).clamp(min=0).sqrt()  # lambda = sqrt(d^T H d)
-        beta = beta + delta / (1 + decrement[:, None])
-    return beta / scale[:, 0].sqrt()
+        beta = torch.where(converged[:, None], beta, beta + delta / (1 + decrement[:, None]))
+        converged = converged | (decrement <= tol) | ((decrement < 1e-3) & (decrement > previous / 2))
+        previous = decrement
+        if bool(converged.all()):
+            break
+    return beta * inv, converged
