@@ -316,7 +316,9 @@ def test_famo_moves_weight_to_the_task_that_improves_less():
 def test_stacked_replicas_equal_solo_runs(name):
     """K = 3 stacked replicas of the shallow FC pair net reproduce three solo runs, for every method."""
     raws = [pair_config("shallow FC", seed, epochs=2).model_dump(mode="json") for seed in (0, 1, 2)]
-    configs = [parse_config({**raw, "loss": {"method": name, "weights": raw["loss"]["weights"]}}) for raw in raws]
+    # The pair net's loss weights, except for the methods that refuse them (invariant to each loss's scale).
+    weights = {} if method_class(name).Options.weights_refused else raws[0]["loss"]["weights"]
+    configs = [parse_config({**raw, "loss": {"method": name, "weights": weights}}) for raw in raws]
     solo, group = solo_and_group(configs, PAIR_TASKS, (2, 14, 14), pair_splits)
     for s, g in zip(solo, group, strict=True):
         assert_same(s, g)
@@ -398,13 +400,77 @@ def test_one_epoch_of_fashion_mtl_on_the_embedded_sample_stays_finite(name, tmp_
         (["loss.method=cagrad", "loss.c=-1"], "loss.c: Input should be greater than or equal to 0"),
         (["loss.method=pcgrad", "tasks=[item]", "loss.weights={}"], "loss.method: pcgrad balances 2 or more tasks"),
         (["loss.method=mgda", "loss.gradients=sideways"], "loss.gradients: Input should be 'parameters'"),
+        (["loss.method=nash_mtl", "loss.weights={item: 2}"],
+         "loss.weights: nash_mtl is invariant to the scale of each task's loss .*, so weights have no effect; remove"),
+        (["loss.method=imtl_g", "loss.weights={item: 1, group: 0.5}"],
+         "loss.weights: imtl_g is invariant to the scale of each task's loss .*, so weights have no effect; remove"),
     ],
 )
 def test_bad_loss_sections_name_the_key(override, message):
     from mtlab.config import load_config
 
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as raised:
         load_config("examples/fashion-mtl-sample.yaml", override)
+    assert len(str(raised.value).splitlines()) == 1  # one line, naming the key
+
+
+def test_scale_invariant_methods_take_a_weight_of_0_to_leave_a_task_out():
+    from mtlab.config import load_config
+
+    for name in ("nash_mtl", "imtl_g"):
+        config = load_config("examples/fashion-mtl-sample.yaml", [f"loss.method={name}", "loss.weights={item: 0}"])
+        assert config.loss.weights == {"item": 0.0}
+    # And a task left out that way gets no weight (its gradient row is 0).
+    j = torch.tensor([[0.0, 0.0], [1.0, 0.5], [-0.5, 1.0]])
+    for name in ("nash_mtl", "imtl_g"):
+        method = create_method({"method": name}, ["a", "b", "c"])
+        _, weights = method.aggregate(j[None], (j @ j.T)[None])
+        assert weights[0, 0] == 0.0
+        assert torch.isfinite(weights).all()
+
+
+def test_mtlab_weightings_says_what_loss_weights_do_for_each_method():
+    from mtlab.cli.weightings_cmd import describe
+
+    effect = {row["method"]: row["weights"] for row in describe()}
+    assert effect["fixed"] == effect["mgda"] == "loss multipliers"
+    for name in ("nash_mtl", "imtl_g"):
+        assert effect[name].startswith(f"refused: {name} is invariant to the scale of each task's loss")
+    assert "geometric mean" in effect["gls"]
+    assert "rates" in effect["famo"]
+
+
+def test_gls_weights_are_the_exponents_of_a_weighted_geometric_mean():
+    method = create_method({"method": "gls", "weights": {"a": 3.0}}, ["a", "b"])
+    scaled = torch.tensor([[3.0, 4.0]])  # the losses as the method sees them: w_t L_t, here L = (1, 4)
+    objective, weights = method(scaled)
+    assert objective.item() == pytest.approx(3.0**0.75 * 4.0**0.25)
+    assert weights[0].tolist() == pytest.approx([0.75 * objective.item() / 3.0, 0.25 * objective.item() / 4.0])
+    # Relative to the raw losses, the preference multiplies task a's gradient weight by 3 against b's, as in a
+    # weighted sum: d/dL_a : d/dL_b = 3 (L_b / L_a) here, against L_b / L_a without weights.
+    raw = torch.tensor([[1.0, 4.0]])
+    assert (3 * weights[0, 0] / weights[0, 1]).item() == pytest.approx(3 * raw[0, 1].item() / raw[0, 0].item())
+    # A task of weight 0 (its loss arrives as 0) is left out, not a zero objective.
+    objective, weights = create_method({"method": "gls", "weights": {"a": 0.0}}, ["a", "b"])(torch.tensor([[0.0, 4.0]]))
+    assert objective.item() == pytest.approx(4.0)
+    assert weights[0].tolist() == [0.0, 1.0]
+
+
+def test_famo_weights_set_the_rates_it_balances():
+    def weights_after_equal_progress(preference):
+        method = create_method({"method": "famo", "weights": preference}, ["a", "b"])
+        before = torch.tensor([[1.0, 1.0]])
+        for _ in range(5):
+            method.after_step(before, 0.9 * before)  # both log-losses fall at the same rate
+        return method(before)[1][0]
+
+    plain = weights_after_equal_progress({})
+    assert plain[0].item() == pytest.approx(plain[1].item())
+    preferred = weights_after_equal_progress({"a": 2.0})  # a should fall twice as fast: it is behind, and gains
+    assert preferred[0] > 1.05 * preferred[1]
+    # A task of weight 0 is left out of the balance instead of taking a share of c against a loss of 0.
+    method = create_method({"method": "famo", "weights": {"a": 0.0}}, ["a", "b"])
+    assert method(torch.tensor([[0.0, 2.0]]))[1][0].tolist() == pytest.approx([0.0, 1.0])
 
 
 def test_cagrad_options_validate():

@@ -15,7 +15,7 @@ longer (0 = no limit). Defaults are the authors': max_norm 1.0, update_weights_e
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -27,6 +27,10 @@ from mtlab.weighting.solvers import nash_bargaining
 
 class NashMtlOptions(GradientOptions):
     method: Literal["nash_mtl"] = "nash_mtl"
+    weights_refused: ClassVar[str] = (
+        "is invariant to the scale of each task's loss (its bargaining solution gives every task the same share, "
+        "alpha_t g_t . d = 1, whatever g_t's scale)"
+    )
     max_norm: float = Field(1.0, ge=0.0, description="Longest update (0: no limit).")
     update_weights_every: int = Field(1, gt=0, description="Solve for new weights every this many steps.")
     newton_steps: int = Field(
