@@ -16,14 +16,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list the loss weighting and gradient balancing methods and their options",
         description="Every method usable as loss.method, with its kind (loss-based: one backward pass of a combined "
         "objective; gradient-based: per-task gradients combined into the update), its source and its options "
-        "(set as loss.OPTION=VALUE). Every method also takes loss.weights, constant per-task loss multipliers.",
+        "(set as loss.OPTION=VALUE). Every method also takes loss.weights, constant per-task loss multipliers; the "
+        "weights column says where they act otherwise, or are refused (a weight of 0 always leaves a task out).",
     )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead")
     parser.set_defaults(func=run)
 
 
+def weights_effect(cls) -> str:
+    """How ``loss.weights`` act on the method ``cls``: as loss multipliers, as its ``weights_note`` says, or refused
+    (its options' ``weights_refused``: the method is invariant to them by design)."""
+    if cls.Options.weights_refused:
+        return f"refused: {cls.name} {cls.Options.weights_refused}"
+    return cls.weights_note or "loss multipliers"
+
+
 def describe() -> list[dict[str, str]]:
-    """One row per method: name, kind, min tasks, paper, options as ``name=default``."""
+    """One row per method: name, kind, min tasks, paper, options as ``name=default``, what loss.weights do."""
     from mtlab.weighting import method_class, registered_methods
 
     rows = []
@@ -36,24 +45,25 @@ def describe() -> list[dict[str, str]]:
         ]
         kind = "loss" if cls.step == "scalar" else "gradient"
         rows.append({"method": name, "kind": kind, "tasks": f">= {cls.min_tasks}", "paper": cls.paper,
-                     "options": ", ".join(options) or "-"})
+                     "options": ", ".join(options) or "-", "weights": weights_effect(cls)})
     return rows
 
 
 def run(args: argparse.Namespace) -> int:
     rows = describe()
     if args.markdown:
-        print("| method | kind | tasks | options (defaults) | paper |")
-        print("|---|---|---|---|---|")
+        print("| method | kind | tasks | options (defaults) | loss.weights | paper |")
+        print("|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| `{r['method']}` | {r['kind']} | {r['tasks']} | {r['options']} | {r['paper']} |")
+            cells = [f"`{r['method']}`", r["kind"], r["tasks"], r["options"], r["weights"], r["paper"]]
+            print("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         return 0
     table = Table(title="weighting methods (loss.method)")
-    for column in ("method", "kind", "tasks", "options", "paper"):
+    for column in ("method", "kind", "tasks", "options", "loss.weights", "paper"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r["method"], r["kind"], r["tasks"], r["options"], r["paper"])
+        table.add_row(r["method"], r["kind"], r["tasks"], r["options"], r["weights"], r["paper"])
     Console().print(table)
-    print("every method: loss.weights (per-task loss multipliers, default 1); "
-          "e.g. mtlab train CONFIG loss.method=cagrad loss.c=0.4")
+    print("every method: loss.weights (per-task loss multipliers, default 1; 0 leaves a task out), acting otherwise or "
+          "refused where the loss.weights column says; e.g. mtlab train CONFIG loss.method=cagrad loss.c=0.4")
     return 0

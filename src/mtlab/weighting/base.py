@@ -19,7 +19,9 @@ look at "the last shared layer"), ``after_step`` (with the losses after the step
 Options: each method declares a typed :class:`MethodOptions` subclass whose ``method`` literal is its registered
 name; :mod:`mtlab.weighting.catalog` gathers them into the ``loss`` section's tagged union. ``weights`` belongs to
 every method: constant per-task multipliers applied to the task losses before the method sees them (``fixed`` is
-exactly the weighted sum; for the others they state a preference, default 1).
+exactly the weighted sum; for the others they state a preference, default 1; a weight of 0 leaves a task out of
+training). A method that cannot act on them says why in its options' ``weights_refused`` (a config error for any
+weight but 0 and 1), and one on which they act other than as multipliers says how in ``weights_note``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from mtlab.config.base import Strict
@@ -46,6 +48,19 @@ class MethodOptions(Strict):
         default_factory=dict,
         description="Constant per-task multipliers of the task losses, applied before the method (default 1).",
     )
+
+    weights_refused: ClassVar[str] = ""
+    """Why ``weights`` cannot act on this method (say, it is invariant to each loss's scale by design). Non-empty:
+    a weight other than 0 (which leaves a task out) and 1 is a config error carrying this reason."""
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_can_act(cls, weights: dict[str, float]) -> dict[str, float]:
+        if cls.weights_refused and any(w not in (0.0, 1.0) for w in weights.values()):
+            name = cls.model_fields["method"].default
+            raise ValueError(f"{name} {cls.weights_refused}, so weights have no effect; remove them (a weight of 0, "
+                             "which leaves a task out, is allowed)")
+        return weights
 
 
 class LossOptions(MethodOptions):
@@ -72,6 +87,8 @@ class WeightingMethod(nn.Module):
     min_tasks: ClassVar[int] = 2
     """Fewest tasks the method is meaningful for (checked when a config is validated, before any training)."""
     needs_losses_after_step: ClassVar[bool] = False
+    weights_note: ClassVar[str] = ""
+    """How ``loss.weights`` act on this method when not (only) as multipliers of the task losses ('' = they are)."""
 
     def __init__(
         self,

@@ -5,7 +5,8 @@ The update maximises the worst task's improvement within a ball around the mean 
 ``w = argmin_w  g_w . g_0 + c |g_0| |g_w|`` (g_w = sum_t w_t g_t), gives ``d = g_0 + (c |g_0| / |g_w|) g_w``, and,
 as the authors' code does by default, the update is rescaled by ``1 / (1 + c^2)`` (``rescale``). c = 0.5 (the
 paper's default for its image experiments). The dual is solved exactly for K replicas at once
-(:func:`~mtlab.weighting.solvers.cagrad_simplex`) instead of one SLSQP call per replica and step.
+(:func:`~mtlab.weighting.solvers.cagrad_simplex`: faces enumerated up to 10 tasks, an active-set method beyond)
+instead of one SLSQP call per replica and step.
 """
 
 from __future__ import annotations

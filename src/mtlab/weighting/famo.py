@@ -9,11 +9,16 @@ Task weights ``z = softmax(xi)`` are steered so that every task's log-loss falls
 So each task's gradient gets weight ``z_t / (c (L_t - b_t + eps))``, which is what is recorded. b_t = 0 (the
 losses' lower bound for cross-entropy). Defaults are the paper's: lr 0.025, gamma 0.001. The logits and their Adam
 moments are state tensors of the method (one row per replica), not parameters of the run's optimiser.
+
+``loss.weights`` w_t, as constant factors of the losses, would change nothing here (log(w L) = log w + log L, and
+the same for delta). They set the rates FAMO balances instead: the logits follow ``delta_t / w_t``, so at balance
+task t's log-loss falls w_t times as fast as that of a task of weight 1 (all equal by default, as in the paper). A
+task of weight 0 is left out (z_t = 0; it would otherwise keep a share of c against a loss of 0).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -36,6 +41,7 @@ class Famo(LossMethod):
     Options = FamoOptions
     paper = "Liu et al., NeurIPS 2023 (arXiv:2306.03792)"
     needs_losses_after_step = True
+    weights_note: ClassVar[str] = "relative rates at which FAMO balances the log-losses' fall"
 
     def __init__(self, tasks, replicas, options, generators=None):
         super().__init__(tasks, replicas, options, generators)
@@ -45,8 +51,16 @@ class Famo(LossMethod):
         self.register_buffer("second_moment", torch.zeros(replicas, t))
         self.register_buffer("steps", torch.zeros(replicas))
 
+    def _preference(self) -> Tensor:
+        """(T,) loss.weights on the logits' device."""
+        return torch.tensor([self.options.weights.get(t, 1.0) for t in self.tasks], device=self.logits.device)
+
+    def _weights(self) -> Tensor:
+        """z = softmax(xi) over the tasks of positive weight (K, T), 0 for the others."""
+        return torch.softmax(self.logits.masked_fill(self._preference() <= 0, -torch.inf), dim=1)
+
     def forward(self, losses: Tensor) -> tuple[Tensor, Tensor]:
-        z = torch.softmax(self.logits, dim=1).to(losses.dtype)  # (K, T)
+        z = self._weights().to(losses.dtype)  # (K, T)
         shifted = losses + _EPS
         c = (z / shifted).sum(1, keepdim=True).detach()  # (K, 1)
         objective = (z * shifted.log() / c).sum(1)
@@ -56,7 +70,9 @@ class Famo(LossMethod):
     def after_step(self, losses: Tensor, losses_after: Tensor | None) -> None:
         assert losses_after is not None, "famo needs the losses after the step"
         delta = (losses.detach() + _EPS).log() - (losses_after + _EPS).log()  # (K, T)
-        z = torch.softmax(self.logits, dim=1)
+        preference = self._preference()
+        delta = torch.where(preference > 0, delta / preference.clamp(min=1e-30), 0.0)  # balance delta_t / w_t
+        z = self._weights()
         grad = z * (delta - (z * delta).sum(1, keepdim=True))  # J_softmax^T delta
         grad = grad + self.options.gamma * self.logits  # Adam's L2 weight decay, as torch.optim.Adam applies it
         self.steps += 1

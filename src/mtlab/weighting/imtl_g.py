@@ -9,7 +9,7 @@ Gramian form of Quinton & Rey, 2024, which also covers linearly dependent gradie
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -19,6 +19,10 @@ from mtlab.weighting.base import GradientOptions, GramianMethod, register_method
 
 class ImtlGOptions(GradientOptions):
     method: Literal["imtl_g"] = "imtl_g"
+    weights_refused: ClassVar[str] = (
+        "is invariant to the scale of each task's loss (its update has equal projections on every task's unit "
+        "gradient)"
+    )
 
 
 @register_method

@@ -3,9 +3,10 @@
 The update is the minimum-norm point of the convex hull of the task gradients,
 ``d = sum_t w_t g_t`` with ``w = argmin_{w in simplex} |sum_t w_t g_t|^2`` (Desideri's MGDA); it is a common
 descent direction (d . g_t >= |d|^2 >= 0 for every t). Two tasks: the paper's closed form (Algorithm 1); more:
-an exact batched face enumeration (:func:`~mtlab.weighting.solvers.min_norm_in_simplex`) instead of the paper's
-Frank-Wolfe loop. ``loss.gradients: representation`` is the paper's MGDA-UB (gradients of the shared
-representation, one backward pass through the trunk).
+an exact batched face enumeration up to 10 tasks, Wolfe's active-set method beyond
+(:func:`~mtlab.weighting.solvers.min_norm_in_simplex`), instead of the paper's Frank-Wolfe loop; unregularised, so
+exact whatever the spread of the gradients' norms. ``loss.gradients: representation`` is the paper's MGDA-UB
+(gradients of the shared representation, one backward pass through the trunk).
 """
 
 from __future__ import annotations
