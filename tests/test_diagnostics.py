@@ -11,7 +11,7 @@ import torch
 from mtlab.config import parse_config
 from mtlab.train.diagnostics import ConflictDiagnostics
 from mtlab.train.fit import fit
-from mtlab.weighting import registered_methods
+from mtlab.weighting import method_class, registered_methods
 from test_replicas import CPU, PAIR_TASKS, assert_same, build, pair_config, pair_splits, solo_and_group
 
 PAIRS = ["leq~digit_a", "leq~digit_b", "digit_a~digit_b"]
@@ -22,7 +22,10 @@ CLASSES = {t: task.num_classes for t, task in PAIR_TASKS.items()}
 def with_options(config, loss: dict | None = None, diagnostics: dict | None = None, **train):
     raw = config.model_dump(mode="json")
     if loss is not None:
-        raw["loss"] = {"weights": raw["loss"]["weights"], **loss}
+        # The pair config's preference 0.5 / 0.25 / 0.25, for every method that takes loss.weights (scale-invariant
+        # methods refuse them: weighting/base.py MethodOptions.weights_refused).
+        refused = "method" in loss and method_class(loss["method"]).Options.weights_refused
+        raw["loss"] = {"weights": {} if refused else raw["loss"]["weights"], **loss}
     raw["train"].update(train, diagnostics=diagnostics)
     return parse_config(raw)
 
