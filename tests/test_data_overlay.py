@@ -19,7 +19,7 @@ from mtlab.data.idx import read_bytes, write_idx
 from mtlab.data.overlay import Geometry, compose_split, overlay
 from mtlab.data.pairs import DIGITS
 from mtlab.data.sources import MNIST, SOURCES, RawFile
-from mtlab.data.tasks import OVERLAYS, dataset_task_names
+from mtlab.data.tasks import OVERLAYS
 from mtlab.errors import DataError
 
 # sha256 of the test composites of multi-fashion-sample (per_image 1, size 28, seed 0): images, then left, then right
@@ -120,7 +120,7 @@ def test_the_schema_the_tasks_and_the_recipes_name_the_same_datasets():
     names = typing.get_args(MultiData.model_fields["dataset"].annotation)
     assert set(names) == set(OVERLAYS)
     for name in OVERLAYS:
-        assert dataset_task_names(MultiData(dataset=name)) == ["left", "right"]
+        assert MultiData(dataset=name).task_names() == ["left", "right"]
 
 
 def test_sample_composites_have_the_papers_shape_and_both_label_sets():

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import (
     accuracy_score,
+    confusion_matrix,
     f1_score,
     mean_absolute_error,
     mean_squared_error,
@@ -448,3 +449,24 @@ def test_multiclass_macro_f1_with_absent_classes_matches_sklearn():
     keep = targets[0] >= 0
     expected = _quiet(f1_score, targets[0][keep].numpy(), outputs[0].argmax(1)[keep].numpy(), average="macro")
     assert totals.summary()["f1"][0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_types_with_a_confusion_matrix_sum_it_only_when_asked_and_equal_scikit_learns():
+    for name, kind in TASK_TYPES.items():
+        if not kind.has_confusion:
+            continue
+        case = random_case(name, torch.Generator().manual_seed(5))
+        objective = kind.bind(case.task, case.train, CPU)
+        plain, asked = objective.totals(), objective.totals(confusion=True)
+        for outputs, targets in case.batches:
+            loss = objective.loss(outputs, targets)
+            plain.add(outputs, targets, loss)
+            asked.add(outputs, targets, loss)
+        assert plain.confusion(0) is None  # training passes keep the per-class counts only
+        assert plain.summary() == asked.summary()
+        for k in range(K):
+            y = torch.cat([t[k] for _, t in case.batches])
+            pred = torch.cat([o[k].argmax(-1) for o, _ in case.batches])
+            keep = y >= 0
+            expected = confusion_matrix(y[keep], pred[keep], labels=range(case.task.outputs))
+            assert asked.confusion(k) == expected.tolist()

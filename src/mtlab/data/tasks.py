@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from mtlab.tasks import Task  # noqa: F401  (re-exported: where the data layer has always found it)
 
 # Fashion-MNIST item classes grouped as in the original fashion-mtl study: shoes {sandal, sneaker, ankle boot},
@@ -25,7 +23,3 @@ OVERLAYS: dict[str, tuple[str, str]] = {
     "multi-fashion-sample": ("fashion-mnist-sample", "fashion-mnist-sample"),
     "multi-fashion-mnist-sample": ("fashion-mnist-sample", "mnist-sample"),
 }
-
-def dataset_task_names(data: Any) -> list[str]:
-    """Task names of the dataset a data config names, in the dataset's order (the config answers itself)."""
-    return data.task_names()

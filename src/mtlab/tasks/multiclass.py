@@ -47,36 +47,45 @@ class MulticlassObjective(Objective):
         return masked_mean(per_example, mask)[0]
 
     def totals(self, confusion: bool = False) -> MetricTotals:
-        return ConfusionTotals(self.task.num_classes, self.replicas, self.device)
+        return ClassCountTotals(self.task.num_classes, self.replicas, self.device, confusion=confusion)
 
 
-class ConfusionTotals(MetricTotals):
-    """Every multiclass metric is a function of the confusion matrix (K, C, C), so that is all that is summed."""
+class ClassCountTotals(MetricTotals):
+    """Accuracy and macro F1 need only three counts per class - true (support), predicted and correct - summed as
+    (K, C) with one bincount each for all K replicas; the (K, C, C) confusion matrix is summed only when asked for
+    (the test pass), not on every training batch."""
 
-    def __init__(self, classes: int, replicas: int, device: torch.device):
+    def __init__(self, classes: int, replicas: int, device: torch.device, confusion: bool = False):
         self.classes = classes
-        self.matrix = torch.zeros(replicas, classes * classes, dtype=torch.long, device=device)
+        self.replicas = replicas
+        self.support = torch.zeros(replicas, classes, dtype=torch.long, device=device)
+        self.predicted = torch.zeros(replicas, classes, dtype=torch.long, device=device)
+        self.correct = torch.zeros(replicas, classes, dtype=torch.long, device=device)
+        self.matrix = torch.zeros(replicas, classes * classes, dtype=torch.long, device=device) if confusion else None
         self.loss_sum = torch.zeros(replicas, dtype=torch.float64, device=device)
-        self.count = torch.zeros(replicas, dtype=torch.long, device=device)
-        self.offsets = torch.arange(replicas, device=device)[:, None] * classes * classes  # (K, 1)
+        self.offsets = torch.arange(replicas, device=device)[:, None]  # (K, 1) replica index, for offset bincounts
+
+    def _count(self, cells: Tensor, width: int) -> Tensor:
+        """``cells`` (n,) indices into (K, width), already offset by replica -> counts (K, width)."""
+        return torch.bincount(cells, minlength=self.replicas * width).view(self.replicas, width)
 
     def add(self, outputs: Tensor, targets: Tensor, loss: Tensor) -> None:
         pred = outputs.argmax(-1)  # (K, B)
         mask = targets >= 0
-        labelled = mask.sum(1)
-        self.count += labelled
-        self.loss_sum += loss.detach().double() * labelled
-        # Row = true class, column = predicted class, flattened, offset per replica: one bincount for all K.
-        cells = (targets * self.classes + pred + self.offsets)[mask]
-        k = self.matrix.shape[0]
-        self.matrix += torch.bincount(cells, minlength=k * self.classes**2).view(k, -1)
+        c = self.classes
+        self.loss_sum += loss.detach().double() * mask.sum(1)
+        true_cells = (targets + self.offsets * c)[mask]
+        pred_cells = (pred + self.offsets * c)[mask]
+        self.support += self._count(true_cells, c)
+        self.predicted += self._count(pred_cells, c)
+        self.correct += self._count(true_cells[pred_cells == true_cells], c)
+        if self.matrix is not None:
+            # Row = true class, column = predicted class, flattened, offset per replica: one bincount for all K.
+            self.matrix += self._count((targets * c + pred + self.offsets * c * c)[mask], c * c)
 
     def summary(self) -> dict[str, list[float]]:
-        c = self.classes
-        m = self.matrix.view(-1, c, c).double()  # (K, true, predicted)
-        n = self.count.double()
-        tp = m.diagonal(dim1=1, dim2=2)  # (K, C)
-        support, predicted = m.sum(2), m.sum(1)
+        tp, support, predicted = self.correct.double(), self.support.double(), self.predicted.double()  # (K, C)
+        n = support.sum(1)
         # Macro F1 over the classes present in the split or predicted (scikit-learn's labels=None behaviour);
         # a class with neither has no F1 and is left out of the mean.
         seen = (support + predicted) > 0
@@ -91,4 +100,6 @@ class ConfusionTotals(MetricTotals):
         }
 
     def confusion(self, k: int) -> list[list[int]] | None:
+        if self.matrix is None:
+            return None
         return self.matrix[k].view(self.classes, self.classes).tolist()
