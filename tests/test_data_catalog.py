@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import require_shared_data
+from conftest import SHARED_DATA, require_shared_data
 from mtlab.config.base import DATASETS
 from mtlab.config.schema import Cifar100Data, FashionData, MnistData, MnistPairsData, MultiData
 from mtlab.data import Dataset, load_dataset, registered_datasets
@@ -54,7 +54,12 @@ def _config_for(name: str, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", registered_datasets())
 def test_every_registered_dataset_loads_its_declared_tasks(name, tmp_path, monkeypatch):
     config = _config_for(name, tmp_path, monkeypatch)
-    dataset = load_dataset(config)
+    try:
+        dataset = load_dataset(config)
+    except DataError as e:  # a dataset built from files that only ../shared/data holds here (morpho-mnist: MNIST)
+        if SHARED_DATA.is_dir():
+            raise
+        pytest.skip(f"its files are not beside this clone: {e}")
     assert isinstance(dataset, Dataset)
     assert dataset.name == name
     assert {t: task.type for t, task in dataset.tasks.items()} == config.task_types()
