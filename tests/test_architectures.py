@@ -23,6 +23,7 @@ from mtlab.config.schema import Trunk, model_kind
 from mtlab.data.tasks import Task
 from mtlab.errors import ConfigError, MtlabError
 from mtlab.models import MODELS, TRUNKS, MultiTaskNet, build_model, create_trunk
+from mtlab.models.dselect_k import selector_weights, smooth_step
 from mtlab.models.staged import StagedTrunk
 from mtlab.search.space import describe
 from mtlab.train.replicas import stacking_pays
@@ -67,6 +68,8 @@ def model_raw(kind: str, trunk: dict[str, Any], **extra: Any) -> dict[str, Any]:
         return {"kind": kind, "levels": [trunk, {"type": "mlp", "widths": [5]}], "task_experts": 2, **extra}
     if kind == "mmoe":
         return {"kind": kind, "trunk": trunk, "experts": 3, **extra}
+    if kind == "dselect_k":
+        return {"kind": kind, "trunk": trunk, "experts": 4, "k": 2, **extra}
     return {"kind": kind, "trunk": trunk, **extra}
 
 
@@ -77,7 +80,7 @@ def net(kind: str, dataset: str = "fashion-mnist", trunk: dict[str, Any] | None 
 
 
 def test_the_soft_sharing_kinds_are_registered():
-    assert {"cross_stitch", "mtan", "mmoe", "ple"} <= set(SOFT_KINDS)
+    assert {"cross_stitch", "mtan", "mmoe", "ple", "dselect_k", "ltb"} <= set(SOFT_KINDS)
 
 
 # -------------------------------------------------------------------------------------------- the staged contract
@@ -132,6 +135,14 @@ HAND_COUNTS: dict[str, tuple[dict[str, Any], dict[str, int]]] = {
     "mmoe": (  # two experts; gates: linear 4 -> 2 (10) per task
         {"kind": "mmoe", "trunk": TINY_TRUNK, "experts": 2},
         {"experts.0": 15, "experts.1": 15, "gates.item": 10, "gates.group": 10, "shared": 30, "task:item": 50},
+    ),
+    "dselect_k": (  # two experts (m = 1 bit), k = 2; per-example gates: z linear 4 -> 2 (10), w linear 4 -> 2 (10)
+        {"kind": "dselect_k", "trunk": TINY_TRUNK, "experts": 2, "k": 2},
+        {"experts.0": 15, "experts.1": 15, "gates.item": 20, "gates.group": 20, "shared": 30, "task:item": 60},
+    ),
+    "ltb": (  # two branches (one per task); one stage, so no layer choices; each head chooses among 2 nodes (2)
+        {"kind": "ltb", "trunk": TINY_TRUNK},
+        {"nodes.0": 15, "nodes.1": 15, "head_choices.item": 2, "shared": 30, "task:item": 42, "task:group": 14},
     ),
     "ple": (
         # Level 0: experts 4 -> 3 (15) for item, group, shared; task gates 4 -> 2 (10); shared gate 4 -> 3 (15).
@@ -322,6 +333,105 @@ def test_mtan_masks_select_from_the_shared_features():
         assert ((ratio > 0) & (ratio < 1)).all()  # a sigmoid mask in (0, 1) times the shared features
 
 
+def test_smooth_step_is_zero_one_and_flat_outside_its_cubic_region():
+    gamma = 2.0
+    t = torch.tensor([-5.0, -1.0, -0.5, 0.0, 0.5, 1.0, 5.0], requires_grad=True)
+    s = smooth_step(t, gamma)
+    # -2 t^3 / 8 + 3 t / 4 + 1/2 at t = +-0.5: 1/2 +- (3/8 - 1/32)
+    torch.testing.assert_close(s.detach(), torch.tensor([0.0, 0.0, 0.15625, 0.5, 0.84375, 1.0, 1.0]))
+    s.sum().backward()
+    assert t.grad[0] == t.grad[-1] == 0
+    assert t.grad[3] == 0.75
+
+
+def test_dselect_k_selectors_sum_to_one_and_decide_on_the_binary_codes():
+    z = torch.randn(5, 3, 2)  # 5 examples, 3 selectors, m = 2 bits -> 4 experts
+    weights = selector_weights(z, 1.0, 4)
+    assert weights.shape == (5, 3, 4)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(5, 3))
+    decided = torch.tensor([[-1.0, 1.0], [1.0, 1.0]])  # codes 01 and 11: experts 1 and 3
+    assert selector_weights(decided, 1.0, 4).tolist() == [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+
+
+def test_a_decided_dselect_k_gate_mixes_at_most_k_experts():
+    model = net("dselect_k", trunk={"type": "mlp", "widths": [4]}, experts=8, k=2, routing="task").eval()
+    gate = model.gates["item"]
+    assert gate.z.shape == (2, 3)
+    assert gate.z.abs().max() <= 0.01
+    with torch.no_grad():
+        gate.z.copy_(torch.tensor([[1.0, -1.0, 1.0], [-1.0, -1.0, 1.0]]))  # experts 5 and 1
+    x = torch.randn(3, 1, 28, 28)
+    weights = gate(x)
+    assert weights.shape == (3, 8)
+    assert set(weights[0].nonzero().flatten().tolist()) == {1, 5}
+    torch.testing.assert_close(weights[0], weights[2])  # routing: task - the same choice for every example
+    outputs = [expert(x) for expert in model.experts]
+    expected = weights[:, 1:2] * outputs[1] + weights[:, 5:6] * outputs[5]
+    torch.testing.assert_close(model.features(x)["item"], expected)
+
+
+def test_dselect_k_routes_each_example_by_default():
+    model = net("dselect_k", trunk={"type": "mlp", "widths": [4]}, experts=4, k=2, gamma=0.01).eval()
+    weights = model.gates["group"](torch.randn(6, 1, 28, 28))
+    torch.testing.assert_close(weights.sum(-1), torch.ones(6))
+    assert not torch.allclose(weights[0], weights[1])
+
+
+def test_dselect_k_needs_a_power_of_two_experts_and_k_at_most_that():
+    base = {"data": {"dataset": "fashion-mnist"}}
+    with pytest.raises(ConfigError, match=r"model.experts: 6 is not a power of 2.*use 4 or 8"):
+        parse_config({**base, "model": {"kind": "dselect_k", "trunk": TINY_TRUNK, "experts": 6}})
+    with pytest.raises(ConfigError, match=r"model.k: 3 selectors for 2 experts"):
+        parse_config({**base, "model": {"kind": "dselect_k", "trunk": TINY_TRUNK, "experts": 2, "k": 3}})
+
+
+LTB_CNN = {"type": "cnn", "conv": [{"filters": 3, "pool": 2}, {"filters": 4, "pool": 2}, {"filters": 5}]}
+
+
+def test_ltb_with_peaked_choices_is_the_tree_they_name():
+    model = net("ltb", trunk=LTB_CNN, branches=3).eval()
+    assert [c.theta.shape for c in model.choices] == [(3, 3), (3, 3)]  # layers 1 and 2 choose among 3 parents
+    peaked = {"choices.0": [2, 2, 0], "choices.1": [1, 0, 0], "head_choices.item": [0], "head_choices.group": [1]}
+    with torch.no_grad():
+        for name, parents in peaked.items():
+            theta = model.get_submodule(name).theta
+            theta.fill_(-1e4)
+            theta[torch.arange(len(parents)), torch.tensor(parents)] = 0.0
+    assert model.tree() == {"layer1": [2, 2, 0], "layer2": [1, 0, 0], "item": [0], "group": [1]}
+    x = torch.randn(2, 1, 28, 28)
+    n = model.nodes
+    layer0 = [node.run_stage(0, x) for node in n]
+    # item: head <- node 0 of layer 2 <- node 1 of layer 1 <- node 2 of layer 0
+    item = n[0].reduce(n[0].run_stage(2, n[1].run_stage(1, layer0[2])))
+    # group: head <- node 1 of layer 2 <- node 0 of layer 1 <- node 2 of layer 0 (shares layer 0 with item)
+    group = n[1].reduce(n[1].run_stage(2, n[0].run_stage(1, layer0[2])))
+    features = model.features(x)
+    torch.testing.assert_close(features["item"], item)
+    torch.testing.assert_close(features["group"], group)
+
+
+def test_ltb_samples_its_choices_only_while_training_unless_told_not_to():
+    x = torch.randn(2, 1, 28, 28)
+    model = net("ltb", trunk=LTB_CNN)
+    with torch.no_grad():
+        for choice in model.choices:
+            choice.theta.normal_()
+        sampled = [model.features(x)["item"] for _ in range(2)]
+        assert not torch.allclose(*sampled)
+        model.eval()
+        torch.testing.assert_close(model.features(x)["item"], model.features(x)["item"])
+    plain = net("ltb", trunk=LTB_CNN, gumbel=False)
+    torch.testing.assert_close(plain.features(x)["group"], plain.features(x)["group"])
+
+
+def test_ltb_with_one_branch_is_hard_sharing():
+    model = net("ltb", trunk=LTB_CNN, branches=1).eval()
+    x = torch.randn(3, 1, 28, 28)
+    shared = model.nodes[0](x)
+    for h in model.features(x).values():
+        torch.testing.assert_close(h, shared)
+
+
 # ----------------------------------------------------------------------------------------------- stacked seeds
 
 
@@ -343,6 +453,8 @@ def stacked_config(kind: str, seed: int):
 @pytest.mark.parametrize("kind", SOFT_KINDS)
 def test_stacked_replicas_equal_solo_runs(kind):
     configs = [stacked_config(kind, seed) for seed in (0, 1)]
+    if kind == "ltb":  # its Gumbel noise is drawn per replica, as dropout masks are: compare without it
+        configs = [c.model_copy(update={"model": c.model.model_copy(update={"gumbel": False})}) for c in configs]
     solo, group = solo_and_group(configs, FASHION_TASKS, (1, 12, 12), fashion_splits)
     for s, g in zip(solo, group, strict=True):
         assert_same(s, g)

@@ -124,6 +124,8 @@ MODEL_SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Task], tuple[int, int, 
             "cross_stitch": {"trunk": TRUNK_SAMPLES["cnn"], "reuse": "group->item"},
             "mtan": {"trunk": TRUNK_SAMPLES["cnn"], "reuse": "item->group"},
             "mmoe": {"trunk": TRUNK_SAMPLES["cnn"], "experts": 3},
+            "dselect_k": {"trunk": TRUNK_SAMPLES["cnn"], "experts": 2, "k": 1, "routing": "task"},
+            "ltb": {"trunk": TRUNK_SAMPLES["cnn"], "branches": 3},
             "ple": {"levels": [TRUNK_SAMPLES["cnn"], {"type": "mlp", "widths": [6]}], "task_experts": 2},
         }.items()
     },

@@ -334,6 +334,45 @@ class MmoeModel(HeadedModel):
 
 
 @register_model_kind
+class DselectKModel(HeadedModel):
+    """DSelect-k (Hazimeh et al., 2021): MMoE's experts with gates that select at most ``k`` of them, smoothly."""
+
+    kind: Literal["dselect_k"]
+    trunk: Trunk = Field(description="The architecture of each expert.")
+    experts: int = Field(4, ge=2, description="Number of expert trunks, a power of 2 (2, 4, 8, ...).")
+    k: int = Field(2, gt=0, description="Single-expert selectors per task: at most k experts get a non-zero weight.")
+    gamma: float = Field(1.0, gt=0.0, description="Width of the smooth-step's cubic region (paper: 1).")
+    routing: Literal["example", "task"] = Field(
+        "example", description="'example': each input chooses its experts (a linear map of the input); 'task': one "
+        "static choice per task."
+    )
+
+    def check_run(self, run: RunConfig) -> None:
+        super().check_run(run)
+        # The gate addresses experts by m-bit codes; with E < 2^m some codes name no expert and the paper needs an
+        # extra penalty to keep selectors off them - a power of 2 needs none.
+        if self.experts & (self.experts - 1):
+            power = 1 << (self.experts - 1).bit_length()
+            raise _at("model.experts", f"{self.experts} is not a power of 2; DSelect-k addresses experts by binary "
+                      f"codes - use {power // 2} or {power}")
+        if self.k > self.experts:
+            raise _at("model.k", f"{self.k} selectors for {self.experts} experts; k is at most model.experts")
+
+
+@register_model_kind
+class LtbModel(HeadedModel):
+    """Learning to Branch (Guo, Lee & Ulbricht, 2020): a tree super-graph whose child nodes choose their parent."""
+
+    kind: Literal["ltb"]
+    trunk: Trunk = Field(description="The layers of the super-graph: node n of layer s is stage s of copy n.")
+    branches: int | None = Field(None, gt=0, description="Nodes per layer (default: one per task).")
+    temperature: float = Field(1.0, gt=0.0, description="Gumbel-softmax temperature of the parent choices.")
+    gumbel: bool = Field(
+        True, description="Sample parent choices with Gumbel noise while training (false: their plain softmax)."
+    )
+
+
+@register_model_kind
 class PleModel(HeadedModel):
     """Progressive Layered Extraction (Tang et al., 2020): levels of task-specific and shared experts with gates.
 

@@ -55,8 +55,12 @@ class MmoeNet(MultiTaskNet):
             expert, features = create_trunk(config.trunk, input_shape)
             experts.append(expert)
         self.experts = nn.ModuleList(experts)
-        self.gates = nn.ModuleDict({t: Gate(input_shape, config.experts) for t in self.task_names})
+        self.gates = nn.ModuleDict({t: self.make_gate(config, input_shape) for t in self.task_names})
         self.heads = self.cascade.build_heads(config, tasks, features)
+
+    def make_gate(self, config: MmoeModel, input_shape: InputShape) -> nn.Module:
+        """One task's gate: inputs (B, *input_shape) -> expert weights (B, E), each row summing to 1."""
+        return Gate(input_shape, config.experts)
 
     def features(self, x: Tensor) -> dict[str, Tensor]:
         """Images (B, C, H, W) -> ``{task: the gated mixture of expert features (B, F)}``."""
