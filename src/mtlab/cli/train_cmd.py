@@ -10,13 +10,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mtlab.cli.progress import RichFitProgress, primary_metrics
+from mtlab.cli.console import make_console
 from mtlab.cli.speed import add_speed_options, speed_overrides
-from mtlab.config import load_config
-from mtlab.config.load import COMMAND_LINE
 from mtlab.errors import ConfigError, MtlabError
-from mtlab.train.fit import TrainingDiverged
-from mtlab.train.run import train_run
+
+# Configs and training (torch) are imported when a run starts: `mtlab --help` must not wait for them.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mtlab.cli.progress import fit_progress, primary_metrics
+    from mtlab.config import load_config
+    from mtlab.config.load import COMMAND_LINE
+    from mtlab.train.fit import TrainingDiverged
+    from mtlab.train.run import train_run
+
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed: must be non-negative, got {args.seed}")
     overrides = list(args.overrides) + speed_overrides(args)
@@ -46,13 +50,13 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.device={args.device}")
     config = load_config(args.config, overrides, overrides_from=COMMAND_LINE)
     out = args.out or Path("runs") / f"{args.config.stem}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
-        with RichFitProgress(primary_metrics(config), console=console) as progress:
+        with fit_progress(primary_metrics(config), console) as progress:
             outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=progress, overwrite=args.overwrite)
     except TrainingDiverged as e:
         raise MtlabError(f"{e} (run recorded as failed in {out})") from None
-    _print_summary(Console(), outcome, primary_metrics(config))
+    _print_summary(make_console(), outcome, primary_metrics(config))
     return 0
 
 
