@@ -138,6 +138,27 @@ def test_piped_train_prints_a_line_per_epoch(tmp_path):
     epochs = [line for line in done.stderr.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
     assert all("val loss" in line and "item" in line and ", remaining ~" in line for line in epochs)
+    assert "weighting: fixed; diagnostics: off" in done.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("loss", "diagnostics", "shown"),
+    [
+        (
+            {"weights": {"item": 0.7, "group": 0.3}},
+            None,
+            "weighting: fixed, weights item 0.7, group 0.3; diagnostics: off",
+        ),
+        ({"method": "cagrad", "c": 0.4}, {"every": 5}, "weighting: cagrad (c=0.4); diagnostics: on, every 5 steps"),
+        ({"method": "cagrad"}, {"layers": True}, "weighting: cagrad; diagnostics: on, every 10 steps, per layer"),
+    ],
+)
+def test_train_summary_names_the_weighting_and_the_diagnostics(loss, diagnostics, shown):
+    from mtlab.cli.train_cmd import training_setup
+    from mtlab.config import parse_config
+
+    config = parse_config({**TINY_BASE, "loss": loss, "train": {"diagnostics": diagnostics}})
+    assert training_setup(config) == shown
 
 
 def test_piped_study_prints_a_line_per_finished_run(tmp_path):

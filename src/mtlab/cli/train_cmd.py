@@ -56,8 +56,27 @@ def run(args: argparse.Namespace) -> int:
             outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=progress, overwrite=args.overwrite)
     except TrainingDiverged as e:
         raise MtlabError(f"{e} (run recorded as failed in {out})") from None
-    _print_summary(make_console(), outcome, primary_metrics(config))
+    console = make_console()
+    _print_summary(console, outcome, primary_metrics(config))
+    console.print(training_setup(config), markup=False, highlight=False)
     return 0
+
+
+def training_setup(config) -> str:
+    """``weighting: cagrad (c=0.4), weights item 0.7, group 0.3; diagnostics: off``: how the task losses became one
+    update (the method, its options not at their defaults, the loss weights) and whether gradient diagnostics ran."""
+    loss = config.loss
+    options = [
+        f"{name}={getattr(loss, name)}"
+        for name, info in type(loss).model_fields.items()
+        if name not in ("method", "weights") and getattr(loss, name) != info.get_default(call_default_factory=True)
+    ]
+    method = loss.method + (f" ({', '.join(options)})" if options else "")
+    if loss.weights:
+        method += ", weights " + ", ".join(f"{task} {weight:g}" for task, weight in loss.weights.items())
+    every = config.train.diagnostics
+    diagnostics = "off" if every is None else f"on, every {every.every} steps" + (", per layer" if every.layers else "")
+    return f"weighting: {method}; diagnostics: {diagnostics}"
 
 
 def _print_summary(console: Console, outcome, tasks: dict[str, str]) -> None:
