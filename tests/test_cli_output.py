@@ -139,6 +139,7 @@ def test_piped_train_prints_a_line_per_epoch(tmp_path):
     assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
     assert all("val loss" in line and "item" in line and ", remaining ~" in line for line in epochs)
     assert "weighting: fixed; diagnostics: off" in done.stdout.splitlines()
+    assert any("parameters (shared" in line and "best epoch" in line for line in done.stdout.splitlines())
 
 
 @pytest.mark.parametrize(

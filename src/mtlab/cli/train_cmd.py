@@ -87,9 +87,9 @@ def _print_summary(console: Console, outcome, tasks: dict[str, str]) -> None:
     result = outcome.result
     counts = outcome.model.parameter_counts()
     split = ", ".join([f"shared {counts['shared']:,}"] + [f"{t} {counts[f'task:{t}']:,}" for t in tasks])
-    table = Table(
-        title=f"{outcome.parameters:,} parameters ({split}), best epoch {result.best_epoch}/{len(result.history)}"
-    )
+    # A line of its own, not the table's title: a title is wrapped to the table's width.
+    console.print(f"{outcome.parameters:,} parameters ({split}), best epoch {result.best_epoch}/{len(result.history)}")
+    table = Table()
     shared = len(set(tasks.values())) == 1
     table.add_column("task")
     if not shared:
