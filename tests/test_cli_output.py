@@ -33,7 +33,9 @@ def _mtlab(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
-LIGHT = [["--help"], ["studies"], ["run", "--help"], ["train", "--help"], ["data", "--help"], ["report", "--help"]]
+LIGHT = [["--help"], ["studies"]] + [
+    [command, "--help"] for command in ("run", "train", "report", "export", "search", "data", "tasks", "weightings")
+]
 
 
 def test_light_commands_import_no_torch_pandas_or_matplotlib():
