@@ -86,7 +86,7 @@ def test_piped_tables_are_not_wrapped():
     assert max(len(line) for line in lines) > 80
 
 
-@pytest.mark.parametrize("width", [60, 80, 120])
+@pytest.mark.parametrize("width", [40, 60, 80, 120])
 def test_bars_keep_counts_and_times_whole_on_a_narrow_terminal(width):
     """rich shrinks every column of a too-wide row (times became `0:…`); only descriptions and metrics may be cut."""
     console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)

@@ -13,8 +13,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Column
+from rich.text import Text
 
 from mtlab.report.units import format_value
 from mtlab.study.runner import StudyObserver
@@ -54,28 +63,33 @@ def clock(seconds: float) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
-# Fixed widths of the bars' columns: rich shrinks every column of a row too wide for the terminal, cutting times to
-# `0:…` or dropping them; only the description and the metrics (given what is left) may be cut, with an ellipsis.
-_BAR, _COUNT, _TIME = 10, 9, 7
+class _OneLineText(ProgressColumn):
+    """A text column rich may narrow on a narrow terminal; its text is then cut with an ellipsis, never wrapped.
+
+    Why: rich narrows only the columns it may wrap, and when none may (every built-in column says no_wrap) it narrows
+    all of them alike - times became `0:…` or vanished. With the description and the metrics narrowable, the bar,
+    the counts and the times keep their widths."""
+
+    def __init__(self, template: str):
+        super().__init__(table_column=Column(no_wrap=False, overflow="ellipsis"))
+        self.template = template
+
+    def render(self, task: Task) -> Text:
+        text = Text.from_markup(self.template.format(task=task))
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text
 
 
 def _progress(console: Console | None) -> Progress:
     console = console or Console()
-    name = min(32, console.width // 3)
-    bar = _BAR if console.width >= 70 else 0  # a narrow terminal keeps the counts and times, not the bar
-    fixed = name + bar + _COUNT + 2 * _TIME + 5  # 5: one space between neighbouring columns
-    metrics = max(console.width - fixed - 1, 1)
-
-    def exact(width: int) -> Column:
-        return Column(no_wrap=True, min_width=width, max_width=width)
-
+    narrow = console.width < 70  # keep the counts and the times, not the bar
     return Progress(
-        TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=name)),
-        *([BarColumn(bar_width=bar, table_column=exact(bar))] if bar else []),
-        MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=_COUNT)),
-        TimeElapsedColumn(table_column=exact(_TIME)),
-        TimeRemainingColumn(table_column=exact(_TIME)),
-        TextColumn("{task.fields[metrics]}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=metrics)),
+        _OneLineText("[bold]{task.description}"),
+        *([] if narrow else [BarColumn(bar_width=10)]),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        _OneLineText("{task.fields[metrics]}"),
         console=console,
     )
 
