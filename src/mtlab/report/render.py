@@ -210,11 +210,11 @@ def _executor_text(executor: dict | None, run_envs: list[dict]) -> str:
 
 
 def machine_text(context: dict) -> str:
-    """``AMD EPYC (avx, avx2, fma; torch AVX2), 2 cores, torch 2 threads, local: 1 worker(s) x 2 thread(s), load
-    average 0.52 / 0.61 / 0.70 at the start (2026-12-03 10:57:31 UTC)``: one start of training (see
+    """``AMD EPYC (avx, avx2, fma, torch AVX2), 2 cores, torch 2 threads, local: 1 worker(s) x 2 thread(s), load
+    average 0.52 / 0.61 / 0.7 at the start (2026-12-03 10:57:31 UTC)``: one start of training (see
     :func:`mtlab.environment.timing_context`)."""
-    flags = [*context.get("cpu_flags", []), *([f"torch {context['torch_cpu_capability']}"] if
-             context.get("torch_cpu_capability") else [])]  # fmt: skip
+    capability = context.get("torch_cpu_capability")  # the vector code torch runs: DEFAULT, AVX2, AVX512...
+    flags = [*context.get("cpu_flags", []), *([f"torch {capability}"] if capability else [])]
     cpu = str(context.get("cpu") or "unknown CPU") + (f" ({', '.join(flags)})" if flags else "")
     load = context.get("load_average")
     load_text = f"load average {' / '.join(f'{x:g}' for x in load)} at the start" if load else "load not known"
