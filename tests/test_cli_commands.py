@@ -43,7 +43,7 @@ def test_user_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_pa
 def test_run_passes_the_seed_grouping_options_to_the_study(monkeypatch, tmp_path, capsys):
     from types import SimpleNamespace
 
-    from mtlab.cli import study_cmd
+    from mtlab.study import runner
 
     seen = {}
 
@@ -51,7 +51,7 @@ def test_run_passes_the_seed_grouping_options_to_the_study(monkeypatch, tmp_path
         seen.update(kwargs)
         return SimpleNamespace(total=0, trained=0, failed=[])
 
-    monkeypatch.setattr(study_cmd, "run_study", fake_run_study)
+    monkeypatch.setattr(runner, "run_study", fake_run_study)  # study_cmd imports it when run
     argv = ["run", "mnist-pairs", "--out", str(tmp_path), "--no-report", "--group-seeds", "on", "--group-size", "4"]
     assert main(argv) == 0
     assert (seen["group_seeds"], seen["group_size"]) == ("on", 4)

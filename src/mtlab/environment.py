@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -51,4 +53,63 @@ def describe(device: torch.device | str | None = None) -> dict[str, object]:
         "device": str(device) if device is not None else None,
         "cuda": torch.version.cuda,
         "git_sha": git_sha(),
+    }
+
+
+# The CPU features that decide how fast torch trains on a CPU (vector width, fused multiply-add, bf16 and int8 units):
+# the flags a reader compares, out of the hundred /proc/cpuinfo lists.
+SPEED_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "asimd",
+               "sve")  # fmt: skip
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what the platform says)."""
+    info = _cpuinfo()
+    return info.get("model name") or info.get("Model") or platform.processor() or None
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`SPEED_FLAGS` the CPU has (empty where ``/proc/cpuinfo`` does not say)."""
+    present = set((_cpuinfo().get("flags") or _cpuinfo().get("Features") or "").split())
+    return [flag for flag in SPEED_FLAGS if flag in present]
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's ``key: value`` lines of ``/proc/cpuinfo`` (empty off Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def timing_context(executor: dict[str, object]) -> dict[str, object]:
+    """What timings measured from now on depend on, for the report beside them: the CPU (model, speed flags, the
+    vector code torch picked), how many cores this process may use, torch threads, the executor's workers and
+    threads, and the load average (1, 5, 15 min) when training started - other work on the machine slows every run.
+    Times taken on different machines, or under different load, are not comparable."""
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # not available on this platform
+        load = None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "executor": executor.get("executor"),
+        "workers": executor.get("workers"),
+        "threads_per_worker": executor.get("threads"),
+        "load_average": load,
+        "platform": platform.platform(),
     }

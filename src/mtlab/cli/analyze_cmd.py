@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-# Modules under mtlab.analysis offering ``add_cli(subparsers)``; imported only to build the parser (they import
-# their heavy dependencies lazily, when run).
+# Modules under mtlab.analysis offering ``add_cli(subparsers)``.
 ANALYSES = ("pca", "separability", "filters", "features", "maximize", "dream", "transfer")
 
 
@@ -18,6 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Analyses of datasets and trained runs; each writes PNG figures, the numbers behind them "
         "(CSV/JSON) and a self-contained HTML page into an output directory.",
     )
+    # The analysis modules import torch: they add their sub-commands only when `mtlab analyze` is run.
+    parser.build_when_used(_add_analyses)
+
+
+def _add_analyses(parser: argparse.ArgumentParser) -> None:
     analyses = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
     for name in ANALYSES:
         importlib.import_module(f"mtlab.analysis.{name}").add_cli(analyses)

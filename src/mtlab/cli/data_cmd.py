@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from mtlab.data import derived, resolve
-from mtlab.data.download import fetch
+from mtlab.cli.console import make_console
 from mtlab.data.sources import SOURCES, Source
-from mtlab.data.tasks import OVERLAYS
 from mtlab.errors import DataError
+
+# Reading, checking and building data (numpy, torch) is imported by the actions that do it: `mtlab --help` builds
+# this command's parser and must not wait for them.
 
 _STYLE = {"ok": "green", "mismatch": "red", "corrupt": "red", "missing": "yellow"}
 
@@ -61,6 +61,8 @@ def write_example(args: argparse.Namespace) -> int:
 
 
 def list_data(args: argparse.Namespace) -> int:
+    from mtlab.data import resolve
+
     table = Table(title="datasets")
     for column in ("source", "used by", "found in", "state"):
         table.add_column(column, overflow="fold")
@@ -73,7 +75,7 @@ def list_data(args: argparse.Namespace) -> int:
         f"user cache {resolve.user_cache_root()}; downloads {'off' if resolve.offline() else 'on'}; "
         "`mtlab data verify` checks the contents"
     )
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print(_composites_table())
     return 0
@@ -81,6 +83,9 @@ def list_data(args: argparse.Namespace) -> int:
 
 def _composites_table() -> Table:
     """The multi-* datasets: which sources they are drawn from, and the builds kept in the user cache."""
+    from mtlab.data import derived
+    from mtlab.data.tasks import OVERLAYS
+
     table = Table(title="composite datasets (built on first use, then loaded from the cache)")
     for column in ("dataset", "built from", "cached builds"):
         table.add_column(column, overflow="fold")
@@ -99,6 +104,8 @@ def _composites_table() -> Table:
 
 def verify_data(args: argparse.Namespace) -> int:
     """Check the files of one source, or of every source found somewhere; 1 if any file is not ok."""
+    from mtlab.data import resolve
+
     sources = _sources(args.dataset) if args.dataset else list(SOURCES.values())
     table = Table(title="verify")
     for column in ("source", "file", "status", "detail"):
@@ -115,7 +122,7 @@ def verify_data(args: argparse.Namespace) -> int:
             problems += check.status != "ok"
             path = str(check.path) if check.path is not None else f"{found.place.directory}/{check.name}"
             table.add_row(source.name, path, f"[{_STYLE[check.status]}]{check.status}[/]", check.detail)
-    Console().print(table)
+    make_console().print(table)
     return 1 if problems else 0
 
 
@@ -127,6 +134,9 @@ def fetch_data(args: argparse.Namespace) -> int:
 
 
 def _fetch_source(source: Source, data_dir: Path | None) -> None:
+    from mtlab.data import resolve
+    from mtlab.data.download import fetch
+
     if source.embedded:
         raise DataError(f"{source.name} ships inside the package; there is nothing to fetch")
     if resolve.offline():
@@ -135,7 +145,7 @@ def _fetch_source(source: Source, data_dir: Path | None) -> None:
     place = resolve.Place(root / source.dirname, "fetch")
     existing = resolve.find_at(source, place)
     bad = [c.name for c in resolve.verify(existing) if c.status != "ok"] if existing is not None else None
-    console = Console()
+    console = make_console()
     if bad == []:
         console.print(f"{source.name}: already in {place.directory}, all files intact")
         return

@@ -12,7 +12,7 @@ import contextlib
 import signal
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from mtlab import __version__
@@ -29,7 +29,8 @@ from mtlab.cli import (
 )
 from mtlab.errors import MtlabError
 
-# Each command module offers ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
+# Each command module offers ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``. Importing
+# them and registering stays light (no torch, pandas or matplotlib): that is all `mtlab --help` waits for.
 COMMANDS = (train_cmd, study_cmd, report_cmd, export_cmd, analyze_cmd, search_cmd, data_cmd, tasks_cmd, weightings_cmd)
 MAX_ERROR_LINES = 10
 
@@ -44,7 +45,23 @@ def _raise_terminated(signum, frame) -> None:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with misuse reported like every other user error: one line, exit code 2 (the usage is in --help)."""
+    """argparse, with misuse reported like every other user error: one line, exit code 2 (the usage is in --help);
+    and with parts built on first use, so that parsing stays light (see :meth:`build_when_used`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._builders: list[Callable[[Parser], None]] = []
+
+    def build_when_used(self, builder: Callable[[Parser], None]) -> None:
+        """Call ``builder(self)`` just before this parser first parses: for a command, only when it is the one named
+        on the command line (argparse hands it the rest of the arguments then). ``mtlab analyze`` builds its
+        analyses this way, as describing them imports torch - which `mtlab --help` must not wait for."""
+        self._builders.append(builder)
+
+    def parse_known_args(self, args=None, namespace=None):
+        while self._builders:
+            self._builders.pop(0)(self)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         print_error(f"{message} (see `{self.prog} --help`)")

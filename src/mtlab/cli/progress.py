@@ -1,12 +1,29 @@
-"""Live progress on the terminal (rich): runs of a study, epochs and batches of a run, latest metrics, ETAs."""
+"""Progress of a study (its runs) and of a run (epochs, batches, latest metrics), with elapsed and remaining time.
+
+On a terminal: live rich bars. Piped or redirected (a log, a CI job), bars would be drawn half and redrawn as
+control characters; there progress is plain lines instead - one per finished run of a study, one per epoch of
+``mtlab train`` - each with the elapsed time and an estimate of the remaining time (:func:`study_progress`,
+:func:`fit_progress` choose).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Column
+from rich.text import Text
 
 from mtlab.report.units import format_value
 from mtlab.study.runner import StudyObserver
@@ -31,15 +48,48 @@ def metric_text(task: str, metric: str, value: float) -> str:
     return f"{task}{name} {format_value(metric, value, with_unit=True)}"
 
 
+def epoch_text(record: Mapping[str, float], tasks: Mapping[str, str]) -> str:
+    """``val loss 0.512  item 85.12%  group 93.21%``: an epoch's loss and each task's metric, on validation when the
+    run has a validation split, else on training."""
+    split = "val" if "val.loss" in record else "train"
+    parts = [f"{split} loss {record[f'{split}.loss']:.3f}"]
+    parts += [metric_text(t, m, record[f"{split}.{t}.{m}"]) for t, m in tasks.items() if f"{split}.{t}.{m}" in record]
+    return "  ".join(parts)
+
+
+def clock(seconds: float) -> str:
+    """``1:02:03`` (hours, minutes, seconds), as the bars show times."""
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+class _OneLineText(ProgressColumn):
+    """A text column rich may narrow on a narrow terminal; its text is then cut with an ellipsis, never wrapped.
+
+    Why: rich narrows only the columns it may wrap, and when none may (every built-in column says no_wrap) it narrows
+    all of them alike - times became `0:…` or vanished. With the description and the metrics narrowable, the bar,
+    the counts and the times keep their widths."""
+
+    def __init__(self, template: str):
+        super().__init__(table_column=Column(no_wrap=False, overflow="ellipsis"))
+        self.template = template
+
+    def render(self, task: Task) -> Text:
+        text = Text.from_markup(self.template.format(task=task))
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text
+
+
 def _progress(console: Console | None) -> Progress:
+    console = console or Console()
+    narrow = console.width < 70  # keep the counts and the times, not the bar
     return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        _OneLineText("[bold]{task.description}"),
+        *([] if narrow else [BarColumn(bar_width=10)]),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("eta"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[metrics]}"),
+        _OneLineText("{task.fields[metrics]}"),
         console=console,
     )
 
@@ -100,12 +150,7 @@ class RichFitProgress(FitObserver):
     def on_epoch_end(self, record: dict[str, float]) -> None:
         if self._epochs is None:
             return
-        split = "val" if "val.loss" in record else "train"
-        parts = [f"{split} loss {record[f'{split}.loss']:.3f}"]
-        parts += [
-            metric_text(t, m, record[f"{split}.{t}.{m}"]) for t, m in self.tasks.items() if f"{split}.{t}.{m}" in record
-        ]
-        self.progress.update(self._epochs, advance=1, metrics="  ".join(parts))
+        self.progress.update(self._epochs, advance=1, metrics=epoch_text(record, self.tasks))
 
 
 class RichStudyProgress(StudyObserver):
@@ -162,4 +207,87 @@ class RichStudyProgress(StudyObserver):
                 del self._left[id(bars)]
                 bars.close()
         message = f"last: {run.variant} s{run.seed} {status}" + (f" ({reason})" if reason else "")
-        self.progress.update(self._runs, advance=1, metrics=message[:80])
+        self.progress.update(self._runs, advance=1, metrics=message)
+
+
+class PlainFitProgress(FitObserver):
+    """One line per epoch of a run, for a log: ``epoch 3/10  val loss 0.512  item 85.12%  elapsed 0:00:12, remaining
+    ~0:00:28``. The remaining time assumes every epoch is run (early stopping may end the run sooner)."""
+
+    def __init__(self, tasks: Mapping[str, str], stream: TextIO):
+        self.tasks = dict(tasks)
+        self.stream = stream
+        self._epochs = 0
+        self._start = 0.0
+
+    def __enter__(self) -> PlainFitProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def on_fit_start(self, epochs: int, batches_per_epoch: int) -> None:
+        self._epochs = epochs
+        self._start = time.monotonic()
+
+    def on_epoch_end(self, record: dict[str, float]) -> None:
+        epoch = int(record["epoch"])
+        elapsed = time.monotonic() - self._start
+        remaining = elapsed / epoch * (self._epochs - epoch)
+        print(
+            f"epoch {epoch}/{self._epochs}  {epoch_text(record, self.tasks)}  elapsed {clock(elapsed)}, "
+            f"remaining ~{clock(remaining)}",
+            file=self.stream,
+            flush=True,
+        )
+
+
+class PlainStudyProgress(StudyObserver):
+    """One line per finished run of a study, for a log: ``run 3/24 done: two-head, lambda=0.3 s1  elapsed 0:01:12,
+    remaining ~0:08:24`` (the runs still to train, at the mean time per run so far)."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self._todo = 0
+        self._ended = 0
+        self._start = 0.0
+
+    def __enter__(self) -> PlainStudyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+    def on_executor(self, description: dict) -> None:
+        workers = int(description.get("workers", 1))
+        if workers > 1 or description.get("executor") == "ray":
+            self._print(f"training on {description['executor']}: {workers} workers x {description.get('threads')} "
+                        "thread(s)")  # fmt: skip
+
+    def on_study_start(self, total: int, done: int, todo: int) -> None:
+        self._todo = todo
+        self._start = time.monotonic()
+        self._print(f"study: {todo} runs to train" + (f" ({done} of {total} already done)" if done else ""))
+
+    def on_run_end(self, run: RunSpec, status: str, reason: str | None) -> None:
+        self._ended += 1
+        elapsed = time.monotonic() - self._start
+        remaining = elapsed / self._ended * (self._todo - self._ended)
+        self._print(
+            f"run {self._ended}/{self._todo} {status}: {run.variant} s{run.seed}"
+            + (f" ({reason})" if reason else "")
+            + f"  elapsed {clock(elapsed)}, remaining ~{clock(remaining)}"
+        )
+
+
+def fit_progress(tasks: Mapping[str, str], console: Console) -> RichFitProgress | PlainFitProgress:
+    """Bars on a terminal, a line per epoch otherwise."""
+    return RichFitProgress(tasks, console=console) if console.is_terminal else PlainFitProgress(tasks, console.file)
+
+
+def study_progress(console: Console) -> RichStudyProgress | PlainStudyProgress:
+    """Bars on a terminal, a line per finished run otherwise."""
+    return RichStudyProgress(console=console) if console.is_terminal else PlainStudyProgress(console.file)

@@ -6,17 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
+from mtlab.cli.console import make_console
 from mtlab.cli.executor_options import add_executor_options, executor_arguments
-from mtlab.cli.progress import RichStudyProgress
 from mtlab.cli.speed import add_speed_options, speed_overrides
-from mtlab.config.load import COMMAND_LINE, parse_overrides
 from mtlab.errors import ConfigError
-from mtlab.study.catalog import builtin_study_paths, find_study
-from mtlab.study.runner import run_study
-from mtlab.study.spec import expand, load_study_spec
+
+# Studies, configs and training (torch) are imported by the commands that use them: `mtlab --help` must not wait.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,25 +51,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_studies(args: argparse.Namespace) -> int:
+    from mtlab.study.catalog import builtin_study_paths
+    from mtlab.study.outline import read_outline  # the YAML alone: no run config to validate, no torch
+
     table = Table(show_header=True, header_style="bold")
     for column in ("study", "runs per budget", "description"):
         table.add_column(column)
     for name, path in builtin_study_paths().items():
-        spec = load_study_spec(path)
-        sizes = ", ".join(f"{b} {len(expand(spec, b))}" for b in spec.budgets)
-        table.add_row(name, sizes, spec.description)
-    Console().print(table)
+        outline = read_outline(path)
+        table.add_row(name, ", ".join(f"{b} {n}" for b, n in outline.runs.items()), outline.description)
+    make_console().print(table)
     return 0
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from mtlab.cli.progress import study_progress
+    from mtlab.config.load import COMMAND_LINE, parse_overrides
+    from mtlab.study.catalog import find_study
+    from mtlab.study.runner import run_study
+
     if args.group_size <= 0:
         raise ConfigError(f"--group-size: must be positive, got {args.group_size}")
     spec, _ = find_study(args.study)
     budget = args.budget or spec.default_budget
     out = args.out or Path("runs") / (f"{spec.name}-{budget}" if budget else spec.name)
-    console = Console(stderr=True)
-    with RichStudyProgress(console=console) as progress:
+    console = make_console(stderr=True)
+    with study_progress(console) as progress:
         result = run_study(
             spec,
             out,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
+
+from mtlab.cli.console import make_console
 
 ARROW = {"max": "↑", "min": "↓"}
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         datasets.add_column(column, overflow="fold")
     for name, options in DATASETS.items():
         datasets.add_row(name, _tasks(options, name))
-    console = Console()
+    console = make_console()
     console.print(types)
     console.print(datasets)
     return 0

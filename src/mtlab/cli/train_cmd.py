@@ -10,13 +10,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mtlab.cli.progress import RichFitProgress, primary_metrics
+from mtlab.cli.console import make_console
 from mtlab.cli.speed import add_speed_options, speed_overrides
-from mtlab.config import load_config
-from mtlab.config.load import COMMAND_LINE
 from mtlab.errors import ConfigError, MtlabError
-from mtlab.train.fit import TrainingDiverged
-from mtlab.train.run import train_run
+
+# Configs and training (torch) are imported when a run starts: `mtlab --help` must not wait for them.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mtlab.cli.progress import fit_progress, primary_metrics
+    from mtlab.config import load_config
+    from mtlab.config.load import COMMAND_LINE
+    from mtlab.train.fit import TrainingDiverged
+    from mtlab.train.run import train_run
+
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed: must be non-negative, got {args.seed}")
     overrides = list(args.overrides) + speed_overrides(args)
@@ -46,14 +50,33 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.device={args.device}")
     config = load_config(args.config, overrides, overrides_from=COMMAND_LINE)
     out = args.out or Path("runs") / f"{args.config.stem}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
-        with RichFitProgress(primary_metrics(config), console=console) as progress:
+        with fit_progress(primary_metrics(config), console) as progress:
             outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=progress, overwrite=args.overwrite)
     except TrainingDiverged as e:
         raise MtlabError(f"{e} (run recorded as failed in {out})") from None
-    _print_summary(Console(), outcome, primary_metrics(config))
+    console = make_console()
+    _print_summary(console, outcome, primary_metrics(config))
+    console.print(training_setup(config), markup=False, highlight=False)
     return 0
+
+
+def training_setup(config) -> str:
+    """``weighting: cagrad (c=0.4), weights item 0.7, group 0.3; diagnostics: off``: how the task losses became one
+    update (the method, its options not at their defaults, the loss weights) and whether gradient diagnostics ran."""
+    loss = config.loss
+    options = [
+        f"{name}={getattr(loss, name)}"
+        for name, info in type(loss).model_fields.items()
+        if name not in ("method", "weights") and getattr(loss, name) != info.get_default(call_default_factory=True)
+    ]
+    method = loss.method + (f" ({', '.join(options)})" if options else "")
+    if loss.weights:
+        method += ", weights " + ", ".join(f"{task} {weight:g}" for task, weight in loss.weights.items())
+    every = config.train.diagnostics
+    diagnostics = "off" if every is None else f"on, every {every.every} steps" + (", per layer" if every.layers else "")
+    return f"weighting: {method}; diagnostics: {diagnostics}"
 
 
 def _print_summary(console: Console, outcome, tasks: dict[str, str]) -> None:
@@ -64,9 +87,9 @@ def _print_summary(console: Console, outcome, tasks: dict[str, str]) -> None:
     result = outcome.result
     counts = outcome.model.parameter_counts()
     split = ", ".join([f"shared {counts['shared']:,}"] + [f"{t} {counts[f'task:{t}']:,}" for t in tasks])
-    table = Table(
-        title=f"{outcome.parameters:,} parameters ({split}), best epoch {result.best_epoch}/{len(result.history)}"
-    )
+    # A line of its own, not the table's title: a title is wrapped to the table's width.
+    console.print(f"{outcome.parameters:,} parameters ({split}), best epoch {result.best_epoch}/{len(result.history)}")
+    table = Table()
     shared = len(set(tasks.values())) == 1
     table.add_column("task")
     if not shared:

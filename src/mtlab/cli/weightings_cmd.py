@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
+
+from mtlab.cli.console import make_console
 
 _COMMON = ("method", "weights")  # every method has these; listed once under the table
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(r["method"], r["kind"], r["tasks"], r["options"], r["weights"], r["paper"])
-    Console().print(table)
+    make_console().print(table)
     print("every method: loss.weights (per-task loss multipliers, default 1; 0 leaves a task out), acting otherwise or "
           "refused where the loss.weights column says; e.g. mtlab train CONFIG loss.method=cagrad loss.c=0.4")
     return 0

@@ -138,6 +138,8 @@ def report_blocks(
     blocks.append(summary_table(study, summary))
     if summary["delta_m"].notna().any():
         blocks.append(Text(DELTA_M_DEFINITION, muted=True))
+    if counts["done"]:
+        blocks.append(Text(timings_note(info.get("timings")), muted=True))
 
     blocks.append(Heading("Comparisons"))
     if comparisons.empty:
@@ -207,6 +209,38 @@ def _executor_text(executor: dict | None, run_envs: list[dict]) -> str:
     )
 
 
+def machine_text(context: dict) -> str:
+    """``AMD EPYC (avx, avx2, fma, torch AVX2), 2 cores, torch 2 threads, local: 1 worker(s) x 2 thread(s), load
+    average 0.52 / 0.61 / 0.7 at the start (2026-12-03 10:57:31 UTC)``: one start of training (see
+    :func:`mtlab.environment.timing_context`)."""
+    capability = context.get("torch_cpu_capability")  # the vector code torch runs: DEFAULT, AVX2, AVX512...
+    flags = [*context.get("cpu_flags", []), *([f"torch {capability}"] if capability else [])]
+    cpu = str(context.get("cpu") or "unknown CPU") + (f" ({', '.join(flags)})" if flags else "")
+    load = context.get("load_average")
+    load_text = f"load average {' / '.join(f'{x:g}' for x in load)} at the start" if load else "load not known"
+    return (
+        f"{cpu}, {context.get('cores')} cores, torch {context.get('torch_threads')} threads, "
+        f"{context.get('executor')}: {context.get('workers')} worker(s) x {context.get('threads_per_worker')} "
+        f"thread(s), {load_text} ({context.get('started')})"
+    )
+
+
+def timings_note(timings: list[dict] | None) -> str:
+    """What the report's times (per run, per step) were measured on - every start of training, as the store recorded
+    it - and the warning that goes with them."""
+    if not timings:
+        measured = "Times were measured on a machine this store does not describe (it predates that record)"
+    elif len(timings) == 1:
+        measured = f"Times were measured on {machine_text(timings[0])}"
+    else:
+        sessions = "; ".join(f"{i}. {machine_text(t)}" for i, t in enumerate(timings, 1))
+        measured = f"Times were measured over {len(timings)} starts of training: {sessions}"
+    return (
+        f"{measured}. Times are not comparable across machines, thread counts or loads: compare them within "
+        "one study run on one machine."
+    )
+
+
 def verdict_sentence(comparisons: pd.DataFrame) -> str:
     """Plainly: does any variant beat its control at the Holm-adjusted level, and is any worse?"""
     family = len(comparisons["holm_p"].dropna())
@@ -245,6 +279,10 @@ def reproduction_blocks(study: StudyData) -> list[Block]:
                 ("Git commit", ", ".join(shas)),
                 ("Device", ", ".join(devices)),
                 ("Executed by", _executor_text(info.get("executor"), run_envs)),
+                *(
+                    (f"Training started{f' ({i})' if len(info['timings']) > 1 else ''}", machine_text(context))
+                    for i, context in enumerate(info.get("timings") or [], 1)
+                ),
                 ("Platform", str(env.get("platform") or UNKNOWN)),
                 *((name, str(version or "not installed")) for name, version in versions.items()),
             ]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtlab.builtin_files import builtin_yaml_files
 from mtlab.errors import ConfigError, did_you_mean
-from mtlab.study.spec import StudySpec, load_study_spec
+
+if TYPE_CHECKING:  # a study spec validates run configs (torch): imported when a study is loaded, not listed
+    from mtlab.study.spec import StudySpec
 
 
 def builtin_study_paths() -> dict[str, Path]:
@@ -24,4 +27,6 @@ def find_study(name_or_path: str) -> tuple[StudySpec, Path]:
         if not path.exists():
             known = did_you_mean(name_or_path, builtin, f"built-in: {sorted(builtin)}", quote=False)
             raise ConfigError(f"{name_or_path}: no such study file and no built-in study of that name; {known}")
+    from mtlab.study.spec import load_study_spec
+
     return load_study_spec(path), path

@@ -194,6 +194,7 @@ def run_study(
             )
             try:
                 store.set_info(executor=pool.describe())
+                store.append_info("timings", environment.timing_context(pool.describe()))  # what times depend on
                 observer.on_executor(pool.describe())
                 groups = seed_groups([by_id[r] for r in todo], group_size, group_seeds, device=pool.device)
                 failed = _train_groups(groups, directory, store, pool, observer, command or [])

@@ -199,6 +199,16 @@ class ResultStore:
                 [(k, json.dumps(v)) for k, v in items.items()],
             )
 
+    def append_info(self, key: str, item: Any) -> None:
+        """Add ``item`` to the list stored under ``key`` (one entry per session, say: each start of training)."""
+        with self._transaction():
+            row = self.db.execute("SELECT value FROM study WHERE key = ?", (key,)).fetchone()
+            items = json.loads(row[0]) if row is not None else []
+            self.db.execute(
+                "INSERT INTO study (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps([*items, item])),
+            )
+
     def sync_runs(self, runs: Iterable[RunSpec]) -> None:
         """Add runs not yet stored as pending; mark exactly these runs active (in the current spec and budget).
 

@@ -1,0 +1,51 @@
+"""What a study file says about itself - its name, description and runs per budget - read from the YAML alone.
+
+Listing studies (``mtlab studies``) needs no run config: validating one assembles the whole schema (every registry,
+torch included) and takes seconds, where a listing should answer at once. The counts follow :func:`expand`'s
+rule - variants x grid points (a variant's own axes added to the study's) x seeds (the budget's, else the study's)
+- and a test holds them equal to it for every built-in study. A file that is not a valid study is found out when it
+is run, not here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_SEEDS = 3  # StudySpec.seeds' default
+
+
+@dataclass(frozen=True)
+class StudyOutline:
+    name: str
+    description: str
+    runs: dict[str, int]  # budget -> how many runs the study expands into under it
+
+
+def read_outline(path: str | Path) -> StudyOutline:
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    seeds = raw.get("seeds", DEFAULT_SEEDS)
+    points = sum(_points({**(raw.get("grid") or {}), **((v or {}).get("grid") or {})}) for v in _variants(raw))
+    runs = {}
+    for budget, options in (raw.get("budgets") or {}).items():
+        budget_seeds = (options or {}).get("seeds")
+        runs[str(budget)] = points * _count(seeds if budget_seeds is None else budget_seeds)
+    return StudyOutline(str(raw.get("name", Path(path).stem)), str(raw.get("description", "")), runs)
+
+
+def _variants(raw: dict[str, Any]) -> list[dict[str, Any] | None]:
+    return list((raw.get("variants") or {"": None}).values())
+
+
+def _points(axes: dict[str, Any]) -> int:
+    """Grid points of ``axes`` (key -> a list or a mapping of values)."""
+    return math.prod(len(values) for values in axes.values())
+
+
+def _count(seeds: int | list[int]) -> int:
+    """A seed count (seeds 0..n-1) or an explicit list."""
+    return seeds if isinstance(seeds, int) else len(seeds)
