@@ -42,6 +42,7 @@ from mtlab.report.tables import (
     summary_table,
 )
 from mtlab.report.units import format_value, phrase
+from mtlab.study.definition import format_overrides
 
 UNKNOWN = "not recorded"
 
@@ -111,11 +112,13 @@ def report_blocks(
         Facts(
             [
                 ("Budget", str(info.get("budget") or "default")),
+                ("Overrides", format_overrides(info.get("overrides"))),
                 ("Runs", f"{len(study.runs)} in {len(study.variants)} variants"),
                 ("Done", str(counts["done"])),
                 ("Failed", str(counts["failed"])),
                 ("Pending", str(unfinished) + (f" ({counts['running']} running)" if counts["running"] else "")),
                 ("Generated", time.strftime("%Y-%m-%d %H:%M")),
+                *([("Superseded", _superseded_text(study))] if study.superseded else []),
             ],
             cards=True,
         )
@@ -160,6 +163,44 @@ def report_blocks(
     blocks.append(failed_table(failed) if len(failed) else Text("None.", muted=True))
 
     blocks += reproduction_blocks(study)
+    blocks += earlier_definition_blocks(study)
+    return blocks
+
+
+def _superseded_text(study: StudyData) -> str:
+    kept = study.superseded
+    return f"{sum(kept.values())} runs ({kept.get('done', 0)} finished) of earlier definitions, kept in the store"
+
+
+def earlier_definition_blocks(study: StudyData) -> list[Block]:
+    """The definitions ``mtlab run --redefine`` replaced, oldest first: what they ran and what the store keeps."""
+    earlier = study.info.get("superseded") or []
+    if not earlier:
+        return []
+    blocks: list[Block] = [
+        Heading("Earlier definitions", 3),
+        Text(
+            "This directory was redefined (`mtlab run --redefine`). The tables above cover the current definition's "
+            "runs only; the runs of the definitions below that it does not share stay in the store, finished ones "
+            "included. To report on one again, run its command with --redefine (its finished runs are not trained "
+            "again).",
+            muted=True,
+        ),
+    ]
+    for number, entry in enumerate(earlier, 1):
+        command = shlex.join(entry.get("command") or []) or UNKNOWN
+        blocks.append(
+            Facts(
+                [
+                    ("Definition", f"{number} of {len(earlier) + 1}, replaced {entry.get('replaced') or UNKNOWN}"),
+                    ("Budget", str(entry.get("budget") or "default")),
+                    ("Overrides", format_overrides(entry.get("overrides"))),
+                    ("Runs", f"{entry.get('runs', 0)} ({entry.get('done', 0)} finished); {entry.get('kept', 0)} "
+                             f"not in the next definition ({entry.get('kept_done', 0)} finished)"),
+                    ("Command", command),
+                ]
+            )
+        )
     return blocks
 
 
