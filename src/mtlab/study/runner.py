@@ -143,14 +143,14 @@ def run_study(
     validate_study(spec, runs, directory)  # before anything is written: a bad spec or missing data costs seconds
     by_id = {r.run_id: r for r in runs}
     budget = budget or spec.default_budget
+    if (directory / STORE_NAME).is_file() and not redefine:  # refused before the lock is touched: nothing written
+        with ResultStore(directory / STORE_NAME) as store:
+            _check_definition(store, directory, spec, budget, overrides, runs)
     with StudyLock(directory), ResultStore(directory / STORE_NAME) as store:
+        if not redefine:  # again under the lock: another driver may have written the store since
+            _check_definition(store, directory, spec, budget, overrides, runs)
         info, stored = store.info(), store.statuses()
         change = definition_change(info, stored, spec, budget, overrides, runs)
-        if change is not None and not redefine:
-            raise MtlabError(
-                f"{directory}: {change}; choose another --out for this one, or add --redefine to make it the "
-                "definition of this directory (the stored runs are kept)"
-            )
         superseded = [*info.get("superseded", []), superseded_entry(info, stored, set(by_id))] if change else None
         atomic.write_text(directory / "study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         store.set_info(
@@ -185,6 +185,23 @@ def run_study(
             finally:
                 pool.close()
     return StudyResult(directory=directory, total=len(runs), trained=len(todo), failed=failed)
+
+
+def _check_definition(
+    store: ResultStore,
+    directory: Path,
+    spec: StudySpec,
+    budget: str | None,
+    overrides: dict[str, Any] | None,
+    runs: list[RunSpec],
+) -> None:
+    """Refuse a command whose definition differs from the one ``store`` holds (:mod:`mtlab.study.definition`)."""
+    change = definition_change(store.info(), store.statuses(), spec, budget, overrides, runs)
+    if change is not None:
+        raise MtlabError(
+            f"{directory}: {change}; choose another --out for this one, or add --redefine to make it the "
+            "definition of this directory (the stored runs are kept)"
+        )
 
 
 def _train_groups(
