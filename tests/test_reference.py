@@ -226,9 +226,9 @@ def test_report_section_against_the_original(tmp_path):
 @pytest.mark.parametrize(
     ("budget", "overrides", "why"),
     [
-        ("default", {}, "it ran budget 'default', not the original protocol's budget 'quick'"),
-        ("quick", {"train.epochs": 1, "train.threads": 2}, "its overrides change the protocol (train.epochs)"),
-        ("quick", {"train.precision": "bf16"}, "its overrides change the protocol (train.precision)"),
+        ("default", {}, "ran budget 'default', not the original protocol's budget 'quick'"),
+        ("quick", {"train.epochs": 1, "train.threads": 2}, "has overrides that change the protocol (train.epochs)"),
+        ("quick", {"train.precision": "bf16"}, "has overrides that change the protocol (train.precision)"),
     ],
 )
 def test_another_budget_or_protocol_is_not_comparable_and_gets_no_verdicts(tmp_path, budget, overrides, why):

@@ -102,15 +102,16 @@ class Reference(Strict):
 
 
 def incomparable_reasons(reference: Reference, budget: str | None, overrides: Mapping[str, object] | None) -> list[str]:
-    """Why a study run at ``budget`` with command-line ``overrides`` cannot be set against the original (empty when
-    it can): another budget than the original protocol's, or an override of anything but :data:`EXECUTION_KEYS`."""
+    """Why a study run at ``budget`` with command-line ``overrides`` cannot be set against the original, each
+    reason completing "this study ..." (empty when it can): another budget than the original protocol's, or an
+    override of anything but :data:`EXECUTION_KEYS`."""
     reasons = []
     if reference.budget is not None and budget != reference.budget:
         ran = budget or "default"
-        reasons.append(f"it ran budget '{ran}', not the original protocol's budget '{reference.budget}'")
+        reasons.append(f"ran budget '{ran}', not the original protocol's budget '{reference.budget}'")
     changed = [key for key in overrides or {} if not any(key == k or key.startswith(f"{k}.") for k in EXECUTION_KEYS)]
     if changed:
-        reasons.append(f"its overrides change the protocol ({', '.join(changed)})")
+        reasons.append(f"has overrides that change the protocol ({', '.join(changed)})")
     return reasons
 
 
