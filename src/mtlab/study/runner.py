@@ -10,8 +10,9 @@ Layout of a study directory::
 Resume is the default: running the same command again trains only the runs that are not ``done`` (a run a killed
 driver left ``running`` restarts from scratch, with the same seed, so the final numbers equal an uninterrupted
 study's; ^C and SIGTERM put the runs in flight back to ``pending`` on the way out). A command that defines the study
-otherwise is refused unless it says ``redefine`` (:mod:`mtlab.study.definition`). A run that diverges or raises is stored as ``failed`` with its reason and the study goes on;
-``retry_failed`` trains those again. Problems the user must fix (missing data, a bad config) stop the study.
+otherwise is refused unless it says ``redefine`` (:mod:`mtlab.study.definition`). A run that diverges or raises is
+stored as ``failed`` with its reason and the study goes on; ``retry_failed`` trains those again. Problems the user
+must fix (missing data, a bad config) stop the study.
 
 Seed groups train on an executor (:mod:`mtlab.study.executors`: in this process, a pool of worker processes, or a
 Ray cluster) and come back as plain results; this process alone writes the store and the run directories.
