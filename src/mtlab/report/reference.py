@@ -269,7 +269,7 @@ def reference_blocks(study: StudyData) -> list[Block]:
     if reasons:  # numbers of another protocol: verdicts on them would be noise dressed as findings
         blocks.append(
             Text(
-                f"Not comparable: this study {' and '.join(reasons)}, so its numbers are not set against the "
+                f"Not comparable: this study {', and '.join(reasons)}, so its numbers are not set against the "
                 "original's and the original's claims are not tested. Run the study at the original protocol's "
                 "budget, without overrides that change it, for verdicts.",
             )
