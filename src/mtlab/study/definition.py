@@ -63,9 +63,9 @@ def definition_change(
     parts: list[str] = []
     if info.get("name") not in (None, spec.name):
         parts.append(f"study {spec.name} (stored: {info['name']})")
-    if info.get("budget") != budget:
-        parts.append(f"budget {budget or 'default'} (stored: {info.get('budget') or 'default'})")
-    if overrides != stored_overrides:
+    if "budget" in info and info["budget"] != budget:  # (a store written by hand may not say)
+        parts.append(f"budget {budget or 'default'} (stored: {info['budget'] or 'default'})")
+    if "overrides" in info and overrides != stored_overrides:
         parts.append(f"overrides {_override_change(stored_overrides, overrides)}")
     if info.get("name") == spec.name and "spec" in info:
         changed = _changed_keys(_defining(info["spec"], budget), _defining(spec.model_dump(mode="json"), budget))
