@@ -155,17 +155,19 @@ def run_study(
         change = definition_change(info, stored, spec, budget, overrides, runs)
         superseded = [*info.get("superseded", []), superseded_entry(info, stored, set(by_id))] if change else None
         atomic.write_text(directory / "study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        store.set_info(
-            name=spec.name,
-            description=spec.description,
-            budget=budget,
-            overrides=as_json(dict(overrides or {})),
-            spec=spec.model_dump(mode="json"),
-            command=command or [],
-            environment=environment.describe(),
-            **({"superseded": superseded} if superseded else {}),
-        )
-        store.sync_runs(runs)
+        described = environment.describe()
+        with store.atomic():  # the definition and its runs together: a kill leaves the old pair or the new
+            store.set_info(
+                name=spec.name,
+                description=spec.description,
+                budget=budget,
+                overrides=as_json(dict(overrides or {})),
+                spec=spec.model_dump(mode="json"),
+                command=command or [],
+                environment=described,
+                **({"superseded": superseded} if superseded else {}),
+            )
+            store.sync_runs(runs)
         todo = store.runs_to_do(retry_failed=retry_failed)
         observer.on_study_start(len(runs), len(runs) - len(store.runs_to_do(retry_failed=True)), len(todo))
         failed: list[tuple[str, str]] = []
