@@ -16,6 +16,7 @@ import yaml
 from mtlab.cli.main import main
 from mtlab.errors import MtlabError
 from mtlab.report import build_report
+from mtlab.study.definition import definition_change
 from mtlab.study.lock import StudyLock, driver_active
 from mtlab.study.runner import run_study
 from mtlab.study.spec import StudySpec, expand
@@ -100,6 +101,20 @@ def test_a_command_that_differs_is_refused_with_what_differs_and_changes_nothing
     assert "--redefine" in message
     assert statuses(study, active_only=False) == before
     assert info(study) == stored
+
+
+def test_run_configs_that_resolve_otherwise_name_the_keys_that_moved():
+    """Same study, budget, overrides and spec, other run ids: a default of mtlab changed, or a relative path
+    resolved from another directory; the keys that moved are named from the stored first run's config."""
+    runs = expand(tiny(), "quick")
+    info = {"name": "tiny", "budget": "quick", "overrides": {}, "spec": tiny().model_dump(mode="json")}
+    first = runs[0].config.model_dump(mode="json")
+    first["train"]["eval_batch_size"] = 7
+    stored = {f"old{i}": "done" for i in range(len(runs))}
+    change = definition_change(info, stored, tiny(), "quick", {}, runs, first)
+    assert change.startswith("this command differs from the study stored there in the resolved run configs "
+                             "(train.eval_batch_size 1000 (stored: 7)): mtlab's defaults, or a path")  # fmt: skip
+    assert definition_change(info, {r.run_id: "done" for r in runs}, tiny(), "quick", {}, runs, first) is None
 
 
 def test_edits_that_change_no_run_are_not_a_redefinition(study):

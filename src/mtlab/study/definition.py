@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from mtlab.study.spec import RunSpec, StudySpec
@@ -47,13 +47,15 @@ def definition_change(
     spec: StudySpec,
     budget: str | None,
     overrides: Mapping[str, Any] | None,
-    runs: Iterable[RunSpec],
+    runs: list[RunSpec],
+    first_config: Mapping[str, Any] | None = None,
 ) -> str | None:
     """What differs between a store's definition and a command's, in words; None when they are the same.
 
     ``info``: the store's study info (name, budget, overrides, spec); ``stored``: its current runs (id -> status);
-    ``runs``: the command's expanded runs. A store without runs (new, or made before definitions were checked and
-    left empty) has no definition to differ from.
+    ``runs``: the command's expanded runs; ``first_config``: the stored first run's resolved config, to name what
+    changed in the run configs when nothing the command says did. A store without runs (new, or one whose first
+    driver stopped before it stored them) has no definition to differ from.
     """
     if not stored:
         return None
@@ -75,8 +77,10 @@ def definition_change(
             parts.append(f"the study spec's {listed}")
     if not parts and new_ids == set(stored):
         return None
-    if not parts:  # same study, budget, overrides and spec, other run configs: the config defaults moved
-        parts.append("the resolved run configs (mtlab's config defaults changed since the store was written?)")
+    if not parts:  # same study, budget, overrides and spec, other run configs: what resolves them moved
+        changed = _changed_keys(first_config or {}, runs[0].config.model_dump(mode="json")) if runs else []
+        keys = f" ({', '.join(changed[:MAX_LISTED])}{' ...' if len(changed) > MAX_LISTED else ''})" if changed else ""
+        parts.append(f"the resolved run configs{keys}: mtlab's defaults, or a path resolved from another directory")
     new = len(new_ids - set(stored))
     dropped = [r for r in stored if r not in new_ids]
     finished = sum(stored[r] == "done" for r in dropped)

@@ -200,7 +200,7 @@ def _check_definition(
     runs: list[RunSpec],
 ) -> None:
     """Refuse a command whose definition differs from the one ``store`` holds (:mod:`mtlab.study.definition`)."""
-    change = definition_change(store.info(), store.statuses(), spec, budget, overrides, runs)
+    change = definition_change(store.info(), store.statuses(), spec, budget, overrides, runs, store.first_config())
     if change is not None:
         raise MtlabError(
             f"{directory}: {change}; choose another --out for this one, or add --redefine to make it the "

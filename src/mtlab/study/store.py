@@ -314,6 +314,11 @@ class ResultStore:
         where = " WHERE active = 1" if active_only else ""
         return dict(self.db.execute(f"SELECT run_id, status FROM runs{where} ORDER BY position"))
 
+    def first_config(self) -> dict[str, Any] | None:
+        """The resolved config of the current definition's first run (None before there is one)."""
+        row = self.db.execute("SELECT config FROM runs WHERE active = 1 ORDER BY position LIMIT 1").fetchone()
+        return json.loads(row[0]) if row else None
+
     def runs_to_do(self, retry_failed: bool = False) -> list[str]:
         """Active runs not yet done, in study order (``running`` ones were interrupted)."""
         wanted = (*UNFINISHED, "failed") if retry_failed else UNFINISHED
