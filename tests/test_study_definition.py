@@ -153,7 +153,8 @@ def test_redefine_keeps_the_earlier_runs_and_the_report_counts_them(study):
     assert "- **Done:** 2" in header
     assert "- **Pending:** 0\n" in header
     assert "running" not in header
-    assert "- **Superseded:** 2 runs (2 finished) of earlier definitions, kept in the store" in header
+    assert "- **Superseded:** 2 runs kept (2 finished)" in header
+    assert "Superseded: the runs of earlier definitions of this directory stay in the store" in header
     earlier = report.split("### Earlier definitions", 1)[1]
     assert "- **Command:** mtlab run tiny.yaml" in earlier
     assert "- **Overrides:** none" in earlier

@@ -125,6 +125,9 @@ def report_blocks(
     )
     if unfinished or counts["failed"]:
         blocks.append(Text("This study is incomplete: the numbers below use the finished runs only.", muted=True))
+    if study.superseded:
+        blocks.append(Text("Superseded: the runs of earlier definitions of this directory stay in the store, out of "
+                           "the numbers below (see Earlier definitions, after Reproduction).", muted=True))  # fmt: skip
     blocks += [Text(note, muted=True) for note in study.notes]
 
     blocks.append(Heading("Summary"))
@@ -169,7 +172,7 @@ def report_blocks(
 
 def _superseded_text(study: StudyData) -> str:
     kept = study.superseded
-    return f"{sum(kept.values())} runs ({kept.get('done', 0)} finished) of earlier definitions, kept in the store"
+    return f"{sum(kept.values())} runs kept ({kept.get('done', 0)} finished)"
 
 
 def earlier_definition_blocks(study: StudyData) -> list[Block]:
