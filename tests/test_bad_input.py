@@ -320,6 +320,11 @@ CASES = [
     case("study-existing-bad-control", "run bad-study.yaml --out study", "control 'nope' is not a variant",
          prepare=spec(control="nope")),
     case("study-out-is-a-file", "run study.yaml --out tiny.yaml", "tiny.yaml: exists and is not a directory"),
+    case("study-redefined-by-override", "run study.yaml --out study train.epochs=2",
+         "study: this command differs from the study stored there in overrides train.epochs=2 (stored: not set)",
+         "choose another --out", "--redefine"),
+    case("study-redefined-by-budget", "run study.yaml --out study --budget quick", "budget quick (stored: default)"),
+    case("study-out-is-a-run-dir", "run study.yaml --out run", "run: is a run directory (made by `mtlab train`)"),
     case("study-out-under-a-file", "run study.yaml --out tiny.yaml/sub", "tiny.yaml: is a file"),
     case("study-group-size", "run study.yaml --group-size 0", "--group-size: must be positive"),
     case("study-missing-data", "run bad-study.yaml --out fresh", "mnist files not found", prepare=both(

@@ -182,22 +182,28 @@ def test_every_builtin_study_has_a_valid_reference(name):
 # -------------------------------------------------------------------------------------------------- report
 
 
-def test_report_section_against_the_original(tmp_path):
+def reference_section(directory: Path, budget: str | None, overrides: dict | None = None) -> str:
+    """The section of a report on a store of the constructed study run at ``budget`` with ``overrides``."""
     spec = StudySpec.model_validate({**study_spec().model_dump(mode="json"), "reference": REFERENCE})
     item_acc = {CONTROL: [0.80, 0.83, 0.81], GOLDEN: [0.84, 0.86, 0.85]}
-    with ResultStore(tmp_path / STORE_NAME) as store:
-        store.set_info(name=spec.name, budget="default", spec=spec.model_dump(mode="json"), command=["mtlab"])
+    with ResultStore(directory / STORE_NAME) as store:
+        store.set_info(name=spec.name, budget=budget, overrides=overrides or {}, spec=spec.model_dump(mode="json"),
+                       command=["mtlab"])  # fmt: skip
         runs = expand(spec)
         store.sync_runs(runs)
         for run in runs:
             if run.variant in item_acc:
                 fit = fake_fit(item_acc[run.variant][run.seed], run.seed)
                 store.record_done(run.run_id, fit, parameters=10, environment={})
-    markdown = build_report(tmp_path)["md"].read_text()
-    section = markdown.split("## Against the original study", 1)[1].split("\n## ", 1)[0]
+    markdown = build_report(directory)["md"].read_text()
+    return markdown.split("## Against the original study", 1)[1].split("\n## ", 1)[0]
+
+
+def test_report_section_against_the_original(tmp_path):
+    section = reference_section(tmp_path, "quick", {"train.threads": 1, "train.device": "cpu"})  # where, not what
     assert "Original: A constructed study." in section
     assert "the original used the test set for validation" in section
-    assert "budget 'quick'" in section  # this study ran another budget than the original protocol's
+    assert "Not comparable" not in section
     assert "Of 2 comparable original values: 1 within, 1 below." in section
     # GOLDEN: mean 85.00 ± 1.00 (n=3) against 85.00 ± 1.00 (n=10): within; CONTROL 81.33 against 90: below.
     golden = next(line for line in section.splitlines() if line.startswith(f"| {GOLDEN} | item acc"))
@@ -215,6 +221,23 @@ def test_report_section_against_the_original(tmp_path):
     p = stats.ttest_rel([84, 86, 85], [80, 83, 81]).pvalue
     assert f"| {GOLDEN} | better than | {CONTROL} | item acc (pp) | -5.00 | +3.67 |" in section
     assert f"| 3 | {min(1, 3 * p):.3f} | **supported** |" in section
+
+
+@pytest.mark.parametrize(
+    ("budget", "overrides", "why"),
+    [
+        ("default", {}, "ran budget 'default', not the original protocol's budget 'quick'"),
+        ("quick", {"train.epochs": 1, "train.threads": 2}, "has overrides that change the protocol (train.epochs)"),
+        ("quick", {"train.precision": "bf16"}, "has overrides that change the protocol (train.precision)"),
+    ],
+)
+def test_another_budget_or_protocol_is_not_comparable_and_gets_no_verdicts(tmp_path, budget, overrides, why):
+    section = reference_section(tmp_path, budget, overrides)
+    assert f"Not comparable: this study {why}," in section
+    for verdict in ("within", "below", "above", "supported", "contradicted", "comparable original values"):
+        assert verdict not in section
+    assert "sharing helps item" in section  # the claims are listed, untested
+    assert "the original used the test set for validation" in section
 
 
 def test_a_claim_is_not_supported_by_the_same_difference_on_every_seed(tmp_path):

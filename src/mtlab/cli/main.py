@@ -2,7 +2,8 @@
 
 User errors exit 2 with one ``mtlab: error:`` line per problem (at most :data:`MAX_ERROR_LINES`, then a count).
 ^C exits 130 and SIGTERM (schedulers, ``docker stop``) exits 143; both abandon the run in flight the same way, so
-the store stays consistent and the same command resumes.
+the store stays consistent, no run is left ``running``, and the same command resumes (the message says how many
+finished runs were kept).
 """
 
 from __future__ import annotations
@@ -104,12 +105,21 @@ def main(argv: list[str] | None = None) -> int:
             # A path the user gave that the file system refuses (not a directory, permission, disk full).
             print_error(f"{e.filename}: {e.strerror or e}")
             return 2
-        except Terminated:
-            print("mtlab: terminated (SIGTERM); run the same command again to resume", file=sys.stderr)
+        except Terminated as stop:
+            resume = "run the same command again to resume"
+            print(stopped_message("terminated (SIGTERM)", stop, resume), file=sys.stderr)
             return 143
-        except KeyboardInterrupt:
-            print("mtlab: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as stop:
+            print(stopped_message("interrupted", stop), file=sys.stderr)
             return 130
+
+
+def stopped_message(what: str, stop: KeyboardInterrupt, otherwise: str = "") -> str:
+    """``mtlab: interrupted - 12 runs kept; run the same command to resume`` when the command that stopped says what
+    it kept (a study does), else ``mtlab: interrupted`` (and ``otherwise``, what to do)."""
+    if not str(stop):
+        return f"mtlab: {what}" + (f"; {otherwise}" if otherwise else "")
+    return f"mtlab: {what} - {stop}; run the same command to resume"
 
 
 def print_error(message: str) -> None:

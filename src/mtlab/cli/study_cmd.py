@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="run a study (a built-in name or a YAML file); resumes where it stopped",
         description="Train every run of a study that is not done yet, store the results, and write the report. "
-        "Running the same command again resumes: finished runs are not repeated.",
+        "Running the same command again resumes: finished runs are not repeated. A study directory keeps the "
+        "definition it was first run with; a command that differs (overrides, budget, spec) is refused unless it "
+        "says --redefine.",
     )
     run.add_argument("study", help="built-in study name (see `mtlab studies`) or study YAML file")
     run.add_argument(
@@ -37,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", type=Path, help="study directory (default: runs/<study>-<budget>)")
     add_speed_options(run)
     run.add_argument("--retry-failed", action="store_true", help="train the failed runs again")
+    run.add_argument(
+        "--redefine",
+        action="store_true",
+        help="let this command replace the definition (study, budget, overrides, spec) of a study directory that "
+        "holds another one; the stored runs are kept, and runs both share are not trained again",
+    )
     run.add_argument(
         "--group-seeds",
         choices=["auto", "on", "off"],
@@ -83,6 +91,7 @@ def run_command(args: argparse.Namespace) -> int:
             budget=budget,
             overrides=parse_overrides(args.overrides + speed_overrides(args), COMMAND_LINE),
             retry_failed=args.retry_failed,
+            redefine=args.redefine,
             group_seeds=args.group_seeds,
             group_size=args.group_size,
             command=["mtlab", *sys.argv[1:]],

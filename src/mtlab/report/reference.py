@@ -1,7 +1,11 @@
 """The report section "Against the original study": this study's numbers beside the original's, and its claims.
 
-For every value of the spec's ``reference`` (:mod:`mtlab.study.reference`) the section puts the original number
-beside this study's mean over seeds with its 95% Student-t interval and n, and gives a verdict on the difference
+A study run at another budget than the original protocol's (``reference.budget``), or with command-line overrides
+that change the protocol (anything but where and how fast runs train: :data:`~mtlab.study.reference.EXECUTION_KEYS`),
+is not comparable: the section says why and lists the original's claims, with no verdicts.
+
+Otherwise, for every value of the spec's ``reference`` (:mod:`mtlab.study.reference`) the section puts the original
+number beside this study's mean over seeds with its 95% Student-t interval and n, and gives a verdict on the difference
 (this study minus the original): ``within`` when its 95% interval holds 0, else ``above`` or ``below``. Where the
 original gives a std and n (n >= 2) the interval is Welch's, so the original's own seed noise counts too; otherwise
 the original value is taken as exact and the interval is this study's alone (the original lies within, above or
@@ -32,7 +36,7 @@ from scipy import stats
 from mtlab.analysis.stats import paired_t_p
 from mtlab.report.tables import MISSING, Cell, StudyData, Table, format_p
 from mtlab.report.units import decimals, difference_unit, scale, unit
-from mtlab.study.reference import Claim, Comparison, OriginalValue, Reference
+from mtlab.study.reference import Claim, Comparison, OriginalValue, Reference, incomparable_reasons
 
 if TYPE_CHECKING:
     from mtlab.report.render import Block
@@ -261,15 +265,22 @@ def reference_blocks(study: StudyData) -> list[Block]:
     blocks: list[Block] = [Heading(TITLE), Text(f"Original: {reference.source}.")]
     if reference.measure:
         blocks.append(Text(f"Its numbers: {reference.measure}."))
-    budget = study.info.get("budget")
-    if reference.budget is not None and budget != reference.budget:
+    reasons = incomparable_reasons(reference, study.info.get("budget"), study.info.get("overrides"))
+    if reasons:  # numbers of another protocol: verdicts on them would be noise dressed as findings
         blocks.append(
             Text(
-                f"This study ran budget '{budget or 'default'}'; the original protocol is budget "
-                f"'{reference.budget}', so the numbers are not expected to agree (the claims still can be checked).",
-                muted=True,
+                f"Not comparable: this study {', and '.join(reasons)}, so its numbers are not set against the "
+                "original's and the original's claims are not tested. Run the study at the original protocol's "
+                "budget, without overrides that change it, for verdicts.",
             )
         )
+        if reference.claims:
+            blocks += [Heading("The original's claims (not tested here)", 3)]
+            blocks.append(Bullets([claim.claim for claim in reference.claims]))
+        if reference.differences:
+            blocks += [Text("Known differences between the original protocol and this study:"),
+                       Bullets(reference.differences)]  # fmt: skip
+        return blocks
     if reference.differences:
         blocks.append(Text("Known differences between the original protocol and this study:"))
         blocks.append(Bullets(reference.differences))

@@ -42,6 +42,7 @@ from mtlab.report.tables import (
     summary_table,
 )
 from mtlab.report.units import format_value, phrase
+from mtlab.study.definition import format_overrides
 
 UNKNOWN = "not recorded"
 
@@ -111,17 +112,22 @@ def report_blocks(
         Facts(
             [
                 ("Budget", str(info.get("budget") or "default")),
+                ("Overrides", format_overrides(info.get("overrides"))),
                 ("Runs", f"{len(study.runs)} in {len(study.variants)} variants"),
                 ("Done", str(counts["done"])),
                 ("Failed", str(counts["failed"])),
                 ("Pending", str(unfinished) + (f" ({counts['running']} running)" if counts["running"] else "")),
                 ("Generated", time.strftime("%Y-%m-%d %H:%M")),
+                *([("Superseded", _superseded_text(study))] if study.superseded else []),
             ],
             cards=True,
         )
     )
     if unfinished or counts["failed"]:
         blocks.append(Text("This study is incomplete: the numbers below use the finished runs only.", muted=True))
+    if study.superseded:
+        blocks.append(Text("Superseded: the runs of earlier definitions of this directory stay in the store, out of "
+                           "the numbers below (see Earlier definitions, after Reproduction).", muted=True))  # fmt: skip
     blocks += [Text(note, muted=True) for note in study.notes]
 
     blocks.append(Heading("Summary"))
@@ -162,6 +168,44 @@ def report_blocks(
     blocks.append(failed_table(failed) if len(failed) else Text("None.", muted=True))
 
     blocks += reproduction_blocks(study)
+    blocks += earlier_definition_blocks(study)
+    return blocks
+
+
+def _superseded_text(study: StudyData) -> str:
+    kept = study.superseded
+    return f"{sum(kept.values())} runs kept ({kept.get('done', 0)} finished)"
+
+
+def earlier_definition_blocks(study: StudyData) -> list[Block]:
+    """The definitions ``mtlab run --redefine`` replaced, oldest first: what they ran and what the store keeps."""
+    earlier = study.info.get("superseded") or []
+    if not earlier:
+        return []
+    blocks: list[Block] = [
+        Heading("Earlier definitions", 3),
+        Text(
+            "This directory was redefined (`mtlab run --redefine`). The tables above cover the current definition's "
+            "runs only; the runs of the definitions below that it does not share stay in the store, finished ones "
+            "included. To report on one again, run its command with --redefine (its finished runs are not trained "
+            "again).",
+            muted=True,
+        ),
+    ]
+    for number, entry in enumerate(earlier, 1):
+        command = shlex.join(entry.get("command") or []) or UNKNOWN
+        blocks.append(
+            Facts(
+                [
+                    ("Definition", f"{number} of {len(earlier) + 1}, replaced {entry.get('replaced') or UNKNOWN}"),
+                    ("Budget", str(entry.get("budget") or "default")),
+                    ("Overrides", format_overrides(entry.get("overrides"))),
+                    ("Runs", f"{entry.get('runs', 0)} ({entry.get('done', 0)} finished); {entry.get('kept', 0)} "
+                             f"not in the next definition ({entry.get('kept_done', 0)} finished)"),
+                    ("Command", command),
+                ]
+            )
+        )
     return blocks
 
 

@@ -24,6 +24,7 @@ from mtlab.config.schema import RunConfig
 from mtlab.errors import MtlabError
 from mtlab.report.units import MISSING, difference_unit, format_value, label, phrase
 from mtlab.study.controls import resolve_controls
+from mtlab.study.lock import driver_active
 from mtlab.study.spec import RunSpec, StudySpec
 from mtlab.study.store import ResultStore, TaskInfo
 
@@ -40,7 +41,9 @@ class StudyData:
     ``runs`` holds the runs of the current spec (every status) in study order; ``metrics`` and ``history`` only
     the finished ones. ``task_info`` says what each task is (type, primary metric, directions; see :meth:`task`).
     ``notes`` collects what could not be worked out (e.g. controls of a spec that no longer validates), so the
-    report can say so instead of failing.
+    report can say so instead of failing. A run the store says is ``running`` while no driver holds the study's lock
+    (its driver was killed) reads as ``pending``. ``superseded``: the stored runs of earlier definitions of the
+    directory (replaced with ``mtlab run --redefine``), by status; they stay in the store, out of these tables.
     """
 
     directory: Path
@@ -53,6 +56,7 @@ class StudyData:
     tasks: list[str]
     notes: list[str] = field(default_factory=list)
     task_info: dict[str, TaskInfo] = field(default_factory=dict)
+    superseded: dict[str, int] = field(default_factory=dict)
 
     def task(self, task: str) -> TaskInfo:
         """What ``task`` is; a task the store has no description of was trained before typed tasks (multiclass)."""
@@ -100,12 +104,17 @@ def load_study(directory: Path) -> StudyData:
         metrics = store.metrics_frame()
         history = store.history_frame()
         recorded = store.task_info(notes=notes)
+        current = store.statuses()
+        superseded = [s for r, s in store.statuses(active_only=False).items() if r not in current]
+    if not driver_active(directory):  # nothing trains the runs a killed driver left running
+        runs["status"] = runs["status"].replace("running", "pending")
     controls, configured_tasks = _controls_and_tasks(info, runs, notes)
     variants = list(dict.fromkeys(runs["variant"]))
     measured = [t for t in dict.fromkeys(metrics.loc[metrics["split"] == "test", "task"]) if t]
     tasks = list(dict.fromkeys([*configured_tasks, *measured]))
     return StudyData(
-        directory, info, runs, metrics, history, controls, variants, tasks, notes, _task_info(tasks, recorded, metrics)
+        directory, info, runs, metrics, history, controls, variants, tasks, notes, _task_info(tasks, recorded, metrics),
+        {status: superseded.count(status) for status in dict.fromkeys(superseded)},
     )
 
 

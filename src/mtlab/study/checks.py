@@ -27,9 +27,14 @@ def validate_study(spec: StudySpec, runs: list[RunSpec], directory: Path, *, che
         check_data_and_models(runs)
 
 
+STUDY_MARKS = ("results.sqlite", "study.yaml", ".lock")
+"""What a study directory holds from its first moments on (the lock, then the store, then the spec as run)."""
+
+
 def check_directory(directory: Path) -> None:
     """The study directory is a directory, or can be made one (its nearest existing ancestor is a directory), and
-    its results store, if it has one, is readable (checked before the lock file is touched)."""
+    its results store, if it has one, is readable (checked before the lock file is touched). An existing directory
+    that is not a study's is refused: a run directory (``mtlab train --out``), or any other non-empty one."""
     from mtlab.study.store import ResultStore
 
     if directory.exists() and not directory.is_dir():
@@ -37,6 +42,15 @@ def check_directory(directory: Path) -> None:
     store = directory / "results.sqlite"
     if store.is_file():
         ResultStore(store).close()  # a damaged file is a user error naming it and what to do
+    elif directory.is_dir() and not any((directory / mark).exists() for mark in STUDY_MARKS):
+        if (directory / "meta.json").is_file() or (directory / "config.yaml").is_file():
+            raise MtlabError(
+                f"{directory}: is a run directory (made by `mtlab train`), not a study directory; choose another --out"
+            )
+        if any(directory.iterdir()):
+            raise MtlabError(
+                f"{directory}: exists, is not empty and holds no study (no results.sqlite); choose another --out"
+            )
     ancestor = directory
     while not ancestor.exists():
         ancestor = ancestor.parent

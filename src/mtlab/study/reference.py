@@ -26,7 +26,7 @@ The report section that uses it is :mod:`mtlab.report.reference`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -36,6 +36,12 @@ from mtlab.errors import ConfigError
 
 if TYPE_CHECKING:  # spec.py imports this module for the field type
     from mtlab.study.spec import RunSpec, StudySpec
+
+EXECUTION_KEYS = ("train.device", "train.threads", "train.eval_batch_size", "train.compile", "train.channels_last",
+                  "train.diagnostics")  # fmt: skip
+"""Config keys (and everything under them) that change where and how fast a run trains, or what it measures on the
+side, not what it learns (up to float rounding): overriding them keeps a study comparable with the original.
+``train.precision`` is not one of them: bf16 or fp16 arithmetic is a change of protocol."""
 
 Metric = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 """A metric of the task's type (``acc``, ``loss``, ``mae`` ...), checked against the type by :func:`check_reference`."""
@@ -93,6 +99,20 @@ class Reference(Strict):
         description="Variant -> task -> metric (acc, f1, auroc in percent; loss, mae, rmse, r2 as they are) -> value.",
     )
     claims: list[Claim] = Field(default_factory=list)
+
+
+def incomparable_reasons(reference: Reference, budget: str | None, overrides: Mapping[str, object] | None) -> list[str]:
+    """Why a study run at ``budget`` with command-line ``overrides`` cannot be set against the original, each
+    reason completing "this study ..." (empty when it can): another budget than the original protocol's, or an
+    override of anything but :data:`EXECUTION_KEYS`."""
+    reasons = []
+    if reference.budget is not None and budget != reference.budget:
+        ran = budget or "default"
+        reasons.append(f"ran budget '{ran}', not the original protocol's budget '{reference.budget}'")
+    changed = [key for key in overrides or {} if not any(key == k or key.startswith(f"{k}.") for k in EXECUTION_KEYS)]
+    if changed:
+        reasons.append(f"has overrides that change the protocol ({', '.join(changed)})")
+    return reasons
 
 
 def check_reference(spec: StudySpec, runs: Iterable[RunSpec]) -> None:

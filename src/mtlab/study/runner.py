@@ -9,8 +9,10 @@ Layout of a study directory::
 
 Resume is the default: running the same command again trains only the runs that are not ``done`` (a run a killed
 driver left ``running`` restarts from scratch, with the same seed, so the final numbers equal an uninterrupted
-study's). A run that diverges or raises is stored as ``failed`` with its reason and the study goes on;
-``retry_failed`` trains those again. Problems the user must fix (missing data, a bad config) stop the study.
+study's; ^C and SIGTERM put the runs in flight back to ``pending`` on the way out). A command that defines the study
+otherwise is refused unless it says ``redefine`` (:mod:`mtlab.study.definition`). A run that diverges or raises is
+stored as ``failed`` with its reason and the study goes on; ``retry_failed`` trains those again. Problems the user
+must fix (missing data, a bad config) stop the study.
 
 Seed groups train on an executor (:mod:`mtlab.study.executors`: in this process, a pool of worker processes, or a
 Ray cluster) and come back as plain results; this process alone writes the store and the run directories.
@@ -19,7 +21,6 @@ Ray cluster) and come back as plain results; this process alone writes the store
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from collections import deque
 from collections.abc import Callable
@@ -35,9 +36,11 @@ from mtlab.data.batches import Normalizer
 from mtlab.errors import MtlabError
 from mtlab.rundir import RunDirectory
 from mtlab.study.checks import validate_study
+from mtlab.study.definition import as_json, definition_change, superseded_entry
 from mtlab.study.executors import Executor, create_executor
 from mtlab.study.executors.local import LocalExecutor
 from mtlab.study.executors.work import Event, GroupResult, GroupTask, RunResult
+from mtlab.study.lock import StudyLock
 from mtlab.study.spec import RunSpec, StudySpec, expand
 from mtlab.study.store import ResultStore
 from mtlab.train.device import resolve_device
@@ -100,42 +103,6 @@ def seed_groups(
     return groups
 
 
-class StudyLock:
-    """An exclusive advisory lock on ``<dir>/.lock`` (``flock``: released by the kernel even on ``kill -9``)."""
-
-    def __init__(self, directory: Path):
-        self.path = directory / ".lock"
-        self.file = None
-
-    def __enter__(self) -> StudyLock:
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = self.path.open("a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
-            self.file.close()
-            raise MtlabError(
-                f"{self.path.parent}: study directory is in use by {holder}; wait for it or stop it first"
-            ) from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"mtlab pid {os.getpid()}")
-        self.file.flush()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import fcntl
-
-        if self.file is not None:
-            self.file.truncate(0)
-            fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
-
-
 def run_study(
     spec: StudySpec,
     directory: Path,
@@ -143,6 +110,7 @@ def run_study(
     budget: str | None = None,
     overrides: dict[str, Any] | None = None,
     retry_failed: bool = False,
+    redefine: bool = False,
     group_seeds: str = "auto",
     group_size: int = 10,
     command: list[str] | None = None,
@@ -162,6 +130,12 @@ def run_study(
     ``executor`` / ``workers`` / ``address`` choose where groups train (:func:`~mtlab.study.executors.create_executor`:
     in this process, ``workers`` processes on this machine, or a Ray cluster); this process stays the only writer of
     the store and the run directories. ``train`` replaces :func:`~mtlab.train.run.train_runs` in this process (tests).
+
+    A directory that holds a study defined otherwise (another study, budget, overrides or spec:
+    :mod:`mtlab.study.definition`) is refused, unless ``redefine``: this definition then replaces it and the stored
+    runs stay in the store (finished ones too, out of the report's numbers; runs both definitions share are kept as
+    they are). Stopped by ^C or SIGTERM, the runs in flight go back to ``pending`` and the exception is raised again
+    with how many finished runs the store keeps (``"12 runs kept"``).
     """
     if group_seeds not in ("auto", "on", "off"):
         raise MtlabError(f"group_seeds must be 'auto', 'on' or 'off', not {group_seeds!r}")
@@ -170,18 +144,30 @@ def run_study(
     runs = expand(spec, budget, overrides)
     validate_study(spec, runs, directory)  # before anything is written: a bad spec or missing data costs seconds
     by_id = {r.run_id: r for r in runs}
+    budget = budget or spec.default_budget
+    if (directory / STORE_NAME).is_file() and not redefine:  # refused before the lock is touched: nothing written
+        with ResultStore(directory / STORE_NAME) as store:
+            _check_definition(store, directory, spec, budget, overrides, runs)
     with StudyLock(directory), ResultStore(directory / STORE_NAME) as store:
+        if not redefine:  # again under the lock: another driver may have written the store since
+            _check_definition(store, directory, spec, budget, overrides, runs)
+        info, stored = store.info(), store.statuses()
+        change = definition_change(info, stored, spec, budget, overrides, runs)
+        superseded = [*info.get("superseded", []), superseded_entry(info, stored, set(by_id))] if change else None
         atomic.write_text(directory / "study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        store.set_info(
-            name=spec.name,
-            description=spec.description,
-            budget=budget or spec.default_budget,
-            overrides=overrides or {},
-            spec=spec.model_dump(mode="json"),
-            command=command or [],
-            environment=environment.describe(),
-        )
-        store.sync_runs(runs)
+        described = environment.describe()
+        with store.atomic():  # the definition and its runs together: a kill leaves the old pair or the new
+            store.set_info(
+                name=spec.name,
+                description=spec.description,
+                budget=budget,
+                overrides=as_json(dict(overrides or {})),
+                spec=spec.model_dump(mode="json"),
+                command=command or [],
+                environment=described,
+                **({"superseded": superseded} if superseded else {}),
+            )
+            store.sync_runs(runs)
         todo = store.runs_to_do(retry_failed=retry_failed)
         observer.on_study_start(len(runs), len(runs) - len(store.runs_to_do(retry_failed=True)), len(todo))
         failed: list[tuple[str, str]] = []
@@ -198,9 +184,29 @@ def run_study(
                 observer.on_executor(pool.describe())
                 groups = seed_groups([by_id[r] for r in todo], group_size, group_seeds, device=pool.device)
                 failed = _train_groups(groups, directory, store, pool, observer, command or [])
+            except KeyboardInterrupt as stop:  # ^C, or SIGTERM (the command line raises it as a KeyboardInterrupt)
+                kept = store.release_running()
+                raise type(stop)(f"{kept} run{'s' if kept != 1 else ''} kept") from None
             finally:
                 pool.close()
     return StudyResult(directory=directory, total=len(runs), trained=len(todo), failed=failed)
+
+
+def _check_definition(
+    store: ResultStore,
+    directory: Path,
+    spec: StudySpec,
+    budget: str | None,
+    overrides: dict[str, Any] | None,
+    runs: list[RunSpec],
+) -> None:
+    """Refuse a command whose definition differs from the one ``store`` holds (:mod:`mtlab.study.definition`)."""
+    change = definition_change(store.info(), store.statuses(), spec, budget, overrides, runs, store.first_config())
+    if change is not None:
+        raise MtlabError(
+            f"{directory}: {change}; choose another --out for this one, or add --redefine to make it the "
+            "definition of this directory (the stored runs are kept)"
+        )
 
 
 def _train_groups(

@@ -1,8 +1,9 @@
 """Study specs: a base run config, the axes and variants that change it, the seeds, the control and the budgets.
 
 A study expands into runs (:func:`expand`): every variant x every point of the grid x every seed. Each run's id is a
-hash of its resolved config, so editing one axis value only adds the runs that did not exist before, and a run
-already stored under that id is never trained again.
+hash of its resolved config, so a run already stored under that id is never trained again - also when an edited
+study is run again into its directory (which takes ``--redefine``: :mod:`mtlab.study.definition`), where only the
+runs that did not exist before train.
 
 Axes map a dotted config key to values. A list gives values that are their own labels (``[0.3, 0.7]``); a mapping
 gives readable labels (``{independent: independent, "coarse->fine": "coarse->fine"}``). An axis whose name is not a

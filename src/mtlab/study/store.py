@@ -7,9 +7,10 @@ printed text; :meth:`ResultStore.snapshot` gives them one consistent view of a s
 
 Tables::
 
-    study      key -> value         the spec (YAML), budget, command, created/updated times
+    study      key -> value         the spec (YAML), budget, overrides, command, environment, executor, and
+                                    ``superseded``: the definitions a ``--redefine`` replaced (their runs stay)
     runs       one row per run      id, variant, labels, seed, resolved config, status (+ reason), timings,
-                                    parameters, environment, run directory, attempts, active (in the current spec)
+                                    parameters, environment, run directory, attempts, active (in the current definition)
     history    run, epoch, metric   per-epoch values (train/val loss and every metric of each task's type, lr,
                                     seconds)
     metrics    run, split, task,    final values: test loss and metrics per task (task '' = the weighted total),
@@ -248,6 +249,16 @@ class ResultStore:
                 (time.time(), str(run_dir), run_id),
             )
 
+    def release_running(self) -> int:
+        """Put the runs left ``running`` back to ``pending`` (a driver stopped by ^C or SIGTERM: nothing trains them
+        any more); returns how many of the study's runs are done, which the store keeps."""
+        if self.db.in_transaction:  # the signal landed between a BEGIN and its bookkeeping: drop that write
+            self.db.execute("ROLLBACK")
+            self._depth = 0
+        with self._transaction():
+            self.db.execute("UPDATE runs SET status = 'pending' WHERE status = 'running'")
+        return sum(s == "done" for s in self.statuses().values())
+
     def record_done(
         self,
         run_id: str,
@@ -312,6 +323,11 @@ class ResultStore:
     def statuses(self, active_only: bool = True) -> dict[str, str]:
         where = " WHERE active = 1" if active_only else ""
         return dict(self.db.execute(f"SELECT run_id, status FROM runs{where} ORDER BY position"))
+
+    def first_config(self) -> dict[str, Any] | None:
+        """The resolved config of the current definition's first run (None before there is one)."""
+        row = self.db.execute("SELECT config FROM runs WHERE active = 1 ORDER BY position LIMIT 1").fetchone()
+        return json.loads(row[0]) if row else None
 
     def runs_to_do(self, retry_failed: bool = False) -> list[str]:
         """Active runs not yet done, in study order (``running`` ones were interrupted)."""
