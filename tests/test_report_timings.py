@@ -73,7 +73,7 @@ def test_each_start_of_training_is_recorded_and_reported_and_old_stores_still_re
     assert timings[0]["cpu_flags"] == environment.cpu_flags()
 
     more = StudySpec.model_validate({**SPEC, "seeds": 2})  # one more seed: a second start of training
-    run_study(more, tmp_path, workers=1)
+    run_study(more, tmp_path, workers=1, redefine=True)  # a new definition of the directory
     with ResultStore(tmp_path / "results.sqlite") as store:
         assert len(store.info()["timings"]) == 2
     report = _report(tmp_path)
