@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mtlab.cli.main import main
-from mtlab.data import load_dataset
+from mtlab.data import load_dataset, nyuv2
 from mtlab.data.cityscapes import CityscapesData
 from mtlab.data.mtan_layout import write_example_files
 from mtlab.data.nyuv2 import CLASSES, FOLDERS, SIZE, Nyuv2Data
@@ -139,3 +139,29 @@ def test_cityscapes_7_and_19_classes(tmp_path):
     assert np.array_equal(nineteen.train.labels["segmentation"][1].numpy(), np.load(root / "train/label_19/1.npy"))
     with pytest.raises(DataError, match=r"train/image: holds 2 arrays, expected the published 2975"):
         load_dataset(CityscapesData(dataset="cityscapes", data_dir=tmp_path))
+
+
+def test_data_list_verify_and_fetch_cover_the_hand_placed_datasets(nyu, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "600")  # keep table cells (paths, where to get the data) on one line
+    assert main(["data", "list", "--data-dir", str(nyu)]) == 0
+    out = capsys.readouterr().out
+    assert f"{nyu / 'nyuv2'} (data_dir)" in out
+    assert "incomplete: " in out
+    assert "holds 3 arrays, expected the published 795" in out
+    assert "https://www.dropbox.com/s/lg2ktu7o8hzwf99/cityscapes2.zip" in out  # cityscapes: not found, where to get it
+    assert main(["data", "verify", "nyuv2", "--data-dir", str(nyu)]) == 1
+    assert "expected the published 795" in capsys.readouterr().out
+
+    monkeypatch.setattr(nyuv2, "COUNTS", {"train": 3, "val": 2})  # these files as if they were the published set
+    assert main(["data", "verify", "nyuv2", "--data-dir", str(nyu)]) == 0
+    assert "complete: 3 train + 2 val" in capsys.readouterr().out
+    np.save(nyu / "nyuv2" / "val" / "normal" / "1.npy", np.zeros((*SIZE, 2), np.float32))
+    assert main(["data", "verify", "nyuv2", "--data-dir", str(nyu)]) == 1
+    out = capsys.readouterr().out
+    assert str(nyu / "nyuv2" / "val" / "normal" / "1.npy") in out
+    assert "expected (288, 384, 3) numbers" in out
+
+    assert main(["data", "fetch", "celeba"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtlab: error: celeba cannot be downloaded by mtlab; download img_align_celeba.zip")
+    assert err.count("\n") == 1

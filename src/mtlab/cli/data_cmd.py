@@ -8,8 +8,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mtlab.data import derived, resolve
+import mtlab.config.plugins  # noqa: F401  (registers the datasets a user places by hand)
+from mtlab.data import derived, placed, resolve
 from mtlab.data.download import fetch
+from mtlab.data.placed import HAND_PLACED, HandPlaced
 from mtlab.data.sources import SOURCES, Source
 from mtlab.data.tasks import OVERLAYS
 from mtlab.errors import DataError
@@ -23,13 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list, verify or download datasets",
         description="Datasets are looked for in --data-dir, then $MTLAB_DATA, then the user cache, then system "
         "directories. DATASET is a source (mnist, fashion-mnist, cifar100, and the embedded fashion-mnist-sample "
-        "and mnist-sample) or a dataset that uses one (mnist-pairs, the multi-* composites).",
+        "and mnist-sample) or a dataset that uses one (mnist-pairs, the multi-* composites); or a dataset whose files "
+        "you put in place by hand (nyuv2, cityscapes, celeba: `mtlab data list` says where to get them).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets)})
+    names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets), *HAND_PLACED})
 
     listing = actions.add_parser("list", help="where each dataset's files were found")
-    verifying = actions.add_parser("verify", help="check every file's checksum (exit 1 on a problem)")
+    verifying = actions.add_parser(
+        "verify", help="check every file's checksum, or counts and shapes (exit 1 on a problem)"
+    )
     verifying.add_argument("dataset", nargs="?", choices=names, metavar="DATASET", help="default: every dataset found")
     fetching = actions.add_parser("fetch", help="download a dataset into the user cache (or --data-dir)")
     fetching.add_argument("dataset", choices=names, metavar="DATASET")
@@ -75,8 +80,24 @@ def list_data(args: argparse.Namespace) -> int:
     )
     console = Console()
     console.print(table)
+    console.print(_hand_placed_table(args.data_dir))
     console.print(_composites_table())
     return 0
+
+
+def _hand_placed_table(data_dir: Path | None) -> Table:
+    """The datasets mtlab cannot download: where each was found and its file counts, or where to get it."""
+    table = Table(title="datasets you put in place by hand (mtlab cannot download them)")
+    for column in ("dataset", "found in", "state", "how to get it"):
+        table.add_column(column, overflow="fold")
+    for spec in HAND_PLACED.values():
+        place = placed.locate(spec, data_dir)
+        if place is None:
+            table.add_row(spec.name, "-", "not found", spec.obtain)
+        else:
+            table.add_row(spec.name, str(place), spec.survey(place.directory), spec.obtain)
+    table.caption = "looked for in --data-dir, $MTLAB_DATA and the user cache; checked by file counts and shapes"
+    return table
 
 
 def _composites_table() -> Table:
@@ -99,11 +120,14 @@ def _composites_table() -> Table:
 
 def verify_data(args: argparse.Namespace) -> int:
     """Check the files of one source, or of every source found somewhere; 1 if any file is not ok."""
+    hand_placed = [HAND_PLACED[args.dataset]] if args.dataset in HAND_PLACED else []
     sources = _sources(args.dataset) if args.dataset else list(SOURCES.values())
+    if not args.dataset:
+        hand_placed = list(HAND_PLACED.values())
     table = Table(title="verify")
     for column in ("source", "file", "status", "detail"):
         table.add_column(column, overflow="fold")
-    problems = 0
+    problems = sum(_verify_hand_placed(spec, args.data_dir, table, asked=bool(args.dataset)) for spec in hand_placed)
     for source in sources:
         found = resolve.locate(source, args.data_dir)
         if found is None:
@@ -119,8 +143,25 @@ def verify_data(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _verify_hand_placed(spec: HandPlaced, data_dir: Path | None, table: Table, asked: bool) -> int:
+    """Add a row per problem with a hand-placed dataset's copy (or one ``ok`` row); the number of problems."""
+    place = placed.locate(spec, data_dir)
+    if place is None:
+        table.add_row(spec.name, "-", "[yellow]not found[/]", spec.obtain)
+        return int(asked)
+    problems = spec.verify(place.directory)
+    for problem in problems:
+        path, _, detail = problem.partition(": ")
+        table.add_row(spec.name, path, "[red]mismatch[/]", detail)
+    if not problems:
+        table.add_row(spec.name, str(place.directory), "[green]ok[/]", spec.survey(place.directory))
+    return len(problems)
+
+
 def fetch_data(args: argparse.Namespace) -> int:
     """Download the files of every source of the dataset that are not already intact in the target directory."""
+    if args.dataset in HAND_PLACED:
+        raise DataError(f"{args.dataset} cannot be downloaded by mtlab; {HAND_PLACED[args.dataset].obtain}")
     for source in _sources(args.dataset):
         _fetch_source(source, args.data_dir)
     return 0
