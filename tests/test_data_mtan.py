@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from mtlab.cli.main import main
+from mtlab.config import parse_config
 from mtlab.data import load_dataset, nyuv2
 from mtlab.data.cityscapes import CityscapesData
 from mtlab.data.mtan_layout import write_example_files
 from mtlab.data.nyuv2 import CLASSES, FOLDERS, SIZE, Nyuv2Data
-from mtlab.errors import DataError
+from mtlab.errors import ConfigError, DataError
 
 NYU_FOLDERS = {"image": "image", **FOLDERS}
 
@@ -165,3 +166,11 @@ def test_data_list_verify_and_fetch_cover_the_hand_placed_datasets(nyu, monkeypa
     err = capsys.readouterr().err
     assert err.startswith("mtlab: error: celeba cannot be downloaded by mtlab; download img_align_celeba.zip")
     assert err.count("\n") == 1
+
+
+def test_image_only_augmentation_is_refused_for_dense_tasks():
+    model = {"kind": "multitask", "trunk": {"type": "cnn", "conv": [{"filters": 4}]}}
+    raw = {"data": {"dataset": "nyuv2", "augment": {"horizontal_flip": True}}, "model": model}
+    with pytest.raises(ConfigError, match=r"data.augment: crops and flips move only the images, not the per-pixel"):
+        parse_config(raw)
+    parse_config({**raw, "data": {"dataset": "celeba", "augment": {"horizontal_flip": True}}})  # images only: fine
