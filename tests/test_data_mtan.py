@@ -3,6 +3,7 @@ layout (``<root>/{train,val}/<folder>/<i>.npy``; the real files cannot be downlo
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -174,3 +175,54 @@ def test_image_only_augmentation_is_refused_for_dense_tasks():
     with pytest.raises(ConfigError, match=r"data.augment: crops and flips move only the images, not the per-pixel"):
         parse_config(raw)
     parse_config({**raw, "data": {"dataset": "celeba", "augment": {"horizontal_flip": True}}})  # images only: fine
+
+
+DENSE_NET = '''
+from torch import nn
+
+
+class Dense(nn.Module):
+    """A shared 3x3 convolution, then a 1x1 convolution per task: (B, 3, H, W) -> {task: (B, O, H, W)}."""
+
+    def __init__(self, task_outputs, input_shape, flat):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Conv2d(input_shape[0], 4, 3, padding=1), nn.ReLU())
+        self.heads = nn.ModuleDict({t: nn.Conv2d(4, n, 1) for t, n in task_outputs.items()})
+        self.flat = flat
+
+    def forward(self, x):
+        features = self.trunk(x)
+        out = {t: head(features) for t, head in self.heads.items()}
+        return {t: o.mean((2, 3)) for t, o in out.items()} if self.flat else out
+
+
+def build(task_outputs, input_shape, flat=False):
+    return Dense(task_outputs, input_shape, flat)
+'''
+
+
+def test_a_dense_network_trains_on_nyuv2_end_to_end(nyu, tmp_path, capsys):
+    (tmp_path / "dense_net.py").write_text(DENSE_NET)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"data: {{dataset: nyuv2, data_dir: {nyu}, check_counts: false, val_fraction: 0.34}}\n"
+        "model: {kind: custom, factory: dense_net.py:build}\n"
+        "train: {epochs: 1, batch_size: 2}\n"
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("segmentation.miou", "segmentation.pixel_acc", "depth.abs_err", "depth.rel_err"):
+        assert 0 <= metrics["test"][f"test.{key}"] < math.inf
+    assert 0 <= metrics["test"]["test.normal.median_angle"] <= 180
+    assert 0 <= metrics["val"]["val.normal.within_30"] <= 1
+    confusion = metrics["confusion"]["segmentation"]  # (13, 13), rows: true class, over the 2 test images
+    labels = torch.from_numpy(np.stack([np.load(nyu / "nyuv2" / "val" / "label" / f"{i}.npy") for i in (0, 1)]))
+    assert np.array(confusion).sum(1).tolist() == torch.bincount(labels[labels >= 0].long(), minlength=13).tolist()
+
+    # A network that returns one vector per example for a per-pixel task is refused at build time, by shape.
+    config.write_text(config.read_text().replace("dense_net.py:build}", "dense_net.py:build, options: {flat: true}}"))
+    assert main(["train", str(config), "--out", str(tmp_path / "flat")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtlab: error: model.factory ")
+    assert "output 'segmentation' has shape (3, 13) for a batch of 3; expected (batch, 13, 288, 384)" in err
