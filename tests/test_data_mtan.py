@@ -226,3 +226,15 @@ def test_a_dense_network_trains_on_nyuv2_end_to_end(nyu, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("mtlab: error: model.factory ")
     assert "output 'segmentation' has shape (3, 13) for a batch of 3; expected (batch, 13, 288, 384)" in err
+
+
+def test_a_loaded_dataset_is_shared_until_a_file_changes(nyu):
+    first = _load(nyu)
+    assert _load(nyu) is first  # the seeds of a group and the runs of a study share one copy
+    path = nyu / "nyuv2" / "train" / "label" / "0.npy"
+    label = np.load(path)
+    label[label >= 0] = 3
+    np.save(path, label)  # same size; a newer mtime
+    again = _load(nyu)
+    assert again is not first
+    assert set(again.train.labels["segmentation"][0].unique().tolist()) == {-1, 3}

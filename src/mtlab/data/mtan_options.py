@@ -1,6 +1,9 @@
 """The options and the loading that the datasets in the MTAN layout (:mod:`mtlab.data.mtan_layout`) share; each
 dataset (:mod:`mtlab.data.nyuv2`, :mod:`mtlab.data.cityscapes`) says what differs: its place, size, published
-counts, tasks and class names. Kept apart from the layout reader so that checking a config imports no torch."""
+counts, tasks and class names. Kept apart from the layout reader so that checking a config imports no torch.
+
+A loaded dataset is remembered for the life of the process (:func:`mtlab.data.mtan_layout.cached_dataset`), so the
+seeds of a stacked group and the runs of a study share one copy in memory instead of reading gigabytes each time."""
 
 from __future__ import annotations
 
@@ -39,19 +42,24 @@ class MtanData(DataBase):
         return {name: kind for name, (kind, _) in self.tasks.items()}
 
     def load(self, seed: int):
-        from mtlab.data.dataset import Dataset
-        from mtlab.data.mtan_layout import load_split_targets
-        from mtlab.tasks import Task
+        from mtlab.data.mtan_layout import cached_dataset, files_signature
 
         root = find(self.place, self.data_dir)
-        folders, names = self.folders(), self.class_names()
-        tasks = {name: Task(name, names[name], kind) for name, (kind, _) in self.tasks.items()}
-        wanted = {name: (tasks[name], array, folders[array]) for name, (_, array) in self.tasks.items()}
-        remedy = f"to get intact files, {self.place.obtain}"
-        splits = [
-            load_split_targets(
-                root, split, wanted, self.size, self.counts[split] if self.check_counts else None, remedy
-            )
-            for split in ("train", "val")
-        ]
-        return Dataset(self.dataset, tasks, splits[0], splits[1], str(root))
+        folders = self.folders()
+        signature = files_signature(root, folders.values())
+        expected = tuple(self.counts.items()) if self.check_counts else None
+        return cached_dataset(
+            self.dataset,
+            str(root),
+            tuple(folders.items()),
+            self.size,
+            expected,
+            self.task_spec(),
+            signature,
+            f"to get intact files, {self.place.obtain}",
+        )
+
+    def task_spec(self) -> tuple[tuple[str, str, str, tuple[str, ...]], ...]:
+        """(task name, task type, kind of array, class names) per task: what the loaded dataset depends on."""
+        names = self.class_names()
+        return tuple((name, kind, array, names[name]) for name, (kind, array) in self.tasks.items())
