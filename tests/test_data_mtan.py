@@ -167,6 +167,8 @@ def test_data_list_verify_and_fetch_cover_the_hand_placed_datasets(nyu, monkeypa
     err = capsys.readouterr().err
     assert err.startswith("mtlab: error: celeba cannot be downloaded by mtlab; download img_align_celeba.zip")
     assert err.count("\n") == 1
+    assert main(["data", "verify", "nyu"]) == 2
+    assert capsys.readouterr().err == "mtlab: error: DATASET: unknown dataset 'nyu'; did you mean 'nyuv2'?\n"
 
 
 def test_image_only_augmentation_is_refused_for_dense_tasks():
