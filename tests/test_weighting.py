@@ -75,6 +75,7 @@ def test_registry_has_every_method_of_the_issue():
         "fixed", "uncertainty", "dwa", "rlw", "famo", "gls", "gradnorm",
         "mean", "pcgrad", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "dualproj", "graddrop",
         "gradvac",
+        "stch", "imtl_l", "auto_lambda",
     }  # fmt: skip
     assert set(registered_methods()) == expected
     for name in registered_methods():
@@ -309,6 +310,73 @@ def test_famo_moves_weight_to_the_task_that_improves_less():
     assert weights[0, 1] > weights[0, 0]
 
 
+def test_stch_agrees_with_torchjd_before_and_after_its_warm_up():
+    """Warm-up: the sum of log-losses; then T times TorchJD's STCH of the log-losses with lambda = 1 and the
+    reference log N (N the last warm-up epoch's mean losses) - values and gradients, per replica."""
+    scalarization = pytest.importorskip("torchjd.scalarization")
+    g = torch.Generator().manual_seed(4)
+    method = create_method({"method": "stch", "mu": 0.3, "warmup_epochs": 2}, ["a", "b", "c"], replicas=2)
+    nadir = (torch.rand(2, 3, generator=g) + 0.5).double()  # float32 values: the buffer holds float32
+    for epoch in range(3):
+        losses = (torch.rand(2, 3, generator=g, dtype=torch.float64) * 2).requires_grad_()
+        objective, weights = method(losses)
+        objective.sum().backward()
+        for k in range(2):
+            log_losses = losses[k].detach().log().requires_grad_()
+            if epoch < 2:
+                expected = log_losses.sum()
+            else:
+                oracle = scalarization.STCH(0.3, weights=torch.ones(3, dtype=torch.float64), reference=nadir[k].log())
+                expected = 3 * oracle(log_losses)
+            expected.backward()
+            assert objective[k].item() == pytest.approx(expected.item(), rel=1e-10)
+            # d/dL_t = (d/d log L_t) / L_t: the oracle's gradient through the log, and the recorded weight.
+            assert torch.allclose(losses.grad[k], log_losses.grad / losses[k].detach(), rtol=1e-9)
+            assert torch.allclose(weights[k], losses.grad[k], rtol=1e-9)
+        method.after_epoch(nadir if epoch == 1 else torch.full((2, 3), 7.0, dtype=torch.float64))
+    assert torch.equal(method.nadir, nadir.float())  # fixed at the last warm-up epoch, never moved after
+
+
+def test_stch_leaves_a_task_of_weight_0_out_and_refuses_other_weights():
+    method = create_method({"method": "stch", "warmup_epochs": 1, "weights": {"a": 0.0}}, ["a", "b", "c"])
+    method.after_epoch(torch.tensor([[0.0, 2.0, 1.0]]))
+    objective, weights = method(torch.tensor([[0.0, 1.0, 1.0]]))
+    # T counts the two kept tasks: 2 log(exp(log 0.5) + exp(log 1)) = 2 log 1.5.
+    assert objective.item() == pytest.approx(2 * math.log(1.5))
+    assert weights[0, 0] == 0.0 and torch.isfinite(weights).all()
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="stch is invariant to the scale of each task's loss"):
+        create_method({"method": "stch", "weights": {"a": 2.0}}, ["a", "b"])
+
+
+def test_imtl_l_agrees_with_torchjd_over_several_steps():
+    """The same random losses, SGD on the scales for five steps: TorchJD's IMTLL and mtlab's imtl_l keep the same
+    scales and objectives (replica k of a stacked method follows its own losses)."""
+    scalarization = pytest.importorskip("torchjd.scalarization")
+    g = torch.Generator().manual_seed(9)
+    mine = create_method({"method": "imtl_l"}, ["a", "b", "c"], replicas=2)
+    oracles = [scalarization.IMTLL(3) for _ in range(2)]
+    optimisers = [torch.optim.SGD(mine.parameters(), lr=0.2)] + [torch.optim.SGD(o.parameters(), lr=0.2)
+                                                                 for o in oracles]
+    for _ in range(5):
+        losses = torch.rand(2, 3, generator=g) * 3
+        for o in optimisers:
+            o.zero_grad()
+        objective, weights = mine(losses)
+        objective.sum().backward()
+        for k, oracle in enumerate(oracles):
+            expected = oracle(losses[k])
+            expected.backward()
+            assert objective[k].item() == pytest.approx(expected.item(), rel=1e-6)
+            assert torch.allclose(weights[k], oracle.log_scale.exp().detach())
+        for o in optimisers:
+            o.step()
+    for k, oracle in enumerate(oracles):
+        assert torch.allclose(mine.log_scale[k], oracle.log_scale, atol=1e-6)
+    assert not torch.allclose(mine.log_scale, torch.zeros(2, 3))  # the scales did move
+
+
 # ------------------------------------------------------------------------------------------------- training
 
 
@@ -501,11 +569,12 @@ def test_a_study_grid_over_methods_and_a_method_override_expand_to_valid_runs(tm
     assert {r.config.loss.method for r in runs} == {"uncertainty"}
 
 
-def test_representation_gradients_on_stacked_replicas_equal_solo_runs():
+@pytest.mark.parametrize("name", ["mgda", "aligned_mtl"])  # MGDA-UB and Aligned-MTL-UB
+def test_representation_gradients_on_stacked_replicas_equal_solo_runs(name):
     configs = []
     for seed in (5, 6):
         raw = bn_cnn_config(seed, epochs=2).model_dump(mode="json")
-        configs.append(parse_config({**raw, "loss": {"method": "mgda", "gradients": "representation"}}))
+        configs.append(parse_config({**raw, "loss": {"method": name, "gradients": "representation"}}))
     solo, group = solo_and_group(configs, FASHION_TASKS, (1, 12, 12), fashion_splits)
     for s, g in zip(solo, group, strict=True):
         assert_same(s, g)
@@ -520,6 +589,7 @@ def test_representation_gradients_need_a_shared_trunk():
     classes = {t: task.num_classes for t, task in FASHION_TASKS.items()}
     for loss, message in [
         ({"method": "mgda", "gradients": "representation"}, "needs a model whose heads all read one shared trunk"),
+        ({"method": "aligned_mtl", "gradients": "representation"}, "needs a model whose heads all read one shared"),
         ({"method": "pcgrad"}, "no parameters that two tasks share"),
         ({"method": "gradnorm"}, "no shared parameters"),
     ]:

@@ -24,11 +24,13 @@ from mtlab.weighting import (  # noqa: F401  (each import registers its method)
     gradnorm,
     gradvac,
     imtl_g,
+    imtl_l,
     mean,
     mgda,
     nash_mtl,
     pcgrad,
     rlw,
+    stch,
     uncertainty,
     upgrad,
 )
