@@ -343,7 +343,8 @@ def test_stch_leaves_a_task_of_weight_0_out_and_refuses_other_weights():
     objective, weights = method(torch.tensor([[0.0, 1.0, 1.0]]))
     # T counts the two kept tasks: 2 log(exp(log 0.5) + exp(log 1)) = 2 log 1.5.
     assert objective.item() == pytest.approx(2 * math.log(1.5))
-    assert weights[0, 0] == 0.0 and torch.isfinite(weights).all()
+    assert weights[0, 0] == 0.0
+    assert torch.isfinite(weights).all()
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="stch is invariant to the scale of each task's loss"):
