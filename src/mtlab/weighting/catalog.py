@@ -14,6 +14,7 @@ from pydantic import Field
 from mtlab.registry import load_entry_points
 from mtlab.weighting import (  # noqa: F401  (each import registers its method)
     aligned_mtl,
+    auto_lambda,
     cagrad,
     dualproj,
     dwa,
