@@ -119,16 +119,17 @@ def frontier_table(study: StudyData) -> tuple[Table, str] | None:
 
     rows = []
     for r in frame.to_dict("records"):
+        added = r["adds_to_static"]
         if r["static"]:
-            verdict = "static sweep"
-        elif math.isnan(r["adds_to_static"]):
+            verdict, added = "static sweep", math.nan  # a point of the front adds nothing to it by construction
+        elif math.isnan(added):
             verdict = "–"
         else:
-            verdict = "beyond the static front" if r["adds_to_static"] > 0 else "behind the static front"
+            verdict = "beyond the static front" if added > 0 else "not beyond the static front"
         interval = "" if math.isnan(r["low"]) else f"[{number(r['low'])}, {number(r['high'])}]"
         rows.append([
             Cell(r["variant"], kind="text", strong=bool(r["non_dominated"])), Cell(str(r["n"])),
-            Cell(number(r["hv"]), interval), Cell(number(r["hv_of_mean"])), Cell(number(r["adds_to_static"])),
+            Cell(number(r["hv"]), interval), Cell(number(r["hv_of_mean"])), Cell(number(added)),
             Cell(verdict, kind="text"),
         ])
     tasks = list(reference)
@@ -138,10 +139,10 @@ def frontier_table(study: StudyData) -> tuple[Table, str] | None:
         for t, v in reference.items()
     )
     text = (
-        f"Hypervolume of each variant's test {' and '.join(study.primary(t) for t in tasks)} on {', '.join(tasks)}: "
-        f"the volume its point dominates up to the reference point {where} - per task the worst variant mean, "
-        f"pushed back by {MARGIN:g} of the spread of the means (stored units; a lower-is-better metric counts "
-        "downwards). Larger is better. The static front is the non-dominated set of the variants that train "
+        f"Hypervolume of each variant's test {' and '.join(dict.fromkeys(study.primary(t) for t in tasks))} on "
+        f"{' and '.join(tasks)}: the volume its point dominates up to the reference point {where} - per task the "
+        f"worst variant mean, pushed back by {MARGIN:g} of the spread of the means (stored units; a lower-is-better "
+        "metric counts downwards; a seed not beyond the reference on every task counts 0). Larger is better. The static front is the non-dominated set of the variants that train "
         "with fixed loss weights (a weighted-sum sweep, Xin et al. 2022)"
         + (f", whose hypervolume is {number(static_hv)}" if not math.isnan(static_hv) else ": this study has none")
         + "; an adaptive method helps where it adds volume to it."
