@@ -142,7 +142,8 @@ def frontier_table(study: StudyData) -> tuple[Table, str] | None:
         f"Hypervolume of each variant's test {' and '.join(dict.fromkeys(study.primary(t) for t in tasks))} on "
         f"{' and '.join(tasks)}: the volume its point dominates up to the reference point {where} - per task the "
         f"worst variant mean, pushed back by {MARGIN:g} of the spread of the means (stored units; a lower-is-better "
-        "metric counts downwards; a seed not beyond the reference on every task counts 0). Larger is better. The static front is the non-dominated set of the variants that train "
+        "metric counts downwards; a seed not beyond the reference on every task counts 0). Larger is better. "
+        "The static front is the non-dominated set of the variants that train "
         "with fixed loss weights (a weighted-sum sweep, Xin et al. 2022)"
         + (f", whose hypervolume is {number(static_hv)}" if not math.isnan(static_hv) else ": this study has none")
         + "; an adaptive method helps where it adds volume to it."
