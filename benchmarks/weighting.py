@@ -8,7 +8,7 @@ Adam). Inputs are random tensors of the datasets' shapes: a step's cost does not
 Each (model, K, method) runs in a fresh process, so that its peak memory is its own: the growth of the process's
 maximum resident set over the timed steps, beyond what model, data and optimiser held before the first step.
 Targets (issue 9): gradient-based methods at most (T + 1)x the time of fixed and 1.5x its peak memory; loss-based
-at most 1.1x in time - except the bilevel ``auto_lambda``, whose look-ahead adds four forward and three backward
+at most 1.1x in time - except the bilevel ``auto_lambda``, whose look-ahead adds four forward and two backward
 passes per step. Every registered method is measured unless ``--methods`` names some.
 
     python benchmarks/weighting.py [--steps 20] [--models pairs-cnn,fashion] [--replicas 1,10] [--methods a,b]
