@@ -8,7 +8,8 @@ Adam). Inputs are random tensors of the datasets' shapes: a step's cost does not
 Each (model, K, method) runs in a fresh process, so that its peak memory is its own: the growth of the process's
 maximum resident set over the timed steps, beyond what model, data and optimiser held before the first step.
 Targets (issue 9): gradient-based methods at most (T + 1)x the time of fixed and 1.5x its peak memory; loss-based
-at most 1.1x in time.
+at most 1.1x in time - except the bilevel ``auto_lambda``, whose look-ahead adds four forward and two backward
+passes per step. Every registered method is measured unless ``--methods`` names some.
 
     python benchmarks/weighting.py [--steps 20] [--models pairs-cnn,fashion] [--replicas 1,10] [--methods a,b]
 """
@@ -16,6 +17,7 @@ at most 1.1x in time.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import subprocess
@@ -39,7 +41,11 @@ def config_for(model: str, method: str):
     spec, _ = find_study(study)
     run = next(r for r in expand(spec, budget) if r.variant == variant)
     raw = run.config.model_dump(mode="json")
-    raw["loss"] = {"method": method, "weights": raw["loss"]["weights"]}
+    from mtlab.weighting import method_class
+
+    # The study's loss weights, except for the methods that refuse them (invariant to each loss's scale).
+    weights = {} if method_class(method).Options.weights_refused else raw["loss"]["weights"]
+    raw["loss"] = {"method": method, "weights": weights}
     return parse_config(raw)
 
 
@@ -68,11 +74,15 @@ def one(model: str, replicas: int, method: str, steps: int) -> dict[str, float]:
     views = parameter_views(models[0], stacked)
     method_module.bind(views)
     optimizer = build_optimizer(config.optim, stacked.parameters(), extra=method_module.parameters())
-    step = make_step(stacked, models[0], method_module, optimizer, TaskLosses(config, device), views, grad_clip=None)
     batch = config.train.batch_size
     g = torch.Generator().manual_seed(0)
     x = torch.randn(replicas, batch, *shape, generator=g)
     y = {t: torch.randint(0, tasks[t].num_classes, (replicas, batch), generator=g) for t in names}
+    objectives = {t: tasks[t].task_type.bind(tasks[t], list(y[t]), device) for t in names}
+    # A bilevel method (auto_lambda) looks ahead on a meta batch before each step: a second batch of the same shape.
+    meta = (torch.randn_like(x), {t: v.roll(1, dims=1) for t, v in y.items()})
+    step = make_step(stacked, models[0], method_module, optimizer, TaskLosses(config, objectives, device), views,
+                     grad_clip=None, meta_batches=itertools.repeat(meta))
     for _ in range(3):  # warm-up: kernels chosen, optimiser state allocated
         step(x, y)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

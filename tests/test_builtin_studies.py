@@ -90,7 +90,8 @@ CIFAR_STUDIES = sorted(name for name in builtin_study_paths() if name.startswith
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(builtin_study_paths()) - set(CIFAR_STUDIES)))
+# fashion-frontier runs below, with its trade-off section checked.
+@pytest.mark.parametrize("name", sorted(set(builtin_study_paths()) - set(CIFAR_STUDIES) - {"fashion-frontier"}))
 def test_builtin_study_runs_on_a_tiny_budget(name, tmp_path):
     spec = tiny(name)
     dataset = spec.budgets["quick"].set.get("data.dataset", spec.base.get("data", {}).get("dataset"))
@@ -161,3 +162,40 @@ def test_weighting_studies_train_every_registered_method_against_fixed(name):
     expected = {"leq": 0.5, "digit_a": 0.25, "digit_b": 0.25} if name == "pairs-weighting" else {}
     assert control_run.config.loss.weights == expected
     assert len(controls) == len({r.variant for r in runs}) - 1  # every other variant is compared with it
+
+
+def test_fashion_frontier_places_every_method_against_a_static_sweep_over_the_simplex():
+    from mtlab.study.controls import resolve_controls
+    from mtlab.study.spec import expand
+    from mtlab.weighting import registered_methods
+
+    spec, _ = find_study("fashion-frontier")
+    runs = expand(spec, "quick")
+    assert {r.config.data.dataset for r in runs} == {"fashion-mnist-sample"}
+    assert len({r.seed for r in runs}) == 3
+    assert {r.config.loss.method for r in runs} == set(registered_methods()), "a new method belongs on the front"
+    static = [r for r in runs if r.variant.startswith("static")]
+    assert {r.config.loss.method for r in static} == {"fixed"}
+    weights = {tuple(r.config.loss.weights[t] for t in ("item", "group")) for r in static}
+    assert len(weights) >= 7
+    assert all(sum(w) == pytest.approx(1.0) and min(w) > 0 for w in weights)  # on the simplex, both tasks trained
+    controls = resolve_controls(spec, runs)
+    assert {c for per_task in controls.values() for c in per_task.values()} == {"static, lambda=0.5"}
+
+
+@pytest.mark.slow
+def test_fashion_frontier_runs_on_a_tiny_budget_and_reports_its_trade_offs(tmp_path):
+    from mtlab.study.spec import expand
+    from mtlab.weighting import registered_methods
+
+    spec = tiny("fashion-frontier")
+    result = run_and_report(spec, tmp_path / "frontier")
+    assert result.trained == result.total == len(expand(spec, "quick"))
+    report = (tmp_path / "frontier" / "report.md").read_text()
+    section = report.split("## Trade-offs", 1)[1].split("\n## ", 1)[0]
+    assert "reference point item test acc" in section
+    assert "static sweep" in section
+    for name in registered_methods():
+        assert f"adaptive, {name}" in section or name == "fixed"
+    assert "behind the static front" in section or "beyond the static front" in section
+    assert (tmp_path / "frontier" / "figures" / "trade-off.png").is_file()

@@ -75,6 +75,7 @@ def test_registry_has_every_method_of_the_issue():
         "fixed", "uncertainty", "dwa", "rlw", "famo", "gls", "gradnorm",
         "mean", "pcgrad", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "dualproj", "graddrop",
         "gradvac",
+        "stch", "imtl_l", "auto_lambda",
     }  # fmt: skip
     assert set(registered_methods()) == expected
     for name in registered_methods():
@@ -309,6 +310,164 @@ def test_famo_moves_weight_to_the_task_that_improves_less():
     assert weights[0, 1] > weights[0, 0]
 
 
+def test_stch_agrees_with_torchjd_before_and_after_its_warm_up():
+    """Warm-up: the sum of log-losses; then T times TorchJD's STCH of the log-losses with lambda = 1 and the
+    reference log N (N the last warm-up epoch's mean losses) - values and gradients, per replica."""
+    scalarization = pytest.importorskip("torchjd.scalarization")
+    g = torch.Generator().manual_seed(4)
+    method = create_method({"method": "stch", "mu": 0.3, "warmup_epochs": 2}, ["a", "b", "c"], replicas=2)
+    nadir = (torch.rand(2, 3, generator=g) + 0.5).double()  # float32 values: the buffer holds float32
+    for epoch in range(3):
+        losses = (torch.rand(2, 3, generator=g, dtype=torch.float64) * 2).requires_grad_()
+        objective, weights = method(losses)
+        objective.sum().backward()
+        for k in range(2):
+            log_losses = losses[k].detach().log().requires_grad_()
+            if epoch < 2:
+                expected = log_losses.sum()
+            else:
+                oracle = scalarization.STCH(0.3, weights=torch.ones(3, dtype=torch.float64), reference=nadir[k].log())
+                expected = 3 * oracle(log_losses)
+            expected.backward()
+            assert objective[k].item() == pytest.approx(expected.item(), rel=1e-10)
+            # d/dL_t = (d/d log L_t) / L_t: the oracle's gradient through the log, and the recorded weight.
+            assert torch.allclose(losses.grad[k], log_losses.grad / losses[k].detach(), rtol=1e-9)
+            assert torch.allclose(weights[k], losses.grad[k], rtol=1e-9)
+        method.after_epoch(nadir if epoch == 1 else torch.full((2, 3), 7.0, dtype=torch.float64))
+    assert torch.equal(method.nadir, nadir.float())  # fixed at the last warm-up epoch, never moved after
+
+
+def test_stch_leaves_a_task_of_weight_0_out_and_refuses_other_weights():
+    method = create_method({"method": "stch", "warmup_epochs": 1, "weights": {"a": 0.0}}, ["a", "b", "c"])
+    method.after_epoch(torch.tensor([[0.0, 2.0, 1.0]]))
+    objective, weights = method(torch.tensor([[0.0, 1.0, 1.0]]))
+    # T counts the two kept tasks: 2 log(exp(log 0.5) + exp(log 1)) = 2 log 1.5.
+    assert objective.item() == pytest.approx(2 * math.log(1.5))
+    assert weights[0, 0] == 0.0
+    assert torch.isfinite(weights).all()
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="stch is invariant to the scale of each task's loss"):
+        create_method({"method": "stch", "weights": {"a": 2.0}}, ["a", "b"])
+
+
+def test_imtl_l_agrees_with_torchjd_over_several_steps():
+    """The same random losses, SGD on the scales for five steps: TorchJD's IMTLL and mtlab's imtl_l keep the same
+    scales and objectives (replica k of a stacked method follows its own losses)."""
+    scalarization = pytest.importorskip("torchjd.scalarization")
+    g = torch.Generator().manual_seed(9)
+    mine = create_method({"method": "imtl_l"}, ["a", "b", "c"], replicas=2)
+    oracles = [scalarization.IMTLL(3) for _ in range(2)]
+    optimisers = [torch.optim.SGD(mine.parameters(), lr=0.2)] + [torch.optim.SGD(o.parameters(), lr=0.2)
+                                                                 for o in oracles]
+    for _ in range(5):
+        losses = torch.rand(2, 3, generator=g) * 3
+        for o in optimisers:
+            o.zero_grad()
+        objective, weights = mine(losses)
+        objective.sum().backward()
+        for k, oracle in enumerate(oracles):
+            expected = oracle(losses[k])
+            expected.backward()
+            assert objective[k].item() == pytest.approx(expected.item(), rel=1e-6)
+            assert torch.allclose(weights[k], oracle.log_scale.exp().detach())
+        for o in optimisers:
+            o.step()
+    for k, oracle in enumerate(oracles):
+        assert torch.allclose(mine.log_scale[k], oracle.log_scale, atol=1e-6)
+    assert not torch.allclose(mine.log_scale, torch.zeros(2, 3))  # the scales did move
+
+
+class _LinearReplicas:
+    """K = 2 stacked linear regressors theta (K, D); task t's output is x . theta_k + t (a stand-in for a model)."""
+
+    count = 2
+
+    def __init__(self, dim: int = 6):
+        self.theta = torch.randn(2, dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64,
+                                 requires_grad=True)
+
+    def parameters(self):
+        return [self.theta]
+
+    def buffer_tensors(self):
+        return []
+
+    def __call__(self, x, theta=None):
+        theta = self.theta if theta is None else theta
+        out = torch.einsum("kbd,kd->kb", x, theta)[..., None]  # (K, B, 1)
+        return {"a": out, "b": out + 1.0}
+
+
+class _SquaredLosses:
+    """(K, T) mean squared errors, weighted as TaskLosses does (weights 1)."""
+
+    def raw(self, outputs, y):
+        return torch.stack([(outputs[t][..., 0] - y[t]).pow(2).mean(1) for t in ("a", "b")], dim=1)
+
+    def scaled(self, raw):
+        return list(raw.unbind(1))
+
+
+def test_auto_lambda_hypergradient_is_the_derivative_through_the_virtual_step():
+    """The finite-difference hypergradient on quadratic losses (where it is exact up to rounding) equals autograd's
+    d/dlambda sum_t L^meta_t(theta - alpha (grad sum_t lambda_t L_t + wd theta)), replica by replica."""
+    from mtlab.train.lookahead import ModelLookAhead
+
+    g = torch.Generator().manual_seed(1)
+    model = _LinearReplicas()
+
+    def batch():
+        return torch.randn(2, 8, 6, generator=g, dtype=torch.float64), {
+            t: torch.randn(2, 8, generator=g, dtype=torch.float64) for t in ("a", "b")}
+
+    step, meta = batch(), batch()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, weight_decay=0.01)
+    method = create_method({"method": "auto_lambda", "init": 0.3}, ["a", "b"], replicas=2).double()
+    probe = ModelLookAhead(model, _SquaredLosses(), optimizer, step, meta)
+    before = model.theta.detach().clone()
+    mine = method.hypergradient(probe)
+    assert torch.equal(model.theta, before)  # the look-ahead put the parameters back
+
+    lam = torch.full((2, 2), 0.3, dtype=torch.float64, requires_grad=True)
+    losses = _SquaredLosses()
+    train = losses.raw(model(step[0]), step[1])
+    (grad,) = torch.autograd.grad((lam * train).sum(), model.theta, create_graph=True)
+    moved = model.theta - 0.05 * (grad + 0.01 * model.theta)
+    (expected,) = torch.autograd.grad(losses.raw(model(meta[0], moved), meta[1]).sum(), lam)
+    assert torch.allclose(mine, expected, rtol=1e-6, atol=1e-12), (mine - expected, method.task_weights)
+    assert expected.abs().min() > 1e-6  # a hypergradient worth checking
+
+
+def test_auto_lambda_looks_ahead_on_training_batches_in_an_order_of_their_own(monkeypatch):
+    from mtlab.train.fit import fit
+    from mtlab.weighting.auto_lambda import AutoLambda
+
+    seen = []
+    original = AutoLambda.look_ahead
+
+    def spy(self, probe):
+        seen.append((probe.batches["step"][0].clone(), probe.batches["meta"][0].clone()))
+        original(self, probe)
+
+    monkeypatch.setattr(AutoLambda, "look_ahead", spy)
+    raw = pair_config("shallow FC", 0, epochs=2).model_dump(mode="json")
+    config = parse_config({**raw, "loss": {"method": "auto_lambda"}})
+    splits = pair_splits(0)
+    classes = {t: task.num_classes for t, task in PAIR_TASKS.items()}
+    result = fit(build(config, PAIR_TASKS, (2, 14, 14)), splits, config, tasks=classes, device=CPU)
+    assert len(seen) == 2 * 7  # every step of both epochs (200 examples, batches of 32)
+    train_rows = {tuple(r.flatten().tolist()) for r in splits.train.images}
+    held_out = {tuple(r.flatten().tolist()) for r in torch.cat([splits.val.images, splits.test.images])}
+    for _, meta_x in seen:
+        rows = {tuple(r.flatten().tolist()) for r in meta_x[0]}
+        assert rows <= train_rows
+        assert not rows & held_out
+    assert any(not torch.equal(a, b) for a, b in seen)  # not the step's own batch
+    weights = [r["train.leq.weight"] for r in result.history]
+    assert weights[-1] != pytest.approx(0.1 * 0.5)  # lambda moved from its start (times loss.weights' 0.5)
+
+
 # ------------------------------------------------------------------------------------------------- training
 
 
@@ -325,6 +484,18 @@ def test_stacked_replicas_equal_solo_runs(name):
         assert all(f"train.{t}.weight" in s.history[-1] for t in PAIR_TASKS)
         for key, value in s.weighting_state.items():
             assert torch.allclose(value, g.weighting_state[key], rtol=1e-4, atol=1e-6), key
+
+
+def test_stch_after_its_warm_up_on_stacked_replicas_equals_solo_runs():
+    """One warm-up epoch, then smooth Tchebycheff against each replica's own nadir."""
+    raws = [pair_config("shallow FC", seed, epochs=3).model_dump(mode="json") for seed in (0, 1)]
+    configs = [parse_config({**raw, "loss": {"method": "stch", "warmup_epochs": 1}}) for raw in raws]
+    solo, group = solo_and_group(configs, PAIR_TASKS, (2, 14, 14), pair_splits)
+    for s, g in zip(solo, group, strict=True):
+        assert_same(s, g)
+        assert torch.allclose(s.weighting_state["nadir"], g.weighting_state["nadir"], rtol=1e-5)
+    assert not torch.equal(solo[0].weighting_state["nadir"], torch.ones(3))  # the nadir was taken
+    assert not torch.allclose(solo[0].weighting_state["nadir"], solo[1].weighting_state["nadir"])
 
 
 @pytest.mark.parametrize("name", ["uncertainty", "pcgrad"])
@@ -501,11 +672,12 @@ def test_a_study_grid_over_methods_and_a_method_override_expand_to_valid_runs(tm
     assert {r.config.loss.method for r in runs} == {"uncertainty"}
 
 
-def test_representation_gradients_on_stacked_replicas_equal_solo_runs():
+@pytest.mark.parametrize("name", ["mgda", "aligned_mtl"])  # MGDA-UB and Aligned-MTL-UB
+def test_representation_gradients_on_stacked_replicas_equal_solo_runs(name):
     configs = []
     for seed in (5, 6):
         raw = bn_cnn_config(seed, epochs=2).model_dump(mode="json")
-        configs.append(parse_config({**raw, "loss": {"method": "mgda", "gradients": "representation"}}))
+        configs.append(parse_config({**raw, "loss": {"method": name, "gradients": "representation"}}))
     solo, group = solo_and_group(configs, FASHION_TASKS, (1, 12, 12), fashion_splits)
     for s, g in zip(solo, group, strict=True):
         assert_same(s, g)
@@ -520,6 +692,7 @@ def test_representation_gradients_need_a_shared_trunk():
     classes = {t: task.num_classes for t, task in FASHION_TASKS.items()}
     for loss, message in [
         ({"method": "mgda", "gradients": "representation"}, "needs a model whose heads all read one shared trunk"),
+        ({"method": "aligned_mtl", "gradients": "representation"}, "needs a model whose heads all read one shared"),
         ({"method": "pcgrad"}, "no parameters that two tasks share"),
         ({"method": "gradnorm"}, "no shared parameters"),
     ]:

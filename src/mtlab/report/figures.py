@@ -104,7 +104,8 @@ def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list
             "axis of a lower-is-better metric is inverted, and says so): a large dot per variant (mean over seeds) "
             "with 95% Student-t whiskers on both axes, its seeds as faint dots; dotted lines are variants that train "
             "one of the two tasks alone; the dashed line joins the non-dominated variants (no other variant is at "
-            "least as good on both tasks and better on one), which are labelled.",
+            "least as good on both tasks and better on one), which are labelled; the thick grey line is the static "
+            "scalarisation front, the non-dominated variants trained with fixed loss weights.",
         )
         for axis, values in numeric_axes(study).items():
             save(

@@ -22,6 +22,7 @@ import yaml
 from mtlab import atomic
 from mtlab.analysis.stats import ALPHA
 from mtlab.report.figures import SavedFigure, make_figures
+from mtlab.report.frontier import frontier_table
 from mtlab.report.reference import reference_blocks
 from mtlab.report.tables import (
     DELTA_M_DEFINITION,
@@ -159,6 +160,11 @@ def report_blocks(
         blocks.append(comparison_table(comparisons))
 
     blocks += reference_blocks(study)  # "Against the original study", when the spec has a reference
+
+    frontier = frontier_table(study)
+    if frontier is not None:  # two or three tasks: hypervolume and the static scalarisation front
+        table, text = frontier
+        blocks += [Heading("Trade-offs"), Text(text), table]
 
     blocks.append(Heading("Figures"))
     blocks += figures or [Text("No figures yet: no run has finished.", muted=True)]

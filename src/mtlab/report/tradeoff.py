@@ -4,6 +4,7 @@ the sweep plot, drawn from a :class:`~mtlab.report.tables.StudyData` snapshot li
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from typing import TYPE_CHECKING
@@ -60,6 +61,17 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
     return np.array(sorted(keep, key=lambda i: points[i, 0]), dtype=int)
 
 
+def static_variants(study: StudyData) -> list[str]:
+    """Variants all of whose runs use ``loss.method: fixed`` and train two or more tasks: the static sweep."""
+    found = []
+    for variant, runs in study.runs.groupby("variant", sort=False):
+        configs = [json.loads(c) for c in runs["config"]]
+        if all(c.get("loss", {}).get("method", "fixed") == "fixed" and len(c.get("tasks") or [None, None]) > 1
+               for c in configs):
+            found.append(variant)
+    return [v for v in study.variants if v in found]
+
+
 def tradeoff_figure(study: StudyData, colors: dict) -> Figure | None:
     """Task A vs task B on their primary test metrics: per variant the mean point with 95% t-interval whiskers on
     both axes, its seeds as faint dots, single-task variants as reference lines, the non-dominated means joined; one
@@ -76,6 +88,7 @@ def tradeoff_figure(study: StudyData, colors: dict) -> Figure | None:
     axes = fig.subplots(rows, columns, squeeze=False).flatten()
     for ax in axes[len(pairs) :]:
         ax.axis("off")
+    static_names = set(static_variants(study))
     for ax, (a, b) in zip(axes, pairs, strict=False):
         (_, higher_a), (_, higher_b) = study.measure[a], study.measure[b]
         scale_a, scale_b = scale(study.primary(a)), scale(study.primary(b))
@@ -103,7 +116,14 @@ def tradeoff_figure(study: StudyData, colors: dict) -> Figure | None:
                     line(value, color=colors[variant], ls=":", lw=1.4, zorder=1, label=f"{variant} (one task)")
         if means:
             points = np.array(means)
-            front = pareto_front(points * np.array([1.0 if higher_a else -1.0, 1.0 if higher_b else -1.0]))
+            orient = np.array([1.0 if higher_a else -1.0, 1.0 if higher_b else -1.0])
+            static = [i for i, name in enumerate(names) if name in static_names]
+            if len(static) > 1:  # the static scalarisation front: what fixed weights alone reach (Xin et al. 2022)
+                sweep = np.array(static)[pareto_front(points[static] * orient)]
+                sweep = sweep[np.argsort(points[sweep, 0], kind="stable")]
+                ax.plot(points[sweep, 0], points[sweep, 1], color="#888", lw=3, alpha=0.45, zorder=1.5,
+                        label="static front (fixed weights)")
+            front = pareto_front(points * orient)
             front = front[np.argsort(points[front, 0], kind="stable")]  # drawn left to right in data units
             ax.plot(points[front, 0], points[front, 1], color="#444", lw=1, ls="--", zorder=2.5)
             for i in front:

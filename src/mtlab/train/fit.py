@@ -17,7 +17,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -164,16 +164,20 @@ def fit_replicas(
     train_splits = [s.train.to(device) for s in splits]
     normalizers = [Normalizer.fit(s.images, standardize=config.data.normalize) for s in train_splits]
     augment = config.data.augment
-    train_batches = ReplicaBatches(
-        train_splits,
-        config.train.batch_size,
-        normalizers,
-        shuffle=config.train.shuffle,
-        generators=[seeding.generator(c.seed, "batches") for c in configs],
-        crop_padding=augment.crop_padding,
-        flip=augment.horizontal_flip,
-        tasks=tasks,
-    )
+
+    def training_batches(stream: str, shuffle: bool) -> ReplicaBatches:
+        return ReplicaBatches(
+            train_splits,
+            config.train.batch_size,
+            normalizers,
+            shuffle=shuffle,
+            generators=[seeding.generator(c.seed, stream) for c in configs],
+            crop_padding=augment.crop_padding,
+            flip=augment.horizontal_flip,
+            tasks=tasks,
+        )
+
+    train_batches = training_batches("batches", config.train.shuffle)
     val_batches = _eval_batches([s.val for s in splits], config, normalizers, tasks, device)
     # Each task's loss and metrics, with what its type fits on each replica's training split (regression scales).
     objectives = {
@@ -189,6 +193,9 @@ def fit_replicas(
     optimizer = build_optimizer(config.optim, replicas.parameters(), extra=method.parameters())
     schedule = build_schedule(config.optim, optimizer, config.train.epochs * len(train_batches))
     task_losses = TaskLosses(config, objectives, device)
+    # A bilevel method's meta batches: the training split again, in an order of its own (Auto-Lambda's authors
+    # use a second loader over the training set); never the validation split early stopping reads, nor the test.
+    meta_batches = _endless(training_batches("meta batches", True)) if method.needs_meta_batch else None
     step = make_step(
         replicas,
         models[0],
@@ -200,6 +207,7 @@ def fit_replicas(
         grad_clip=config.optim.grad_clip,
         autocast=autocast,
         scaler=scaler,
+        meta_batches=meta_batches,
     )
     stop = config.train.early_stopping
     mode = config.metric_direction(stop.metric) if stop else "min"  # the metric's direction, from its task type
@@ -334,6 +342,12 @@ def as_task(name: str, task: Task | int) -> Task:
     if isinstance(task, Task):
         return task
     return Task(name, tuple(str(c) for c in range(task)))
+
+
+def _endless(batches: ReplicaBatches) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+    """Pass after pass over ``batches`` (a new order each pass), as long as the loop asks."""
+    while True:
+        yield from batches
 
 
 def _eval_batches(splits, config: RunConfig, normalizers, tasks: list[str], device) -> ReplicaBatches | None:

@@ -8,7 +8,8 @@
   the method combines them into the update, and task-owned parameters keep their own task's gradient.
 
 Both apply ``loss.weights`` to the task losses first, share mixed precision (autocast; a GradScaler on CUDA fp16),
-per-replica gradient clipping and the fused optimiser step, and call the method's ``after_step`` hook. With
+per-replica gradient clipping and the fused optimiser step, and call the method's ``after_step`` hook; a bilevel
+method (``needs_meta_batch``) first gets its ``look_ahead`` on the next meta batch. With
 ``train.diagnostics`` both hand the task gradients' Gramian of a measured step to
 :class:`~mtlab.train.diagnostics.ConflictDiagnostics` (the Jacobian step reuses its own Jacobian; the scalar step
 takes T extra backward passes before its own); the update itself is unchanged.
@@ -17,7 +18,7 @@ takes T extra backward passes before its own); the update itself is unchanged.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from mtlab.config.schema import Diagnostics, RunConfig
 from mtlab.errors import MtlabError
 from mtlab.tasks import Objective
 from mtlab.train.diagnostics import ConflictDiagnostics
+from mtlab.train.lookahead import ModelLookAhead
 from mtlab.train.replicas import SingleReplica, StackedReplicas, clip_grad_norms
 from mtlab.weighting import WeightingMethod
 from mtlab.weighting.jacobian import ParameterViews, flatten, gramian, task_jacobian, write_update
@@ -84,7 +86,11 @@ class TrainStep:
         autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
         scaler=None,
         diagnostics: ConflictDiagnostics | None = None,
+        meta_batches: Iterator[tuple[Tensor, dict[str, Tensor]]] | None = None,
     ):
+        if method.needs_meta_batch and meta_batches is None:
+            raise ValueError(f"{method.name} looks ahead on a meta batch; pass meta_batches")
+        self.meta_batches = meta_batches if method.needs_meta_batch else None
         self.replicas = replicas
         self.method = method
         self.optimizer = optimizer
@@ -99,6 +105,13 @@ class TrainStep:
 
     def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
         raise NotImplementedError
+
+    def _look_ahead(self, x: Tensor, y: dict[str, Tensor]) -> None:
+        """A bilevel method's look-ahead on the next meta batch, before the step's own forward pass."""
+        if self.meta_batches is not None:
+            probe = ModelLookAhead(self.replicas, self.losses, self.optimizer, (x, y), next(self.meta_batches),
+                                   self.autocast)
+            self.method.look_ahead(probe)
 
     def _step(self) -> None:
         if self.scaler is not None and self.grad_clip is not None:
@@ -136,6 +149,7 @@ class ScalarStep(TrainStep):
     """A loss-based method's step: ``objective.sum().backward()``."""
 
     def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
+        self._look_ahead(x, y)
         with self.autocast():
             logits = self.replicas(x)  # {task: (K, B, classes)}
             raw = self.losses.raw(logits, y)  # (K, T)
@@ -166,6 +180,7 @@ class JacobianStep(TrainStep):
             )
 
     def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
+        self._look_ahead(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             if self.representation_key is not None:

@@ -5,7 +5,9 @@ dominance: with the eigendecomposition of the Gramian ``G = V diag(lambda) V^T``
 ``B = sqrt(lambda_scale) V diag(lambda)^-1/2 V^T`` and the update is ``J^T B w`` with w = 1/T: weights ``B w``.
 ``lambda_scale`` is the smallest non-zero eigenvalue (the paper's choice, ``scale: min``); ``median`` and ``rmse``
 (their mean) are the variants of the authors' code. Eigenvalues below ``lambda_max * T * eps`` of the input dtype
-count as zero (the rank cut-off of TorchJD's port).
+count as zero (the rank cut-off of TorchJD's port). ``loss.gradients: representation`` is the paper's
+Aligned-MTL-UB: the same alignment of the gradients of the shared representation (one backward pass through the
+trunk, as MGDA-UB).
 """
 
 from __future__ import annotations

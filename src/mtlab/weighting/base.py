@@ -14,7 +14,12 @@ stacked run holds exactly what a solo run of seed k would, and Adam (elementwise
 The loop picks its step strategy from ``method.step`` once, before the first epoch; it never looks at a method's
 name. Hooks with no-op defaults say what else a method needs: ``bind`` (the model's parameter views, for methods that
 look at "the last shared layer"), ``after_step`` (with the losses after the step on the same batch when
-``needs_losses_after_step``), ``after_epoch`` (epoch-mean training losses).
+``needs_losses_after_step``), ``after_epoch`` (epoch-mean training losses), and ``look_ahead`` for bilevel methods
+(``needs_meta_batch``): before each step the loop draws a *meta batch* from the training split - a second pass
+over it in an order of its own, never the validation or test split - and hands the method a :class:`LookAhead`
+probe: the task losses of the step's batch or of the meta batch at temporarily moved parameters, their gradients,
+and the virtual step the run's optimiser would take. With that the method can unroll one step and differentiate a
+meta objective through it (Auto-Lambda) without the loop knowing which method it runs.
 
 Options: each method declares a typed :class:`MethodOptions` subclass whose ``method`` literal is its registered
 name; :mod:`mtlab.weighting.catalog` gathers them into the ``loss`` section's tagged union. ``weights`` belongs to
@@ -28,7 +33,8 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Protocol
 
 import torch
 from pydantic import Field, field_validator
@@ -77,6 +83,32 @@ class GradientOptions(MethodOptions):
     )
 
 
+class LookAhead(Protocol):
+    """What the loop offers a bilevel method before a step (see :mod:`mtlab.train.lookahead`). Parameters are the
+    model's trainable tensors as the loop holds them (K replicas: each holds K rows' worth of values)."""
+
+    replicas: int
+    step_size: float
+    """The optimiser's current learning rate (the virtual step's alpha)."""
+
+    def losses(self, batch: Literal["step", "meta"]) -> Tensor:
+        """(K, T) task losses, scaled by ``loss.weights`` and differentiable, of the step's batch or the meta
+        batch at the parameters' current values (batch-norm running statistics are put back after)."""
+
+    def gradients(self, objective: Tensor) -> list[Tensor]:
+        """d objective / d parameters, one tensor per parameter (zeros where it does not reach)."""
+
+    def virtual_step(self, gradients: list[Tensor]) -> list[Tensor]:
+        """The displacement of a plain step of the run's optimiser with these gradients: -alpha (g + wd theta
+        [+ momentum buffer]) - the authors' first-order unrolling, for SGD and Adam alike."""
+
+    def per_replica(self, tensors: list[Tensor], factors: Tensor) -> list[Tensor]:
+        """``tensors`` with replica k's values multiplied by ``factors[k]`` (K,)."""
+
+    def moved(self, displacement: list[Tensor]) -> AbstractContextManager[None]:
+        """Within the block the parameters are theta + displacement; restored exactly after."""
+
+
 class WeightingMethod(nn.Module):
     """Base of both kinds. ``tasks`` in the loop's order, ``replicas`` = K, one ``torch.Generator`` per replica."""
 
@@ -87,6 +119,8 @@ class WeightingMethod(nn.Module):
     min_tasks: ClassVar[int] = 2
     """Fewest tasks the method is meaningful for (checked when a config is validated, before any training)."""
     needs_losses_after_step: ClassVar[bool] = False
+    needs_meta_batch: ClassVar[bool] = False
+    """Bilevel: the loop draws a meta batch from the training split and calls ``look_ahead`` before each step."""
     weights_note: ClassVar[str] = ""
     """How ``loss.weights`` act on this method when not (only) as multipliers of the task losses ('' = they are)."""
 
@@ -123,6 +157,9 @@ class WeightingMethod(nn.Module):
 
     def after_epoch(self, losses: Tensor) -> None:
         """Called after each epoch with the epoch-mean training task losses (K, T)."""
+
+    def look_ahead(self, probe: LookAhead) -> None:
+        """Called before each optimiser step when ``needs_meta_batch``, with the loop's look-ahead probe."""
 
     def replica_state(self, k: int) -> dict[str, Tensor]:
         """Replica k's parameters and state (every tensor of a method has a leading replica dimension)."""

@@ -14,6 +14,7 @@ from pydantic import Field
 from mtlab.registry import load_entry_points
 from mtlab.weighting import (  # noqa: F401  (each import registers its method)
     aligned_mtl,
+    auto_lambda,
     cagrad,
     dualproj,
     dwa,
@@ -24,11 +25,13 @@ from mtlab.weighting import (  # noqa: F401  (each import registers its method)
     gradnorm,
     gradvac,
     imtl_g,
+    imtl_l,
     mean,
     mgda,
     nash_mtl,
     pcgrad,
     rlw,
+    stch,
     uncertainty,
     upgrad,
 )

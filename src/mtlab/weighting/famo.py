@@ -24,10 +24,10 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from mtlab.weighting.adam import adam_step
 from mtlab.weighting.base import LossMethod, LossOptions, register_method
 
 _EPS = 1e-8
-_BETAS = (0.9, 0.999)
 
 
 class FamoOptions(LossOptions):
@@ -75,10 +75,4 @@ class Famo(LossMethod):
         z = self._weights()
         grad = z * (delta - (z * delta).sum(1, keepdim=True))  # J_softmax^T delta
         grad = grad + self.options.gamma * self.logits  # Adam's L2 weight decay, as torch.optim.Adam applies it
-        self.steps += 1
-        b1, b2 = _BETAS
-        self.moment.mul_(b1).add_((1 - b1) * grad)
-        self.second_moment.mul_(b2).add_((1 - b2) * grad * grad)
-        m_hat = self.moment / (1 - b1 ** self.steps[:, None])
-        v_hat = self.second_moment / (1 - b2 ** self.steps[:, None])
-        self.logits.sub_(self.options.lr * m_hat / (v_hat.sqrt() + _EPS))
+        adam_step(self.logits, grad, self.moment, self.second_moment, self.steps, self.options.lr)
