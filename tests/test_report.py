@@ -359,6 +359,18 @@ def test_test_results_are_dots_with_intervals_on_an_axis_holding_them(report):
         assert hi - lo >= 5.0  # at least 5 percentage points wide
 
 
+def test_learning_curves_rank_the_variants_that_trained_the_task(report, tmp_path):
+    from mtlab.report.figures import best_first
+
+    study = load_study(report["md"].parent)
+    # item means: golden 85, "independent, group->item" 82.33, control 81.33; the partial variant's single run (87)
+    # is not ranked before variants with a spread.
+    assert best_first(study, summary_frame(study), "item") == [GOLDEN, "independent, group->item", CONTROL, PARTIAL]
+    morpho = load_study(build_morpho_study(tmp_path))
+    assert "thickness alone" not in best_first(morpho, summary_frame(morpho), "digit")  # never trained digit
+    assert best_first(morpho, summary_frame(morpho), "thickness")[0] == "thickness alone"  # the lowest MAE is best
+
+
 def test_crowded_learning_curves_grey_out_all_but_the_highlighted(report):
     from mtlab.report.figures import learning_curves, variant_colors
 
@@ -772,7 +784,10 @@ def morpho_task_types(tasks: list[str]) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def morpho_study(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("morpho")
+    return build_morpho_study(tmp_path_factory.mktemp("morpho"))
+
+
+def build_morpho_study(directory: Path) -> Path:
     spec = morpho_spec()
     runs = expand(spec)
     with ResultStore(directory / STORE_NAME) as store:

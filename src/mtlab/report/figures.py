@@ -125,12 +125,13 @@ def make_figures(
     primaries = primary_words(study)
     with rc_context(STYLE):
         for task in study.tasks:
-            highlight = highlighted_variants(best_first(study, summary, task), study.control_variants)
+            trained = best_first(study, summary, task)
+            highlight = highlighted_variants(trained, study.control_variants)
             crowded = ""
             if highlight is not None:
                 top = len([v for v in highlight if v not in study.control_variants])
                 crowded = (
-                    f" With {len(study.variants)} variants, only the best {top} on mean test "
+                    f" With {len(trained)} variants, only the best {top} on mean test "
                     f"{phrase(study.primary(task))} and the control(s) are in colour (this figure's own colours, so "
                     "that they are told apart), the other variants in grey without bands."
                 )
@@ -225,9 +226,9 @@ def make_figures(
 
 
 def best_first(study: StudyData, summary: pd.DataFrame, task: str) -> list[str]:
-    """Every variant, best first on ``task``'s primary mean test metric by its direction: the ranked variants (two
-    or more finished runs, see :func:`~mtlab.report.tables.ranked`) before the rest, variants without the task
-    last, study order among equals."""
+    """The variants that trained ``task`` (a test result on it), best first on its primary mean test metric by its
+    direction: the ranked variants (two or more finished runs, see :func:`~mtlab.report.tables.ranked`) before the
+    rest, study order among equals."""
     metric, higher = study.measure[task]
     column = f"{task}.{metric}.mean"
     trusted = set(ranked(summary)["variant"])
@@ -235,11 +236,10 @@ def best_first(study: StudyData, summary: pd.DataFrame, task: str) -> list[str]:
     means = dict(zip(summary["variant"], summary[column], strict=True))
 
     def key(variant: str) -> tuple:
-        mean = means.get(variant, float("nan"))
-        missing = not np.isfinite(mean)
-        return (missing, variant not in trusted, 0.0 if missing else (-mean if higher else mean), order[variant])
+        mean = means[variant]
+        return (variant not in trusted, -mean if higher else mean, order[variant])
 
-    return sorted(study.variants, key=key)
+    return sorted((v for v in study.variants if np.isfinite(means.get(v, np.nan))), key=key)
 
 
 def primary_words(study: StudyData) -> str:
