@@ -14,6 +14,7 @@ from mtlab.report.layout import (
     boxes_overlap,
     dot_axis_limits,
     few_values_sentence,
+    fixed_weights_sentence,
     highlighted_variants,
     place_labels,
     weight_axis_scale,
@@ -151,3 +152,17 @@ def test_labels_avoid_other_points_and_stay_inside_the_axes():
     box = (100.0 + dx, 100.0 + dy, 140.0 + dx, 110.0 + dy)
     assert not boxes_overlap(box, (115.0, 99.0, 125.0, 109.0))
     assert (dx, dy) != (4.0, -5.0)  # not the first choice, right of the point
+
+
+def test_weights_that_never_move_are_a_sentence():
+    fixed = {"leq": {"aux off": [1.0, 1.0], "aux on": [0.5, 0.5]}, "digit_a": {"aux on": [0.25, 0.25]}}
+    assert fixed_weights_sentence(fixed) == (
+        "Every variant kept its task weights fixed in every epoch (leq 0.5 or 1; digit_a 0.25); no figure is drawn."
+    )
+    same = {"item": {"a": [1.0, 1.0]}, "group": {"a": [1.0], "b": [1.0]}}
+    assert fixed_weights_sentence(same) == (
+        "Every variant gave every task the same weight (1) in every epoch; no figure is drawn."
+    )
+    moving = {"leq": {"aux off": [1.0, 1.0], "nash_mtl": [0.5, 55.0]}}
+    assert fixed_weights_sentence(moving) is None
+    assert fixed_weights_sentence({"leq": {}}) is None

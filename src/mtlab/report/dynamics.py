@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mtlab.report.layout import all_equal, weight_axis_scale
+from mtlab.report.layout import fixed_weights_sentence, weight_axis_scale
 from mtlab.report.tables import StudyData
 
 if TYPE_CHECKING:
@@ -126,13 +126,15 @@ def weight_values(study: StudyData) -> np.ndarray:
 
 
 def weight_note(study: StudyData) -> str | None:
-    """A sentence instead of the task-weight figure when every variant gave every task the same weight in every
-    epoch (flat lines on top of each other show nothing); ``None`` when the figure shows something or has no data."""
-    values = weight_values(study)
-    if len(values) == 0 or not all_equal(values):
-        return None
-    return (f"Every variant gave every task the same weight ({values[0]:g}) in every epoch, so no task-weight figure "
-            "is drawn.")
+    """A sentence instead of the task-weight figure when no variant's weight of any task ever changed (fixed
+    weights: flat lines show nothing a sentence cannot say); ``None`` when the figure shows something or has no
+    data."""
+    history = study.history
+    series = {}
+    for task in study.tasks:
+        rows = history[history["metric"] == f"train.{task}.weight"]
+        series[task] = {v: values.to_numpy(dtype=float) for v, values in rows.groupby("variant", sort=False)["value"]}
+    return fixed_weights_sentence(series)
 
 
 def weight_curves(study: StudyData, colors: dict) -> tuple[Figure | None, str]:

@@ -74,6 +74,25 @@ def few_values_sentence(
     return f"{what.capitalize()}: " + "; ".join(parts) + f". No figure: only {len(groups)} distinct values."
 
 
+def fixed_weights_sentence(series: dict[str, dict[str, Sequence[float]]]) -> str | None:
+    """A sentence instead of a task-weight figure when no weight ever changed: ``series`` maps task -> variant ->
+    every value recorded (all seeds and epochs). ``None`` when some variant's weight of some task moved (the figure
+    shows that), or when there is nothing."""
+    if not any(len(v) for per_variant in series.values() for v in per_variant.values()):
+        return None
+    if not all(all_equal(values) for per_variant in series.values() for values in per_variant.values()):
+        return None
+    distinct = {
+        task: sorted({round(float(v[0]), 12) for v in per_variant.values() if len(v)})
+        for task, per_variant in series.items()
+    }
+    every = {w for ws in distinct.values() for w in ws}
+    if len(every) == 1:
+        return f"Every variant gave every task the same weight ({every.pop():g}) in every epoch; no figure is drawn."
+    listed = "; ".join(f"{task} {' or '.join(f'{w:g}' for w in ws)}" for task, ws in distinct.items() if ws)
+    return f"Every variant kept its task weights fixed in every epoch ({listed}); no figure is drawn."
+
+
 def dot_axis_limits(
     values: Sequence[float], *, percent: bool, nonnegative: bool = False, min_span: float | None = None
 ) -> tuple[float, float]:
