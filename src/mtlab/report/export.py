@@ -54,8 +54,7 @@ def export_tables(directory: Path, fmt: str = "csv", out: Path | None = None) ->
     out = Path(out) if out is not None else directory / "export"
     if out.exists() and not out.is_dir():
         raise MtlabError(f"{out}: exists and is not a directory; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return writer(directory, out)
+    return writer(directory, out)  # the writer makes ``out`` once it has read the store: a bad store writes nothing
 
 
 def write_csv(directory: Path, out: Path) -> list[Path]:
@@ -72,6 +71,7 @@ def _write_flat(directory: Path, out: Path, fmt: str) -> list[Path]:
     with ResultStore(store_path(directory)) as store, store.snapshot():  # one moment, even while a driver writes
         runs = runs_table(store.runs_frame(), store.metrics_frame())
         epochs = epochs_table(store.history_frame())
+    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, frame in (("runs", runs), ("epochs", epochs)):
         path = out / f"{name}.{fmt}"

@@ -1,9 +1,10 @@
 """The formats ``mtlab export`` writes, as one table: a name, what it writes, and the function that writes it.
 
 The writers live in modules that import pandas (and more: pyarrow for parquet); this table imports nothing, so the
-command line can list the formats without loading them. A writer takes the study directory and an existing output
-directory and returns the paths it wrote; a package it needs is named in ``requires`` and checked before anything is
-written. Adding a format is one row here and one writer function.
+command line can list the formats without loading them. A writer takes the study directory and the output directory,
+which it creates once it has read what it writes (a damaged store writes nothing), and returns the paths it wrote; a
+package it needs is named in ``requires`` and checked before anything else. Adding a format is one row here and
+one writer function.
 """
 
 from __future__ import annotations

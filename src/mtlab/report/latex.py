@@ -73,8 +73,10 @@ def escape(text: str) -> str:
 
 def write_latex(directory: Path, out: Path) -> list[Path]:
     """Write the study's tables as ``<name>.tex`` and ``tables.tex`` (a document inputting them) into ``out``."""
+    tables = latex_tables(load_study(directory))
+    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, tex in latex_tables(load_study(directory)).items():
+    for name, tex in tables.items():
         path = out / f"{name}.tex"
         atomic.write_text(path, tex)
         written.append(path)
