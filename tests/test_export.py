@@ -231,9 +231,9 @@ def test_latex_is_honest_about_direction(morpho_study, tmp_path):  # noqa: F811 
 def test_latex_escapes_special_characters():
     from mtlab.report.latex import escape
 
-    assert escape("nash_mtl & 50% #1 {x} ~ ^ \\ group->item λ=0.3") == (
+    assert escape("nash_mtl & 50% #1 {x} ~ ^ \\ group->item λ=0.3 a→b 2×3") == (
         r"nash\_mtl \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} "
-        r"group-\textgreater{}item $\lambda$=0.3"
+        r"group-\textgreater{}item $\lambda$=0.3 a$\rightarrow$b 2$\times$3"
     )
 
 

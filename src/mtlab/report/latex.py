@@ -53,6 +53,10 @@ SPECIALS = {
     "≤": r"$\leq$",
     "²": r"\textsuperscript{2}",
     "λ": r"$\lambda$",
+    "→": r"$\rightarrow$",
+    "×": r"$\times$",
+    "·": r"$\cdot$",
+    "…": r"\ldots{}",
 }
 BETTER_MARK = r"\textsuperscript{*}"
 WORSE_MARK = r"\textsuperscript{\dag}"
