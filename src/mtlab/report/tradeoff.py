@@ -135,9 +135,13 @@ def label_points(ax, points: np.ndarray, chosen: list[int], texts: list[str], fo
     sizes = [(CHAR_WIDTH * fontsize * len(text), 1.25 * fontsize) for text in texts]
     others = [tuple(p) for i, p in enumerate(display) if i not in chosen]
     offsets = place_labels([tuple(display[i]) for i in chosen], sizes, obstacles=others, bounds=bounds)
-    for i, text, (dx, dy) in zip(chosen, texts, offsets, strict=True):
-        note = ax.annotate(text, points[i], xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
-                           ha="left", va="bottom", zorder=5)
+    for i, text, (w, h), (dx, dy) in zip(chosen, texts, sizes, offsets, strict=True):
+        # Align the text on the side facing its point, so a label shorter than its estimated width still ends
+        # (or starts) next to the point rather than where the estimate put its far edge.
+        ha, x = ("right", dx + w) if dx < -w / 2 else ("center", dx + w / 2) if dx < 0 else ("left", dx)
+        va, y = ("top", dy + h) if dy < -h / 2 else ("center", dy + h / 2) if dy < 0 else ("bottom", dy)
+        note = ax.annotate(text, points[i], xytext=(x, y), textcoords="offset points", fontsize=fontsize,
+                           ha=ha, va=va, zorder=5)
         note.set_in_layout(False)  # placed after the layout; must not move the axes it was placed in
 
 
