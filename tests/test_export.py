@@ -1,8 +1,12 @@
-"""Exported tables: one row per run with labels and final metrics, one row per run and epoch, CSV and Parquet."""
+"""Exported tables: one row per run with labels and final metrics, one row per run and epoch, CSV and Parquet; the
+report's main tables as LaTeX (checked structurally, and compiled where pdflatex is installed)."""
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import subprocess
 import sys
 
 import pandas as pd
@@ -10,8 +14,18 @@ import pytest
 
 from mtlab.errors import MtlabError
 from mtlab.report import export_tables
+from mtlab.report.export_formats import EXPORT_FORMATS
 from mtlab.report.tables import STORE_NAME
-from test_report import CONTROL, FAILED_REASON, GOLDEN, ITEM_ACC, PARAMETERS, PARTIAL, build_study
+from test_report import (  # noqa: F401  (morpho_study: a fixture)
+    CONTROL,
+    FAILED_REASON,
+    GOLDEN,
+    ITEM_ACC,
+    PARAMETERS,
+    PARTIAL,
+    build_study,
+    morpho_study,
+)
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +126,142 @@ def test_export_command_writes_to_out(tmp_path, capsys):
         str(tmp_path / "tables" / "runs.csv"),
         str(tmp_path / "tables" / "epochs.csv"),
     ]
+
+
+# ------------------------------------------------------------------------------------------------------- LaTeX
+
+ESCAPED = re.compile(r"\\[&%$#_{}]")  # \& \% ... print the character; "\\" (a row end) is not among them
+
+
+def check_latex(tex: str) -> None:
+    """What makes LaTeX fail to compile or print garbage, checked without LaTeX: unescaped %, & or _ where they do
+    not belong, unbalanced braces or environments, and tabular rows whose cells do not fill the column spec."""
+    plain = ESCAPED.sub("", tex)
+    assert "%" not in plain, "an unescaped % comments out the rest of a line"
+    depth = 0
+    for char in plain:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        assert depth >= 0, "a } closes nothing"
+    assert depth == 0, "a { is never closed"
+    stack = []
+    for kind, env in re.findall(r"\\(begin|end)\{(\w+)\}", plain):
+        if kind == "begin":
+            stack.append(env)
+        else:
+            assert stack, f"\\end{{{env}}} without a \\begin"
+            assert stack.pop() == env, f"\\end{{{env}}} closes another environment"
+    assert not stack, f"unclosed environments {stack}"
+    assert "_" not in re.sub(r"\$[^$]*\$", "", plain), "an unescaped _ outside math"
+    for spec, body in re.findall(r"\\begin\{tabular\}\{([^}]*)\}(.*?)\\end\{tabular\}", plain, flags=re.S):
+        columns = len(re.findall(r"[lrc]", spec))
+        assert body.count(r"\toprule") == body.count(r"\midrule") == body.count(r"\bottomrule") == 1  # booktabs
+        rows = [r for r in re.split(r"\\\\", body)]
+        for row in rows:
+            cells = re.sub(r"\\(toprule|midrule|bottomrule)|\\cmidrule\([lr]*\)\{[\d-]+\}", "", row).strip()
+            if not cells:
+                continue
+            spans = [int(m[1]) if (m := re.match(r"\s*\\multicolumn\{(\d+)\}", c)) else 1 for c in cells.split("&")]
+            assert sum(spans) == columns, f"{sum(spans)} cells for {columns} columns: {cells[:80]}"
+
+
+@pytest.fixture(scope="module")
+def latex(tmp_path_factory):
+    directory = build_study(tmp_path_factory.mktemp("study"))
+    paths = export_tables(directory, "latex")
+    return directory, {p.stem: p.read_text() for p in paths}
+
+
+def test_latex_export_writes_a_tex_per_table_and_a_document(latex):
+    directory, tables = latex
+    assert list(tables) == ["summary", "comparisons", "ranking", "tables"]
+    assert (directory / "export" / "summary.tex").is_file()
+    for name in ("summary", "comparisons", "ranking"):
+        assert rf"\input{{{name}}}" in tables["tables"]
+    assert r"\usepackage{booktabs}" in tables["tables"]
+
+
+@pytest.mark.parametrize("name", ["summary", "comparisons", "ranking", "tables"])
+def test_latex_tables_are_structurally_sound(latex, name):
+    check_latex(latex[1][name])
+
+
+def test_structural_check_catches_what_breaks_latex():
+    good = "\\begin{tabular}{lr}\n\\toprule\na & b \\\\\n\\midrule\nc\\_d & 1\\% \\\\\n\\bottomrule\n\\end{tabular}\n"
+    check_latex(good)
+    for broken in (good.replace("c\\_d", "c_d"), good.replace("1\\%", "1%"), good.replace("a & b", "a & b & c"),
+                   good.replace("\\end{tabular}", ""), good.replace("a & b", "{a & b")):
+        with pytest.raises(AssertionError):
+            check_latex(broken)
+
+
+def test_latex_summary_has_means_intervals_bold_best_and_holm_marks(latex):
+    from mtlab.report.latex import escape
+
+    directory, tables = latex
+    summary = tables["summary"]
+    golden = next(line for line in summary.splitlines() if line.startswith(f"{GOLDEN} &"))
+    assert r"85.00 $\pm$ 1.00" in golden
+    assert "[82.52, 87.48]" in golden
+    # Bold: the best mean among variants with two or more finished runs (PARTIAL has one run at 87: not ranked).
+    partial = next(line for line in summary.splitlines() if line.startswith(f"{escape(PARTIAL)} &"))
+    assert r"\textbf" not in partial
+    assert r"\textbf{85.00 $\pm$ 1.00}" in golden
+    # A mark where, and only where, the report's comparison is significant at the Holm-adjusted level.
+    from mtlab.report.tables import comparison_frame, load_study
+
+    comparisons = comparison_frame(load_study(directory))
+    wins = comparisons[comparisons["verdict"] == "win"]
+    assert len(wins) > 0
+    assert summary.count(r"\textsuperscript{*}") == len(wins) + 1  # + the note that explains it
+    assert "Holm-adjusted" in summary
+    assert f"{CONTROL} (control)" in summary
+
+
+def test_latex_is_honest_about_direction(morpho_study, tmp_path):  # noqa: F811  (the fixture imported above)
+    """A lower-is-better metric: its header points down and the bold goes to the lowest mean."""
+    paths = export_tables(morpho_study, "latex", tmp_path)
+    summary = paths[0].read_text()
+    check_latex(summary)
+    assert r"MAE $\downarrow$" in summary
+    assert r"accuracy (\%) $\uparrow$" in summary
+    alone = next(line for line in summary.splitlines() if line.startswith("thickness alone &"))
+    assert r"\textbf{0.4100 $\pm$ 0.0100}" in alone
+
+
+def test_latex_escapes_special_characters():
+    from mtlab.report.latex import escape
+
+    assert escape("nash_mtl & 50% #1 {x} ~ ^ \\ group->item λ=0.3 a→b 2×3") == (
+        r"nash\_mtl \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} "
+        r"group-\textgreater{}item $\lambda$=0.3 a$\rightarrow$b 2$\times$3"
+    )
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed here; the structural check "
+                    "(test_latex_tables_are_structurally_sound) stands in for compiling")
+def test_latex_tables_compile_with_pdflatex(latex, tmp_path):
+    directory, _ = latex
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"],
+                            cwd=directory / "export", capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+@pytest.mark.parametrize("fmt", list(EXPORT_FORMATS))
+def test_every_export_format_names_a_writer(fmt):
+    """Each row of the format table loads a callable writer (a new format is covered the day it is added)."""
+    chosen = EXPORT_FORMATS[fmt]
+    if chosen.requires:
+        pytest.importorskip(chosen.requires)
+    assert callable(chosen.load())
+    assert chosen.writes
+
+
+def test_export_command_offers_every_format():
+    from mtlab.cli import export_cmd
+
+    parser = argparse.ArgumentParser()
+    export_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["export", "somewhere", "--format", "latex"])
+    assert args.fmt == "latex"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["export", "somewhere", "--format", "xlsx"])

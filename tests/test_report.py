@@ -298,6 +298,107 @@ def test_report_without_control_has_no_comparisons(tmp_path):
     assert (paths["figures"] / "confusion.png").is_file()
 
 
+def test_figures_as_svg_embed_as_vectors_and_as_pdf_beside_pngs(tmp_path):
+    directory = build_study(tmp_path)
+    paths = build_report(directory, figure_format="svg")
+    figures = paths["figures"]
+    svgs = sorted(figures.glob("*.svg"))
+    assert svgs
+    assert not list(figures.glob("*.png"))
+    html = paths["html"].read_text()
+    assert html.count("data:image/svg+xml;base64,") == len(svgs)
+    assert "data:image/png" not in html
+    assert "](figures/test-accuracy.svg)" in paths["md"].read_text()
+    first = svgs[0].read_bytes()
+    assert first.lstrip().startswith(b"<?xml")
+    assert b"<svg" in first
+    assert b"<text" not in first  # text as outlines: the picture does not depend on the reader's fonts
+
+    paths = build_report(directory, figure_format="pdf")  # the same directory: the SVGs of before go
+    assert not list(figures.glob("*.svg"))
+    pdfs, pngs = sorted(figures.glob("*.pdf")), sorted(figures.glob("*.png"))
+    assert [p.stem for p in pdfs] == [p.stem for p in pngs]
+    assert all(p.read_bytes().startswith(b"%PDF") for p in pdfs)
+    assert paths["html"].read_text().count("data:image/png;base64,") == len(pngs)  # the HTML shows the PNGs
+    md = paths["md"].read_text()
+    assert "![Test accuracy](figures/test-accuracy.png)" in md
+    assert "Also as [PDF](figures/test-accuracy.pdf)." in md
+    again = build_report(directory, figure_format="pdf")["figures"] / "test-accuracy.pdf"
+    assert again.read_bytes() == (figures / "test-accuracy.pdf").read_bytes()  # no date stamp: same bytes
+
+
+def test_figure_format_option_on_report_and_run():
+    from mtlab.cli import report_cmd, study_cmd
+
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers()
+    report_cmd.register(commands)
+    study_cmd.register(commands)
+    assert parser.parse_args(["report", "d"]).figure_format == "png"
+    assert parser.parse_args(["report", "d", "--figure-format", "svg"]).figure_format == "svg"
+    assert parser.parse_args(["run", "fashion-mtl", "--figure-format", "pdf"]).figure_format == "pdf"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["report", "d", "--figure-format", "jpg"])
+
+
+def test_test_results_are_dots_with_intervals_on_an_axis_holding_them(report):
+    from mtlab.report.figures import accuracy_dots, variant_colors
+
+    study = load_study(report["md"].parent)
+    summary = summary_frame(study)
+    fig = accuracy_dots(study, summary, variant_colors(study.variants))
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["Test accuracy — item", "Test accuracy — group"]
+    for ax, task in zip(panels, ["item", "group"], strict=True):
+        assert not ax.patches, "bars: a length from a zoomed axis misleads"
+        lo, hi = ax.get_xlim()
+        values = summary[[f"{task}.acc.mean", f"{task}.acc.ci_low", f"{task}.acc.ci_high"]].to_numpy() * 100
+        values = values[np.isfinite(values)]
+        assert lo <= values.min()
+        assert hi >= values.max()
+        assert hi - lo >= 5.0  # at least 5 percentage points wide
+
+
+def test_learning_curves_rank_the_variants_that_trained_the_task(report, tmp_path):
+    from mtlab.report.figures import best_first
+
+    study = load_study(report["md"].parent)
+    # item means: golden 85, "independent, group->item" 82.33, control 81.33; the partial variant's single run (87)
+    # is not ranked before variants with a spread.
+    assert best_first(study, summary_frame(study), "item") == [GOLDEN, "independent, group->item", CONTROL, PARTIAL]
+    morpho = load_study(build_morpho_study(tmp_path))
+    assert "thickness alone" not in best_first(morpho, summary_frame(morpho), "digit")  # never trained digit
+    assert best_first(morpho, summary_frame(morpho), "thickness")[0] == "thickness alone"  # the lowest MAE is best
+
+
+def test_crowded_learning_curves_grey_out_all_but_the_highlighted(report):
+    from mtlab.report.figures import learning_curves, variant_colors
+
+    study = load_study(report["md"].parent)
+    fig = learning_curves(study, "item", variant_colors(study.variants), highlight=[GOLDEN, CONTROL])
+    ax = fig.axes[0]
+    grey = [line for line in ax.lines if line.get_color() == "#b0b0b0"]
+    coloured = [line for line in ax.lines if line.get_color() != "#b0b0b0"]
+    assert len(grey) == len(study.variants) - 2
+    assert len(coloured) == 2
+    assert coloured[0].get_color() != coloured[1].get_color()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == [GOLDEN, f"{CONTROL} (control)", "other variants (2)"]
+
+
+def test_confusion_titles_do_not_collide(report):
+    from mtlab.report.figures import confusion_figure
+
+    study = load_study(report["md"].parent)
+    fig = confusion_figure(study, [GOLDEN, CONTROL])
+    fig.draw_without_rendering()
+    titles = [ax.title.get_window_extent() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 4  # two variants x two tasks
+    for i, a in enumerate(titles):
+        for b in titles[i + 1 :]:
+            assert not a.overlaps(b)
+
+
 # Uneven seeds: the control finished 5 seeds (its seeds 3 and 4 are poor), "shared, none" only seeds 0-2 (its seeds 3
 # and 4 failed), "independent, group->item" all 5, each +0.024 over the control's seed.
 UNEVEN_ACC = {
@@ -572,6 +673,27 @@ def test_weighting_report_draws_trade_off_sweep_conflict_and_weights(weighting_r
     assert "Sweep: optim.lr" in html
 
 
+def test_equal_parameter_counts_are_a_sentence_not_a_figure(weighting_report):
+    md = weighting_report["md"].read_text()
+    assert "### Parameters\n\n*Every variant (6) has 1,000 trainable parameters; no figure is drawn.*" in md
+    assert not (weighting_report["figures"] / "parameters.png").exists()
+
+
+def test_trade_off_labels_do_not_overlap(weighting_report):
+    from mtlab.report.figures import variant_colors
+    from mtlab.report.tradeoff import tradeoff_figure
+
+    study = load_study(weighting_report["md"].parent)
+    fig = tradeoff_figure(study, variant_colors(study.variants))
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent() for t in ax.texts]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not a.overlaps(b)
+    assert sum(len(ax.texts) for ax in fig.axes) >= 3  # the non-dominated means are labelled
+
+
 def test_pareto_front_and_numeric_axes():
     from mtlab.report.tradeoff import NUMBER, pareto_front
 
@@ -662,7 +784,10 @@ def morpho_task_types(tasks: list[str]) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def morpho_study(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("morpho")
+    return build_morpho_study(tmp_path_factory.mktemp("morpho"))
+
+
+def build_morpho_study(directory: Path) -> Path:
     spec = morpho_spec()
     runs = expand(spec)
     with ResultStore(directory / STORE_NAME) as store:

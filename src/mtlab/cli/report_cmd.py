@@ -12,16 +12,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report",
         help="rebuild a study's report (Markdown, HTML, figures) from its results",
         description="Read STUDY_DIR/results.sqlite and write report.md, a self-contained report.html and "
-        "figures/*.png into STUDY_DIR. Works on partial studies: unfinished and failed runs are reported as such.",
+        "figures/*.png (or .svg / .pdf) into STUDY_DIR. Works on partial studies: unfinished and failed runs are "
+        "reported as such.",
     )
     parser.add_argument("study_dir", type=Path, metavar="STUDY_DIR", help="a study directory (holds results.sqlite)")
+    add_figure_format_option(parser)
     parser.set_defaults(func=run)
+
+
+def add_figure_format_option(parser: argparse.ArgumentParser) -> None:
+    """``--figure-format``, shared by ``mtlab report`` and ``mtlab run``."""
+    from mtlab.report import FIGURE_FORMATS  # the package's __init__ only: no pandas, no matplotlib
+
+    parser.add_argument(
+        "--figure-format",
+        choices=FIGURE_FORMATS,
+        default="png",
+        help="figures as png (default), svg (vector, embedded in report.html) or pdf (vector, for a paper; written "
+        "beside a png, which report.html embeds)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from mtlab.report import build_report  # pandas and matplotlib: only when a report is asked for
 
-    paths = build_report(args.study_dir)
+    paths = build_report(args.study_dir, figure_format=args.figure_format)
     print(f"markdown: {paths['md']}")
     print(f"html:     {paths['html']}")
     print(f"figures:  {paths['figures']}")

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from mtlab.cli.console import make_console
 from mtlab.cli.executor_options import add_executor_options, executor_arguments
+from mtlab.cli.report_cmd import add_figure_format_option
 from mtlab.cli.speed import add_speed_options, speed_overrides
 from mtlab.errors import ConfigError
 
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--group-size", type=int, default=10, help="at most this many seeds per group (default 10)")
     add_executor_options(run)
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    add_figure_format_option(run)
     run.set_defaults(func=run_command)
 
 
@@ -108,6 +110,6 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.no_report:
         from mtlab.report import build_report
 
-        paths = build_report(out)
+        paths = build_report(out, figure_format=args.figure_format)
         print(f"report: {paths['html']}  (and {paths['md']})")
     return 0

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mtlab.report.layout import fixed_weights_sentence, weight_axis_scale
 from mtlab.report.tables import StudyData
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def conflict_pairs(study: StudyData) -> list[tuple[str, str]]:
 
 
 def _per_epoch_panels(study: StudyData, keys: list[tuple[str, str]], colors: dict, ylabel: str, scale: float = 1.0,
-                      zero_line: bool = False) -> Figure | None:
+                      zero_line: bool = False, yscale: str = "linear") -> Figure | None:
     """One panel per (title, metric): mean over seeds per epoch and variant, min-max band where 2+ seeds (for
     studies of up to ``BANDS_UP_TO`` variants)."""
     from matplotlib.figure import Figure
@@ -59,6 +60,8 @@ def _per_epoch_panels(study: StudyData, keys: list[tuple[str, str]], colors: dic
                                 color=colors[variant], alpha=0.12, lw=0)
         if zero_line:
             ax.axhline(0, color="#222", lw=0.8, zorder=1)
+        if yscale != "linear":
+            ax.set_yscale(yscale, **({"linthresh": _smallest_positive(history, panels)} if yscale == "symlog" else {}))
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -111,7 +114,38 @@ def conflict_heatmap(study: StudyData) -> Figure | None:
     return fig
 
 
-def weight_curves(study: StudyData, colors: dict) -> Figure | None:
-    """The weight each task's loss effectively got (mean over the epoch's steps), per epoch and variant."""
-    keys = [(f"Weight of {t}", f"train.{t}.weight") for t in study.tasks]
-    return _per_epoch_panels(study, keys, colors, "task weight")
+def weight_keys(study: StudyData) -> list[tuple[str, str]]:
+    return [(f"Weight of {t}", f"train.{t}.weight") for t in study.tasks]
+
+
+def weight_values(study: StudyData) -> np.ndarray:
+    """Every recorded task weight (all tasks, variants, runs and epochs)."""
+    history = study.history
+    keys = [key for _, key in weight_keys(study)]
+    return history.loc[history["metric"].isin(keys), "value"].to_numpy(dtype=float)
+
+
+def weight_note(study: StudyData) -> str | None:
+    """A sentence instead of the task-weight figure when no variant's weight of any task ever changed (fixed
+    weights: flat lines show nothing a sentence cannot say); ``None`` when the figure shows something or has no
+    data."""
+    history = study.history
+    series = {}
+    for task in study.tasks:
+        rows = history[history["metric"] == f"train.{task}.weight"]
+        series[task] = {v: values.to_numpy(dtype=float) for v, values in rows.groupby("variant", sort=False)["value"]}
+    return fixed_weights_sentence(series)
+
+
+def weight_curves(study: StudyData, colors: dict) -> tuple[Figure | None, str]:
+    """The weight each task's loss effectively got (mean over the epoch's steps), per epoch and variant, and the
+    y scale it is drawn on (log when the weights span more than 10x: :func:`~mtlab.report.layout.weight_axis_scale`)."""
+    yscale = weight_axis_scale(weight_values(study))
+    return _per_epoch_panels(study, weight_keys(study), colors, "task weight", yscale=yscale), yscale
+
+
+def _smallest_positive(history, panels: list[tuple[str, str]]) -> float:
+    """The linear range of a symlog axis: up to the smallest positive value drawn."""
+    values = history.loc[history["metric"].isin([key for _, key in panels]), "value"].to_numpy(dtype=float)
+    positive = values[values > 0]
+    return float(positive.min()) if len(positive) else 1.0

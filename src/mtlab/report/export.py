@@ -1,4 +1,6 @@
-"""Export a study's store as flat tables for other tools: ``runs`` (one row per run) and ``epochs`` (per epoch).
+"""Export a study for other tools, in one of the formats of :data:`~mtlab.report.export_formats.EXPORT_FORMATS`:
+flat tables ``runs`` (one row per run) and ``epochs`` (per epoch) as CSV or Parquet, written here; the report's
+tables as LaTeX (:mod:`mtlab.report.latex`).
 
 Both tables are wide (one column per label and per metric) because that is what spreadsheets, R and pandas users
 reach for first; the long form stays available from :class:`~mtlab.study.store.ResultStore`. Parquet needs
@@ -7,6 +9,7 @@ pyarrow, which mtlab does not depend on, so it is imported only when asked for.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -14,10 +17,10 @@ import pandas as pd
 
 from mtlab import atomic
 from mtlab.errors import MtlabError
+from mtlab.report.export_formats import EXPORT_FORMATS
 from mtlab.report.tables import store_path
 from mtlab.study.store import ResultStore
 
-FORMATS = ("csv", "parquet")
 RUN_COLUMNS = [
     "run_id",
     "variant",
@@ -35,21 +38,39 @@ EPOCH_INDEX = ["run_id", "variant", "seed", "epoch"]
 
 
 def export_tables(directory: Path, fmt: str = "csv", out: Path | None = None) -> list[Path]:
-    """Write ``runs.<fmt>`` and ``epochs.<fmt>`` to ``out`` (default ``<directory>/export``); return their paths."""
-    if fmt not in FORMATS:
-        raise MtlabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt == "parquet":
+    """Write the study at ``directory`` in format ``fmt`` (a name of :data:`EXPORT_FORMATS`) to ``out`` (default
+    ``<directory>/export``); return the paths written."""
+    if fmt not in EXPORT_FORMATS:
+        raise MtlabError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    chosen = EXPORT_FORMATS[fmt]
+    if chosen.requires:
         try:
-            import pyarrow  # noqa: F401  (pandas needs it to write parquet)
+            importlib.import_module(chosen.requires)
         except ImportError:
-            raise MtlabError("parquet export needs pyarrow: pip install pyarrow") from None
+            raise MtlabError(f"{fmt} export needs {chosen.requires}: pip install {chosen.requires}") from None
+    writer = chosen.load()
     directory = Path(directory)
-    with ResultStore(store_path(directory)) as store, store.snapshot():  # one moment, even while a driver writes
-        runs = runs_table(store.runs_frame(), store.metrics_frame())
-        epochs = epochs_table(store.history_frame())
+    store_path(directory)  # a user error naming the directory, before anything is written
     out = Path(out) if out is not None else directory / "export"
     if out.exists() and not out.is_dir():
         raise MtlabError(f"{out}: exists and is not a directory; choose another --out")
+    return writer(directory, out)  # the writer makes ``out`` once it has read the store: a bad store writes nothing
+
+
+def write_csv(directory: Path, out: Path) -> list[Path]:
+    """``runs.csv`` and ``epochs.csv``."""
+    return _write_flat(directory, out, "csv")
+
+
+def write_parquet(directory: Path, out: Path) -> list[Path]:
+    """``runs.parquet`` and ``epochs.parquet`` (pandas writes them with pyarrow, checked by :func:`export_tables`)."""
+    return _write_flat(directory, out, "parquet")
+
+
+def _write_flat(directory: Path, out: Path, fmt: str) -> list[Path]:
+    with ResultStore(store_path(directory)) as store, store.snapshot():  # one moment, even while a driver writes
+        runs = runs_table(store.runs_frame(), store.metrics_frame())
+        epochs = epochs_table(store.history_frame())
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, frame in (("runs", runs), ("epochs", epochs)):

@@ -1,22 +1,34 @@
-"""The report's figures, drawn from a :class:`~mtlab.report.tables.StudyData` snapshot and saved as PNG files.
+"""The report's figures, drawn from a :class:`~mtlab.report.tables.StudyData` snapshot and saved as PNG, SVG or PDF.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly, never through ``pyplot``: no global backend or
 figure registry is touched, so building a report inside a notebook or a long-lived process leaks nothing, and
-PNG output goes through Agg whatever backend the user has chosen. Each variant keeps one colour in every figure.
+output goes through Agg (or the SVG / PDF writers) whatever backend the user has chosen. Each variant keeps one
+colour in every figure (learning curves of many variants grey out all but the few they highlight, and say so).
+
+What a figure shows - which variants a learning curve highlights, whether task weights need a log axis, whether a
+figure is worth drawing at all, where the trade-off labels go, how far an axis reaches - is decided by small pure
+functions here and in :mod:`mtlab.report.layout`, which the tests call directly.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mtlab import atomic
-from mtlab.report.dynamics import conflict_curves, conflict_heatmap, weight_curves
-from mtlab.report.tables import StudyData, best_variant, representative_run, variant_label
+from mtlab.report import FIGURE_FORMATS
+from mtlab.report.dynamics import conflict_curves, conflict_heatmap, weight_curves, weight_note
+from mtlab.report.layout import (
+    dot_axis_limits,
+    few_values_sentence,
+    highlighted_variants,
+    wrap_title,
+)
+from mtlab.report.tables import StudyData, best_variant, ranked, representative_run, variant_label
 from mtlab.report.tradeoff import axis_title, numeric_axes, sweep_figure, tradeoff_figure
 from mtlab.report.units import decimals, is_fraction, label, phrase, scale
 
@@ -27,6 +39,7 @@ if TYPE_CHECKING:
 DPI = 120
 WIDTH = 11.0  # inches: 1320 px at DPI, shown at the page's width
 ANNOTATE_UP_TO = 12  # confusion matrices with more classes get colours only, no counts
+CONFUSION_TITLE_SIZE = 10  # points
 STYLE = {
     "font.size": 10,
     "axes.titlesize": 11,
@@ -36,56 +49,108 @@ STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "legend.frameon": False,
+    "svg.hashsalt": "mtlab",  # SVG element ids from a fixed salt: equal pictures are equal bytes
+    "svg.fonttype": "path",  # text as outlines: the SVG looks the same where the fonts are missing
+    "pdf.fonttype": 42,  # TrueType in PDFs: editable text, accepted by publishers (Type 3 often is not)
+}
+# No version stamp or date in the files, so equal pictures are equal bytes.
+METADATA = {
+    "png": {"Software": None},
+    "svg": {"Creator": None, "Date": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
 }
 
 
 @dataclass(frozen=True)
 class SavedFigure:
-    """A PNG on disk and the words that go with it in the report."""
+    """A figure on disk and the words that go with it in the report. ``path`` is the file the report shows (PNG or
+    SVG); ``extra`` holds files written beside it (the PDF of ``--figure-format pdf``)."""
 
     path: Path
     title: str
     caption: str
+    extra: tuple[Path, ...] = field(default=())
 
 
-def save_figure(fig: Figure, path: Path, title: str, caption: str) -> SavedFigure:
-    """Write ``fig`` as a PNG at ``path`` (white background, no version stamp, so equal pictures are equal bytes)."""
-    with atomic.replacing(path) as temporary:
-        fig.savefig(temporary, dpi=DPI, facecolor="white", metadata={"Software": None})
-    return SavedFigure(path, title, caption)
+@dataclass(frozen=True)
+class SkippedFigure:
+    """A figure not drawn because it would show nothing (e.g. every value equal), and the sentence that says so."""
+
+    title: str
+    text: str
 
 
-def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list[SavedFigure]:
-    """Draw every figure the study's data allows and save it under ``out_dir``; figures without data are skipped."""
+def save_figure(fig: Figure, path: Path, title: str, caption: str, fmt: str = "png") -> SavedFigure:
+    """Write ``fig`` at ``path`` with ``fmt``'s suffix (white background, no version stamp or date, so equal pictures
+    are equal bytes). ``pdf`` also writes a PNG beside the PDF, which the HTML report embeds."""
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"unknown figure format {fmt!r}; choose one of {', '.join(FIGURE_FORMATS)}")
+    shown = "svg" if fmt == "svg" else "png"
+    stem = path.stem if path.suffix.lstrip(".") in FIGURE_FORMATS else path.name  # "sweep-optim.lr" keeps its ".lr"
+    written = []
+    for kind in dict.fromkeys([shown, fmt]):
+        target = path.with_name(f"{stem}.{kind}")
+        with atomic.replacing(target) as temporary:
+            fig.savefig(temporary, dpi=DPI, facecolor="white", metadata=METADATA[kind])
+        written.append(target)
+    return SavedFigure(written[0], title, caption, tuple(written[1:]))
+
+
+def remove_stale(out_dir: Path, kept: list[SavedFigure]) -> None:
+    """Delete figure files in ``out_dir`` this build did not write: a figure skipped now, or another format than
+    the one asked for, must not linger beside the report (``figures/`` is the report's own directory)."""
+    keep = {p for f in kept for p in (f.path, *f.extra)}
+    for old in out_dir.iterdir():
+        if old.suffix.lstrip(".") in FIGURE_FORMATS and old not in keep:
+            old.unlink(missing_ok=True)
+
+
+def make_figures(
+    study: StudyData, summary: pd.DataFrame, out_dir: Path, fmt: str = "png"
+) -> list[SavedFigure | SkippedFigure]:
+    """Draw every figure the study's data allows and save it under ``out_dir`` as ``fmt`` (see
+    :data:`~mtlab.report.FIGURE_FORMATS`); figures without data are left out, figures that would show nothing (every
+    value equal) are replaced by a sentence that says so."""
     from matplotlib import rc_context
 
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = variant_colors(study.variants)
-    saved: list[SavedFigure] = []
+    shown_figures: list[SavedFigure | SkippedFigure] = []
 
     def save(fig: Figure | None, name: str, title: str, caption: str) -> None:
         if fig is None:
             return
-        saved.append(save_figure(fig, out_dir / f"{name}.png", title, caption))
+        shown_figures.append(save_figure(fig, out_dir / f"{name}.{fmt}", title, caption, fmt))
 
     primaries = primary_words(study)
     with rc_context(STYLE):
         for task in study.tasks:
+            trained = best_first(study, summary, task)
+            highlight = highlighted_variants(trained, study.control_variants)
+            crowded = ""
+            if highlight is not None:
+                top = len([v for v in highlight if v not in study.control_variants])
+                crowded = (
+                    f" With {len(trained)} variants, only the best {top} on mean test "
+                    f"{phrase(study.primary(task))} and the control(s) are in colour (this figure's own colours, so "
+                    "that they are told apart), the other variants in grey without bands."
+                )
             save(
-                learning_curves(study, task, colors),
+                learning_curves(study, task, colors, highlight),
                 f"learning-curves-{_slug(task)}",
                 f"Learning curves: {task}",
                 f"{phrase(study.primary(task)).capitalize()} on task {task} per epoch (its primary metric). Line: "
                 "mean over seeds; band: min–max over seeds (only where two or more runs reached that epoch; runs "
-                "stopped early end sooner).",
+                "stopped early end sooner)." + crowded,
             )
         save(
-            accuracy_bars(study, summary, colors),
+            accuracy_dots(study, summary, colors),
             "test-accuracy",
             "Test accuracy" if primaries == "accuracy" else "Test results",
-            f"Mean test {primaries} per variant and task with its 95% confidence interval; dots are single seeds "
-            "(↑ higher is better, ↓ lower is better). The axis is zoomed to the data, so bar lengths are not "
-            "proportional to the values.",
+            f"Mean test {primaries} per variant and task (large dot) with its 95% Student-t confidence interval "
+            "(line); small dots are single seeds (↑ higher is better, ↓ lower is better). Dots mark values by "
+            "position, not length, so the axis spans the data rather than starting at 0; it is at least 5 percentage "
+            "points wide for percentages (5% of the values otherwise), so small differences look small.",
         )
         shown = confusion_variants(study, summary)
         save(
@@ -121,8 +186,7 @@ def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list
             "Task-gradient conflict",
             "Cosine similarity of the task gradients on the shared parameters (train.diagnostics), mean over the "
             "epoch's measured steps; line: mean over seeds, band: min–max over seeds (drawn for up to 6 variants). "
-            "Below 0 the tasks pull the "
-            "shared parameters in conflicting directions.",
+            "Below 0 the tasks pull the shared parameters in conflicting directions.",
         )
         save(
             conflict_heatmap(study),
@@ -131,21 +195,52 @@ def make_figures(study: StudyData, summary: pd.DataFrame, out_dir: Path) -> list
             "Gradient cosine per variant and task pair, averaged over epochs and seeds; in brackets the fraction of "
             "measured steps with a negative cosine.",
         )
-        save(
-            weight_curves(study, colors),
-            "task-weights",
-            "Task weights",
-            "The weight each task's loss got per epoch (mean over the epoch's steps; for gradient-based methods the "
-            "weight of the task's gradient in the update, times loss.weights): line: mean over seeds, band: min–max "
-            "(drawn for up to 6 variants).",
+        same_weights = weight_note(study)
+        if same_weights:
+            shown_figures.append(SkippedFigure("Task weights", same_weights))
+        else:
+            weights, yscale = weight_curves(study, colors)
+            save(
+                weights,
+                "task-weights",
+                "Task weights",
+                "The weight each task's loss got per epoch (mean over the epoch's steps; for gradient-based methods "
+                "the weight of the task's gradient in the update, times loss.weights): line: mean over seeds, band: "
+                "min–max (drawn for up to 6 variants)."
+                + ("" if yscale == "linear" else f" Log axis ({yscale}): the weights span more than 10x."),
+            )
+        sizes = summary[summary["parameters"].notna()]
+        same_sizes = few_values_sentence(
+            [variant_label(r) for r in sizes.to_dict("records")], list(sizes["parameters"]), "trainable parameters"
         )
-        save(
-            parameter_bars(study, summary, colors),
-            "parameters",
-            "Parameters",
-            "Trainable parameters per variant (every task's heads included).",
-        )
-    return saved
+        if same_sizes:
+            shown_figures.append(SkippedFigure("Parameters", same_sizes))
+        else:
+            save(
+                parameter_bars(study, summary, colors),
+                "parameters",
+                "Parameters",
+                "Trainable parameters per variant (every task's heads included).",
+            )
+    remove_stale(out_dir, [f for f in shown_figures if isinstance(f, SavedFigure)])
+    return shown_figures
+
+
+def best_first(study: StudyData, summary: pd.DataFrame, task: str) -> list[str]:
+    """The variants that trained ``task`` (a test result on it), best first on its primary mean test metric by its
+    direction: the ranked variants (two or more finished runs, see :func:`~mtlab.report.tables.ranked`) before the
+    rest, study order among equals."""
+    metric, higher = study.measure[task]
+    column = f"{task}.{metric}.mean"
+    trusted = set(ranked(summary)["variant"])
+    order = {v: i for i, v in enumerate(study.variants)}
+    means = dict(zip(summary["variant"], summary[column], strict=True))
+
+    def key(variant: str) -> tuple:
+        mean = means[variant]
+        return (variant not in trusted, -mean if higher else mean, order[variant])
+
+    return sorted((v for v in study.variants if np.isfinite(means.get(v, np.nan))), key=key)
 
 
 def primary_words(study: StudyData) -> str:
@@ -180,9 +275,11 @@ def confusion_variants(study: StudyData, summary: pd.DataFrame) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- figures
 
 
-def learning_curves(study: StudyData, task: str, colors: dict) -> Figure | None:
+def learning_curves(study: StudyData, task: str, colors: dict, highlight: list[str] | None = None) -> Figure | None:
     """Train and validation values of ``task``'s primary metric per epoch, one line (mean) and band (min-max) per
-    variant."""
+    variant. With ``highlight`` (see :func:`~mtlab.report.layout.highlighted_variants`), only those variants are in
+    colour - distinct ones, from a palette of this figure - and the others thin grey lines without bands."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -193,11 +290,20 @@ def learning_curves(study: StudyData, task: str, colors: dict) -> Figure | None:
     panels = [(s, key) for s, key in keys if (history["metric"] == key).any()]
     if not panels:
         return None
+    if highlight is not None:
+        palette = colormaps["tab10"]
+        colors = {v: palette(i % palette.N) for i, v in enumerate(highlight)}
+    background = [] if highlight is None else [v for v in study.variants if v not in highlight]
     fig = Figure(figsize=(WIDTH, 3.6), layout="constrained")
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for ax, (split, key) in zip(axes, panels, strict=True):
         rows = history[history["metric"] == key]
-        for variant in study.variants:
+        for i, variant in enumerate(background):  # grey first, so the coloured lines are drawn over them
+            per_epoch = rows[rows["variant"] == variant].groupby("epoch")["value"].mean()
+            if len(per_epoch):
+                ax.plot(per_epoch.index.to_numpy(), factor * per_epoch.to_numpy(), color="#b0b0b0", lw=0.9,
+                        alpha=0.8, zorder=1, label=f"other variants ({len(background)})" if i == 0 else None)
+        for variant in highlight if highlight is not None else study.variants:
             per_epoch = rows[rows["variant"] == variant].groupby("epoch")["value"].agg(["mean", "min", "max", "count"])
             if per_epoch.empty:
                 continue
@@ -207,9 +313,10 @@ def learning_curves(study: StudyData, task: str, colors: dict) -> Figure | None:
                 factor * per_epoch["mean"],
                 color=colors[variant],
                 lw=2,
-                label=variant,
+                label=variant + (" (control)" if variant in study.control_variants else ""),
                 marker="o" if len(x) <= 12 else None,
                 markersize=3.5,
+                zorder=3,
             )
             band = per_epoch["count"] > 1
             if band.any():
@@ -220,27 +327,34 @@ def learning_curves(study: StudyData, task: str, colors: dict) -> Figure | None:
                     color=colors[variant],
                     alpha=0.15,
                     lw=0,
+                    zorder=2,
                 )
         ax.set_title({"train": "Training", "val": "Validation"}[split] + f" {phrase(metric)} — {task}")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel(label(metric, higher))
     handles, labels = axes[0].get_legend_handles_labels()
+    if highlight is not None:  # the coloured variants first, the grey entry last
+        order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("other variants"))
+        handles, labels = [handles[i] for i in order], [labels[i] for i in order]
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
     return fig
 
 
-def accuracy_bars(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figure | None:
-    """Horizontal bars of the mean of each task's primary test metric per variant, one panel per task, 95% CI
-    whiskers and seed dots (fractions in percent; the axis label gives the direction)."""
+def accuracy_dots(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figure | None:
+    """Each task's primary test metric per variant as a dot (mean over seeds) with its 95% Student-t interval as a
+    line and the seeds as small dots, one panel per task (fractions in percent; the axis label gives the
+    direction). The axis spans the data (:func:`~mtlab.report.layout.dot_axis_limits`): a dot's position, not a
+    bar's length, carries the value, so no zoomed bars suggest ratios that are not there."""
     from matplotlib.figure import Figure
+    from matplotlib.transforms import blended_transform_factory
 
     shown = summary[summary["done"] > 0].reset_index(drop=True)
     tasks = [t for t in study.tasks if shown[f"{t}.{study.primary(t)}.mean"].notna().any()]
     if shown.empty or not tasks:
         return None
     y = np.arange(len(shown))
-    fig = Figure(figsize=(WIDTH, 0.55 * len(shown) + 1.3), layout="constrained")
+    fig = Figure(figsize=(WIDTH, 0.42 * len(shown) + 1.3), layout="constrained")
     axes = fig.subplots(1, len(tasks), sharey=True, squeeze=False)[0]
     test = study.metrics[study.metrics["split"] == "test"]
     for ax, task in zip(axes, tasks, strict=True):
@@ -251,40 +365,27 @@ def accuracy_bars(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figu
         high = factor * shown[f"{task}.{metric}.ci_high"].to_numpy()
         mine = test[(test["task"] == task) & (test["metric"] == metric)]
         seeds = [factor * mine.loc[mine["variant"] == v, "value"].to_numpy() for v in shown["variant"]]
-        ax.barh(y, mean, height=0.62, color=[colors[v] for v in shown["variant"]], alpha=0.85, zorder=2)
         ok = ~np.isnan(low)
-        ax.errorbar(
-            mean[ok],
-            y[ok],
-            xerr=[mean[ok] - low[ok], high[ok] - mean[ok]],
-            fmt="none",
-            ecolor="#222",
-            capsize=4,
-            lw=1.3,
-            zorder=4,
-        )
+        ax.hlines(y[ok], low[ok], high[ok], color=[colors[v] for v in shown["variant"][ok]], lw=2.2, zorder=2)
         for i, values in enumerate(seeds):
-            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
-            ax.scatter(values, y[i] + jitter[: len(values)], s=14, color="#222", alpha=0.55, zorder=3, lw=0)
-        everything = np.concatenate([mean, low[ok], high[ok], *seeds])
-        everything = everything[~np.isnan(everything)]
-        lo, hi = float(everything.min()), float(everything.max())
-        span = max(hi - lo, 0.5 if is_fraction(metric) else 1e-3 * max(abs(hi), abs(lo), 1e-12))
-        left = lo - 0.6 * span
+            jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(values, y[i] + jitter[: len(values)], s=10, color="#444", alpha=0.45, zorder=3, lw=0)
+        ax.scatter(mean, y, s=60, color=[colors[v] for v in shown["variant"]], edgecolor="#222", lw=0.7, zorder=4)
         measured = np.concatenate([mean, *seeds])
-        if is_fraction(metric) or np.nanmin(measured) >= 0:  # values that are never negative: the axis stops at 0
-            left = max(0.0, left)
-        ax.set_xlim(left, hi + 0.3 * span)  # room right of the whiskers for the labels
+        everything = np.concatenate([measured, low[ok], high[ok]])
+        ax.set_xlim(*dot_axis_limits(
+            everything, percent=is_fraction(metric), nonnegative=bool(np.nanmin(measured) >= 0)
+        ))
         digits = decimals(metric, float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else None)
+        right_margin = blended_transform_factory(ax.transAxes, ax.transData)
         for i, m in enumerate(mean):
-            if not np.isnan(m):  # the value label sits right of whatever reaches furthest: whisker or seed dot
-                end = max(m, high[i] if ok[i] else m, *seeds[i])
-                ax.text(end + 0.03 * span, y[i], f"{m:.{digits}f}", va="center", fontsize=9, zorder=5)
+            if not np.isnan(m):  # the means as a column right of the panel: read without hunting along the axis
+                ax.text(1.01, y[i], f"{m:.{digits}f}", transform=right_margin, va="center", fontsize=8.5)
         ax.set_title(f"Test {phrase(metric)} — {task}")
         ax.set_xlabel(label(metric, higher) + ("" if higher else ", lower is better"))
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(y, [variant_label(r) for r in shown.to_dict("records")])
-    axes[0].invert_yaxis()
+    axes[0].set_ylim(len(shown) - 0.5, -0.5)  # first variant on top
     return fig
 
 
@@ -303,7 +404,9 @@ def confusion_figure(study: StudyData, variants: list[str]) -> Figure | None:
     tasks = [t for t in study.tasks if any(t in matrices[v] for v, _ in picked)]
     largest = max(len(m) for v, _ in picked for m in matrices[v].values())
     panel = 3.3 if largest <= ANNOTATE_UP_TO else 5.0
-    fig = Figure(figsize=(min(WIDTH, panel * len(tasks) + 1.0), (panel + 0.2) * len(picked)), layout="constrained")
+    width = min(WIDTH, panel * len(tasks) + 1.0)
+    panel_width = (width - 1.0) / len(tasks)  # the colour bar takes about an inch
+    fig = Figure(figsize=(width, (panel + 0.4) * len(picked)), layout="constrained")
     axes = fig.subplots(len(picked), len(tasks), squeeze=False)
     image = None
     seed_of = study.runs.set_index("run_id")["seed"]
@@ -315,7 +418,8 @@ def confusion_figure(study: StudyData, variants: list[str]) -> Figure | None:
                 continue
             image = _draw_confusion(ax, matrix)
             accuracy = 100 * np.trace(matrix) / max(matrix.sum(), 1)
-            ax.set_title(f"{variant} — {task}\nseed {seed_of[run]}, accuracy {accuracy:.2f}%", fontsize=10)
+            title = f"{variant}\n{task} · seed {seed_of[run]} · accuracy {accuracy:.2f}%"
+            ax.set_title(wrap_title(title, panel_width, CONFUSION_TITLE_SIZE), fontsize=CONFUSION_TITLE_SIZE)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6, label="fraction of the true class")
     return fig

@@ -1,4 +1,5 @@
-"""Write a study's report: ``report.md`` beside ``figures/*.png``, and a self-contained ``report.html``.
+"""Write a study's report: ``report.md`` beside ``figures/*.png`` (or ``.svg``, or ``.pdf`` beside the PNGs), and a
+self-contained ``report.html``.
 
 The content is decided once, as a list of blocks (:func:`report_blocks`), and written twice: as Markdown for
 reading in a repository or editor, and as one HTML file with the figures embedded as base64 data URIs and plain
@@ -21,7 +22,7 @@ import yaml
 
 from mtlab import atomic
 from mtlab.analysis.stats import ALPHA
-from mtlab.report.figures import SavedFigure, make_figures
+from mtlab.report.figures import SavedFigure, SkippedFigure, make_figures
 from mtlab.report.frontier import frontier_table
 from mtlab.report.reference import reference_blocks
 from mtlab.report.tables import (
@@ -48,14 +49,16 @@ from mtlab.study.definition import format_overrides
 UNKNOWN = "not recorded"
 
 
-def build_report(directory: Path) -> dict[str, Path]:
-    """Rebuild ``<directory>/report.md``, ``report.html`` and ``figures/`` from the study's store alone."""
+def build_report(directory: Path, figure_format: str = "png") -> dict[str, Path]:
+    """Rebuild ``<directory>/report.md``, ``report.html`` and ``figures/`` from the study's store alone, the figures
+    as ``figure_format`` (:data:`~mtlab.report.FIGURE_FORMATS`: png; svg, which the HTML embeds as vectors; or pdf,
+    written beside PNGs the HTML embeds)."""
     directory = Path(directory)
     study = load_study(directory)
     summary = summary_frame(study)
     comparisons = comparison_frame(study)
     figures_dir = directory / "figures"
-    figures = make_figures(study, summary, figures_dir)
+    figures = make_figures(study, summary, figures_dir, figure_format)
     blocks = report_blocks(study, summary, comparisons, figures)
     md_path, html_path = directory / "report.md", directory / "report.html"
     atomic.write_text(md_path, to_markdown(blocks, directory))
@@ -97,11 +100,11 @@ class Code:
     language: str = ""
 
 
-Block = Heading | Text | Bullets | Facts | Code | Table | SavedFigure
+Block = Heading | Text | Bullets | Facts | Code | Table | SavedFigure | SkippedFigure
 
 
 def report_blocks(
-    study: StudyData, summary: pd.DataFrame, comparisons: pd.DataFrame, figures: list[SavedFigure]
+    study: StudyData, summary: pd.DataFrame, comparisons: pd.DataFrame, figures: list[SavedFigure | SkippedFigure]
 ) -> list[Block]:
     info = study.info
     counts = study.status_counts()
@@ -368,10 +371,15 @@ def to_markdown(blocks: list[Block], directory: Path) -> str:
         elif isinstance(block, Table):
             out.append(_md_table(block))
         elif isinstance(block, SavedFigure):
+            extra = "".join(
+                f" [{p.suffix.lstrip('.').upper()}]({p.relative_to(directory).as_posix()})" for p in block.extra
+            )
             out.append(
                 f"### {block.title}\n\n![{block.title}]({block.path.relative_to(directory).as_posix()})\n\n"
-                f"*{block.caption}*"
+                f"*{block.caption}*" + (f"\n\nAlso as{extra}." if extra else "")
             )
+        elif isinstance(block, SkippedFigure):
+            out.append(f"### {block.title}\n\n*{block.text}*")
     return "\n\n".join(out) + "\n"
 
 
@@ -472,11 +480,19 @@ def _html_block(block: Block) -> str:
         return _html_table(block)
     if isinstance(block, SavedFigure):
         data = base64.b64encode(block.path.read_bytes()).decode("ascii")
+        mime = IMAGE_TYPES[block.path.suffix]
         return (
-            f'<figure><h3>{_esc(block.title)}</h3><img src="data:image/png;base64,{data}" '
+            f'<figure><h3>{_esc(block.title)}</h3><img src="data:{mime};base64,{data}" '
             f'alt="{_esc(block.title)}"><figcaption>{_esc(block.caption)}</figcaption></figure>'
         )
+    if isinstance(block, SkippedFigure):
+        return f'<h3>{_esc(block.title)}</h3><p class="muted">{_esc(block.text)}</p>'
     raise TypeError(f"unknown report block {type(block).__name__}")
+
+
+# An SVG goes into an <img> as a data URI (not inline): each figure keeps its own element ids and styles, which
+# inline SVGs of one page would share, and no figure can run script.
+IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
 
 
 def _html_facts(facts: Facts) -> str:

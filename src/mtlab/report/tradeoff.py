@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mtlab.analysis.stats import t_interval
+from mtlab.report.layout import CHAR_WIDTH, place_labels
 from mtlab.report.tables import StudyData
 from mtlab.report.units import label, phrase, scale
 
@@ -89,6 +90,7 @@ def tradeoff_figure(study: StudyData, colors: dict) -> Figure | None:
     for ax in axes[len(pairs) :]:
         ax.axis("off")
     static_names = set(static_variants(study))
+    labelled = []  # (axes, every mean point, the indices to label, names): labelled once the layout is final
     for ax, (a, b) in zip(axes, pairs, strict=False):
         (_, higher_a), (_, higher_b) = study.measure[a], study.measure[b]
         scale_a, scale_b = scale(study.primary(a)), scale(study.primary(b))
@@ -126,8 +128,7 @@ def tradeoff_figure(study: StudyData, colors: dict) -> Figure | None:
             front = pareto_front(points * orient)
             front = front[np.argsort(points[front, 0], kind="stable")]  # drawn left to right in data units
             ax.plot(points[front, 0], points[front, 1], color="#444", lw=1, ls="--", zorder=2.5)
-            for i in front:
-                ax.annotate(_short(names[i], names), points[i], xytext=(4, 4), textcoords="offset points", fontsize=8)
+            labelled.append((ax, points, [int(i) for i in front], names))
         if not higher_a:
             ax.invert_xaxis()
         if not higher_b:
@@ -137,7 +138,31 @@ def tradeoff_figure(study: StudyData, colors: dict) -> Figure | None:
         ax.set_title(f"{a} vs {b}")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8)
+    fig.draw_without_rendering()  # settle the layout, so data -> display positions are final
+    for ax, points, front, names in labelled:
+        label_points(ax, points, front, [_short(names[i], names) for i in front])
     return fig
+
+
+def label_points(ax, points: np.ndarray, chosen: list[int], texts: list[str], fontsize: float = 8) -> None:
+    """Label ``points[chosen]`` (data units) with ``texts`` where the labels overlap neither each other, nor any of
+    ``points``, nor the axes' edge, as far as :func:`~mtlab.report.layout.place_labels` can; positions in display
+    points, so they hold at any DPI."""
+    to_points = 72 / ax.figure.dpi
+    display = ax.transData.transform(points) * to_points  # (n, 2) in points
+    box = ax.get_window_extent()
+    bounds = (box.x0 * to_points, box.y0 * to_points, box.x1 * to_points, box.y1 * to_points)
+    sizes = [(CHAR_WIDTH * fontsize * len(text), 1.25 * fontsize) for text in texts]
+    others = [tuple(p) for i, p in enumerate(display) if i not in chosen]
+    offsets = place_labels([tuple(display[i]) for i in chosen], sizes, obstacles=others, bounds=bounds)
+    for i, text, (w, h), (dx, dy) in zip(chosen, texts, sizes, offsets, strict=True):
+        # Align the text on the side facing its point, so a label shorter than its estimated width still ends
+        # (or starts) next to the point rather than where the estimate put its far edge.
+        ha, x = ("right", dx + w) if dx < -w / 2 else ("center", dx + w / 2) if dx < 0 else ("left", dx)
+        va, y = ("top", dy + h) if dy < -h / 2 else ("center", dy + h / 2) if dy < 0 else ("bottom", dy)
+        note = ax.annotate(text, points[i], xytext=(x, y), textcoords="offset points", fontsize=fontsize,
+                           ha=ha, va=va, zorder=5)
+        note.set_in_layout(False)  # placed after the layout; must not move the axes it was placed in
 
 
 def _short(name: str, names: list[str]) -> str:
