@@ -14,7 +14,9 @@ stacked run holds exactly what a solo run of seed k would, and Adam (elementwise
 The loop picks its step strategy from ``method.step`` once, before the first epoch; it never looks at a method's
 name. Hooks with no-op defaults say what else a method needs: ``bind`` (the model's parameter views, for methods that
 look at "the last shared layer"), ``after_step`` (with the losses after the step on the same batch when
-``needs_losses_after_step``), ``after_epoch`` (epoch-mean training losses).
+``needs_losses_after_step``), ``after_epoch`` (epoch-mean training losses). A gradient method may also declare
+``samples = 2`` (two independent halves of each batch: double sampling) and transform the task losses before they
+are differentiated (``task_objectives``: log-losses, learned loss scales).
 
 Options: each method declares a typed :class:`MethodOptions` subclass whose ``method`` literal is its registered
 name; :mod:`mtlab.weighting.catalog` gathers them into the ``loss`` section's tagged union. ``weights`` belongs to
@@ -160,6 +162,17 @@ class GradientMethod(WeightingMethod):
     """Options under which the update conflicts with no task gradient (d . g_t >= 0), or None."""
     when_gradients_agree: ClassVar[Literal["mean", "sum", "along"]] = "along"
     """The update for T identical gradients g: exactly g (mean), T g (sum), or some vector along g."""
+    samples: ClassVar[int] = 1
+    """Independent gradient samples per step. 2 (double sampling, MoDo and SDMGrad): the loop splits each batch into
+    two disjoint halves, takes the task Jacobian of each, and ``aggregate`` gets their mean (the batch's Jacobian)
+    as ``jacobian`` and the cross product ``J_1 J_2^T`` (K, T, T), not symmetric, in place of the Gramian."""
+
+    def task_objectives(self, losses: Tensor) -> tuple[Tensor, Tensor]:
+        """losses (K, T), differentiable -> (the objectives whose gradients the method balances (K, T), and their
+        derivative with respect to the losses (K, T), detached, which the recorded weights are multiplied by).
+        Default: the losses themselves. Task-owned parameters, and the method's own parameters, get the gradient of
+        these objectives (DB-MTL's log-losses, IMTL's learned loss scales)."""
+        return losses, torch.ones_like(losses)
 
     @abstractmethod
     def aggregate(self, jacobian: Tensor, gramian: Tensor) -> tuple[Tensor, Tensor]:
