@@ -39,7 +39,11 @@ def config_for(model: str, method: str):
     spec, _ = find_study(study)
     run = next(r for r in expand(spec, budget) if r.variant == variant)
     raw = run.config.model_dump(mode="json")
-    raw["loss"] = {"method": method, "weights": raw["loss"]["weights"]}
+    from mtlab.weighting import method_class
+
+    # The study's loss weights, except for the methods that refuse them (invariant to each loss's scale).
+    weights = {} if method_class(method).Options.weights_refused else raw["loss"]["weights"]
+    raw["loss"] = {"method": method, "weights": weights}
     return parse_config(raw)
 
 
@@ -68,11 +72,13 @@ def one(model: str, replicas: int, method: str, steps: int) -> dict[str, float]:
     views = parameter_views(models[0], stacked)
     method_module.bind(views)
     optimizer = build_optimizer(config.optim, stacked.parameters(), extra=method_module.parameters())
-    step = make_step(stacked, models[0], method_module, optimizer, TaskLosses(config, device), views, grad_clip=None)
     batch = config.train.batch_size
     g = torch.Generator().manual_seed(0)
     x = torch.randn(replicas, batch, *shape, generator=g)
     y = {t: torch.randint(0, tasks[t].num_classes, (replicas, batch), generator=g) for t in names}
+    objectives = {t: tasks[t].task_type.bind(tasks[t], list(y[t]), device) for t in names}
+    losses = TaskLosses(config, objectives, device)
+    step = make_step(stacked, models[0], method_module, optimizer, losses, views, grad_clip=None)
     for _ in range(3):  # warm-up: kernels chosen, optimiser state allocated
         step(x, y)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
