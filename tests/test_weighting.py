@@ -221,7 +221,7 @@ def torchjd_aggregator(name: str, tasks: int):
     return {
         "fairgrad": (A.FairGrad(alpha=2.0), {"alpha": 2.0, "max_norm": 0.0}),
         "config": (A.ConFIG(), {}),
-        "excess_mtl": (A.ExcessMTL(), {}),
+        "excess_mtl": (A.ExcessMTL(), {"step_size": 1.0}),
         "modo": (torchjd_weighted(A.MoDoWeighting()), {}),
         "sdmgrad": (torchjd_weighted(A.SDMGradWeighting()), {}),
         "mean": (A.Mean(), {}),
@@ -268,7 +268,7 @@ def stateful_torchjd(name: str):
     A = pytest.importorskip("torchjd.aggregation")
     return {
         "excess_mtl": (A.ExcessMTLWeighting(robust_step_size=0.7), {"step_size": 0.7}),
-        "excess_mtl_warmup": (A.ExcessMTLWeighting(n_warmup_steps=2), {"warmup_steps": 2}),
+        "excess_mtl_warmup": (A.ExcessMTLWeighting(n_warmup_steps=2), {"warmup_steps": 2, "step_size": 1.0}),
         "modo": (A.MoDoWeighting(gamma=0.05, rho=0.2), {"gamma": 0.05, "rho": 0.2}),
         "sdmgrad": (A.SDMGradWeighting(lr=5.0, lambda_=0.4), {"lr": 5.0, "lam": 0.4}),
     }[name]
@@ -337,7 +337,7 @@ def test_moco_tracks_the_gradients_and_steps_its_weights_by_hand():
 
 
 def test_db_mtl_balances_the_moving_averages_of_the_log_loss_gradients_by_hand():
-    method = create_method({"method": "db_mtl"}, ["a", "b"])
+    method = create_method({"method": "db_mtl", "sigma": 0.5}, ["a", "b"])
     losses = torch.tensor([[2.0, 0.5]], requires_grad=True)
     objectives, factor = method.task_objectives(losses)
     assert torch.allclose(objectives, (losses + 1e-8).log())

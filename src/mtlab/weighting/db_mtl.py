@@ -4,10 +4,11 @@ Two balances. Losses: each task's gradient is that of its log-loss, ``grad log(L
 removes each loss's scale. Gradients: an exponential moving average of them, ``g^_t <- beta_k g^_t + (1 - beta_k)
 grad log L_t`` with ``beta_k = beta / k^sigma`` (k = 1, 2, ... the step count; g^ = 0 at first), is rescaled to the
 norm of the largest, ``d = sum_t (max_s |g^_s| / |g^_t|) g^_t``. Defaults are the authors' (their LibMTL code):
-beta 0.9, sigma 0.5. The log-losses go through the method's ``task_objectives`` hook, so task-owned parameters
-also get the gradient of their log-loss, as in the authors' code. Recorded weights: the weight the step's own
-gradient of L_t got, ``(1 - beta_k) (max_s |g^_s| / |g^_t|) / L_t``. State tensors: g^ (one row of P per replica
-and task, sized at the first step) and the step count.
+beta 0.9, sigma 0 (a constant beta; sigma > 0 lets the average follow the current gradients ever more closely).
+The log-losses go through the method's ``task_objectives`` hook, so task-owned parameters also get the gradient of
+their log-loss, as in the authors' code. Recorded weights: the weight the step's own gradient of L_t got,
+``(1 - beta_k) (max_s |g^_s| / |g^_t|) / L_t``. State tensors: g^ (one row of P per replica and task, sized at the
+first step) and the step count.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class DbMtlOptions(GradientOptions):
         "parameters", description="Parameters only: the gradients' moving average persists across batches."
     )
     beta: float = Field(0.9, ge=0.0, lt=1.0, description="Weight of the moving average (at k = 1).")
-    sigma: float = Field(0.5, ge=0.0, description="Decay of the moving average's weight: beta / k^sigma.")
+    sigma: float = Field(0.0, ge=0.0, description="Decay of the moving average's weight: beta / k^sigma.")
 
 
 @register_method

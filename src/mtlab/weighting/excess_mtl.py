@@ -10,9 +10,9 @@ sum of each task's squared gradients S_t <- S_t + g_t^2 (elementwise) as diagona
 The first step's E is the baseline (the authors' code; ``warmup_steps`` > 0 instead keeps uniform weights for that
 many steps and takes the mean E over them, the paper's Appendix C.1). As in TorchJD the baseline carries a 1e-7
 guard (a task without gradient) and the weights start at 1/T, as in the paper (the authors' code starts at 1 and
-renormalises to sum T: the same update, T times as long). eta = ``step_size`` (1.0, TorchJD's default). State
-tensors of the method, saved with the run: S (one row of P per replica and task, sized at the first step), alpha,
-the baseline and the step count.
+renormalises to sum T: the same update, T times as long). eta = ``step_size``: 0.01, the authors' default
+(TorchJD's is 1.0). State tensors of the method, saved with the run: S (one row of P per replica and task, sized
+at the first step), alpha, the baseline and the step count.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class ExcessMtlOptions(GradientOptions):
     gradients: Literal["parameters"] = Field(
         "parameters", description="Parameters only: the squared-gradient sums are per shared parameter."
     )
-    step_size: float = Field(1.0, gt=0.0, description="eta of the exponentiated-gradient step of the weights.")
+    step_size: float = Field(0.01, gt=0.0, description="eta of the exponentiated-gradient step of the weights.")
     warmup_steps: int = Field(0, ge=0, description="Steps of uniform weights whose mean excess risk is the baseline.")
 
 

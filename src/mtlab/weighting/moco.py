@@ -9,12 +9,13 @@ the min-norm problem per step instead of solving it (k = 1, 2, ... the step coun
     d = Y^T lambda     (Y: the rows y_t).
 
 y starts at 0 and lambda at 1/T. Defaults are those of the authors' code as LibMTL ships it: beta 0.5,
-beta_sigma 0.5, gamma 0.1, gamma_sigma 0.5, rho 0. Where that code departs from the paper it follows the paper: the
-weights are projected on the simplex (the paper's lambda step) where LibMTL's port takes a softmax, and the
-gradients are used as they are where that port rescales each to its loss (g_t |L_t| / |g_t|), a heuristic the
-paper does not state. The paper's projection of y_t on a ball of radius L_t (a bound its analysis assumes) is left
-out, as in both codes. Recorded weights: lambda (the weights of the tracked gradients). State tensors: Y (one row
-of P per replica and task, sized at the first step), lambda and the step count.
+beta_sigma 0.5, gamma 0.1, gamma_sigma 0.5, rho 0 (steps decaying as 1/sqrt(k)). Where that port departs from the
+paper this follows the paper, as the authors' own repositories (heshandevaka/MoCo, Trade-Off-MOL) do: the weights
+are projected on the simplex where LibMTL's port takes a softmax, and the gradients are used as they are where
+that port rescales each to its loss (g_t L_t / |g_t|, one of the optional normalisations of the authors' code).
+The paper's projection of y_t on a ball of radius L_t (a bound its analysis assumes) is left out, as in all these
+codes. Recorded weights: lambda (the weights of the tracked gradients). State tensors: Y (one row of P per replica
+and task, sized at the first step), lambda and the step count.
 """
 
 from __future__ import annotations
