@@ -5,7 +5,10 @@
 * :class:`JacobianStep` - a gradient-based method: T backward passes give the per-task gradients of the shared
   parameters as a Jacobian (K, T, P) - or, with ``loss.gradients: representation``, of the shared representation
   (K, T, B * F), whose combined gradient then goes down the trunk in one more pass (MGDA-UB, Sener & Koltun 2018) -
-  the method combines them into the update, and task-owned parameters keep their own task's gradient.
+  the method combines them into the update, and task-owned parameters keep their own task's gradient. What is
+  differentiated are the method's ``task_objectives`` of the losses (the losses themselves unless the method
+  transforms them: DB-MTL's log-losses, IMTL's learned scales, whose parameters get their gradient here too); a
+  method declaring ``samples = 2`` (double sampling) gets two half-batches, one Jacobian each.
 
 Both apply ``loss.weights`` to the task losses first, share mixed precision (autocast; a GradScaler on CUDA fp16),
 per-replica gradient clipping and the fused optimiser step, and call the method's ``after_step`` hook. With
