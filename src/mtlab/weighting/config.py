@@ -7,7 +7,9 @@ The update has the same cosine with every task gradient and the length of the gr
 U^+ the pseudo-inverse: U^+ 1 is the least-norm x with u_t . x = 1 for all t. In Gramian form, with
 D = diag(|g_t|) and C = D^-1 G D^-1 (the gradients' correlations), ``U^+ 1 = J^T v`` with ``v = D^-1 C^+ 1``, so
 ``d = J^T v (1^T G v) / (v^T G v)``: weights computed from the Gramian alone. A zero gradient has no direction and
-is left out of U (as the ``nan_to_num`` of the authors' and TorchJD's code does). ``loss.weights`` act as
+is left out of U (as the ``nan_to_num`` of the authors' and TorchJD's code does). For linearly independent
+gradients ``u_t . d_u`` is the same positive number for every t, so the update conflicts with no task; for
+dependent ones U^+ 1 is a least-squares solution, and that guarantee goes. ``loss.weights`` act as
 multipliers of the gradients, so they change the update's length, not its direction.
 """
 
