@@ -81,8 +81,9 @@ def one(model: str, replicas: int, method: str, steps: int) -> dict[str, float]:
     objectives = {t: tasks[t].task_type.bind(tasks[t], list(y[t]), device) for t in names}
     # A bilevel method (auto_lambda) looks ahead on a meta batch before each step: a second batch of the same shape.
     meta = (torch.randn_like(x), {t: v.roll(1, dims=1) for t, v in y.items()})
-    step = make_step(stacked, models[0], method_module, optimizer, TaskLosses(config, objectives, device), views,
-                     grad_clip=None, meta_batches=itertools.repeat(meta))
+    losses = TaskLosses(config, objectives, device)
+    step = make_step(stacked, models[0], method_module, optimizer, losses, views, grad_clip=None,
+                     meta_batches=itertools.repeat(meta))
     for _ in range(3):  # warm-up: kernels chosen, optimiser state allocated
         step(x, y)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

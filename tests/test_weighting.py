@@ -74,7 +74,7 @@ def test_registry_has_every_method_of_the_issue():
     expected = {
         "fixed", "uncertainty", "dwa", "rlw", "famo", "gls", "gradnorm",
         "mean", "pcgrad", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "dualproj", "graddrop",
-        "gradvac",
+        "gradvac", "fairgrad", "sdmgrad", "moco", "modo", "config", "excess_mtl", "db_mtl", "imtl",
         "stch", "imtl_l", "auto_lambda",
     }  # fmt: skip
     assert set(registered_methods()) == expected
@@ -209,9 +209,22 @@ def test_cagrad_dual_matches_a_dense_search_on_two_tasks():
 # -------------------------------------------------------------------------------------------------- TorchJD
 
 
+def torchjd_weighted(weighting):
+    """A TorchJD weighting of the matrix J J^T as an aggregator: J -> J^T weighting(J J^T)."""
+    return lambda j: weighting(j @ j.T) @ j
+
+
+NOT_IN_TORCHJD = {"moco", "db_mtl", "imtl"}
+
+
 def torchjd_aggregator(name: str, tasks: int):
     A = pytest.importorskip("torchjd.aggregation")
     return {
+        "fairgrad": (A.FairGrad(alpha=2.0), {"alpha": 2.0, "max_norm": 0.0}),
+        "config": (A.ConFIG(), {}),
+        "excess_mtl": (A.ExcessMTL(), {"step_size": 1.0}),
+        "modo": (torchjd_weighted(A.MoDoWeighting()), {}),
+        "sdmgrad": (torchjd_weighted(A.SDMGradWeighting()), {}),
         "mean": (A.Mean(), {}),
         "upgrad": (A.UPGrad(), {}),
         "dualproj": (A.DualProj(), {}),
@@ -226,13 +239,16 @@ def torchjd_aggregator(name: str, tasks: int):
     }[name]
 
 
-TOLERANCE = {"mgda": 1e-4, "cagrad": 1e-3, "nash_mtl": 1e-2}  # iterative (Frank-Wolfe) or cvxpy solvers there
+# Iterative solvers there: Frank-Wolfe (MGDA), cvxpy (CAGrad, Nash-MTL), scipy's least_squares (FairGrad).
+TOLERANCE = {"mgda": 1e-4, "cagrad": 1e-3, "nash_mtl": 1e-2, "fairgrad": 1e-5}
 
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("name", sorted(set(gradient_methods())))
 @pytest.mark.parametrize(("tasks", "kind"), CASES)
 def test_agrees_with_torchjd(name, tasks, kind):
+    if name in NOT_IN_TORCHJD:
+        pytest.skip(f"TorchJD 0.18 has no {name}; checked by hand below")
     if name in ("pcgrad", "gradvac") and tasks > 2:
         pytest.skip("random task orders for T > 2 are drawn differently (checked against the two-task form)")
     if name == "nash_mtl" and kind == "scaled":
@@ -246,6 +262,149 @@ def test_agrees_with_torchjd(name, tasks, kind):
     mine = aggregate(name, j, **options)
     error = ((mine - expected).norm() / expected.norm().clamp(min=1e-12)).item()
     assert error < TOLERANCE.get(name, 1e-6), error
+
+
+def stateful_torchjd(name: str):
+    """TorchJD's stateful weighting for ``name`` and mtlab's options matching it."""
+    A = pytest.importorskip("torchjd.aggregation")
+    return {
+        "excess_mtl": (A.ExcessMTLWeighting(robust_step_size=0.7), {"step_size": 0.7}),
+        "excess_mtl_warmup": (A.ExcessMTLWeighting(n_warmup_steps=2), {"warmup_steps": 2, "step_size": 1.0}),
+        "modo": (A.MoDoWeighting(gamma=0.05, rho=0.2), {"gamma": 0.05, "rho": 0.2}),
+        "sdmgrad": (A.SDMGradWeighting(lr=5.0, lambda_=0.4), {"lr": 5.0, "lam": 0.4}),
+    }[name]
+
+
+@pytest.mark.parametrize("case", ["excess_mtl", "excess_mtl_warmup", "modo", "sdmgrad"])
+@pytest.mark.parametrize("tasks", [2, 4])
+def test_stateful_methods_agree_with_torchjd_over_several_steps(case, tasks):
+    """Six steps on the same random draws; MoDo and SDMGrad get the cross matrix J_1 J_2^T of two independent
+    Jacobians, as the loop gives them (TorchJD's input for both)."""
+    name = case.removesuffix("_warmup")
+    reference, options = stateful_torchjd(case)
+    method = create_method({"method": name, **options}, [f"t{i}" for i in range(tasks)])
+    g = torch.Generator().manual_seed(tasks)
+    for step in range(6):
+        j1, j2 = (torch.randn(tasks, 30, generator=g, dtype=torch.float64) * (1 + step) for _ in range(2))
+        j = (j1 + j2) / 2
+        if name == "excess_mtl":  # a matrix weighting of the Jacobian itself
+            expected = reference(j)
+            _, mine = method.aggregate(j[None], (j @ j.T)[None])
+        else:
+            expected = reference(j1 @ j2.T)
+            _, mine = method.aggregate(j[None], (j1 @ j2.T)[None])
+        assert torch.allclose(mine[0], expected, rtol=1e-9, atol=1e-12), (step, mine[0], expected)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0, 3.0])
+def test_fairgrad_solves_its_fairness_condition(alpha):
+    """G w = w^(-1/alpha) (alpha > 0; every task improves at rate g_t . d = w_t^(-1/alpha)), and TorchJD's weights."""
+    A = pytest.importorskip("torchjd.aggregation")
+    j = spread_jacobian(5, 1e3, seed=1)
+    d = aggregate("fairgrad", j, alpha=alpha, max_norm=0.0)
+    expected = A.FairGrad(alpha=alpha)(j)
+    assert relative_error(d, expected) < 1e-5
+    if alpha > 0:
+        w = torch.linalg.lstsq(j.T, d[:, None]).solution[:, 0]
+        assert torch.allclose(j @ d, w.pow(-1 / alpha), rtol=1e-6)
+    # The authors' clipping: the update is no longer than max_norm.
+    assert aggregate("fairgrad", 100 * j, alpha=alpha).norm() <= 1.0 + 1e-9
+
+
+def test_config_has_equal_cosines_and_the_summed_projections_as_length():
+    j = jacobian(4, "scaled", seed=4)
+    d = aggregate("config", j)
+    cosines = (j @ d) / (j.norm(dim=1) * d.norm())
+    assert torch.allclose(cosines, cosines[0].expand(4), rtol=1e-9)
+    assert d.norm().item() == pytest.approx((j @ (d / d.norm())).sum().item(), rel=1e-9)
+
+
+def test_moco_tracks_the_gradients_and_steps_its_weights_by_hand():
+    method = create_method({"method": "moco", "rho": 0.1}, ["a", "b"])
+    g1 = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]], dtype=torch.float64)
+    g2 = torch.tensor([[[3.0, 0.0], [0.0, 2.0]]], dtype=torch.float64)
+    update, lam = method.aggregate(g1, g1 @ g1.mT)
+    y = 0.5 * g1[0]  # y <- y - 0.5 (y - g), y = 0
+    step = 0.1 * (y @ y.T + 0.1 * torch.eye(2, dtype=torch.float64)) @ torch.tensor([0.5, 0.5], dtype=torch.float64)
+    expected = torch.tensor([0.5, 0.5], dtype=torch.float64) - step  # (0.4825, 0.4275): already sums to 1 - 0.0375
+    expected = expected + (1 - expected.sum()) / 2  # its projection on the simplex (both stay positive)
+    assert torch.allclose(lam[0], expected)
+    assert torch.allclose(update[0], y.T @ expected)
+    update, _ = method.aggregate(g2, g2 @ g2.mT)
+    beta = 0.5 / 2**0.5
+    y = y - beta * (y - g2[0])
+    assert torch.allclose(method.tracked[0], y)
+    assert torch.allclose(update[0], y.T @ method.lam[0])
+
+
+def test_db_mtl_balances_the_moving_averages_of_the_log_loss_gradients_by_hand():
+    method = create_method({"method": "db_mtl", "sigma": 0.5}, ["a", "b"])
+    losses = torch.tensor([[2.0, 0.5]], requires_grad=True)
+    objectives, factor = method.task_objectives(losses)
+    assert torch.allclose(objectives, (losses + 1e-8).log())
+    assert torch.allclose(factor, 1 / (losses.detach() + 1e-8))
+    j1 = torch.tensor([[[3.0, 0.0], [0.0, 1.0]]])
+    update, weights = method.aggregate(j1, j1 @ j1.mT)
+    average = 0.1 * j1[0]  # beta_1 = 0.9: g^ = 0.9 * 0 + 0.1 g
+    assert torch.allclose(update[0], average[0] + 3 * average[1], rtol=1e-6)  # the smaller one scaled to |g^_a|
+    assert torch.allclose(weights[0], torch.tensor([0.1, 0.3]), rtol=1e-6)
+    j2 = torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])
+    update, _ = method.aggregate(j2, j2 @ j2.mT)
+    beta = 0.9 / 2**0.5
+    average = beta * average + (1 - beta) * j2[0]
+    norms = average.norm(dim=1)
+    assert torch.allclose(update[0], (norms.max() / norms) @ average, rtol=1e-6)
+
+
+def test_imtl_scales_the_losses_and_combines_their_gradients_as_imtl_g():
+    method = create_method({"method": "imtl"}, ["a", "b"])
+    with torch.no_grad():
+        method.log_scale.copy_(torch.tensor([[0.0, math.log(2.0)]]))
+    losses = torch.tensor([[1.5, 4.0]])
+    objectives, factor = method.task_objectives(losses)
+    assert torch.allclose(objectives, torch.tensor([[1.5, 8.0 - math.log(2.0)]]))
+    assert torch.allclose(factor, torch.tensor([[1.0, 2.0]]))
+    objectives.sum().backward()
+    assert torch.allclose(method.log_scale.grad, torch.tensor([[0.5, 7.0]]))  # e^s L - 1
+    j = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert torch.allclose(aggregate("imtl", j), aggregate("imtl_g", j))
+
+
+def test_imtl_learns_its_loss_scales_in_training():
+    from mtlab.train.fit import fit
+
+    raw = pair_config("shallow FC", 0, epochs=1).model_dump(mode="json")
+    config = parse_config({**raw, "loss": {"method": "imtl"}})
+    classes = {t: task.num_classes for t, task in PAIR_TASKS.items()}
+    result = fit(build(config, PAIR_TASKS, (2, 14, 14)), pair_splits(0), config, tasks=classes, device=CPU)
+    scales = result.weighting_state["log_scale"]
+    assert scales.shape == (len(PAIR_TASKS),)
+    assert (scales.abs() > 1e-4).all()  # moved from 0 by the gradient e^s L - 1 of each task's backward pass
+
+
+def test_double_sampling_hands_the_method_two_halves_of_the_batch():
+    """The step gives a ``samples = 2`` method the batch's Jacobian and the cross product of its two halves'."""
+    from mtlab.train.fit import fit
+    from mtlab.weighting.modo import MoDo
+
+    seen = []
+    original = MoDo.aggregate
+
+    def spy(self, jacobian, gramian):
+        seen.append((jacobian.clone(), gramian.clone()))
+        return original(self, jacobian, gramian)
+
+    raw = pair_config("shallow FC", 0, epochs=1).model_dump(mode="json")
+    config = parse_config({**raw, "loss": {"method": "modo"}})
+    classes = {t: task.num_classes for t, task in PAIR_TASKS.items()}
+    MoDo.aggregate = spy
+    try:
+        fit(build(config, PAIR_TASKS, (2, 14, 14)), pair_splits(0), config, tasks=classes, device=CPU)
+    finally:
+        MoDo.aggregate = original
+    jacobian, cross = seen[0]
+    assert cross.shape == (1, len(PAIR_TASKS), len(PAIR_TASKS))
+    assert not torch.allclose(cross, jacobian @ jacobian.mT, rtol=1e-3)  # not the batch's own Gramian
 
 
 # ---------------------------------------------------------------------------------------- loss-based methods

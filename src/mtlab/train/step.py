@@ -5,7 +5,10 @@
 * :class:`JacobianStep` - a gradient-based method: T backward passes give the per-task gradients of the shared
   parameters as a Jacobian (K, T, P) - or, with ``loss.gradients: representation``, of the shared representation
   (K, T, B * F), whose combined gradient then goes down the trunk in one more pass (MGDA-UB, Sener & Koltun 2018) -
-  the method combines them into the update, and task-owned parameters keep their own task's gradient.
+  the method combines them into the update, and task-owned parameters keep their own task's gradient. What is
+  differentiated are the method's ``task_objectives`` of the losses (the losses themselves unless the method
+  transforms them: DB-MTL's log-losses, IMTL's learned scales, whose parameters get their gradient here too); a
+  method declaring ``samples = 2`` (double sampling) gets two half-batches, one Jacobian each.
 
 Both apply ``loss.weights`` to the task losses first, share mixed precision (autocast; a GradScaler on CUDA fp16),
 per-replica gradient clipping and the fused optimiser step, and call the method's ``after_step`` hook; a bilevel
@@ -165,6 +168,19 @@ class ScalarStep(TrainStep):
         return StepOutput(raw.detach(), logits, weights * self.losses.static)
 
 
+@dataclass
+class _Sample:
+    """One sample's forward pass and Jacobian (times its share of the batch)."""
+
+    share: float
+    logits: dict[str, Tensor]
+    raw: Tensor  # (K, T)
+    scaled: list[Tensor]  # T tensors (K,)
+    factor: Tensor  # (K, T) d objective / d loss
+    jacobian: Tensor  # (K, T, P)
+    representation: Tensor | None
+
+
 class JacobianStep(TrainStep):
     """A gradient-based method's step: per-task gradients, the method's combination, then the optimiser."""
 
@@ -173,6 +189,7 @@ class JacobianStep(TrainStep):
         self.views = views
         self.owned = [views.owned.get(t, []) for t in self.losses.tasks]
         self.representation_key = representation_key  # balance this feature's gradients instead of the parameters'
+        self.method_parameters = list(self.method.parameters())  # trained on the task objectives (IMTL's scales)
         if not views.shared:
             raise MtlabError(
                 f"loss.method {self.method.name}: the model has no parameters that two tasks share "
@@ -182,7 +199,47 @@ class JacobianStep(TrainStep):
     def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
         self._look_ahead(x, y)
         self.optimizer.zero_grad(set_to_none=True)
+        scale = self._scale()
+        size = x.shape[1]
+        # Double sampling (method.samples = 2): two disjoint halves of the batch, each its own Jacobian, both taken
+        # with the weight of their share of the batch so that together they are the batch's gradient. A batch of
+        # one example cannot be split: its Jacobian serves as both samples.
+        cut = size // 2 if self.method.samples == 2 and size >= 2 else size
+        parts = [self._sample(x[:, a:b], {t: v[:, a:b] for t, v in y.items()}, (b - a) / size, scale)
+                 for a, b in ((0, cut), (cut, size)) if b > a]
+        jacobian = sum(p.jacobian for p in parts)  # (K, T, P): the batch's
+        if self.method.samples == 2:
+            first, second = parts[0], parts[-1]
+            cross = torch.einsum("ktp,ksp->kts", first.jacobian, second.jacobian) / (first.share * second.share)
+            gram = gramian(jacobian)
+        else:
+            gram = cross = gramian(jacobian)  # (K, T, T)
+        update, weights = self.method.aggregate(jacobian, cross)  # (K, P), (K, T)
+        if self._measured():
+            if self.representation_key is None:
+                self.diagnostics.record_jacobian(jacobian, self.losses.static, gram)
+            else:  # the rows are gradients of the representation: take them down to the trunk's parameters
+                self.diagnostics.record_jacobian(
+                    self._trunk_jacobian(parts[0].representation, jacobian), self.losses.static
+                )
+        if self.representation_key is not None:
+            representation = parts[0].representation
+            representation.backward((update * scale).view_as(representation).to(representation.dtype))
+        else:
+            write_update(update * scale, self.views.shared)
+        self._step()
+        scaled = [sum(p.share * p.scaled[t] for p in parts) for t in range(len(self.losses.tasks))]
+        self._after(x, y, scaled)
+        logits = {t: torch.cat([p.logits[t] for p in parts], dim=1) for t in parts[0].logits}
+        raw = sum(p.share * p.raw for p in parts)
+        factor = sum(p.share * p.factor for p in parts)  # d objective / d loss, for the recorded weights
+        return StepOutput(raw.detach(), logits, weights.detach() * factor * self.losses.static)
+
+    def _sample(self, x: Tensor, y: dict[str, Tensor], share: float, scale: float) -> _Sample:
+        """Forward one sample (the batch, or half of it) and take the Jacobian of its task objectives, times
+        ``share``; task-owned parameters (and the method's own) accumulate their gradients of the same."""
         with self.autocast():
+            representation = None
             if self.representation_key is not None:
                 features = self.replicas.features(x)  # {key: (K, B, F)}
                 key = self.representation_key
@@ -198,24 +255,14 @@ class JacobianStep(TrainStep):
                 inputs, owned = self.views.shared, self.owned
             raw = self.losses.raw(logits, y)
             scaled = self.losses.scaled(raw)
-        scale = self._scale()
-        for_grad = scaled if self.scaler is None else [self.scaler.scale(s) for s in scaled]
+            objectives, factor = self.method.task_objectives(torch.stack(scaled, dim=1))  # (K, T) each
+        # A task of weight 0 stays detached (its loss carries no graph), whatever the method makes of it.
+        objectives = [o * share if s.requires_grad else o.detach() for o, s in zip(objectives.unbind(1), scaled,
+                                                                                     strict=True)]
+        for_grad = objectives if self.scaler is None else [self.scaler.scale(o) for o in objectives]
+        owned = [mine + self.method_parameters for mine in owned]
         jacobian, _ = task_jacobian(for_grad, inputs, owned, self.replicas.count)  # (K, T, P)
-        jacobian = jacobian.float() / scale
-        gram = gramian(jacobian)  # (K, T, T)
-        update, weights = self.method.aggregate(jacobian, gram)  # (K, P), (K, T)
-        if self._measured():
-            if self.representation_key is None:
-                self.diagnostics.record_jacobian(jacobian, self.losses.static, gram)
-            else:  # the rows are gradients of the representation: take them down to the trunk's parameters
-                self.diagnostics.record_jacobian(self._trunk_jacobian(representation, jacobian), self.losses.static)
-        if self.representation_key is not None:
-            representation.backward((update * scale).view_as(representation).to(representation.dtype))
-        else:
-            write_update(update * scale, inputs)
-        self._step()
-        self._after(x, y, scaled)
-        return StepOutput(raw.detach(), logits, weights.detach() * self.losses.static)
+        return _Sample(share, logits, raw, scaled, factor.detach(), jacobian.float() / scale, representation)
 
     def _trunk_jacobian(self, representation: Tensor, jacobian: Tensor) -> Tensor:
         """(K, T, B * F) representation gradients -> (K, T, P) gradients of the diagnostics' shared tensors (the

@@ -19,7 +19,9 @@ look at "the last shared layer"), ``after_step`` (with the losses after the step
 over it in an order of its own, never the validation or test split - and hands the method a :class:`LookAhead`
 probe: the task losses of the step's batch or of the meta batch at temporarily moved parameters, their gradients,
 and the virtual step the run's optimiser would take. With that the method can unroll one step and differentiate a
-meta objective through it (Auto-Lambda) without the loop knowing which method it runs.
+meta objective through it (Auto-Lambda) without the loop knowing which method it runs. A gradient method may also
+declare ``samples = 2`` (two independent halves of each batch: double sampling) and transform the task losses before
+they are differentiated (``task_objectives``: log-losses, learned loss scales).
 
 Options: each method declares a typed :class:`MethodOptions` subclass whose ``method`` literal is its registered
 name; :mod:`mtlab.weighting.catalog` gathers them into the ``loss`` section's tagged union. ``weights`` belongs to
@@ -197,6 +199,17 @@ class GradientMethod(WeightingMethod):
     """Options under which the update conflicts with no task gradient (d . g_t >= 0), or None."""
     when_gradients_agree: ClassVar[Literal["mean", "sum", "along"]] = "along"
     """The update for T identical gradients g: exactly g (mean), T g (sum), or some vector along g."""
+    samples: ClassVar[int] = 1
+    """Independent gradient samples per step. 2 (double sampling, MoDo and SDMGrad): the loop splits each batch into
+    two disjoint halves, takes the task Jacobian of each, and ``aggregate`` gets their mean (the batch's Jacobian)
+    as ``jacobian`` and the cross product ``J_1 J_2^T`` (K, T, T), not symmetric, in place of the Gramian."""
+
+    def task_objectives(self, losses: Tensor) -> tuple[Tensor, Tensor]:
+        """losses (K, T), differentiable -> (the objectives whose gradients the method balances (K, T), and their
+        derivative with respect to the losses (K, T), detached, which the recorded weights are multiplied by).
+        Default: the losses themselves. Task-owned parameters, and the method's own parameters, get the gradient of
+        these objectives (DB-MTL's log-losses, IMTL's learned loss scales)."""
+        return losses, torch.ones_like(losses)
 
     @abstractmethod
     def aggregate(self, jacobian: Tensor, gramian: Tensor) -> tuple[Tensor, Tensor]:

@@ -358,3 +358,61 @@ def nash_bargaining(gramian: Tensor, steps: int = 100, tol: float = 1e-9) -> tup
         if bool(converged.all()):
             break
     return beta * inv, converged
+
+
+# ------------------------------------------------------------------------------------- simplex projection
+
+
+def project_to_simplex(v: Tensor) -> Tensor:
+    """The Euclidean projection of each row of v (..., T) onto the probability simplex (Held, Wolfe & Crowder,
+    1974; the sort-based form of Duchi et al., 2008): ``max(v - theta, 0)`` with theta set so the row sums to one.
+    The sorted coordinates that stay positive form a prefix, so rho (their count) is the count of those where
+    ``u_j - (sum_{i<=j} u_i - 1) / j > 0``."""
+    t = v.shape[-1]
+    u = v.sort(-1, descending=True).values
+    cumulative = u.cumsum(-1) - 1
+    index = torch.arange(1, t + 1, dtype=v.dtype, device=v.device)
+    rho = (u - cumulative / index > 0).sum(-1, keepdim=True).clamp(min=1)  # (..., 1)
+    theta = cumulative.gather(-1, rho - 1) / rho.to(v.dtype)
+    return (v - theta).clamp(min=0)
+
+
+# --------------------------------------------------------------------------------------- alpha-fairness
+
+
+def fair_allocation(gramian: Tensor, alpha: float, steps: int = 100, tol: float = 1e-10) -> tuple[Tensor, Tensor]:
+    """FairGrad's weights (Ban & Ji, 2024, Eq. 4): w > 0 with ``G w = w^(-1/alpha)`` (elementwise), G (K, T, T).
+
+    It is the stationary point of the strictly convex ``f(w) = w^T G w / 2 - sum_t u(w_t)`` with u' = w^(-1/alpha)
+    (u = log w for alpha = 1, where it is Nash-MTL's problem; ``w^(1 - 1/alpha) / (1 - 1/alpha)`` otherwise), found
+    by damped Newton steps ``w <- w + s d`` with ``s = 1 / (1 + lambda)`` (lambda the Newton decrement), shortened
+    to keep w positive. It is solved on ``G / tr(G)``, with a ridge of 1e-10 times each task's own diagonal entry
+    (so that a solution exists for opposed gradients, whatever the spread of the norms), and scaled back: if
+    ``G = tau G'`` and w' solves G', then ``w = tau^(-alpha / (alpha + 1)) w'``. A task with a zero gradient gets
+    weight 0. alpha = 0 is linear scalarisation: w = 1/T. Each replica stops at ``lambda <= tol`` or after
+    ``steps`` steps -> (w (K, T), converged (K,) bool).
+    """
+    g = gramian.double()
+    k, t, _ = g.shape
+    if alpha == 0:
+        return torch.full((k, t), 1.0 / t, dtype=torch.float64, device=g.device), torch.ones(k, dtype=torch.bool)
+    trace = g.diagonal(dim1=-2, dim2=-1).sum(-1)  # (K,)
+    live = g.diagonal(dim1=-2, dim2=-1) > torch.finfo(torch.float64).tiny * trace.clamp(min=1)[:, None]
+    eye = torch.eye(t, dtype=torch.float64, device=g.device)
+    c = torch.where(live[:, :, None] & live[:, None, :], normalized(g), eye)
+    c = c + 1e-10 * torch.diag_embed(c.diagonal(dim1=-2, dim2=-1))  # relative to each task's own |g_t|^2
+    w = torch.ones(k, t, dtype=torch.float64, device=g.device)
+    converged = torch.zeros(k, dtype=torch.bool, device=g.device)
+    for _ in range(steps):
+        grad = torch.einsum("kts,ks->kt", c, w) - w.pow(-1 / alpha)
+        hessian = c + torch.diag_embed(w.pow(-1 / alpha - 1) / alpha)
+        delta = -torch.linalg.solve(hessian, grad)
+        decrement = (-(grad * delta).sum(-1)).clamp(min=0).sqrt()
+        room = torch.where(delta < 0, w / (-delta).clamp(min=1e-300), torch.inf).amin(-1)  # w + s d > 0 for s < room
+        step = torch.minimum(1 / (1 + decrement), 0.9 * room)
+        w = torch.where(converged[:, None], w, w + step[:, None] * delta)
+        converged = converged | (decrement <= tol)
+        if bool(converged.all()):
+            break
+    scale = torch.where(trace > 0, trace, torch.ones_like(trace)).pow(-alpha / (alpha + 1))
+    return torch.where(live, w * scale[:, None], 0.0), converged
