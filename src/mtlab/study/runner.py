@@ -22,7 +22,7 @@ import io
 import os
 import shutil
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,8 @@ def run_study(
     workers: int | str = 1,
     address: str | None = None,
     train: Callable[..., list[object]] | None = None,
+    track: Sequence[str] = (),
+    track_to: str | None = None,
 ) -> StudyResult:
     """Train every run of ``spec`` (under ``budget``) that is not done yet; results go to ``directory``.
 
@@ -162,6 +164,11 @@ def run_study(
     ``executor`` / ``workers`` / ``address`` choose where groups train (:func:`~mtlab.study.executors.create_executor`:
     in this process, ``workers`` processes on this machine, or a Ray cluster); this process stays the only writer of
     the store and the run directories. ``train`` replaces :func:`~mtlab.train.run.train_runs` in this process (tests).
+
+    ``track``: experiment trackers (``mlflow``, ``tensorboard``, ``wandb``; :mod:`mtlab.trackers`) this process
+    sends each run to as it trains, at ``track_to`` or each one's default destination in ``directory``. The
+    variants' Δm, ranks and the report follow with :func:`~mtlab.trackers.tracking.export_study` (``mtlab run``
+    calls it after writing the report).
     """
     if group_seeds not in ("auto", "on", "off"):
         raise MtlabError(f"group_seeds must be 'auto', 'on' or 'off', not {group_seeds!r}")
@@ -170,6 +177,12 @@ def run_study(
     runs = expand(spec, budget, overrides)
     validate_study(spec, runs, directory)  # before anything is written: a bad spec or missing data costs seconds
     by_id = {r.run_id: r for r in runs}
+    trackers = {}
+    if track:  # a missing client is the user's error before anything is written
+        from mtlab.trackers.tracking import create_trackers, experiment_name
+
+        info = {"name": spec.name, "budget": budget or spec.default_budget}
+        trackers = create_trackers(track, experiment_name(info), directory, track_to)
     with StudyLock(directory), ResultStore(directory / STORE_NAME) as store:
         atomic.write_text(directory / "study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         store.set_info(
@@ -182,6 +195,12 @@ def run_study(
             environment=environment.describe(),
         )
         store.sync_runs(runs)
+        tracking = None
+        if trackers:
+            from mtlab.trackers.tracking import Tracking
+
+            tracking = Tracking(trackers, store, directory)
+            observer = tracking.observer(observer)
         todo = store.runs_to_do(retry_failed=retry_failed)
         observer.on_study_start(len(runs), len(runs) - len(store.runs_to_do(retry_failed=True)), len(todo))
         failed: list[tuple[str, str]] = []
@@ -199,6 +218,8 @@ def run_study(
                 failed = _train_groups(groups, directory, store, pool, observer, command or [])
             finally:
                 pool.close()
+        if tracking is not None:
+            tracking.close()
     return StudyResult(directory=directory, total=len(runs), trained=len(todo), failed=failed)
 
 
