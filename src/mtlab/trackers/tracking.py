@@ -3,7 +3,8 @@
 Layout in every tracker: one experiment / project per study (``<study>-<budget>``), one parent run per variant, its
 seeds' runs nested in it. A seed's run gets the resolved config flattened as params, tags (study, budget, variant,
 ``label.<axis>``, seed, run id, status), per-epoch values with ``step = epoch`` as the progress events arrive, then
-its final test and selected-epoch validation values, ``config.yaml`` and its status (a failed run with its reason).
+its final test values, the selected epoch's validation values (``selected.val.*``), ``config.yaml`` and its status
+(a failed run with its reason).
 A variant's parent run gets the study's Δm (with its interval) and rank and ``report.html``, once its seeds have
 all finished.
 
@@ -172,7 +173,7 @@ class Tracking(_Guarded):
         if history:
             tracker.log_epochs(tracked_id, history)
             sent = max(int(r["epoch"]) for r in history)
-        tracker.log_final(tracked_id, _finite(self.store.run_final(run_id)), {"status": status})
+        tracker.log_final(tracked_id, final_values(self.store.run_final(run_id)), {"status": status})
         config = self.directory / str(record["run_dir"] or Path("runs") / run_id) / "config.yaml"
         if config.is_file():
             tracker.log_artifact(tracked_id, config)
@@ -284,6 +285,13 @@ def _finite(values: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
 
 
+def final_values(values: Mapping[str, float]) -> dict[str, float]:
+    """A run's final values as a tracker shows them: test values as they are (``test.item.acc``), the selected
+    epoch's validation values as ``selected.val.item.acc`` (under their own name, they would add a point to the
+    per-epoch ``val.item.acc`` curve)."""
+    return _finite({(f"selected.{k}" if k.startswith("val.") else k): v for k, v in values.items()})
+
+
 def export_study(directory: Path, names: Sequence[str], to: str | None = None) -> dict[str, str]:
     """Send the study at ``directory`` (finished or partial) to the trackers ``names``; idempotent. Returns each
     tracker's destination (a failing tracker is one :class:`TrackerWarning` and is left out)."""
@@ -342,7 +350,7 @@ class RunTracking(_Guarded, FitObserver):
         def end(name: str, tracker: Tracker) -> None:
             if name not in self.ids:
                 return  # the run stopped before its first epoch
-            tracker.log_final(self.ids[name], _finite(values), {"status": status})
+            tracker.log_final(self.ids[name], final_values(values), {"status": status})
             if (self.out / "config.yaml").is_file():
                 tracker.log_artifact(self.ids[name], self.out / "config.yaml")
             tracker.end_run(self.ids[name], status, reason)
