@@ -62,7 +62,9 @@ class MlflowTracker(Tracker):
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
-        return self.client.create_experiment(self.experiment, artifact_location=self._artifact_root())
+        # The kind tells MLflow's UI to open the experiment on its runs (model training), not on GenAI traces.
+        return self.client.create_experiment(self.experiment, artifact_location=self._artifact_root(),
+                                             tags={"mlflow.experimentKind": "custom_model_development"})  # fmt: skip
 
     def open_run(self, run: TrackedRun, parent: str | None, existing: str | None) -> str:
         from mlflow.entities import Param, RunTag

@@ -92,7 +92,8 @@ class Tracking(_Guarded):
     # ---------------------------------------------------------------------------------------------- identity
 
     def _study_tags(self) -> dict[str, str]:
-        return {"study": str(self.info.get("name", "")), "budget": str(self.info.get("budget") or "")}
+        budget = self.info.get("budget")
+        return {"study": str(self.info.get("name", "")), **({"budget": str(budget)} if budget else {})}
 
     def _seed_run(self, run_id: str, record: Mapping[str, Any]) -> TrackedRun:
         labels = {f"label.{axis}": str(value) for axis, value in record["labels"].items()}
