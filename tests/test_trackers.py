@@ -39,6 +39,16 @@ TINY = {
 DIVERGED = "TrainingDiverged: training diverged at epoch 2: train.loss not finite"
 
 
+@pytest.fixture(autouse=True)
+def _no_tracker_accounts(tmp_path, monkeypatch):
+    """No W&B login (no key, no ~/.netrc, no mode forced) and nothing written to the user's home: W&B offline."""
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+
+
 def tiny_spec() -> StudySpec:
     return StudySpec.model_validate(TINY)
 
@@ -294,9 +304,7 @@ def test_mlflow_layout_tags_artifacts_and_failure_reason(finished_study, tmp_pat
     assert all(s["params"]["train.epochs"] == "2" for s in seeds.values())
 
 
-def test_wandb_groups_seeds_by_variant_offline_with_failures_exiting_nonzero(finished_study, tmp_path, monkeypatch):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in, so offline
+def test_wandb_groups_seeds_by_variant_offline_with_failures_exiting_nonzero(finished_study, tmp_path):
     directory = tmp_path / "study"
     shutil.copytree(finished_study, directory)
     export_study(directory, ["wandb"])
@@ -443,10 +451,8 @@ def test_mtlab_train_tracks_one_run(tmp_path):
 
 @pytest.fixture
 def ray_home(tmp_path, monkeypatch):
-    """Ray writes under HOME (``~/.ray``) and its temp dir: keep both in this test's directory."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    """Ray writes under HOME (``~/.ray``, redirected for every test here) and its temp dir: keep that here too."""
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "raytmp"))
-    (tmp_path / "home").mkdir()
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"
         command = ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                   f"--user-data-dir={work / 'profile'}", "--window-size=2400,900", "--virtual-time-budget=20000",
+                   f"--user-data-dir={work / 'profile'}", "--window-size=1600,900", "--virtual-time-budget=20000",
                    "--hide-scrollbars", f"--screenshot={OUT}", url]  # fmt: skip
         subprocess.run(command, check=True, capture_output=True, env={**os.environ, "HOME": str(work)}, timeout=180)
     finally:
