@@ -466,3 +466,24 @@ def test_live_tracking_through_a_ray_cluster(tmp_path, ray_home, ray_cluster):  
     export_study(directory, ["mlflow"])
     assert_matches_store(directory, "mlflow")
 
+
+
+def test_an_export_whose_tracker_fails_says_so_and_exits_2(finished_study, tmp_path, monkeypatch, capsys):
+    from mtlab.trackers.mlflow import MlflowTracker
+
+    def server_down(self, *args):
+        raise ConnectionError("Connection refused")
+
+    monkeypatch.setattr(MlflowTracker, "open_run", server_down)
+    directory = tmp_path / "study"
+    shutil.copytree(finished_study, directory)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", str(directory), "--format", "mlflow"]) == 2
+    (warning,) = [str(w.message) for w in caught if issubclass(w.category, TrackerWarning)]
+    assert warning.startswith("mlflow tracking stopped (")
+    assert "ConnectionError: Connection refused" in warning
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["mtlab: error: --format mlflow: the export did not finish; run the same command again"]
+    with ResultStore(directory / "results.sqlite") as store:  # nothing recorded as sent
+        assert set(store.tracked("mlflow", f"sqlite:///{directory.resolve() / 'mlflow.db'}")) <= {"study"}

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from mtlab.cli.report_cmd import print_unfinished
-from mtlab.errors import ConfigError
+from mtlab.errors import ConfigError, MtlabError
 from mtlab.trackers import TRACKERS
 
 TABLE_FORMATS = ("csv", "parquet")  # mtlab.report.export; every other format is a tracker (mtlab.trackers)
@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--out: only with a table format ({', '.join(TABLE_FORMATS)}); use --to")
         from mtlab.trackers.tracking import export_study
 
-        for name, destination in export_study(args.study_dir, [args.fmt], args.to).items():
-            print(f"{name}: {destination}")
+        destinations = export_study(args.study_dir, [args.fmt], args.to)
+        if args.fmt not in destinations:  # the tracker failed: its warning says how
+            raise MtlabError(f"--format {args.fmt}: the export did not finish; run the same command again")
+        print(f"{args.fmt}: {destinations[args.fmt]}")
     print_unfinished(args.study_dir)
     return 0

@@ -52,7 +52,7 @@ class _Guarded:
 
     def __init__(self, trackers: Mapping[str, Tracker], remedy: str):
         self.trackers: dict[str, Tracker] = dict(trackers)
-        self.remedy = remedy  # the command that sends what a failed tracker missed
+        self.remedy = remedy  # what happens next, and what sends what a failed tracker missed ({name}: the tracker)
 
     def each(self, what: str, action: Callable[[str, Tracker], None]) -> None:
         for name, tracker in list(self.trackers.items()):
@@ -64,7 +64,7 @@ class _Guarded:
                     tracker.close()
                 warnings.warn(
                     f"{name} tracking stopped ({what}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                    f"; the study goes on, and {self.remedy.format(name=name)} sends what it missed",
+                    f"; {self.remedy.format(name=name)}",
                     TrackerWarning,
                     stacklevel=2,
                 )
@@ -81,8 +81,9 @@ class Tracking(_Guarded):
     Δm, ranks and the report.
     """
 
-    def __init__(self, trackers: Mapping[str, Tracker], store: ResultStore, directory: Path):
-        super().__init__(trackers, f"`mtlab export {directory} --format {{name}}`")
+    def __init__(self, trackers: Mapping[str, Tracker], store: ResultStore, directory: Path, remedy: str = ""):
+        remedy = remedy or f"the study goes on, and `mtlab export {directory} --format {{name}}` sends what it missed"
+        super().__init__(trackers, remedy)
         self.store = store
         self.directory = Path(directory)
         self.info = store.info()
@@ -302,7 +303,7 @@ def export_study(directory: Path, names: Sequence[str], to: str | None = None) -
     with ResultStore(store_path(directory)) as store:
         info = store.info()
         trackers = create_trackers(names, experiment_name(info), directory, to)
-        tracking = Tracking(trackers, store, directory)
+        tracking = Tracking(trackers, store, directory, "what it had not accepted stays to send next time")
         try:
             tracking.catch_up()
         finally:
@@ -327,7 +328,8 @@ class RunTracking(_Guarded, FitObserver):
 
     def __init__(self, names: Sequence[str], config: Any, out: Path, to: str | None = None):
         out = Path(out)
-        super().__init__(create_trackers(names, self.EXPERIMENT, out.parent, to), "nothing (a single run)")
+        super().__init__(create_trackers(names, self.EXPERIMENT, out.parent, to),
+                         "the run goes on, and its directory keeps everything")  # fmt: skip
         self.out = out
         tags = {"seed": str(config.seed), "run_dir": str(out), "status": "running"}
         self.run = TrackedRun(out.name, out.name, out.name, int(config.seed), flatten(config.model_dump(mode="json")),
