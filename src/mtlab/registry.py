@@ -3,9 +3,9 @@
 The pattern is timm's (``timm/models/_registry.py``): a module registers its plug-ins on import, factories look them
 up by the config's tag, and the tests are parametrised over the registries, so a plug-in is tested the day it is
 added. A registry with an ``entry_point_group`` (``mtlab.datasets``, ``mtlab.models``, ``mtlab.tasks``,
-``mtlab.weightings``, ``mtlab.executors``) also loads, on first use, every entry point of that group that installed
-packages declare: loading the entry point's object (a module, or anything in it) is expected to register the plug-in
-as a side effect, exactly as mtlab's own modules do.
+``mtlab.weightings``, ``mtlab.executors``, ``mtlab.trackers``) also loads, on first use, every entry point of that
+group that installed packages declare: loading the entry point's object (a module, or anything in it) is expected
+to register the plug-in as a side effect, exactly as mtlab's own modules do.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from mtlab.errors import MtlabError
 
 T = TypeVar("T")
 
-ENTRY_POINT_GROUPS = ("mtlab.datasets", "mtlab.models", "mtlab.tasks", "mtlab.weightings", "mtlab.executors")
+ENTRY_POINT_GROUPS = (
+    "mtlab.datasets", "mtlab.models", "mtlab.tasks", "mtlab.weightings", "mtlab.executors", "mtlab.trackers",
+)
 _loaded_groups: set[str] = set()
 
 

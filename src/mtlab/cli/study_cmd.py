@@ -12,6 +12,7 @@ from mtlab.cli.console import make_console
 from mtlab.cli.executor_options import add_executor_options, executor_arguments
 from mtlab.cli.report_cmd import add_figure_format_option
 from mtlab.cli.speed import add_speed_options, speed_overrides
+from mtlab.cli.track_options import add_track_options
 from mtlab.errors import ConfigError
 
 # Studies, configs and training (torch) are imported by the commands that use them: `mtlab --help` must not wait.
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--group-size", type=int, default=10, help="at most this many seeds per group (default 10)")
     add_executor_options(run)
+    add_track_options(run, "OUT")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     add_figure_format_option(run)
     run.set_defaults(func=run_command)
@@ -82,6 +84,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     if args.group_size <= 0:
         raise ConfigError(f"--group-size: must be positive, got {args.group_size}")
+    if args.track_to and len(set(args.track)) != 1:
+        raise ConfigError("--track-to: give exactly one --track with it (each tracker has its own kind of URI)")
     spec, _ = find_study(args.study)
     budget = args.budget or spec.default_budget
     out = args.out or Path("runs") / (f"{spec.name}-{budget}" if budget else spec.name)
@@ -98,6 +102,8 @@ def run_command(args: argparse.Namespace) -> int:
             group_size=args.group_size,
             command=["mtlab", *sys.argv[1:]],
             observer=progress,
+            track=args.track,
+            track_to=args.track_to,
             **executor_arguments(args),
         )
     # Plain print: paths must stay whole (rich would wrap them at the terminal width).
@@ -112,4 +118,10 @@ def run_command(args: argparse.Namespace) -> int:
 
         paths = build_report(out, figure_format=args.figure_format)
         print(f"report: {paths['html']}  (and {paths['md']})")
+    if args.track:
+        from mtlab.trackers.tracking import export_study
+
+        # Runs the live view missed (a tracker that failed), then each variant's Δm, rank and the report.
+        for name, destination in export_study(out, args.track, args.track_to).items():
+            print(f"{name}: {destination}")
     return 0

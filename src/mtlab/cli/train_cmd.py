@@ -12,6 +12,7 @@ from rich.table import Table
 
 from mtlab.cli.console import make_console
 from mtlab.cli.speed import add_speed_options, speed_overrides
+from mtlab.cli.track_options import add_track_options
 from mtlab.errors import ConfigError, MtlabError
 
 # Configs and training (torch) are imported when a run starts: `mtlab --help` must not wait for them.
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<config>-s<seed>-<time>)")
     add_speed_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="reuse a non-empty run directory")
+    add_track_options(parser, "the directory holding OUT")
     parser.set_defaults(func=run)
 
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from mtlab.config import load_config
     from mtlab.config.load import COMMAND_LINE
     from mtlab.train.fit import TrainingDiverged
-    from mtlab.train.run import train_run
+    from mtlab.train.run import FanOut, train_run
 
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed: must be non-negative, got {args.seed}")
@@ -51,11 +53,23 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides, overrides_from=COMMAND_LINE)
     out = args.out or Path("runs") / f"{args.config.stem}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     console = make_console(stderr=True)
+    tracking = None
+    if args.track:
+        from mtlab.trackers.tracking import RunTracking
+
+        if args.track_to and len(set(args.track)) != 1:
+            raise ConfigError("--track-to: give exactly one --track with it (each tracker has its own kind of URI)")
+        tracking = RunTracking(args.track, config, out, args.track_to)
     try:
         with fit_progress(primary_metrics(config), console) as progress:
-            outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=progress, overwrite=args.overwrite)
+            observer = FanOut(progress, tracking)
+            outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=observer, overwrite=args.overwrite)
     except TrainingDiverged as e:
+        if tracking is not None:
+            tracking.finish({}, "failed", str(e))
         raise MtlabError(f"{e} (run recorded as failed in {out})") from None
+    if tracking is not None:
+        tracking.finish({**outcome.result.test, **outcome.result.val})
     console = make_console()
     _print_summary(console, outcome, primary_metrics(config))
     console.print(training_setup(config), markup=False, highlight=False)

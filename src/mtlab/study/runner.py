@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import shutil
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,8 @@ def run_study(
     workers: int | str = 1,
     address: str | None = None,
     train: Callable[..., list[object]] | None = None,
+    track: Sequence[str] = (),
+    track_to: str | None = None,
 ) -> StudyResult:
     """Train every run of ``spec`` (under ``budget``) that is not done yet; results go to ``directory``.
 
@@ -136,6 +138,11 @@ def run_study(
     runs stay in the store (finished ones too, out of the report's numbers; runs both definitions share are kept as
     they are). Stopped by ^C or SIGTERM, the runs in flight go back to ``pending`` and the exception is raised again
     with how many finished runs the store keeps (``"12 runs kept"``).
+
+    ``track``: experiment trackers (``mlflow``, ``tensorboard``, ``wandb``; :mod:`mtlab.trackers`) this process
+    sends each run to as it trains, at ``track_to`` or each one's default destination in ``directory``. The
+    variants' Δm, ranks and the report follow with :func:`~mtlab.trackers.tracking.export_study` (``mtlab run``
+    calls it after writing the report).
     """
     if group_seeds not in ("auto", "on", "off"):
         raise MtlabError(f"group_seeds must be 'auto', 'on' or 'off', not {group_seeds!r}")
@@ -148,6 +155,12 @@ def run_study(
     if (directory / STORE_NAME).is_file() and not redefine:  # refused before the lock is touched: nothing written
         with ResultStore(directory / STORE_NAME) as store:
             _check_definition(store, directory, spec, budget, overrides, runs)
+    trackers = {}
+    if track:  # a missing client is the user's error before anything is written
+        from mtlab.trackers.tracking import create_trackers, experiment_name
+
+        info = {"name": spec.name, "budget": budget}
+        trackers = create_trackers(track, experiment_name(info), directory, track_to)
     with StudyLock(directory), ResultStore(directory / STORE_NAME) as store:
         if not redefine:  # again under the lock: another driver may have written the store since
             _check_definition(store, directory, spec, budget, overrides, runs)
@@ -168,6 +181,12 @@ def run_study(
                 **({"superseded": superseded} if superseded else {}),
             )
             store.sync_runs(runs)
+        tracking = None
+        if trackers:
+            from mtlab.trackers.tracking import Tracking
+
+            tracking = Tracking(trackers, store, directory)
+            observer = tracking.observer(observer)
         todo = store.runs_to_do(retry_failed=retry_failed)
         observer.on_study_start(len(runs), len(runs) - len(store.runs_to_do(retry_failed=True)), len(todo))
         failed: list[tuple[str, str]] = []
@@ -189,6 +208,8 @@ def run_study(
                 raise type(stop)(f"{kept} run{'s' if kept != 1 else ''} kept") from None
             finally:
                 pool.close()
+        if tracking is not None:
+            tracking.close()
     return StudyResult(directory=directory, total=len(runs), trained=len(todo), failed=failed)
 
 

@@ -19,10 +19,16 @@ Tables::
     tasks      run, task            what the run's task is (:class:`TaskInfo` as JSON): its type, primary metric,
                                     every metric's direction - from the run config when the run is added, from the
                                     finished run's ``task_types`` when it is recorded
+    tracked    tracker,             what an experiment tracker (:mod:`mtlab.trackers`) holds of the study: per
+               destination, key     destination (a tracking URI or directory) and key (a run id, ``variant:<name>``
+                                    or ``study``) the tracker's own id, the last epoch logged and the status shown,
+                                    so a resumed study or a second export neither duplicates nor loses anything
 
 A store written before typed tasks has no ``tasks`` table: opening it adds the (empty) table, and a task without a
 row reads as the classification task every run then trained (``TaskInfo(name)``: ``multiclass``, primary ``acc``,
-``loss`` lower and ``acc`` higher is better). Nothing else changes, so such a store reports as before.
+``loss`` lower and ``acc`` higher is better). Nothing else changes, so such a store reports as before. A store
+written before trackers has no ``tracked`` table: opening it adds the (empty) table, and the next ``--track`` or
+``mtlab export --format mlflow|tensorboard|wandb`` logs every run.
 """
 
 from __future__ import annotations
@@ -76,6 +82,11 @@ CREATE TABLE IF NOT EXISTS confusion (
 CREATE TABLE IF NOT EXISTS tasks (
     run_id TEXT NOT NULL REFERENCES runs(run_id), task TEXT NOT NULL, description TEXT NOT NULL,
     PRIMARY KEY (run_id, task)
+);
+CREATE TABLE IF NOT EXISTS tracked (
+    tracker TEXT NOT NULL, destination TEXT NOT NULL, key TEXT NOT NULL, tracker_id TEXT NOT NULL,
+    epochs INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'running',
+    PRIMARY KEY (tracker, destination, key)
 );
 """
 
@@ -163,6 +174,16 @@ def _type_has_confusion(type_name: str) -> bool:
         return bool(TASK_TYPES.get(type_name).has_confusion)
     except (KeyError, MtlabError):  # a plug-in type no longer installed: only multiclass is known to have one
         return type_name == "multiclass"
+
+
+@dataclass(frozen=True)
+class TrackedRow:
+    """An experiment tracker's own id for a run (or a variant's parent run, or the study's experiment), the last
+    epoch it was sent and the status it shows (``running``, ``done``, ``failed``)."""
+
+    tracker_id: str
+    epochs: int = 0
+    status: str = "running"
 
 
 class ResultStore:
@@ -315,7 +336,49 @@ class ResultStore:
                 (reason, time.time(), run_id),
             )
 
+    def set_tracked(self, tracker: str, destination: str, key: str, row: TrackedRow) -> None:
+        """Record what ``tracker`` at ``destination`` now holds for ``key`` (see :meth:`tracked`)."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO tracked (tracker, destination, key, tracker_id, epochs, status) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (tracker, destination, key, row.tracker_id, row.epochs, row.status),
+            )
+
     # ------------------------------------------------------------------------------------------------ reading
+
+    def run_record(self, run_id: str) -> dict[str, Any]:
+        """One run's row: variant, labels and config (parsed), seed, status, reason, run directory, ..."""
+        cursor = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        row = cursor.fetchone()
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in {self.path}")
+        record = dict(zip([c[0] for c in cursor.description], row, strict=True))
+        record["labels"] = json.loads(record["labels"])
+        record["config"] = json.loads(record["config"])
+        return record
+
+    def run_history(self, run_id: str) -> list[dict[str, float]]:
+        """One run's history records in epoch order, each ``{"epoch": n, metric: value, ...}``."""
+        records: dict[int, dict[str, float]] = {}
+        for epoch, metric, value in self.db.execute(
+            "SELECT epoch, metric, value FROM history WHERE run_id = ? ORDER BY epoch, rowid", (run_id,)
+        ):
+            records.setdefault(epoch, {"epoch": epoch})[metric] = value
+        return list(records.values())
+
+    def run_final(self, run_id: str) -> dict[str, float]:
+        """One run's final values, named as in its history: ``test.item.acc``, ``test.loss``, ``val.item.loss``."""
+        rows = self.db.execute("SELECT split, task, metric, value FROM metrics WHERE run_id = ?", (run_id,))
+        return {".".join(p for p in (split, task, metric) if p): value for split, task, metric, value in rows}
+
+    def tracked(self, tracker: str, destination: str) -> dict[str, TrackedRow]:
+        """Key (run id, ``variant:<name>``, ``study``) -> what ``tracker`` at ``destination`` holds for it."""
+        rows = self.db.execute(
+            "SELECT key, tracker_id, epochs, status FROM tracked WHERE tracker = ? AND destination = ?",
+            (tracker, destination),
+        )
+        return {key: TrackedRow(tracker_id, epochs, status) for key, tracker_id, epochs, status in rows}
 
     def info(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM study")}

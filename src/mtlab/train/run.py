@@ -30,7 +30,7 @@ class RunOutcome:
     extras: dict = field(default_factory=dict)  # split sizes, class names, input shape: what a run directory records
 
 
-class _FanOut(FitObserver):
+class FanOut(FitObserver):
     """Forwards every hook to several observers (progress display, history file)."""
 
     def __init__(self, *observers: FitObserver | None):
@@ -135,7 +135,7 @@ def train_runs(
             configs,
             tasks=tasks,
             device=device,
-            observers=[_FanOut(o, d.observer() if d else None) for o, d in zip(observers, run_dirs, strict=True)],
+            observers=[FanOut(o, d.observer() if d else None) for o, d in zip(observers, run_dirs, strict=True)],
         )
     except BaseException as e:
         for run_dir in run_dirs:
