@@ -22,6 +22,18 @@ def _data_from_shared(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("MTLAB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test ends with the process environment it started with. ``ray.init`` sets variables of its own in
+    ``os.environ`` (``RAY_AUTH_MODE=token``, its token then under the test's HOME): left behind, they reach a later
+    test's ``ray start`` subprocess, which then looks for a token that is not there."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def require_shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA}")

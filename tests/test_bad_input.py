@@ -560,7 +560,7 @@ HOW_TO_FIX = [
     exact("foreign-fixed-option", "train tiny.yaml loss.temperature=2",
           "command line override loss.temperature=2: not an option of fixed (it belongs to dwa); fixed takes: weights"),
     exact("foreign-model-option", "train tiny.yaml model.experts=3",
-          "command line override model.experts=3: not an option of multitask (it belongs to mmoe); "
+          "command line override model.experts=3: not an option of multitask (it belongs to mmoe and dselect_k); "
           "multitask takes: head, heads, reuse, trunk, sharing"),
     # a command-line override is blamed on the command line, not on the study variant it first broke
     exact("study-override-blamed", "run study.yaml train.epoch=2",
