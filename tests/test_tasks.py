@@ -16,6 +16,7 @@ from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
     f1_score,
+    jaccard_score,
     mean_absolute_error,
     mean_squared_error,
     r2_score,
@@ -29,6 +30,7 @@ K = 3
 BATCHES = (7, 13, 5, 11)  # unequal batch sizes
 MISSING = 0.1
 CPU = torch.device("cpu")
+HEIGHT, WIDTH = 3, 5  # dense cases: small maps, odd sizes
 
 
 @dataclass
@@ -84,6 +86,40 @@ def random_case(type_name: str, g: torch.Generator, sizes=BATCHES, **options) ->
         def outputs(t):
             return torch.randn(t.shape[0], t.shape[1], o, generator=g)
 
+    elif type_name == "segmentation":
+        c = 4
+        task = Task("semantic", tuple(f"c{i}" for i in range(c)), "segmentation")
+
+        def targets(n, k=K):
+            return _missing(torch.randint(0, c, (k, n, HEIGHT, WIDTH), generator=g), g)
+
+        def outputs(t):
+            # (K, B, C, H, W): noise plus a bump at the true class, so some pixels are right and some wrong.
+            bump = 1.5 * F.one_hot(t.clamp_min(0), c).permute(0, 1, 4, 2, 3)
+            return torch.randn(*t.shape[:2], c, HEIGHT, WIDTH, generator=g) + bump
+
+    elif type_name == "depth":
+        task = Task("depth", ("depth",), "depth")
+
+        def targets(n, k=K):
+            return _missing(0.5 + 5 * torch.rand(k, n, 1, HEIGHT, WIDTH, generator=g), g)
+
+        def outputs(t):
+            return t.nan_to_num(2.0) + torch.randn(t.shape, generator=g)
+
+    elif type_name == "normals":
+        task = Task("normal", ("x", "y", "z"), "normals")
+
+        def targets(n, k=K):
+            y = F.normalize(torch.randn(k, n, 3, HEIGHT, WIDTH, generator=g), dim=2)
+            drop = torch.rand(k, n, 1, HEIGHT, WIDTH, generator=g) < MISSING  # a whole pixel is missing
+            return y.masked_fill(drop, float("nan"))
+
+        def outputs(t):
+            # Unnormalised outputs (any length), some near the target, some far from it.
+            near = t.nan_to_num(0.0) + 0.4 * torch.randn(t.shape, generator=g)
+            return near * (0.5 + 2 * torch.rand(t.shape[0], t.shape[1], 1, HEIGHT, WIDTH, generator=g))
+
     else:
         raise AssertionError(f"tests/test_tasks.py has no random case for the task type {type_name!r}: add one")
     train = [targets(int(n), 1)[0] for n in torch.randint(40, 60, (K,), generator=g)]
@@ -133,10 +169,41 @@ def _nanmean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def _angles(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Angles in degrees between outputs and targets (N, 3, H, W) at the pixels with a normal, by numpy."""
+    p = np.moveaxis(outputs, 1, -1).reshape(-1, 3)
+    y = np.moveaxis(targets, 1, -1).reshape(-1, 3)
+    keep = ~np.isnan(y).any(1)
+    p, y = p[keep], y[keep]
+    cos = (p * y).sum(1) / np.linalg.norm(p, axis=1) / np.linalg.norm(y, axis=1)
+    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+
 def reference_metrics(case: Case, k: int) -> dict[str, float]:
-    """Replica k's metrics by scikit-learn, over the labelled examples (cells) of the whole split."""
+    """Replica k's metrics by scikit-learn and numpy, over the labelled examples (cells, pixels) of the whole split."""
     outputs, targets = _split(case, k)
     kind = case.task.type
+    if kind == "segmentation":
+        pred = outputs.argmax(1).reshape(-1)
+        y = targets.reshape(-1)
+        keep = y >= 0
+        return {
+            "miou": _quiet(jaccard_score, y[keep], pred[keep], average="macro"),
+            "pixel_acc": accuracy_score(y[keep], pred[keep]),
+        }
+    if kind == "depth":
+        keep = ~np.isnan(targets)
+        error = np.abs(outputs[keep] - targets[keep])
+        return {"abs_err": error.mean(), "rel_err": (error / targets[keep]).mean()}
+    if kind == "normals":
+        angles = _angles(outputs, targets)
+        return {
+            "mean_angle": angles.mean(),
+            "median_angle": float(np.median(angles)),
+            "within_11_25": (angles < 11.25).mean(),
+            "within_22_5": (angles < 22.5).mean(),
+            "within_30": (angles < 30).mean(),
+        }
     if kind == "multiclass":
         keep = targets >= 0
         y, pred = targets[keep], outputs[keep].argmax(1)
@@ -176,6 +243,15 @@ def reference_loss(case: Case, k: int, outputs: torch.Tensor, targets: torch.Ten
     if task.type == "multiclass":
         keep = targets >= 0
         return F.cross_entropy(outputs[keep], targets[keep]).item()
+    if task.type == "segmentation":  # (B, C, H, W) logits: one row per pixel
+        keep = targets >= 0
+        return F.cross_entropy(outputs.movedim(1, -1)[keep], targets[keep]).item()
+    if task.type == "depth":
+        keep = ~torch.isnan(targets)
+        return F.l1_loss(outputs[keep], targets[keep]).item()
+    if task.type == "normals":
+        keep = ~torch.isnan(targets).any(1)  # (B, H, W)
+        return 1 - F.cosine_similarity(outputs, targets, dim=1)[keep].mean().item()
     if task.type in ("binary", "multilabel"):
         targets = targets.reshape(outputs.shape)
         keep = ~torch.isnan(targets)
@@ -203,13 +279,24 @@ TYPES = TASK_TYPES.names()
 
 
 def test_the_builtin_types_are_registered():
-    assert {"multiclass", "binary", "multilabel", "regression"} <= set(TYPES)
+    assert {"multiclass", "binary", "multilabel", "regression", "segmentation", "depth", "normals"} <= set(TYPES)
+
+
+def _channel_axis(kind) -> int:
+    """The output axis of the task's O values: last of (K, B, O), the channels of (K, B, O, H, W) maps."""
+    return 2 if kind.dense else -1
 
 
 @pytest.mark.parametrize("type_name", TYPES)
 def test_every_type_has_a_case(type_name):
     case = random_case(type_name, _generator())
-    assert case.batches[0][0].shape[-1] == case.task.outputs
+    kind = case.task.task_type
+    outputs, targets = case.batches[0]
+    assert outputs.shape[_channel_axis(kind)] == case.task.outputs
+    for train in case.train:
+        assert kind.check_targets(case.task, train) is None
+    if kind.dense:
+        assert outputs.shape[-2:] == targets.shape[-2:] == (HEIGHT, WIDTH)
 
 
 @pytest.mark.parametrize("type_name", TYPES)
@@ -296,6 +383,8 @@ def test_missing_labels_leave_no_nan_in_the_gradient(type_name):
     assert torch.isfinite(outputs.grad).all()
     missing = targets < 0 if not targets.is_floating_point() else torch.isnan(targets)
     assert missing.any()
+    if case.task.task_type.dense and missing.ndim < outputs.ndim:  # a class map: every channel of a missing pixel
+        missing = missing.unsqueeze(2).expand_as(outputs)
     # Per example ((K, B) targets) or per cell ((K, B, L) targets): nothing flows to a missing label's outputs.
     assert (outputs.grad[missing] == 0).all()
     assert (outputs.grad[~missing] != 0).any()
@@ -428,6 +517,21 @@ def test_regression_rejects_an_unknown_loss():
         (Task("t", ("y",), "regression"), torch.zeros(2, 1, 1), "shape"),
         (Task("t", ("y",), "regression"), torch.tensor([1, 2]), "float"),
         (Task("t", (), "regression"), torch.tensor([1.0]), "without output names"),
+        (Task("t", ("a", "b"), "segmentation"), torch.tensor([[[0, 1], [-1, 1]]]), None),
+        (Task("t", ("a", "b"), "segmentation"), torch.tensor([[[0, 1], [-1, 1]]], dtype=torch.int16), None),
+        (Task("t", ("a", "b"), "segmentation"), torch.tensor([[[0, 2]]]), "class index 2"),
+        (Task("t", ("a", "b"), "segmentation"), torch.tensor([[0, 1]]), "(N, H, W)"),
+        (Task("t", ("a", "b"), "segmentation"), torch.tensor([[[0.0, 1.0]]]), "float32"),
+        (Task("t", (), "segmentation"), torch.tensor([[[0]]]), "without class names"),
+        (Task("t", ("d",), "depth"), torch.tensor([[[[1.5, math.nan]]]]), None),
+        (Task("t", ("d",), "depth"), torch.tensor([[[1.5, 2.0]]]), "(N, 1, H, W)"),
+        (Task("t", ("d",), "depth"), torch.tensor([[[[1.5, 0.0]]]]), "> 0"),
+        (Task("t", ("d",), "depth"), torch.tensor([[[[1.5, math.inf]]]]), "infinite"),
+        (Task("t", ("d",), "depth"), torch.tensor([[[[1, 2]]]]), "int64"),
+        (Task("t", ("x", "y", "z"), "normals"), torch.tensor([[[[0.0]], [[0.6]], [[0.8]]]]), None),
+        (Task("t", ("x", "y", "z"), "normals"), torch.full((1, 3, 1, 1), math.nan), None),
+        (Task("t", ("x", "y", "z"), "normals"), torch.tensor([[[[0.0]], [[math.nan]], [[0.8]]]]), "all three"),
+        (Task("t", ("x", "y", "z"), "normals"), torch.zeros(1, 2, 1, 1), "(N, 3, H, W)"),
     ],
 )
 def test_check_targets(task, targets, problem):
@@ -466,7 +570,97 @@ def test_types_with_a_confusion_matrix_sum_it_only_when_asked_and_equal_scikit_l
         assert plain.summary() == asked.summary()
         for k in range(K):
             y = torch.cat([t[k] for _, t in case.batches])
-            pred = torch.cat([o[k].argmax(-1) for o, _ in case.batches])
+            pred = torch.cat([o[k].argmax(1 if kind.dense else -1) for o, _ in case.batches])
             keep = y >= 0
             expected = confusion_matrix(y[keep], pred[keep], labels=range(case.task.outputs))
             assert asked.confusion(k) == expected.tolist()
+
+
+# --- dense types: hand computations ---------------------------------------------------------------------------------
+
+
+def _one_pass(task: Task, batches: list[tuple[torch.Tensor, torch.Tensor]], confusion: bool = False):
+    objective = task.task_type.bind(task, [batches[0][1][0]], CPU)
+    totals = objective.totals(confusion=confusion)
+    losses = []
+    for outputs, targets in batches:
+        loss = objective.loss(outputs, targets)
+        losses.append(loss)
+        totals.add(outputs, targets, loss)
+    return totals, losses
+
+
+def test_segmentation_by_hand_is_over_the_whole_split_not_per_batch():
+    # Two 2 x 2 images, one per batch; 4 classes, class 3 never true nor predicted. Pixels (true -> predicted):
+    # image 1: 0->0, 0->1, 1->1, and an unlabelled pixel predicted 2; image 2: 2->2, 2->0, 1->1, 0->0.
+    task = Task("semantic", ("a", "b", "c", "d"), "segmentation")
+    true = [torch.tensor([[0, 0], [1, -1]]), torch.tensor([[2, 2], [1, 0]])]
+    pred = [torch.tensor([[0, 1], [1, 2]]), torch.tensor([[2, 0], [1, 0]])]
+    # outputs (1, 1, 4, 2, 2) logits peaked at the predicted class, targets (1, 1, 2, 2)
+    logits = [3.0 * F.one_hot(p, 4).permute(2, 0, 1).float()[None, None] for p in pred]
+    batches = [(o, t[None, None]) for o, t in zip(logits, true, strict=True)]
+    totals, _ = _one_pass(task, batches, confusion=True)
+    assert totals.confusion(0) == [[2, 1, 0, 0], [0, 2, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
+    summary = totals.summary()
+    # IoU: a 2/(3+3-2), b 2/(2+3-2), c 1/(2+1-1); d has an empty union and is left out.
+    assert summary["miou"][0] == pytest.approx((1 / 2 + 2 / 3 + 1 / 2) / 3, abs=1e-12)
+    assert summary["pixel_acc"][0] == pytest.approx(5 / 7, abs=1e-12)
+    # The mean of per-image mIoUs (the MTAN reference's printout) would be (1/2 + 2/3) / 2, not this.
+    assert summary["miou"][0] != pytest.approx((1 / 2 + 2 / 3) / 2, abs=1e-3)
+
+
+def test_depth_by_hand():
+    task = Task("depth", ("depth",), "depth")
+    targets = torch.tensor([2.0, 4.0, math.nan, 1.0]).view(1, 1, 1, 2, 2)
+    outputs = torch.tensor([3.0, 3.0, 100.0, 1.5]).view(1, 1, 1, 2, 2)
+    totals, losses = _one_pass(task, [(outputs, targets)])
+    summary = totals.summary()
+    assert losses[0].item() == pytest.approx(2.5 / 3)
+    assert summary["abs_err"] == pytest.approx([2.5 / 3], abs=1e-12)
+    assert summary["rel_err"] == pytest.approx([(1 / 2 + 1 / 4 + 0.5 / 1) / 3], abs=1e-12)
+    assert summary["loss"] == pytest.approx([2.5 / 3], abs=1e-7)
+
+
+def _at_angle(degrees: float, length: float = 1.0) -> list[float]:
+    """A vector at ``degrees`` from +z, in the x-z plane."""
+    return [length * math.sin(math.radians(degrees)), 0.0, length * math.cos(math.radians(degrees))]
+
+
+def test_normals_by_hand_over_two_batches():
+    # Targets all +z, one pixel without a normal; outputs at 0, 10, 20, 45, 180 degrees (of any length) and a zero
+    # vector, which points nowhere: cos 0, 90 degrees.
+    task = Task("normal", ("x", "y", "z"), "normals")
+    first = torch.tensor([_at_angle(0, 2.0), _at_angle(10, 0.5), _at_angle(45), _at_angle(70)])
+    second = torch.tensor([_at_angle(180, 3.0), _at_angle(20), [0.0, 0.0, 0.0]])
+    batches = []
+    for vectors, missing in ((first, 3), (second, None)):
+        outputs = vectors.T.reshape(1, 1, 3, 1, -1)  # (K=1, B=1, 3, H=1, W)
+        targets = torch.zeros_like(outputs)
+        targets[:, :, 2] = 1.0
+        if missing is not None:
+            targets[..., missing] = math.nan  # the 70-degree pixel has no normal
+        batches.append((outputs, targets))
+    totals, losses = _one_pass(task, batches)
+    angles = [0, 10, 45, 180, 20, 90]
+    summary = totals.summary()
+    assert summary["mean_angle"][0] == pytest.approx(sum(angles) / 6, abs=1e-5)  # float32 outputs
+    assert summary["median_angle"][0] == pytest.approx((20 + 45) / 2, abs=1e-5)  # even count: the two middle ones
+    assert summary["within_11_25"] == [2 / 6]
+    assert summary["within_22_5"] == [3 / 6]
+    assert summary["within_30"] == [3 / 6]
+    one_minus_cos = [1 - math.cos(math.radians(a)) for a in angles]
+    assert losses[0].item() == pytest.approx(sum(one_minus_cos[:3]) / 3, abs=1e-6)
+    assert summary["loss"][0] == pytest.approx(sum(one_minus_cos) / 6, abs=1e-6)
+
+
+def test_normals_median_is_exact_not_binned():
+    # Three angles a ten-thousandth of a degree apart: a histogram of 0.01-degree bins cannot tell them apart.
+    task = Task("normal", ("x", "y", "z"), "normals")
+    angles = [30.0001, 30.0003, 30.0002]
+    outputs = torch.tensor([_at_angle(a) for a in angles], dtype=torch.float64).T.reshape(1, 1, 3, 1, 3).float()
+    targets = torch.zeros_like(outputs)
+    targets[:, :, 2] = 1.0
+    totals, _ = _one_pass(task, [(outputs, targets)])
+    expected = float(np.median(_angles(outputs[0].double().numpy(), targets[0].double().numpy())))
+    assert expected == pytest.approx(30.0002, abs=2e-5)  # float32 outputs: the angles move by ~1e-5 degrees
+    assert totals.summary()["median_angle"][0] == pytest.approx(expected, abs=1e-5)

@@ -12,7 +12,9 @@ depends on the type and that the rest of mtlab asks instead of assuming accuracy
   trained on standardised targets while every metric is reported in the target's own units).
 
 Targets. Each task's targets are one tensor per split, (N,) or (N, L), in the dtype the type declares; a missing label
-is ``-1`` for integer targets and ``NaN`` for float ones (:meth:`TaskType.labelled`). A missing label adds nothing to
+is ``-1`` for integer targets and ``NaN`` for float ones (:meth:`TaskType.labelled`). A ``dense`` type (segmentation,
+depth, normals) predicts a map per example: outputs (B, O, H, W), targets (N, H, W) or (N, O, H, W), missing per
+pixel. A missing label adds nothing to
 that task's loss or metrics; a batch with no label of a task gives that task a loss of 0 with zero gradient.
 
 Metrics are accumulated over a whole split for K replicas on the device (no host sync per batch) by the
@@ -117,6 +119,9 @@ class TaskType(ABC):
     primary: ClassVar[str]
     """The metric tables, rankings, summaries and Δm use for the task."""
     has_confusion: ClassVar[bool] = False
+    dense: ClassVar[bool] = False
+    """Per-pixel task: outputs are maps (B, O, H, W) at the input's height and width, targets (N, H, W) of class
+    indices or (N, O, H, W) of values - not vectors (B, O) and targets (N[, L])."""
     target_dtype: ClassVar[torch.dtype]
     """dtype of the stored targets (``torch.long``: missing = -1; a float dtype: missing = NaN)."""
 
