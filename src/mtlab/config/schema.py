@@ -21,6 +21,7 @@ from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest 
     KeyedError,
     ModelKind,
     Strict,
+    dense_tasks,
     register_dataset,
     register_model_kind,
     register_trunk_type,
@@ -267,6 +268,13 @@ class HeadedModel(ModelKind):
     def check_run(self, run: RunConfig) -> None:
         if run.data.dataset == "mnist-pairs":
             raise _at("model.kind", f"mnist-pairs data needs a 'pairs' model, not {self.sharing_label()!r}")
+        per_pixel = dense_tasks(run)
+        if per_pixel:
+            raise _at(
+                "model.kind",
+                f"tasks {per_pixel} predict a map per pixel; a {self.sharing_label()!r} model predicts one vector per "
+                "example - use kind segnet, segnet_mtan or deeplab",
+            )
         tasks = run.task_names
         for task in self.heads:
             if task not in tasks:

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.base import ModelKind, register_model_kind
+from mtlab.config.base import DenseModelKind, register_model_kind
 from mtlab.errors import ConfigError
 from mtlab.models.base import MultiTaskNet, Part
 
@@ -59,7 +59,7 @@ SHARED = "shared"
 
 
 @register_model_kind
-class SegNetModel(ModelKind):
+class SegNetModel(DenseModelKind):
     """SegNet (``segnet``: hard sharing) or SegNet-MTAN (``segnet_mtan``), per-pixel outputs for every task."""
 
     kind: Literal["segnet", "segnet_mtan"]
@@ -72,9 +72,6 @@ class SegNetModel(ModelKind):
 
     def trunk_configs(self) -> list[TrunkConfig]:
         return []  # not built from an mtlab trunk: nothing for a search to vary or an analysis to hook
-
-    def dense_only(self) -> bool:
-        return False  # a conv net
 
     def sharing_label(self) -> str:
         return "segnet-mtan" if self.kind == "segnet_mtan" else "segnet"
@@ -145,26 +142,34 @@ class SegNetNet(MultiTaskNet):
             )
         f, last = list(filters), levels - 1
         self.filters = f
-        self.encoder_block = nn.ModuleList([conv_bn_relu(input_shape[0], f[0])])
-        self.encoder_block.extend(conv_bn_relu(f[l - 1], f[l]) for l in range(1, levels))  # noqa: E741
-        self.decoder_block = nn.ModuleList([conv_bn_relu(f[0], f[0])])
-        self.decoder_block.extend(conv_bn_relu(f[l], f[l - 1]) for l in range(1, levels))  # noqa: E741
-        self.encoder_conv = nn.ModuleList([conv_bn_relu(f[l], f[l]) for l in range(min(2, levels))])  # noqa: E741
-        self.encoder_conv.extend(
-            nn.Sequential(conv_bn_relu(f[l], f[l]), conv_bn_relu(f[l], f[l])) for l in range(2, levels)  # noqa: E741
+        encoder_block = nn.ModuleList([conv_bn_relu(input_shape[0], f[0])])
+        encoder_block.extend(conv_bn_relu(f[l - 1], f[l]) for l in range(1, levels))  # noqa: E741
+        encoder_conv = nn.ModuleList([conv_bn_relu(f[l], f[l]) for l in range(min(2, levels))])  # noqa: E741
+        encoder_conv.extend(
+            nn.Sequential(conv_bn_relu(f[l], f[l]), conv_bn_relu(f[l], f[l]))
+            for l in range(2, levels)  # noqa: E741
         )
-        self.decoder_conv = nn.ModuleList([conv_bn_relu(f[0], f[0]) for _ in range(min(2, levels))])
-        self.decoder_conv.extend(
+        decoder_block = nn.ModuleList([conv_bn_relu(f[0], f[0])])
+        decoder_block.extend(conv_bn_relu(f[l], f[l - 1]) for l in range(1, levels))  # noqa: E741
+        decoder_conv = nn.ModuleList([conv_bn_relu(f[0], f[0]) for _ in range(min(2, levels))])
+        decoder_conv.extend(
             nn.Sequential(conv_bn_relu(f[l - 1], f[l - 1]), conv_bn_relu(f[l - 1], f[l - 1]))
             for l in range(2, levels)  # noqa: E741
         )
+        # Everything every task's loss reaches, under one module path (the shared part).
+        self.shared = nn.ModuleDict(
+            {"encoder_block": encoder_block, "encoder_conv": encoder_conv,
+             "decoder_block": decoder_block, "decoder_conv": decoder_conv}
+        )  # fmt: skip
         self.attention = nn.ModuleDict({t: TaskAttention(f) for t in self.task_names} if attention else {})
         if attention:  # the shared f blocks carrying a task's attended features between levels
-            self.encoder_att_block = nn.ModuleList([conv_bn_relu(f[l], f[l + 1]) for l in range(last)])  # noqa: E741
-            self.encoder_att_block.append(conv_bn_relu(f[last], f[last]))
-            self.decoder_att_block = nn.ModuleList([conv_bn_relu(f[0], f[0])])
-            self.decoder_att_block.extend(conv_bn_relu(f[l], f[l - 1]) for l in range(1, last))  # noqa: E741
-            self.decoder_att_block.append(conv_bn_relu(f[last], f[last]))
+            encoder_att_block = nn.ModuleList([conv_bn_relu(f[l], f[l + 1]) for l in range(last)])  # noqa: E741
+            encoder_att_block.append(conv_bn_relu(f[last], f[last]))
+            decoder_att_block = nn.ModuleList([conv_bn_relu(f[0], f[0])])
+            decoder_att_block.extend(conv_bn_relu(f[l], f[l - 1]) for l in range(1, last))  # noqa: E741
+            decoder_att_block.append(conv_bn_relu(f[last], f[last]))
+            self.shared["encoder_att_block"] = encoder_att_block
+            self.shared["decoder_att_block"] = decoder_att_block
         self.heads = nn.ModuleDict({t: dense_head(f[0], n) for t, n in outputs.items()})
         self._init_weights()
 
@@ -178,7 +183,7 @@ class SegNetNet(MultiTaskNet):
         """(B, C, H, W) -> per level l: e0_l and e1_l (encoder, l = 0..L-1), u and d1 (decoder, deepest first)."""
         e0, e1, indices = [], [], []
         h = x
-        for block, conv in zip(self.encoder_block, self.encoder_conv, strict=True):
+        for block, conv in zip(self.shared.encoder_block, self.shared.encoder_conv, strict=True):
             e0.append(block(h))
             e1.append(conv(e0[-1]))
             h, i = F.max_pool2d(e1[-1], 2, 2, return_indices=True)  # (B, f_l, H / 2^(l+1), W / 2^(l+1))
@@ -186,7 +191,7 @@ class SegNetNet(MultiTaskNet):
         ups, d1 = [], []
         for level in reversed(range(len(self.filters))):
             u = unpool(h, indices[level], e1[level].shape[-2:])  # (B, channels of h, H / 2^l, W / 2^l)
-            h = self.decoder_conv[level](self.decoder_block[level](u))
+            h = self.shared.decoder_conv[level](self.shared.decoder_block[level](u))
             ups.append(u)
             d1.append(h)
         return e0, e1, ups, d1
@@ -194,14 +199,14 @@ class SegNetNet(MultiTaskNet):
     def _attend(self, attention: TaskAttention, e0, e1, ups, d1) -> Tensor:
         """Task features (B, f_0, H, W): the shared pass masked level by level by ``attention`` (module doc)."""
         a = None
-        for level, (mask, g) in enumerate(zip(attention.encoder, self.encoder_att_block, strict=True)):
+        for level, (mask, g) in enumerate(zip(attention.encoder, self.shared.encoder_att_block, strict=True)):
             m = mask(e0[level] if a is None else torch.cat([e0[level], a], dim=1))
             a = F.max_pool2d(g(m * e1[level]), 2, 2)  # (B, f_{l+1}, H / 2^(l+1), W / 2^(l+1))
         b = a
         levels = len(self.filters)
         for step, level in enumerate(reversed(range(levels))):
             up = F.interpolate(b, scale_factor=2, mode="bilinear", align_corners=True)
-            up = self.decoder_att_block[level](up)
+            up = self.shared.decoder_att_block[level](up)
             b = attention.decoder[level](torch.cat([ups[step], up], dim=1)) * d1[step]
         return b
 
@@ -227,16 +232,7 @@ class SegNetNet(MultiTaskNet):
         return {}  # an encoder-decoder, not a staged trunk; the analysis commands say so
 
     def parts(self) -> list[Part]:
-        everyone = frozenset(self.task_names)
-        backbone = nn.ModuleDict(
-            {
-                name: getattr(self, name)
-                for name in ("encoder_block", "encoder_conv", "decoder_block", "decoder_conv",
-                             "encoder_att_block", "decoder_att_block")
-                if hasattr(self, name)
-            }
-        )  # fmt: skip
-        parts = [Part(SHARED, backbone, everyone)]
+        parts = [Part(SHARED, self.shared, frozenset(self.task_names))]
         parts += [Part(f"attention.{t}", module, frozenset({t})) for t, module in self.attention.items()]
         parts += [Part(f"heads.{t}", head, frozenset({t})) for t, head in self.heads.items()]
         return parts
