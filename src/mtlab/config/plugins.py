@@ -2,7 +2,9 @@
 before :mod:`mtlab.config.schema` assembles the config unions; then the outside plug-ins (entry points)."""
 
 import mtlab.data.arrays
+import mtlab.data.cityscapes
 import mtlab.data.morpho_mnist
+import mtlab.data.nyuv2
 import mtlab.data.table
 import mtlab.models.custom
 import mtlab.models.deeplab

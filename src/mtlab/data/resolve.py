@@ -118,15 +118,23 @@ def places(source: Source, data_dir: Path | None = None) -> list[Place]:
     """Every directory the chain looks in for ``source``, in order (the embedded directory for embedded sources)."""
     if source.embedded:
         return [Place(embedded_dir(source), "embedded")]
+    return search_places((source.dirname,), data_dir, source.system_dirs)
+
+
+def search_places(
+    dirnames: tuple[str, ...], data_dir: Path | None = None, system_dirs: tuple[Path, ...] = ()
+) -> list[Place]:
+    """The chain's directories for files kept in a folder named one of ``dirnames`` under each root: in
+    ``data_dir`` (the folder, then ``data_dir`` itself), ``$MTLAB_DATA``, the user cache, then ``system_dirs``."""
     found: list[Place] = []
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
-        found += [Place(data_dir / source.dirname, "data_dir"), Place(data_dir, "data_dir")]
+        found += [Place(data_dir / name, "data_dir") for name in dirnames] + [Place(data_dir, "data_dir")]
     for root in os.environ.get(DATA_ENV, "").split(os.pathsep):
         if root:
-            found.append(Place(Path(root).expanduser() / source.dirname, f"${DATA_ENV}"))
-    found.append(Place(user_cache_root() / source.dirname, "user cache"))
-    found += [Place(d, "system") for d in source.system_dirs]
+            found += [Place(Path(root).expanduser() / name, f"${DATA_ENV}") for name in dirnames]
+    found += [Place(user_cache_root() / name, "user cache") for name in dirnames]
+    found += [Place(d, "system") for d in system_dirs]
     return found
 
 

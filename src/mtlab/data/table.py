@@ -25,7 +25,7 @@ feature or image is an error. Rows are numbered from 1 in error messages (the he
 * ``multilabel``: ``columns`` of 0/1 (or true/false) cells, one label per column;
 * ``regression``: numbers, one output per column (``column``: targets (N,); ``columns``: (N, O)); ``loss`` is
   ``mse`` (default), ``l1`` or ``huber``;
-* a task type registered by a plug-in: integer targets (``target_dtype`` long) are read as classes like
+* a task type registered by a plug-in: integer targets (an integer ``target_dtype``) are read as classes like
   ``multiclass``, float targets as numbers like ``regression``; the type's own ``check_targets`` then has the last word.
 
 Splits. ``split_column`` assigns each row to ``train``, ``val`` (the validation split, used instead of carving
@@ -109,8 +109,8 @@ def check_type_name(name: str) -> str:
 
 
 def is_class_type(type_name: str) -> bool:
-    """Whether a task type's targets are class indices (long), as opposed to floats."""
-    return TASK_TYPES.get(type_name).target_dtype == torch.long
+    """Whether a task type's targets are class indices (integers), as opposed to floats."""
+    return not TASK_TYPES.get(type_name).target_dtype.is_floating_point
 
 
 class TaskSpecBase(Strict):

@@ -123,7 +123,7 @@ class TaskType(ABC):
     """Per-pixel task: outputs are maps (B, O, H, W) at the input's height and width, targets (N, H, W) of class
     indices or (N, O, H, W) of values - not vectors (B, O) and targets (N[, L])."""
     target_dtype: ClassVar[torch.dtype]
-    """dtype of the stored targets (``torch.long``: missing = -1; a float dtype: missing = NaN)."""
+    """dtype of the stored targets (an integer dtype: missing = -1; a float dtype: missing = NaN)."""
 
     @abstractmethod
     def outputs(self, task: Task) -> int:
