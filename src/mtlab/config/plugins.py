@@ -2,6 +2,7 @@
 before :mod:`mtlab.config.schema` assembles the config unions; then the outside plug-ins (entry points)."""
 
 import mtlab.data.arrays
+import mtlab.data.celeba
 import mtlab.data.cityscapes
 import mtlab.data.morpho_mnist
 import mtlab.data.nyuv2

@@ -47,7 +47,7 @@ def _verify(root: Path) -> list[str]:
     return mtan_layout.verify(root, {"image": "image", **FOLDERS}, COUNTS, SIZE)
 
 
-NYUV2 = register_hand_placed(HandPlaced("nyuv2", ("nyuv2",), OBTAIN, "train/image", _survey, _verify))
+NYUV2 = register_hand_placed(HandPlaced("nyuv2", ("nyuv2",), OBTAIN, ("train/image",), _survey, _verify))
 
 
 @register_dataset

@@ -21,14 +21,14 @@ from mtlab.errors import DataError
 @dataclass(frozen=True)
 class HandPlaced:
     """One dataset whose files a user fetches: ``obtain`` says from where and what to do (ends error messages);
-    ``dirnames`` the folder names it is looked for under each root; ``marker`` a relative path whose presence
+    ``dirnames`` the folder names it is looked for under each root; ``markers`` relative paths, any of which
     makes a directory a candidate; ``survey(directory)`` a one-line state from file counts (fast, for ``mtlab data
     list``); ``verify(directory)`` the problems found by also reading every file's header (``mtlab data verify``)."""
 
     name: str
     dirnames: tuple[str, ...]
     obtain: str
-    marker: str
+    markers: tuple[str, ...]
     survey: Callable[[Path], str]
     verify: Callable[[Path], list[str]]
 
@@ -47,8 +47,11 @@ def places(spec: HandPlaced, data_dir: Path | None = None) -> list[Place]:
 
 
 def locate(spec: HandPlaced, data_dir: Path | None = None) -> Place | None:
-    """The first place of the chain holding ``spec.marker``, or None."""
-    return next((place for place in places(spec, data_dir) if (place.directory / spec.marker).exists()), None)
+    """The first place of the chain holding one of ``spec.markers``, or None."""
+    for place in places(spec, data_dir):
+        if any((place.directory / marker).exists() for marker in spec.markers):
+            return place
+    return None
 
 
 def find(spec: HandPlaced, data_dir: Path | None = None) -> Path:
@@ -57,7 +60,7 @@ def find(spec: HandPlaced, data_dir: Path | None = None) -> Path:
     if place is None:
         looked = "; ".join(str(p) for p in places(spec, data_dir))
         raise DataError(
-            f"{spec.name} files not found (no {spec.marker} in any of: {looked}); {spec.obtain}; "
+            f"{spec.name} files not found (no {' or '.join(spec.markers)} in any of: {looked}); {spec.obtain}; "
             "then set data.data_dir or $MTLAB_DATA"
         )
     return place.directory
