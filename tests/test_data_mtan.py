@@ -3,6 +3,7 @@ layout (``<root>/{train,val}/<folder>/<i>.npy``; the real files cannot be downlo
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,11 +11,12 @@ import pytest
 import torch
 
 from mtlab.cli.main import main
-from mtlab.data import load_dataset
+from mtlab.config import parse_config
+from mtlab.data import load_dataset, nyuv2
 from mtlab.data.cityscapes import CityscapesData
 from mtlab.data.mtan_layout import write_example_files
 from mtlab.data.nyuv2 import CLASSES, FOLDERS, SIZE, Nyuv2Data
-from mtlab.errors import DataError
+from mtlab.errors import ConfigError, DataError
 
 NYU_FOLDERS = {"image": "image", **FOLDERS}
 
@@ -139,3 +141,102 @@ def test_cityscapes_7_and_19_classes(tmp_path):
     assert np.array_equal(nineteen.train.labels["segmentation"][1].numpy(), np.load(root / "train/label_19/1.npy"))
     with pytest.raises(DataError, match=r"train/image: holds 2 arrays, expected the published 2975"):
         load_dataset(CityscapesData(dataset="cityscapes", data_dir=tmp_path))
+
+
+def test_data_list_verify_and_fetch_cover_the_hand_placed_datasets(nyu, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "600")  # keep table cells (paths, where to get the data) on one line
+    assert main(["data", "list", "--data-dir", str(nyu)]) == 0
+    out = capsys.readouterr().out
+    assert f"{nyu / 'nyuv2'} (data_dir)" in out
+    assert "incomplete: " in out
+    assert "holds 3 arrays, expected the published 795" in out
+    assert "https://www.dropbox.com/s/lg2ktu7o8hzwf99/cityscapes2.zip" in out  # cityscapes: not found, where to get it
+    assert main(["data", "verify", "nyuv2", "--data-dir", str(nyu)]) == 1
+    assert "expected the published 795" in capsys.readouterr().out
+
+    monkeypatch.setattr(nyuv2, "COUNTS", {"train": 3, "val": 2})  # these files as if they were the published set
+    assert main(["data", "verify", "nyuv2", "--data-dir", str(nyu)]) == 0
+    assert "complete: 3 train + 2 val" in capsys.readouterr().out
+    np.save(nyu / "nyuv2" / "val" / "normal" / "1.npy", np.zeros((*SIZE, 2), np.float32))
+    assert main(["data", "verify", "nyuv2", "--data-dir", str(nyu)]) == 1
+    out = capsys.readouterr().out
+    assert str(nyu / "nyuv2" / "val" / "normal" / "1.npy") in out
+    assert "expected (288, 384, 3) numbers" in out
+
+    assert main(["data", "fetch", "celeba"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtlab: error: celeba cannot be downloaded by mtlab; download img_align_celeba.zip")
+    assert err.count("\n") == 1
+    assert main(["data", "verify", "nyu"]) == 2
+    assert capsys.readouterr().err == "mtlab: error: DATASET: unknown dataset 'nyu'; did you mean 'nyuv2'?\n"
+
+
+def test_image_only_augmentation_is_refused_for_dense_tasks():
+    model = {"kind": "multitask", "trunk": {"type": "cnn", "conv": [{"filters": 4}]}}
+    raw = {"data": {"dataset": "nyuv2", "augment": {"horizontal_flip": True}}, "model": model}
+    with pytest.raises(ConfigError, match=r"data.augment: crops and flips move only the images, not the per-pixel"):
+        parse_config(raw)
+    parse_config({**raw, "data": {"dataset": "celeba", "augment": {"horizontal_flip": True}}})  # images only: fine
+
+
+DENSE_NET = '''
+from torch import nn
+
+
+class Dense(nn.Module):
+    """A shared 3x3 convolution, then a 1x1 convolution per task: (B, 3, H, W) -> {task: (B, O, H, W)}."""
+
+    def __init__(self, task_outputs, input_shape, flat):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Conv2d(input_shape[0], 4, 3, padding=1), nn.ReLU())
+        self.heads = nn.ModuleDict({t: nn.Conv2d(4, n, 1) for t, n in task_outputs.items()})
+        self.flat = flat
+
+    def forward(self, x):
+        features = self.trunk(x)
+        out = {t: head(features) for t, head in self.heads.items()}
+        return {t: o.mean((2, 3)) for t, o in out.items()} if self.flat else out
+
+
+def build(task_outputs, input_shape, flat=False):
+    return Dense(task_outputs, input_shape, flat)
+'''
+
+
+def test_a_dense_network_trains_on_nyuv2_end_to_end(nyu, tmp_path, capsys):
+    (tmp_path / "dense_net.py").write_text(DENSE_NET)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"data: {{dataset: nyuv2, data_dir: {nyu}, check_counts: false, val_fraction: 0.34}}\n"
+        "model: {kind: custom, factory: dense_net.py:build}\n"
+        "train: {epochs: 1, batch_size: 2}\n"
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("segmentation.miou", "segmentation.pixel_acc", "depth.abs_err", "depth.rel_err"):
+        assert 0 <= metrics["test"][f"test.{key}"] < math.inf
+    assert 0 <= metrics["test"]["test.normal.median_angle"] <= 180
+    assert 0 <= metrics["val"]["val.normal.within_30"] <= 1
+    confusion = metrics["confusion"]["segmentation"]  # (13, 13), rows: true class, over the 2 test images
+    labels = torch.from_numpy(np.stack([np.load(nyu / "nyuv2" / "val" / "label" / f"{i}.npy") for i in (0, 1)]))
+    assert np.array(confusion).sum(1).tolist() == torch.bincount(labels[labels >= 0].long(), minlength=13).tolist()
+
+    # A network that returns one vector per example for a per-pixel task is refused at build time, by shape.
+    config.write_text(config.read_text().replace("dense_net.py:build}", "dense_net.py:build, options: {flat: true}}"))
+    assert main(["train", str(config), "--out", str(tmp_path / "flat")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtlab: error: model.factory ")
+    assert "output 'segmentation' has shape (3, 13) for a batch of 3; expected (batch, 13, 288, 384)" in err
+
+
+def test_a_loaded_dataset_is_shared_until_a_file_changes(nyu):
+    first = _load(nyu)
+    assert _load(nyu) is first  # the seeds of a group and the runs of a study share one copy
+    path = nyu / "nyuv2" / "train" / "label" / "0.npy"
+    label = np.load(path)
+    label[label >= 0] = 3
+    np.save(path, label)  # same size; a newer mtime
+    again = _load(nyu)
+    assert again is not first
+    assert set(again.train.labels["segmentation"][0].unique().tolist()) == {-1, 3}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -12,7 +13,10 @@ from mtlab.data import derived, resolve
 from mtlab.data.download import fetch
 from mtlab.data.sources import SOURCES, Source
 from mtlab.data.tasks import OVERLAYS
-from mtlab.errors import DataError
+from mtlab.errors import DataError, MtlabError, did_you_mean
+
+if TYPE_CHECKING:
+    from mtlab.data.placed import HandPlaced
 
 _STYLE = {"ok": "green", "mismatch": "red", "corrupt": "red", "missing": "yellow"}
 
@@ -23,16 +27,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list, verify or download datasets",
         description="Datasets are looked for in --data-dir, then $MTLAB_DATA, then the user cache, then system "
         "directories. DATASET is a source (mnist, fashion-mnist, cifar100, and the embedded fashion-mnist-sample "
-        "and mnist-sample) or a dataset that uses one (mnist-pairs, the multi-* composites).",
+        "and mnist-sample) or a dataset that uses one (mnist-pairs, the multi-* composites); or a dataset whose files "
+        "you put in place by hand (nyuv2, cityscapes, celeba: `mtlab data list` says where to get them).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets)})
 
     listing = actions.add_parser("list", help="where each dataset's files were found")
-    verifying = actions.add_parser("verify", help="check every file's checksum (exit 1 on a problem)")
-    verifying.add_argument("dataset", nargs="?", choices=names, metavar="DATASET", help="default: every dataset found")
+    verifying = actions.add_parser(
+        "verify", help="check every file's checksum, or counts and shapes (exit 1 on a problem)"
+    )
+    # No argparse choices: the hand-placed datasets are known once the dataset plug-ins are imported (in the action).
+    verifying.add_argument("dataset", nargs="?", metavar="DATASET", help=f"{', '.join(names)}, or a hand-placed one")
     fetching = actions.add_parser("fetch", help="download a dataset into the user cache (or --data-dir)")
-    fetching.add_argument("dataset", choices=names, metavar="DATASET")
+    fetching.add_argument("dataset", metavar="DATASET")
     for sub, handler in ((listing, list_data), (verifying, verify_data), (fetching, fetch_data)):
         sub.add_argument("--data-dir", type=Path, help="look here first (fetch: download here)")
         sub.set_defaults(func=handler)
@@ -75,8 +83,26 @@ def list_data(args: argparse.Namespace) -> int:
     )
     console = Console()
     console.print(table)
+    console.print(_hand_placed_table(args.data_dir))
     console.print(_composites_table())
     return 0
+
+
+def _hand_placed_table(data_dir: Path | None) -> Table:
+    """The datasets mtlab cannot download: where each was found and its file counts, or where to get it."""
+    from mtlab.data import placed
+
+    table = Table(title="datasets you put in place by hand (mtlab cannot download them)")
+    for column in ("dataset", "found in", "state", "how to get it"):
+        table.add_column(column, overflow="fold")
+    for spec in placed.hand_placed().values():
+        place = placed.locate(spec, data_dir)
+        if place is None:
+            table.add_row(spec.name, "-", "not found", spec.obtain)
+        else:
+            table.add_row(spec.name, str(place), spec.survey(place.directory), spec.obtain)
+    table.caption = "looked for in --data-dir, $MTLAB_DATA and the user cache; checked by file counts and shapes"
+    return table
 
 
 def _composites_table() -> Table:
@@ -99,11 +125,19 @@ def _composites_table() -> Table:
 
 def verify_data(args: argparse.Namespace) -> int:
     """Check the files of one source, or of every source found somewhere; 1 if any file is not ok."""
+    from mtlab.data.placed import hand_placed as registered
+
+    known = registered()
+    if args.dataset:
+        _check_name(args.dataset)
+        hand_placed = [known[args.dataset]] if args.dataset in known else []
+    else:
+        hand_placed = list(known.values())
     sources = _sources(args.dataset) if args.dataset else list(SOURCES.values())
     table = Table(title="verify")
     for column in ("source", "file", "status", "detail"):
         table.add_column(column, overflow="fold")
-    problems = 0
+    problems = sum(_verify_hand_placed(spec, args.data_dir, table, asked=bool(args.dataset)) for spec in hand_placed)
     for source in sources:
         found = resolve.locate(source, args.data_dir)
         if found is None:
@@ -119,8 +153,39 @@ def verify_data(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _check_name(name: str) -> None:
+    """Raise unless ``name`` is a source, a dataset built from one, or a hand-placed dataset."""
+    from mtlab.data.placed import hand_placed
+
+    names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets), *hand_placed()})
+    if name not in names:
+        raise MtlabError(f"DATASET: unknown dataset {name!r}; " + did_you_mean(name, names, f"known: {names}"))
+
+
+def _verify_hand_placed(spec: HandPlaced, data_dir: Path | None, table: Table, asked: bool) -> int:
+    """Add a row per problem with a hand-placed dataset's copy (or one ``ok`` row); the number of problems."""
+    from mtlab.data import placed
+
+    place = placed.locate(spec, data_dir)
+    if place is None:
+        table.add_row(spec.name, "-", "[yellow]not found[/]", spec.obtain)
+        return int(asked)
+    problems = spec.verify(place.directory)
+    for problem in problems:
+        path, _, detail = problem.partition(": ")
+        table.add_row(spec.name, path, "[red]mismatch[/]", detail)
+    if not problems:
+        table.add_row(spec.name, str(place.directory), "[green]ok[/]", spec.survey(place.directory))
+    return len(problems)
+
+
 def fetch_data(args: argparse.Namespace) -> int:
     """Download the files of every source of the dataset that are not already intact in the target directory."""
+    from mtlab.data.placed import hand_placed
+
+    _check_name(args.dataset)
+    if args.dataset in hand_placed():
+        raise DataError(f"{args.dataset} cannot be downloaded by mtlab; {hand_placed()[args.dataset].obtain}")
     for source in _sources(args.dataset):
         _fetch_source(source, args.data_dir)
     return 0

@@ -539,6 +539,21 @@ class RunConfig(Strict):
         """The trained tasks, in the dataset's order unless ``tasks`` gives one."""
         return list(self.tasks) if self.tasks is not None else self.data.task_names()
 
+    def _check_dense_augment(self, tasks: list[str]) -> None:
+        """Crops and flips move only the images: a per-pixel target would no longer match its image."""
+        augment = self.data.augment
+        if not (augment.crop_padding or augment.horizontal_flip):
+            return
+        from mtlab.tasks import TASK_TYPES  # only now: checking a config imports no torch
+
+        types = self.data.task_types()
+        dense = [t for t in tasks if TASK_TYPES.get(types[t]).dense]
+        if dense:
+            raise _at(
+                "data.augment",
+                f"crops and flips move only the images, not the per-pixel targets of {dense}; turn them off",
+            )
+
     @model_validator(mode="after")
     def _check_tasks(self) -> RunConfig:
         known = self.data.task_names()
@@ -563,6 +578,7 @@ class RunConfig(Strict):
                 f"{method.name} balances {method.min_tasks} or more tasks; this run trains {len(tasks)} ({tasks})",
             )
         self.data.check_run(self)
+        self._check_dense_augment(tasks)
         self.model.check_run(self)
         stop = self.train.early_stopping
         if stop is not None:

@@ -19,8 +19,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from mtlab.config.base import DataBase, register_dataset
-from mtlab.data.placed import HandPlaced, find, register_hand_placed
+from mtlab.config.base import register_dataset
+from mtlab.data.mtan_options import MtanData
+from mtlab.data.placed import HandPlaced, register_hand_placed
 
 SIZE = (128, 256)
 COUNTS = {"train": 2975, "val": 500}
@@ -60,23 +61,25 @@ CITYSCAPES = register_hand_placed(
 
 
 @register_dataset
-class CityscapesData(DataBase):
+class CityscapesData(MtanData):
     """Cityscapes (MTAN's preprocessed 128 x 256 files): segmentation (7 or 19 classes) and disparity."""
 
     dataset: Literal["cityscapes"]
     classes: Literal[7, 19] = Field(7, description="Segmentation classes: 7 (label_7, the papers') or 19 (label_19).")
-    check_counts: bool = Field(
-        True, description="Require the published 2,975 training and 500 test images (false: load whatever is there)."
-    )
 
+    place: ClassVar[HandPlaced] = CITYSCAPES
+    size: ClassVar[tuple[int, int]] = SIZE
+    counts: ClassVar[dict[str, int]] = COUNTS
     tasks: ClassVar[dict[str, tuple[str, str]]] = {
         "segmentation": ("segmentation", "label"),
         "depth": ("depth", "depth"),
     }
-    """Task name -> (task type, kind of array)."""
 
-    def task_types(self) -> dict[str, str]:
-        return {name: kind for name, (kind, _) in self.tasks.items()}
+    def folders(self) -> dict[str, str]:
+        return _folders(self.classes)
+
+    def class_names(self) -> dict[str, tuple[str, ...]]:
+        return {"segmentation": CLASSES[self.classes], "depth": ("inverse depth",)}
 
     @classmethod
     def example(cls, name: str, workdir: Path) -> dict[str, Any]:
@@ -85,20 +88,3 @@ class CityscapesData(DataBase):
 
         write_example_files(workdir / "cityscapes2", _folders(), SIZE, {"train": 3, "val": 2}, 7)
         return {"dataset": name, "data_dir": str(workdir), "check_counts": False}
-
-    def load(self, seed: int):
-        from mtlab.data.dataset import Dataset
-        from mtlab.data.mtan_layout import load_split_targets
-        from mtlab.tasks import Task
-
-        root = find(CITYSCAPES, self.data_dir)
-        folders = _folders(self.classes)
-        names = {"segmentation": CLASSES[self.classes], "depth": ("inverse depth",)}
-        tasks = {name: Task(name, names[name], kind) for name, (kind, _) in self.tasks.items()}
-        wanted = {name: (tasks[name], array, folders[array]) for name, (_, array) in self.tasks.items()}
-        remedy = f"to get intact files, {OBTAIN}"
-        splits = [
-            load_split_targets(root, split, wanted, SIZE, COUNTS[split] if self.check_counts else None, remedy)
-            for split in ("train", "val")
-        ]
-        return Dataset(self.dataset, tasks, splits[0], splits[1], str(root))

@@ -17,18 +17,22 @@ What each folder holds (read as the reference ``create_dataset.py`` reads it; H 
 
 The splits are read whole into memory (each file through a memory map, straight into the split's tensor), which for
 NYUv2 is about 1.8 GB for the 795 training images and 1.5 GB for the 654 test images (normals, float32, are most of
-it). The ``val`` folder is the split the papers report on: mtlab loads it as the test split.
+it) - once per process while the files are unchanged (:func:`cached_dataset`), shared by the stacked seeds and the
+runs of a study. The ``val`` folder is the split the papers report on: mtlab loads it as the test split.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from mtlab.data.dataset import Split
+from mtlab.data.dataset import Dataset, Split
 from mtlab.errors import DataError
 from mtlab.tasks import Task
 
@@ -209,6 +213,45 @@ def load_split_targets(
         if problem is not None:
             raise DataError(f"{root / split / folder}: the {task.type} targets of task {name!r} {problem}; {remedy}")
     return Split(images, labels)
+
+
+def files_signature(root: Path, folders: Iterable[str]) -> tuple[tuple[str, int, int, int], ...]:
+    """(folder, arrays, total bytes, latest mtime) for every ``<split>/<folder>`` under ``root``: changes whenever a
+    file is added, removed, or rewritten, so a cached dataset is never served stale."""
+    signature = []
+    for split in SPLITS:
+        for folder in folders:
+            count = size = latest = 0
+            directory = root / split / folder
+            if directory.is_dir():
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        stat = entry.stat()
+                        count, size, latest = count + 1, size + stat.st_size, max(latest, stat.st_mtime_ns)
+            signature.append((f"{split}/{folder}", count, size, latest))
+    return tuple(signature)
+
+
+@functools.lru_cache(maxsize=2)
+def cached_dataset(
+    name: str,
+    root: str,
+    folders: tuple[tuple[str, str], ...],
+    size: tuple[int, int],
+    expected: tuple[tuple[str, int], ...] | None,
+    tasks: tuple[tuple[str, str, str, tuple[str, ...]], ...],
+    signature: tuple[tuple[str, int, int, int], ...],
+    remedy: str,
+) -> Dataset:
+    """The dataset at ``root``, read once per process for as long as its files' ``signature`` holds; ``tasks``:
+    (name, type, kind of array, class names) each. Runs share its tensors, so nothing may modify them in place
+    (nothing in mtlab does: splits and batches are gathered copies)."""
+    kinds = dict(folders)
+    made = {n: Task(n, names, kind) for n, kind, _, names in tasks}
+    wanted = {n: (made[n], array, kinds[array]) for n, _, array, _ in tasks}
+    counts = dict(expected) if expected is not None else {}
+    train, test = (load_split_targets(Path(root), split, wanted, size, counts.get(split), remedy) for split in SPLITS)
+    return Dataset(name, made, train, test, root)
 
 
 def write_example_files(

@@ -16,10 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
-
-from mtlab.config.base import DataBase, register_dataset
-from mtlab.data.placed import HandPlaced, find, register_hand_placed
+from mtlab.config.base import register_dataset
+from mtlab.data.mtan_options import MtanData
+from mtlab.data.placed import HandPlaced, register_hand_placed
 
 SIZE = (288, 384)
 COUNTS = {"train": 795, "val": 654}
@@ -51,23 +50,25 @@ NYUV2 = register_hand_placed(HandPlaced("nyuv2", ("nyuv2",), OBTAIN, ("train/ima
 
 
 @register_dataset
-class Nyuv2Data(DataBase):
+class Nyuv2Data(MtanData):
     """NYUv2 (MTAN's preprocessed 288 x 384 files): segmentation (13 classes), depth, surface normals."""
 
     dataset: Literal["nyuv2"]
-    check_counts: bool = Field(
-        True, description="Require the published 795 training and 654 test images (false: load whatever is there)."
-    )
 
+    place: ClassVar[HandPlaced] = NYUV2
+    size: ClassVar[tuple[int, int]] = SIZE
+    counts: ClassVar[dict[str, int]] = COUNTS
     tasks: ClassVar[dict[str, tuple[str, str]]] = {
         "segmentation": ("segmentation", "label"),
         "depth": ("depth", "depth"),
         "normal": ("normals", "normal"),
     }
-    """Task name -> (task type, kind of array)."""
 
-    def task_types(self) -> dict[str, str]:
-        return {name: kind for name, (kind, _) in self.tasks.items()}
+    def folders(self) -> dict[str, str]:
+        return {"image": "image", **FOLDERS}
+
+    def class_names(self) -> dict[str, tuple[str, ...]]:
+        return {"segmentation": CLASSES, "depth": ("depth",), "normal": ("x", "y", "z")}
 
     @classmethod
     def example(cls, name: str, workdir: Path) -> dict[str, Any]:
@@ -77,19 +78,3 @@ class Nyuv2Data(DataBase):
         root = workdir / "nyuv2"
         write_example_files(root, {"image": "image", **FOLDERS}, SIZE, {"train": 3, "val": 2}, len(CLASSES))
         return {"dataset": name, "data_dir": str(workdir), "check_counts": False}
-
-    def load(self, seed: int):
-        from mtlab.data.dataset import Dataset
-        from mtlab.data.mtan_layout import load_split_targets
-        from mtlab.tasks import Task
-
-        root = find(NYUV2, self.data_dir)
-        names = {"segmentation": CLASSES, "depth": ("depth",), "normal": ("x", "y", "z")}
-        tasks = {name: Task(name, names[name], kind) for name, (kind, _) in self.tasks.items()}
-        wanted = {name: (tasks[name], array, FOLDERS[array]) for name, (_, array) in self.tasks.items()}
-        remedy = f"to get intact files, {OBTAIN}"
-        splits = [
-            load_split_targets(root, split, wanted, SIZE, COUNTS[split] if self.check_counts else None, remedy)
-            for split in ("train", "val")
-        ]
-        return Dataset(self.dataset, tasks, splits[0], splits[1], str(root))

@@ -42,6 +42,14 @@ def register_hand_placed(spec: HandPlaced) -> HandPlaced:
     return spec
 
 
+def hand_placed() -> dict[str, HandPlaced]:
+    """Every hand-placed dataset, after importing the dataset plug-ins that register them (mtlab's and those of
+    installed packages)."""
+    import mtlab.config.plugins  # noqa: F401  (registers)
+
+    return HAND_PLACED
+
+
 def places(spec: HandPlaced, data_dir: Path | None = None) -> list[Place]:
     return search_places(spec.dirnames, data_dir)
 

@@ -152,7 +152,8 @@ class CustomModel(ModelKind):
         if not isinstance(module, nn.Module):
             raise MtlabError(f"model.factory {self.factory}: returned a {type(module).__name__}, not a torch.nn.Module")
         reason = None if self.stackable() else "model.stack is 'never'"
-        return CustomNet(module, outputs, tuple(input_shape), factory=self.factory, stack_problem=reason)
+        dense = frozenset(t for t in names if tasks[t].task_type.dense)
+        return CustomNet(module, outputs, tuple(input_shape), factory=self.factory, stack_problem=reason, dense=dense)
 
 
 # --------------------------------------------------------------------------------------------------------- factory
@@ -301,11 +302,13 @@ class CustomNet(MultiTaskNet):
         *,
         factory: str = "custom",
         stack_problem: str | None = None,
+        dense: frozenset[str] = frozenset(),
     ):
         super().__init__(list(outputs))
         self.net = net
         self.outputs = dict(outputs)
         self.input_shape = tuple(input_shape)
+        self.dense = dense  # tasks whose outputs are maps (batch, width, H, W) at the input's height and width
         self.factory = factory
         self._stack_checked = stack_problem is not None
         self._stack_problem = stack_problem
@@ -349,7 +352,8 @@ class CustomNet(MultiTaskNet):
         return f"model.factory {self.factory}"
 
     def check_outputs(self, out: Any, batch: int, prefix: tuple[int, ...] = ()) -> None:
-        """Raise a :class:`MtlabError` unless ``out`` is ``{task: (*prefix, batch, width)}`` for every task."""
+        """Raise a :class:`MtlabError` unless ``out`` is ``{task: (*prefix, batch, width)}`` for every task -
+        ``(*prefix, batch, width, H, W)`` at the input's H and W for a dense task."""
         if not isinstance(out, Mapping):
             raise MtlabError(
                 f"{self._where()}: the network returned a {type(out).__name__}; it must return a dict "
@@ -362,16 +366,18 @@ class CustomNet(MultiTaskNet):
                     f"it returned {sorted(map(str, out))}"
                 )
             value = out[task]
-            expected = (*prefix, batch, width)
+            maps = tuple(self.input_shape[1:]) if task in self.dense else ()
+            expected = (*prefix, batch, width, *maps)
+            shape = ", ".join(map(str, ("batch", width, *maps)))
             if not isinstance(value, Tensor):
                 raise MtlabError(
-                    f"{self._where()}: output {task!r} is a {type(value).__name__}, not a tensor of shape "
-                    f"(batch, {width})"
+                    f"{self._where()}: output {task!r} is a {type(value).__name__}, not a tensor of shape ({shape})"
                 )
             if tuple(value.shape) != expected:
                 raise MtlabError(
                     f"{self._where()}: output {task!r} has shape {tuple(value.shape)} for a batch of {batch}; "
-                    f"expected (batch, {width}): width {width} is what task {task!r} needs"
+                    f"expected ({shape}): width {width} is what task {task!r} needs"
+                    + (" (a map per example at the input's height and width)" if maps else "")
                 )
             if not value.is_floating_point():
                 raise MtlabError(f"{self._where()}: output {task!r} is {value.dtype}; it must be a float tensor")
