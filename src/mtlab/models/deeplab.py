@@ -13,6 +13,10 @@ and the task's scores are upsampled bilinearly (align_corners=True, as LibMTL's 
 (H, W). Convolutions followed by BN have no bias. Raw scores: the task types' losses apply softmax or unit length.
 
 Shared parameters: the encoder; each head is its task's own. One task gives the single-task model.
+
+The image-pooling branch normalises a 1 x 1 map, so in training a batch needs two or more images (PyTorch's batch
+norm refuses one value per channel): choose a batch size that does not leave one image over (LibMTL: batch 8,
+``drop_last``; NYUv2's 795 images leave 3).
 """
 
 from __future__ import annotations
