@@ -44,6 +44,7 @@ for pair in ${STUDIES:-nyuv2-weighting:nyuv2 cityscapes-weighting:cityscapes cel
   overrides=$("$PYTHON" - "$dataset" "$OUT/data" <<'EOF'
 import sys
 from pathlib import Path
+import mtlab.config.schema  # noqa: F401  (assembling the config registers every dataset)
 from mtlab.config.base import DATASETS
 options = DATASETS.get(sys.argv[1]).example(sys.argv[1], Path(sys.argv[2]))
 print(" ".join(f"data.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items() if k != "dataset"))
