@@ -35,9 +35,9 @@ def one_thread():
 @pytest.mark.parametrize("name", sorted(PAPER_STUDIES))
 def test_paper_study_validates_every_budget_and_compares_every_method_with_equal_weights(name):
     spec, _ = find_study(name)
-    assert {"paper", "tiny"} <= set(spec.budgets)
+    assert {"full", "tiny"} <= set(spec.budgets)
     if name != "celeba-weighting":  # no CelebA number could be verified: it has no reference section yet
-        assert spec.reference.budget == "paper"
+        assert spec.reference.budget == "full"
         assert spec.reference.baselines is not None
     for budget in spec.budgets:
         runs = expand(spec, budget)
@@ -46,7 +46,7 @@ def test_paper_study_validates_every_budget_and_compares_every_method_with_equal
         assert {r.config.loss.method for r in shared} == set(registered_methods()), budget
         singles = {r.config.task_names[0] for r in runs if len(r.config.task_names) == 1}
         assert singles == set(runs[0].config.data.task_names()), "a single-task baseline for every task"
-    fixed = next(r for r in expand(spec, "paper") if r.variant == spec.control.variant)
+    fixed = next(r for r in expand(spec, "full") if r.variant == spec.control.variant)
     assert fixed.config.loss.method == "fixed"
     assert fixed.config.loss.weights == {}
 
@@ -54,7 +54,7 @@ def test_paper_study_validates_every_budget_and_compares_every_method_with_equal
 @pytest.mark.parametrize("name", ["nyuv2-weighting", "cityscapes-weighting"])
 def test_dense_paper_studies_follow_the_published_protocol(name):
     spec, _ = find_study(name)
-    run = next(r for r in expand(spec, "paper") if r.variant == "mtan, nash_mtl")
+    run = next(r for r in expand(spec, "full") if r.variant == "mtan, nash_mtl")
     c = run.config
     assert c.model.kind == "segnet_mtan"
     assert c.model.filters == [64, 128, 256, 512, 512]
@@ -67,7 +67,7 @@ def test_dense_paper_studies_follow_the_published_protocol(name):
     )
     assert (c.train.epochs, c.train.test_last_epochs, c.data.val_fraction) == (200, 10, 0.0)
     assert c.train.batch_size == {"nyuv2-weighting": 2, "cityscapes-weighting": 8}[name]
-    single = {r.variant: r.config for r in expand(spec, "paper") if len(r.config.task_names) == 1}
+    single = {r.variant: r.config for r in expand(spec, "full") if len(r.config.task_names) == 1}
     assert {c.model.kind for c in single.values()} == {"segnet"}
     assert set(spec.reference.single_task.values()) == set(single)
 
