@@ -50,6 +50,7 @@ TRUNKS_BY_TYPE: dict[str, dict[str, Any]] = {
     "cnn": {"type": "cnn", "conv": [{"filters": 4, "pool": 2, "batch_norm": True}, {"filters": 6, "pool": 2}]},
     "resnet": {"type": "resnet", "stem": 4, "widths": [4, 6]},
     "timm": {"type": "timm", "name": "resnet18"},
+    "imagenet_resnet": {"type": "imagenet_resnet", "depth": 18},
 }
 
 

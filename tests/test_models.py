@@ -87,6 +87,7 @@ TRUNK_SAMPLES: dict[str, dict[str, Any]] = {
     "cnn": {"type": "cnn", "conv": [{"filters": 4, "pool": 2, "batch_norm": True}, {"filters": 6}], "dense": [8]},
     "resnet": {"type": "resnet", "stem": 4, "widths": [4, 8], "blocks": 2},
     "timm": {"type": "timm", "name": "resnet18"},
+    "imagenet_resnet": {"type": "imagenet_resnet", "depth": 18},
 }
 INPUT_SHAPES = [(1, 14, 14), (3, 32, 32), (2, 9, 7)]
 

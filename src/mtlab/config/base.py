@@ -165,6 +165,30 @@ class ModelKind(FileRelative):
         raise NotImplementedError(f"model kind {getattr(self, 'kind', '?')!r} has no builder")
 
 
+def dense_tasks(run: RunConfig) -> list[str]:
+    """The trained tasks of ``run`` whose type predicts a map per example (segmentation, depth, normals)."""
+    from mtlab.tasks import TASK_TYPES
+
+    return [t for t, type_name in run.task_type_names().items() if TASK_TYPES.get(type_name).dense]
+
+
+class DenseModelKind(ModelKind):
+    """A kind whose every head predicts a map (B, outputs, H, W) at the input's size: it trains dense tasks only."""
+
+    def check_run(self, run: RunConfig) -> None:
+        per_pixel = dense_tasks(run)
+        flat = [t for t in run.task_names if t not in per_pixel]
+        if flat:
+            raise at(
+                "model.kind",
+                f"{self.sharing_label()} predicts a map per pixel, but tasks {flat} are not per-pixel tasks "
+                "(segmentation, depth, normals); use a multitask model for them",
+            )
+
+    def dense_only(self) -> bool:
+        return False  # a conv net
+
+
 # ------------------------------------------------------------------------------------------------------ registries
 
 DATASETS: Registry[type[DataBase]] = Registry("dataset", entry_point_group="mtlab.datasets")

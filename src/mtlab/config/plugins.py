@@ -8,6 +8,9 @@ import mtlab.data.morpho_mnist
 import mtlab.data.nyuv2
 import mtlab.data.table
 import mtlab.models.custom
+import mtlab.models.deeplab
+import mtlab.models.imagenet_resnet
+import mtlab.models.segnet
 import mtlab.models.timm_trunk  # noqa: F401  (each import registers its plug-in)
 from mtlab.registry import load_entry_points
 

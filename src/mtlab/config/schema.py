@@ -21,6 +21,7 @@ from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest 
     KeyedError,
     ModelKind,
     Strict,
+    dense_tasks,
     register_dataset,
     register_model_kind,
     register_trunk_type,
@@ -267,6 +268,13 @@ class HeadedModel(ModelKind):
     def check_run(self, run: RunConfig) -> None:
         if run.data.dataset == "mnist-pairs":
             raise _at("model.kind", f"mnist-pairs data needs a 'pairs' model, not {self.sharing_label()!r}")
+        per_pixel = dense_tasks(run)
+        if per_pixel:
+            raise _at(
+                "model.kind",
+                f"tasks {per_pixel} predict a map per pixel; a {self.sharing_label()!r} model predicts one vector per "
+                "example - use kind segnet, segnet_mtan or deeplab",
+            )
         tasks = run.task_names
         for task in self.heads:
             if task not in tasks:
@@ -444,7 +452,11 @@ class OptimConfig(Strict):
     weight_decay: float = Field(0.0, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum (ignored by Adam/AdamW).")
     nesterov: bool = False
-    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    schedule: Literal["constant", "cosine", "onecycle", "step"] = "constant"
+    step_epochs: int = Field(
+        100, gt=0, description="Step schedule: multiply the learning rate by step_gamma every this many epochs."
+    )
+    step_gamma: float = Field(0.5, gt=0.0, le=1.0, description="Step schedule: the factor (PyTorch's StepLR gamma).")
     warmup_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="One-cycle: fraction of steps spent warming up.")
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the global gradient norm to this value.")
 
@@ -511,6 +523,22 @@ class TrainConfig(Strict):
     diagnostics: Diagnostics | None = Field(
         None, description="Per task pair, cosine and magnitude ratio of the task gradients every N steps (off: null)."
     )
+    test_last_epochs: int | None = Field(
+        None,
+        gt=0,
+        description="Evaluate the test split after each of the last N epochs and report the mean of those N "
+        "evaluations as the test metrics (the protocol of Liu et al. 2019 and Nash-MTL: no model selection, mean "
+        "of the last 10 epochs); off (null): the test split is evaluated once, on the selected weights.",
+    )
+
+    @model_validator(mode="after")
+    def _test_average_needs_no_selection(self) -> TrainConfig:
+        n = self.test_last_epochs
+        if n is not None and n > self.epochs:
+            raise ValueError(f"test_last_epochs {n} > epochs {self.epochs}")
+        if n is not None and self.early_stopping is not None:
+            raise ValueError("test_last_epochs averages the last epochs' test metrics; it excludes early_stopping")
+        return self
 
 
 DataConfig = _union(DATASETS, "dataset")

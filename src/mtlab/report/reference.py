@@ -20,6 +20,12 @@ comparison's metric (default: the task's primary one) signed by its direction, s
 always better (higher accuracy, lower loss or MAE). A ``better`` comparison is supported when the adjusted p < 0.05
 with the expected sign, contradicted when the sign is the opposite one; a ``not_worse`` comparison holds unless the
 variant is significantly worse. A claim is supported when all its comparisons are, contradicted when any is.
+
+With ``baselines`` (the original's single-task numbers), each variant that trains every baseline task gets Δm per
+seed (Maninis et al. 2019, in percent: the mean over the baseline's metrics of ``(-1)^{l_k} (M_k - B_k) / B_k``,
+l_k = 1 when lower is better) twice: against the original's baselines B, and - with ``single_task`` - against this
+study's own single-task variants (B_k their mean over seeds). The first is what the papers' tables report, and is
+compared with the published Δm (``delta_m``) like any original value.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from scipy import stats
 from mtlab.analysis.stats import paired_t_p
 from mtlab.report.tables import MISSING, Cell, StudyData, Table, format_p
 from mtlab.report.units import decimals, difference_unit, scale, unit
-from mtlab.study.reference import Claim, Comparison, OriginalValue, Reference, incomparable_reasons
+from mtlab.study.reference import Baselines, Claim, Comparison, OriginalValue, Reference, incomparable_reasons
 
 if TYPE_CHECKING:
     from mtlab.report.render import Block
@@ -188,6 +194,86 @@ def reference_frame(study: StudyData, reference: Reference) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def delta_m_per_seed(study: StudyData, variant: str, baseline: dict[str, dict[str, float]]) -> pd.Series:
+    """Δm (percent) of ``variant`` per seed against ``baseline`` (task -> metric -> value, display units), over the
+    seeds that recorded every metric; empty when a metric is missing everywhere."""
+    terms = []
+    for task, per_metric in baseline.items():
+        for metric, base in per_metric.items():
+            info = study.task(task)
+            sign = 1.0 if (info.directions.get(metric) or _type_direction(info.type, metric)) == "max" else -1.0
+            terms.append(sign * (_per_seed(study, variant, task, metric) - base) / base * 100.0)
+    frame = pd.concat(terms, axis=1).dropna() if terms else pd.DataFrame()
+    return frame.mean(axis=1) if not frame.empty else pd.Series(dtype=float)
+
+
+def own_baseline(study: StudyData, baselines: Baselines, single_task: dict[str, str]) -> dict[str, dict[str, float]]:
+    """This study's single-task numbers for the baseline metrics: each single-task variant's mean over seeds."""
+    return {
+        task: {metric: float(_per_seed(study, single_task[task], task, metric).mean()) for metric in per_metric}
+        for task, per_metric in baselines.values.items()
+    }
+
+
+def delta_m_frame(study: StudyData, reference: Reference) -> pd.DataFrame:
+    """One row per variant training every baseline task: Δm against the original's baselines (with the published
+    Δm and the :class:`Agreement`) and against this study's single-task variants."""
+    baselines = reference.baselines
+    if baselines is None:
+        return pd.DataFrame()
+    ours = own_baseline(study, baselines, reference.single_task) if reference.single_task else None
+    rows = []
+    for variant in study.variants:
+        trained = set(study.metrics.loc[study.metrics["variant"] == variant, "task"])
+        if not set(baselines.values) <= trained:
+            continue
+        theirs = delta_m_per_seed(study, variant, baselines.values)
+        published = reference.delta_m.get(variant)
+        a = agreement(theirs.to_numpy(), published or OriginalValue(mean=0.0))
+        own = delta_m_per_seed(study, variant, ours) if ours is not None else pd.Series(dtype=float)
+        low, high = _interval(own.to_numpy())
+        rows.append(
+            {
+                "variant": variant,
+                "published": published.mean if published else math.nan,
+                "note": published.note if published else "",
+                **{k: getattr(a, k) for k in ("n", "mean", "std", "ci_low", "ci_high", "difference", "se")},
+                "verdict": a.verdict if published else "",
+                "own_n": len(own),
+                "own_mean": float(own.mean()) if len(own) else math.nan,
+                "own_low": low,
+                "own_high": high,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def delta_m_table(frame: pd.DataFrame, baselines: Baselines) -> Table:
+    headers = ["Variant", "Published Δm", "Δm vs the original's baselines", "95% CI", "Verdict"]
+    headers += ["Δm vs this study's single-task runs", "95% CI"]
+    rows = []
+    for r in frame.to_dict("records"):
+        rows.append(
+            [
+                Cell(r["variant"], kind="text"),
+                Cell(_fmt(r["published"], "+.2f"), note=r["note"]),
+                Cell(_fmt(r["mean"], "+.2f"), note=f"n={r['n']}"),
+                Cell(f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if _ok(r["ci_low"]) else MISSING),
+                Cell(r["verdict"] or MISSING, strong=r["verdict"] in ("above", "below"), kind="text"),
+                Cell(_fmt(r["own_mean"], "+.2f"), note=f"n={r['own_n']}"),
+                Cell(f"[{r['own_low']:+.2f}, {r['own_high']:+.2f}]" if _ok(r["own_low"]) else MISSING),
+            ]
+        )
+    metrics = ", ".join(f"{t} {m}" for t, per_metric in baselines.values.items() for m in per_metric)
+    caption = (
+        f"Δm in percent (Maninis et al. 2019): the mean over {metrics} of the relative change against single-task "
+        "numbers, signed so that positive is better. Against the original's published single-task numbers "
+        f"({baselines.source}) - what the papers report, compared with their Δm as the values above are - and "
+        "against the mean over seeds of this study's own single-task runs. Mean over seeds with 95% intervals."
+    )
+    return Table(headers, rows, caption)
+
+
 def claims_frame(study: StudyData, reference: Reference) -> pd.DataFrame:
     """One row per comparison of every claim: the original's difference, this study's paired one, Holm's p."""
     rows = []
@@ -285,10 +371,16 @@ def reference_blocks(study: StudyData) -> list[Block]:
         blocks.append(Text("Known differences between the original protocol and this study:"))
         blocks.append(Bullets(reference.differences))
     values = reference_frame(study, reference) if reference.values else pd.DataFrame()
-    if values.empty:
+    if values.empty and reference.baselines is not None:
+        blocks.append(Text("The original's per-method numbers are not given here; Δm is computed below."))
+    elif values.empty:
         blocks.append(Text("The original reported no numbers for this study's variants; only its claims are checked."))
     else:
         blocks += [Text(_values_summary(values)), values_table(values)]
+    delta_m = delta_m_frame(study, reference)
+    if not delta_m.empty:
+        assert reference.baselines is not None
+        blocks += [Heading("Δm against single-task baselines", 3), delta_m_table(delta_m, reference.baselines)]
     claims = claims_frame(study, reference) if reference.claims else pd.DataFrame()
     if not claims.empty:
         blocks += [Heading("The original's claims", 3), claims_table(reference.claims, claims)]

@@ -2,10 +2,11 @@
 percentage points) and how many digits the others get.
 
 Task types (:mod:`mtlab.tasks`) say which metrics a task reports and which way is better; this module only words
-and formats them, for the study report, the search report and the terminal. ``acc``, ``f1`` and ``auroc`` are
-fractions in [0, 1], stored as fractions and shown in percent; everything else is shown as stored: ``loss`` and
-``r2`` with three decimals (``r2`` is not a percentage), ``mae`` / ``rmse`` and any other metric in the target's own
-units with four significant digits (taken from a reference value, so a mean and its std share their decimals).
+and formats them, for the study report, the search report and the terminal. ``acc``, ``f1``, ``auroc`` and the dense
+tasks' ``miou``, ``pixel_acc`` and ``within_*`` (fractions of pixels) are fractions in [0, 1], stored as fractions
+and shown in percent; everything else is shown as stored: ``loss`` and ``r2`` with three decimals (``r2`` is not
+a percentage), ``mae`` / ``rmse`` and any other metric in the target's own units with four significant digits (taken
+from a reference value, so a mean and its std share their decimals).
 
 Importing this module imports nothing heavy (no pandas, no torch): the training progress line uses it.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-FRACTIONS = frozenset({"acc", "f1", "auroc"})
+FRACTIONS = frozenset({"acc", "f1", "auroc", "miou", "pixel_acc", "within_11_25", "within_22_5", "within_30"})
 """Metrics that are fractions of 1 and are shown in percent."""
 MISSING = "–"
 NAMES = {"acc": "accuracy", "f1": "F1", "auroc": "AUROC", "mae": "MAE", "rmse": "RMSE", "r2": "R²", "loss": "loss"}

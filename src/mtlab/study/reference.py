@@ -17,6 +17,18 @@ conclusions the report should test::
           compare:
             - {variant: "deep FC, sharing off, aux on", vs: "deep FC, sharing on, aux off", task: leq}
 
+Multi-task benchmarks summarise a method by Δm (Maninis et al. 2019): the mean over every metric k of the relative
+change against single-task baselines, ``100 * (-1)^{l_k} (M_k - B_k) / B_k`` with l_k = 1 when lower is better. The
+papers compute it against their own single-task numbers, which they publish; ``baselines`` holds those, ``single_task``
+names this study's single-task variant per task, and ``delta_m`` the published Δm per variant, so the report gives
+each variant's Δm against both baselines (:mod:`mtlab.report.reference`)::
+
+      baselines:
+        source: Nash-MTL code, experiments/nyuv2/utils.py BASE
+        values: {segmentation: {miou: 38.30, pixel_acc: 63.76}, depth: {abs_err: 0.6754, rel_err: 0.2780}}
+      single_task: {segmentation: "single segmentation", depth: "single depth"}
+      delta_m: {"nash_mtl": {mean: -4.04, note: "Table 2"}}     # percent
+
 Variant names are the run names of the expanded study (the variant, then the grid labels, joined by ", "), so
 :func:`check_reference` validates the section against the expanded runs, naming the key of anything unknown - a
 metric too, which must be one the task's type reports. A comparison's metric defaults to the task's primary one
@@ -87,6 +99,16 @@ class Claim(Strict):
     compare: list[Comparison] = Field(min_length=1)
 
 
+class Baselines(Strict):
+    """The single-task numbers the original computes Δm against, per task and metric (in the display units of
+    ``values``), and where they are published."""
+
+    source: str = Field(min_length=1, description="Where the numbers are published (table, or file of the code).")
+    values: dict[str, dict[Metric, float]] = Field(
+        min_length=1, description="Task -> metric -> single-task value; Δm averages over every metric given here."
+    )
+
+
 class Reference(Strict):
     """What the original study reported and concluded, and how its protocol differs from this study's."""
 
@@ -99,6 +121,23 @@ class Reference(Strict):
         description="Variant -> task -> metric (acc, f1, auroc in percent; loss, mae, rmse, r2 as they are) -> value.",
     )
     claims: list[Claim] = Field(default_factory=list)
+    baselines: Baselines | None = Field(None, description="The original's single-task numbers Δm is computed against.")
+    single_task: dict[str, str] = Field(
+        default_factory=dict, description="Task -> this study's single-task variant of it (for Δm against our own)."
+    )
+    delta_m: dict[str, OriginalValue] = Field(
+        default_factory=dict, description="Variant -> the Δm (percent) the original reports for it."
+    )
+
+    @model_validator(mode="after")
+    def _delta_m_needs_baselines(self) -> Reference:
+        if (self.delta_m or self.single_task) and self.baselines is None:
+            raise ValueError("delta_m and single_task need baselines: the metrics Δm averages over")
+        if self.baselines is not None and self.single_task:
+            missing = [t for t in self.baselines.values if t not in self.single_task]
+            if missing:
+                raise ValueError(f"single_task names no variant for the baseline tasks {missing}")
+        return self
 
 
 def incomparable_reasons(reference: Reference, budget: str | None, overrides: Mapping[str, object] | None) -> list[str]:
@@ -154,6 +193,19 @@ def check_reference(spec: StudySpec, runs: Iterable[RunSpec]) -> None:
             known(f"values.{variant!r}.{task}", variant, task)
             for metric in per_metric:
                 reported(f"values.{variant!r}.{task}.{metric}", variant, task, metric)
+    if reference.baselines is not None:
+        trained = {task for names in tasks.values() for task in names}
+        for task, per_metric in reference.baselines.values.items():
+            owner = next((v for v, names in tasks.items() if task in names), None)
+            if owner is None:
+                raise ConfigError(f"{where}.baselines.values.{task}: unknown task; the study trains {sorted(trained)}")
+            for metric in per_metric:
+                reported(f"baselines.values.{task}.{metric}", owner, task, metric)
+    for task, variant in reference.single_task.items():
+        known(f"single_task.{task}", variant, task)
+    for variant in reference.delta_m:
+        if variant not in tasks:
+            raise ConfigError(f"{where}.delta_m.{variant!r}: unknown variant; the study's variants are {list(tasks)}")
     for i, claim in enumerate(reference.claims):
         for j, c in enumerate(claim.compare):
             known(f"claims[{i}].compare[{j}].variant", c.variant, c.task)

@@ -105,7 +105,9 @@ def fit(
     """Train ``model`` on ``splits.train`` as ``config`` says; return the history and the final test metrics.
 
     Same ``config.seed`` and device -> identical numbers (on the CPU). With ``train.early_stopping`` the weights of
-    the best validation epoch are restored before the test evaluation; otherwise the last epoch's are used.
+    the best validation epoch are restored before the test evaluation; otherwise the last epoch's are used. With
+    ``train.test_last_epochs`` N the test split is also evaluated after each of the N - 1 epochs before the last, and
+    the reported test metrics are the mean of those N evaluations (confusion matrices: the last epoch's).
     Raises :class:`TrainingDiverged` if a training loss becomes NaN or infinite. ``tasks`` maps each task to its
     :class:`~mtlab.tasks.Task` (a plain int means a ``multiclass`` task with that many classes).
     """
@@ -179,6 +181,10 @@ def fit_replicas(
 
     train_batches = training_batches("batches", config.train.shuffle)
     val_batches = _eval_batches([s.val for s in splits], config, normalizers, tasks, device)
+    test_batches = _eval_batches([s.test for s in splits], config, normalizers, tasks, device)
+    # train.test_last_epochs = N: the test records of epochs E-N+1 .. E-1 (per replica), averaged with the final one.
+    averaged = config.train.test_last_epochs
+    earlier_tests: list[list[dict[str, float]]] = []
     # Each task's loss and metrics, with what its type fits on each replica's training split (regression scales).
     objectives = {
         t: task.task_type.bind(task, [s.labels[t] for s in train_splits], device) for t, task in task_of.items()
@@ -191,7 +197,9 @@ def fit_replicas(
     views = parameter_views(models[0], replicas)
     method.bind(views)
     optimizer = build_optimizer(config.optim, replicas.parameters(), extra=method.parameters())
-    schedule = build_schedule(config.optim, optimizer, config.train.epochs * len(train_batches))
+    schedule = build_schedule(
+        config.optim, optimizer, config.train.epochs * len(train_batches), steps_per_epoch=len(train_batches)
+    )
     task_losses = TaskLosses(config, objectives, device)
     # A bilevel method's meta batches: the training split again, in an order of its own (Auto-Lambda's authors
     # use a second loader over the training set); never the validation split early stopping reads, nor the test.
@@ -243,6 +251,10 @@ def fit_replicas(
             if val_batches
             else None
         )
+        if averaged and config.train.epochs - averaged < epoch < config.train.epochs:
+            earlier_tests.append(
+                evaluate(replicas, test_batches, objectives, config.loss.weights, autocast=autocast).summary("test")
+            )
         seconds = (time.perf_counter() - epoch_start) / k_count
         for k, state in enumerate(states):
             if state.active:
@@ -261,10 +273,12 @@ def fit_replicas(
     if isinstance(replicas, StackedReplicas):  # hand the trained weights back to the caller's modules
         for k, model in enumerate(models):
             model.load_state_dict(replicas.state(k))
-    # The one and only look at the test split, for every replica at once, on its selected weights.
-    test_batches = _eval_batches([s.test for s in splits], config, normalizers, tasks, device)
+    # The one and only look at the test split, for every replica at once, on its selected weights (with
+    # train.test_last_epochs, the last of the looks whose mean is reported).
     test = evaluate(replicas, test_batches, objectives, config.loss.weights, confusion=True, autocast=autocast)
     test_records = test.summary("test")
+    if earlier_tests:
+        test_records = [_mean_records([*(e[k] for e in earlier_tests), r]) for k, r in enumerate(test_records)]
     seconds = (time.perf_counter() - started) / k_count
     for k, state in enumerate(states):
         if state.failure is not None:
@@ -285,6 +299,11 @@ def fit_replicas(
             )
         )
     return results
+
+
+def _mean_records(records: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over ``records`` (the test evaluations of the last epochs)."""
+    return {key: sum(r[key] for r in records) / len(records) for key in records[-1]}
 
 
 def _record_epoch(state: _Replica, k: int, record: dict[str, float], replicas, method) -> None:

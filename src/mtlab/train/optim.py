@@ -44,12 +44,19 @@ def build_optimizer(
     )
 
 
-def build_schedule(config: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:
+def build_schedule(
+    config: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int = 1
+) -> LRScheduler:
     """A scheduler stepped once per optimiser step over the planned ``total_steps`` (epochs x batches).
 
     cosine: from ``lr`` down to 0 (Loshchilov & Hutter, 2017, without restarts); onecycle: warm up to ``lr`` over
-    ``warmup_fraction`` of the steps, then anneal (Smith & Topin, 2019); constant: ``lr`` throughout.
+    ``warmup_fraction`` of the steps, then anneal (Smith & Topin, 2019); step: ``lr * step_gamma ** (epoch //
+    step_epochs)`` for the steps of 0-based ``epoch`` - PyTorch's ``StepLR`` stepped once per epoch, as the MTAN,
+    Nash-MTL and FAMO trainers use it (100 epochs, 0.5); constant: ``lr`` throughout.
     """
+    if config.schedule == "step":
+        period = config.step_epochs * max(steps_per_epoch, 1)
+        return LambdaLR(optimizer, lambda step: config.step_gamma ** (step // period))
     if config.schedule == "cosine":
         return CosineAnnealingLR(optimizer, T_max=total_steps)
     if config.schedule == "onecycle":

@@ -1,0 +1,65 @@
+"""What the dense benchmarks' published protocols need from the trainer: PyTorch's StepLR per epoch, and test
+metrics averaged over the last N epochs (Liu et al. 2019; Nash-MTL; FAMO) as a stated alternative to selection."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtlab.config import parse_config
+from mtlab.errors import ConfigError
+from mtlab.train.fit import fit
+from mtlab.train.optim import build_optimizer, build_schedule
+from test_replicas import CPU, FASHION_TASKS, fashion_splits
+
+CLASSES = {t: task.num_classes for t, task in FASHION_TASKS.items()}
+
+
+def config(**train):
+    raw = {
+        "data": {"dataset": "fashion-mnist", "val_fraction": 0.0},
+        "model": {"trunk": {"type": "mlp", "widths": [16]}},
+        "train": {"batch_size": 40, "device": "cpu", **train},
+    }
+    return parse_config(raw)
+
+
+def train(c):
+    torch.manual_seed(0)
+    from mtlab.models import build_model
+
+    return fit(build_model(c, FASHION_TASKS, (1, 12, 12)), fashion_splits(0), c, tasks=CLASSES, device=CPU)
+
+
+def test_step_schedule_is_steplr_stepped_per_epoch():
+    c = parse_config({**config().model_dump(), "optim": {"lr": 0.1, "schedule": "step", "step_epochs": 2}})
+    optimizer = build_optimizer(c.optim, [torch.nn.Parameter(torch.zeros(1))])
+    schedule = build_schedule(c.optim, optimizer, total_steps=5 * 3, steps_per_epoch=3)
+    lrs = []
+    for _ in range(15):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    # epochs 0-1 at 0.1, 2-3 at 0.05, 4 at 0.025 (StepLR(step_size=2, gamma=0.5) stepped after each epoch)
+    assert lrs == pytest.approx([0.1] * 6 + [0.05] * 6 + [0.025] * 3)
+
+
+def test_test_metrics_averaged_over_the_last_epochs_equal_the_mean_of_shorter_runs():
+    averaged = train(config(epochs=4, test_last_epochs=3))
+    shorter = [train(config(epochs=e)) for e in (2, 3, 4)]  # the same training, stopped after 2, 3 and 4 epochs
+    for key, value in averaged.test.items():
+        assert value == pytest.approx(sum(r.test[key] for r in shorter) / 3, rel=1e-5, abs=1e-7), key
+    assert averaged.test != shorter[-1].test  # the mean, not the last epoch alone
+
+
+def test_test_average_excludes_early_stopping_and_fits_the_epochs():
+    with pytest.raises(ConfigError, match="test_last_epochs 5 > epochs 4"):
+        config(epochs=4, test_last_epochs=5)
+    with pytest.raises(ConfigError, match="excludes early_stopping"):
+        parse_config(
+            {
+                **config().model_dump(),
+                "data": {"dataset": "fashion-mnist"},
+                "train": {"epochs": 4, "test_last_epochs": 2, "early_stopping": {"patience": 1}},
+            }
+        )
