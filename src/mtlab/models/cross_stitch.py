@@ -32,7 +32,7 @@ from mtlab.data.tasks import Task
 from mtlab.models.base import MultiTaskNet, Part, pick_tasks
 from mtlab.models.cascade import Cascade
 from mtlab.models.registry import InputShape, create_trunk, register_model
-from mtlab.models.staged import StagedTrunk
+from mtlab.models.staged import StagedTrunk, TrunkInNetwork
 
 
 def stitch_init(tasks: int, stages: int, self_weight: float) -> Tensor:
@@ -95,8 +95,10 @@ class CrossStitchNet(MultiTaskNet):
         return self.cascade.run(self.heads, self.features(x))
 
     def staged_trunks(self) -> dict[str, nn.Module]:
-        """One :class:`StitchedColumn` per task: the column's layers, run with the stitches as in the network."""
-        return {task: StitchedColumn(self, task) for task in self.task_names}
+        """Each task's column as a :class:`TrunkInNetwork`: its layers, run with the stitches as in the network."""
+        return {
+            task: TrunkInNetwork(column, lambda x, t=task: self.features(x)[t]) for task, column in self.columns.items()
+        }
 
     def parts(self) -> list[Part]:
         everyone, reach = frozenset(self.task_names), self.cascade.reach
@@ -105,24 +107,6 @@ class CrossStitchNet(MultiTaskNet):
         parts.append(Part("stitch", self.stitch, everyone))  # (0, T, T) without stages: no values, still a part
         parts += [Part(f"heads.{task}", head, reach[task]) for task, head in self.heads.items()]
         return parts
-
-
-class StitchedColumn(nn.Module):
-    """Task ``task``'s column as analysis sees it: its layers under their own names (``conv.0.0`` ...), and a call
-    that runs the whole stitched network, so activations hooked on its layers are the ones the network computes."""
-
-    def __init__(self, net: CrossStitchNet, task: str):
-        super().__init__()
-        column = net.columns[task]
-        for name, layer in column.named_children():
-            self.add_module(name, layer)
-        self.stage_info = column.stage_info
-        self.__dict__["_net"] = net  # not a submodule: the view must not own (or re-register) the network
-        self.task = task
-
-    def forward(self, x: Tensor) -> Tensor:
-        # (B, C, H, W) -> (B, F)
-        return self._net.features(x)[self.task]
 
 
 @register_model("cross_stitch")

@@ -35,7 +35,7 @@ from mtlab.data.tasks import Task
 from mtlab.models.base import MultiTaskNet, Part, pick_tasks
 from mtlab.models.cascade import Cascade
 from mtlab.models.registry import InputShape, create_trunk, register_model
-from mtlab.models.staged import StagedTrunk
+from mtlab.models.staged import StagedTrunk, TrunkInNetwork
 
 
 class ParentChoice(nn.Module):
@@ -104,8 +104,10 @@ class LtbNet(MultiTaskNet):
         return tree
 
     def staged_trunks(self) -> dict[str, nn.Module]:
-        """One :class:`Branch` view per trunk copy, ``branch0`` ...: its layers, run inside the super-graph."""
-        return {f"branch{n}": Branch(self, n) for n in range(len(self.nodes))}
+        """Each trunk copy as a :class:`TrunkInNetwork`, ``branch0`` ...: its layers, run inside the super-graph
+        (its output is the node's reduced last-layer output)."""
+        nodes = enumerate(self.nodes)
+        return {f"branch{n}": TrunkInNetwork(node, lambda x, n=n: self.last_layer(x)[n]) for n, node in nodes}
 
     def parts(self) -> list[Part]:
         everyone, reach = frozenset(self.task_names), self.cascade.reach
@@ -114,24 +116,6 @@ class LtbNet(MultiTaskNet):
         parts += [Part(f"head_choices.{t}", choice, reach[t]) for t, choice in self.head_choices.items()]
         parts += [Part(f"heads.{task}", head, reach[task]) for task, head in self.heads.items()]
         return parts
-
-
-class Branch(nn.Module):
-    """Trunk copy ``n`` as analysis sees it: its layers under their own names (``conv.0.0`` ...), and a call that
-    runs the super-graph, so activations hooked on its layers are the ones the network computes."""
-
-    def __init__(self, net: LtbNet, n: int):
-        super().__init__()
-        node = net.nodes[n]
-        for name, layer in node.named_children():
-            self.add_module(name, layer)
-        self.stage_info = node.stage_info
-        self.__dict__["_net"] = net  # not a submodule: the view must not own (or re-register) the network
-        self.n = n
-
-    def forward(self, x: Tensor) -> Tensor:
-        # (B, C, H, W) -> node n's reduced last-layer output (B, F)
-        return self._net.last_layer(x)[self.n]
 
 
 @register_model("ltb")

@@ -15,6 +15,7 @@ or global average pooling then flatten) makes the (B, F) features the heads read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -81,6 +82,25 @@ class StagedTrunk(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # (B, C, H, W) -> (B, F)
         return self.reduce(self.forward_maps(x))
+
+
+class TrunkInNetwork(nn.Module):
+    """A trunk wired into a bigger network, as analysis sees it: the trunk's layers under their own names
+    (``conv.0.0`` ...) and ``stage_info``, and a call that runs the whole network (``features``: inputs (B, C, H, W)
+    -> this trunk's (B, F) inside it), so activations hooked on its layers are the ones the network computes.
+
+    For trunks whose stages read what other trunks computed (cross-stitch columns, LTB branches): called alone, such a
+    trunk would compute something the network never does."""
+
+    def __init__(self, trunk: StagedTrunk, features: Callable[[Tensor], Tensor]):
+        super().__init__()
+        for name, layer in trunk.named_children():
+            self.add_module(name, layer)
+        self.stage_info = trunk.stage_info
+        self.__dict__["_features"] = features  # not a submodule: the view must not own (or re-register) the network
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._features(x)
 
 
 def _reduced_width(reduce: nn.Module, shape: tuple[int, ...]) -> int:
