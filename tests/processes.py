@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -17,3 +18,17 @@ def mtlab_process(*args: str, cwd: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run_statuses(directory: Path) -> dict[str, str]:
+    """Run statuses straight from SQLite (a driver may be writing; a store not created yet has none)."""
+    path = directory / "results.sqlite"
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        return dict(db.execute("SELECT run_id, status FROM runs"))
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return {}
+    finally:
+        db.close()

@@ -24,6 +24,7 @@ from mtlab.rundir import is_finished, load_checkpoint
 from mtlab.study.spec import StudySpec, expand
 from mtlab.study.store import ResultStore
 from processes import mtlab_process as _mtlab
+from processes import run_statuses
 
 STUDY = {
     "name": "crash",
@@ -45,23 +46,8 @@ def _spec_file(directory: Path) -> Path:
     return path
 
 
-
-def _statuses(directory: Path) -> dict[str, str]:
-    """Run statuses straight from SQLite (a driver may be writing; a store not created yet has none)."""
-    path = directory / "results.sqlite"
-    if not path.exists():
-        return {}
-    db = sqlite3.connect(path, timeout=30)
-    try:
-        return dict(db.execute("SELECT run_id, status FROM runs"))
-    except sqlite3.OperationalError:  # the schema is not there yet
-        return {}
-    finally:
-        db.close()
-
-
 def _done(directory: Path) -> set[str]:
-    return {r for r, s in _statuses(directory).items() if s == "done"}
+    return {r for r, s in run_statuses(directory).items() if s == "done"}
 
 
 def _final_metrics(directory: Path) -> pd.DataFrame:
@@ -211,7 +197,7 @@ def test_twenty_kills_at_random_moments_lose_nothing_and_change_no_number(tmp_pa
         time.sleep(moments.uniform(0.0, 1.5 * run_seconds))
         process.kill()
         process.join()
-        in_flight += "running" in _statuses(killed).values()
+        in_flight += "running" in run_statuses(killed).values()
         if (killed / "results.sqlite").exists():
             now = _check_consistent(killed)
             assert all(now[r] == finished[r] for r in finished)  # once recorded, a run is never redone or lost

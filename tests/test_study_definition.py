@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from mtlab.study.runner import run_study
 from mtlab.study.spec import StudySpec, expand
 from mtlab.study.store import ResultStore
 from mtlab.train.run import train_runs
-from processes import mtlab_process
+from processes import mtlab_process, run_statuses
 
 TINY = {
     "name": "tiny",
@@ -197,19 +196,6 @@ def test_an_interrupt_puts_the_runs_in_flight_back_and_says_how_many_are_kept(tm
         assert store.runs_frame().attempts.tolist() == [1, 2]  # the finished run was not redone
 
 
-def _rows(directory: Path) -> dict[str, str]:
-    path = directory / "results.sqlite"
-    if not path.exists():
-        return {}
-    db = sqlite3.connect(path, timeout=30)
-    try:
-        return dict(db.execute("SELECT run_id, status FROM runs"))
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        db.close()
-
-
 @pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
                                                       (signal.SIGTERM, 143, "terminated (SIGTERM)")])  # fmt: skip
 def test_a_signal_mid_study_leaves_no_run_running_and_the_same_command_resumes(tmp_path, signum, code, said):
@@ -221,7 +207,7 @@ def test_a_signal_mid_study_leaves_no_run_running_and_the_same_command_resumes(t
     driver = mtlab_process(*argv, cwd=tmp_path)
     deadline = time.time() + 180
     while time.time() < deadline and driver.poll() is None:
-        rows = list(_rows(out).values())
+        rows = list(run_statuses(out).values())
         if "done" in rows and "running" in rows:  # a run is in flight, another finished
             break
         time.sleep(0.02)
@@ -229,13 +215,13 @@ def test_a_signal_mid_study_leaves_no_run_running_and_the_same_command_resumes(t
     driver.send_signal(signum)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == code, err
-    kept = sum(s == "done" for s in _rows(out).values())
+    kept = sum(s == "done" for s in run_statuses(out).values())
     assert err.strip().splitlines()[-1] == (
         f"mtlab: {said} - {kept} run{'s' if kept != 1 else ''} kept; run the same command to resume"
     )
-    assert "running" not in _rows(out).values()
+    assert "running" not in run_statuses(out).values()
     assert 0 < kept < 4
-    finished = {r: s for r, s in _rows(out).items() if s == "done"}
+    finished = {r: s for r, s in run_statuses(out).items() if s == "done"}
 
     resume = mtlab_process(*argv, cwd=tmp_path)
     stdout, err = resume.communicate(timeout=300)
