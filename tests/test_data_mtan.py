@@ -112,7 +112,7 @@ def test_nyuv2_bad_data_on_the_command_line_is_one_error_line(nyu, tmp_path, cap
     config = tmp_path / "run.yaml"
     config.write_text(
         f"data: {{dataset: nyuv2, data_dir: {nyu}, check_counts: false}}\n"
-        "model: {kind: multitask, trunk: {type: cnn, conv: [{filters: 4}]}}\n"
+        "model: {kind: segnet, filters: [4, 4]}\n"
     )
     assert main(["train", str(config), "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
