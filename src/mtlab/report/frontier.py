@@ -146,7 +146,8 @@ def frontier_table(study: StudyData) -> tuple[Table, str] | None:
         "The static front is the non-dominated set of the variants that train "
         "with fixed loss weights (a weighted-sum sweep, Xin et al. 2022)"
         + (f", whose hypervolume is {number(static_hv)}" if not math.isnan(static_hv) else ": this study has none")
-        + "; an adaptive method helps where it adds volume to it."
+        + "; an adaptive method helps where it adds volume to it. The verdicts read the mean points and are not a "
+        "test: the hypervolumes' intervals over seeds say how far to trust them."
     )
     table = Table(
         ["Variant", "n", "Hypervolume (mean over seeds, 95% CI)", "Hypervolume of the mean", "Adds to the static front",
