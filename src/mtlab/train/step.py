@@ -211,12 +211,13 @@ class JacobianStep(TrainStep):
         if self.method.samples == 2:
             first, second = parts[0], parts[-1]
             cross = torch.einsum("ktp,ksp->kts", first.jacobian, second.jacobian) / (first.share * second.share)
-            gram = gramian(jacobian)
         else:
-            gram = cross = gramian(jacobian)  # (K, T, T)
+            cross = gramian(jacobian)  # (K, T, T)
         update, weights = self.method.aggregate(jacobian, cross)  # (K, P), (K, T)
         if self._measured():
             if self.representation_key is None:
+                # The batch's own Gramian: computed for a double-sampling method only when diagnostics ask for it.
+                gram = gramian(jacobian) if self.method.samples == 2 else cross
                 self.diagnostics.record_jacobian(jacobian, self.losses.static, gram)
             else:  # the rows are gradients of the representation: take them down to the trunk's parameters
                 self.diagnostics.record_jacobian(
