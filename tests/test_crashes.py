@@ -20,7 +20,7 @@ import yaml
 
 from mtlab import atomic
 from mtlab.cli.main import main
-from mtlab.rundir import is_finished, load_checkpoint
+from mtlab.train.rundir import is_finished, load_checkpoint
 from mtlab.study.spec import StudySpec, expand
 from mtlab.study.store import ResultStore
 from processes import mtlab_process as _mtlab

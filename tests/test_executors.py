@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from mtlab.errors import MtlabError
-from mtlab.study.executors import auto_workers, create_executor
-from mtlab.study.executors.local import LocalExecutor
-from mtlab.study.executors.processes import ProcessExecutor, exit_reason
-from mtlab.study.executors.work import GroupResult, GroupTask, RunResult
+from mtlab.execute import auto_workers, create_executor
+from mtlab.execute.local import LocalExecutor
+from mtlab.execute.processes import ProcessExecutor, exit_reason
+from mtlab.execute.work import GroupResult, GroupTask, RunResult
 from mtlab.study.runner import run_study
 from mtlab.study.spec import StudySpec
 from mtlab.study.store import ResultStore
@@ -123,7 +123,7 @@ def test_auto_workers_leave_room_for_each_runs_threads(monkeypatch):
 
     if torch.cuda.is_available():
         pytest.skip("on CUDA auto means one worker per GPU")
-    monkeypatch.setattr("mtlab.study.executors.usable_cores", lambda: 8)
+    monkeypatch.setattr("mtlab.execute.usable_cores", lambda: 8)
     assert [auto_workers(t) for t in (1, 3, 16)] == [8, 2, 1]
 
 

@@ -1,7 +1,7 @@
 """A trained run as the analysis commands see it: the model with its weights, its data, its convolutions.
 
 :func:`load_trained_run` rebuilds the network from a run directory (``config.yaml`` + ``checkpoint.pt``, see
-:mod:`mtlab.rundir`) in eval mode. The picture commands then work on one *trunk* of it - one of the model's
+:mod:`mtlab.train.rundir`) in eval mode. The picture commands then work on one *trunk* of it - one of the model's
 staged trunks (``model.staged_trunks()``: the shared trunk of a multi-task or MTAN model, a per-task trunk or
 cross-stitch column, an expert, a siamese branch) - and on that trunk's convolution layers, found stage by stage
 (:func:`conv_layers`). A trunk may see a different input than the model (a pair model's branch sees one of the two
@@ -29,7 +29,7 @@ from mtlab.data.split import RunSplits, carve_splits
 from mtlab.data.tasks import Task
 from mtlab.errors import MtlabError
 from mtlab.models import MultiTaskNet, build_model
-from mtlab.rundir import is_finished, load_checkpoint
+from mtlab.train.rundir import is_finished, load_checkpoint
 from mtlab.train.device import resolve_device
 
 

@@ -32,7 +32,7 @@ from mtlab.config.schema import RunConfig
 from mtlab.errors import ConfigError
 from mtlab.search.space import Architecture, describe, trial_config
 from mtlab.search.spec import SearchSpec
-from mtlab.study.executors.work import worker_name
+from mtlab.execute.work import worker_name
 from mtlab.train.fit import FitObserver, TrainingDiverged
 from mtlab.train.run import train_run
 

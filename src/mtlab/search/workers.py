@@ -1,5 +1,5 @@
 """A search's trials on several workers sharing one Optuna storage, through mtlab's executor service
-(:mod:`mtlab.study.executors`: worker processes on this machine, Ray tasks, or an installed plug-in's executor).
+(:mod:`mtlab.execute`: worker processes on this machine, Ray tasks, or an installed plug-in's executor).
 
 The driver splits the trials still to do among the workers (worker ``i`` of ``n`` runs ``remaining // n`` trials, one
 more for the first ``remaining % n``), so together they run exactly the number the spec asks and no trial twice:
@@ -79,7 +79,7 @@ def run_trial_workers(
     import optuna
 
     from mtlab.search.run import trial_record
-    from mtlab.study.executors import create_executor
+    from mtlab.execute import create_executor
 
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     reported = {t.number for t in study.get_trials(deepcopy=False)}
