@@ -42,7 +42,7 @@ CLIP = 0.5  # percent of pixels at each end of the shared grey scale allowed to 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mtlab.report.render import Block
+    from mtlab.pages.blocks import Block
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def write_dream(args: argparse.Namespace) -> Path:
     """Everything ``mtlab analyze dream`` writes: ``dream.png`` (rows: inputs; columns: the original, then one
     dream per layer, one shared grey scale), ``dream.npz``, ``dream.csv`` (activation norms before / after),
     ``dream.json`` and the page."""
-    from mtlab.report.render import Facts, Heading, Text
+    from mtlab.pages.blocks import Facts, Heading, Text
 
     settings = settings_from_args(args)
     run = load_from_args(args)
@@ -241,7 +241,7 @@ def write_dream(args: argparse.Namespace) -> Path:
 
 
 def _norm_table(numbers: list[dict]):
-    from mtlab.report.tables import Cell, Table
+    from mtlab.pages.blocks import Cell, Table
 
     return Table(
         ["Layer", "Input", "||relu(a)|| before", "after", "Change (RMS, input units)"],

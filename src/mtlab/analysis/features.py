@@ -31,7 +31,7 @@ from mtlab.analysis.pictures import draw_grid
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mtlab.report.render import Block
+    from mtlab.pages.blocks import Block
 
 
 def layer_outputs(trunk: nn.Module, x: Tensor, layers: Sequence[ConvLayer]) -> dict[str, Tensor]:
@@ -88,7 +88,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def write_features(args: argparse.Namespace) -> Path:
     """Everything ``mtlab analyze features`` writes: the inputs and one grid per layer (PNG), ``features.npz``
     (inputs and every map), ``features.csv`` (per map statistics), ``features.json`` and the page."""
-    from mtlab.report.render import Facts, Heading, Text
+    from mtlab.pages.blocks import Facts, Heading, Text
 
     run = load_from_args(args)
     task = run.task(args.task)

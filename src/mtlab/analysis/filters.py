@@ -27,8 +27,7 @@ from mtlab.analysis.pictures import draw_grid
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mtlab.report.render import Block
-    from mtlab.report.tables import Table
+    from mtlab.pages.blocks import Block, Table
 
 
 @dataclass
@@ -91,7 +90,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def write_filters(args: argparse.Namespace) -> Path:
     """Everything ``mtlab analyze filters`` writes: a PNG per layer, ``kernels.npz``, ``filters.csv``, the page."""
-    from mtlab.report.render import Facts, Heading, Text  # pandas: only when a page is written
+    from mtlab.pages.blocks import Facts, Heading, Text
 
     run = load_from_args(args)
     run.task(args.task)  # an unknown task is an error even though filters need no head
@@ -155,7 +154,7 @@ def write_filters(args: argparse.Namespace) -> Path:
 
 
 def _norm_table(rows: list[dict]) -> Table:
-    from mtlab.report.tables import Cell, Table
+    from mtlab.pages.blocks import Cell, Table
 
     by_layer: dict[tuple[int, str], list[float]] = {}
     for row in rows:

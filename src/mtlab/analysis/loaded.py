@@ -29,8 +29,8 @@ from mtlab.data.split import RunSplits, carve_splits
 from mtlab.data.tasks import Task
 from mtlab.errors import MtlabError
 from mtlab.models import MultiTaskNet, build_model
-from mtlab.train.rundir import is_finished, load_checkpoint
 from mtlab.train.device import resolve_device
+from mtlab.train.rundir import is_finished, load_checkpoint
 
 
 @dataclass

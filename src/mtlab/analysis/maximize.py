@@ -45,7 +45,7 @@ from mtlab.errors import MtlabError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mtlab.report.render import Block
+    from mtlab.pages.blocks import Block
 
 NOISE = 0.1  # standard deviation of the starting noise, in normalised input units
 LEAK = 0.1  # slope of the activation below zero
@@ -160,7 +160,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def write_maximize(args: argparse.Namespace) -> Path:
     """Everything ``mtlab analyze maximize`` writes: a grid per layer (and per task with ``--classes``) as PNG,
     the images in ``maximize.npz``, the objective before / after per image in ``maximize.csv``, and the page."""
-    from mtlab.report.render import Facts, Heading, Text
+    from mtlab.pages.blocks import Facts, Heading, Text
 
     if args.steps < 1 or args.lr <= 0 or args.l2 < 0 or args.tv < 0:
         raise MtlabError("maximize: --steps must be at least 1, --lr positive, --l2 and --tv not negative")

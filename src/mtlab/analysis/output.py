@@ -20,7 +20,7 @@ from mtlab.errors import ConfigError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from mtlab.report.render import Block
+    from mtlab.pages.blocks import Block
 
 
 class AnalysisOutput:
@@ -39,7 +39,7 @@ class AnalysisOutput:
 
     def figure(self, fig: Figure, name: str, title: str, caption: str) -> Block:
         """Save ``fig`` as ``<name>.png`` (no version stamp, so equal pictures are equal bytes); a page block."""
-        from mtlab.report.figures import save_figure
+        from mtlab.pages.figures import save_figure
 
         return save_figure(fig, self.directory / f"{name}.png", title, caption)
 
@@ -66,7 +66,7 @@ class AnalysisOutput:
 
     def page(self, blocks: list[Block]) -> Path:
         """Write ``report.md`` and the self-contained ``report.html``; return the HTML's path."""
-        from mtlab.report.render import to_html, to_markdown
+        from mtlab.pages.render import to_html, to_markdown
 
         atomic.write_text(self.directory / "report.md", to_markdown(blocks, self.directory))
         path = self.directory / "report.html"

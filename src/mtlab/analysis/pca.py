@@ -248,15 +248,14 @@ def write_pca(analysis: PcaAnalysis, out: Path) -> dict[str, Path]:
 
 
 def _write_page(blocks: list, out: Path, title: str) -> None:
-    from mtlab.report.render import to_html, to_markdown
+    from mtlab.pages.render import to_html, to_markdown
 
     atomic.write_text(out / "report.md", to_markdown(blocks, out))
     atomic.write_text(out / "report.html", to_html(blocks, title=title))
 
 
 def _blocks(analysis: PcaAnalysis, figures: list) -> list:
-    from mtlab.report.render import Facts, Heading, Text
-    from mtlab.report.tables import Cell, Table
+    from mtlab.pages.blocks import Cell, Facts, Heading, Table, Text
 
     ratios = analysis.fit.ratios
     s = analysis.settings
@@ -302,7 +301,7 @@ def _figures(analysis: PcaAnalysis, out: Path) -> list:
     from matplotlib.figure import Figure
     from matplotlib.patches import Ellipse as EllipsePatch
 
-    from mtlab.report.figures import STYLE, WIDTH, save_figure
+    from mtlab.pages.figures import STYLE, WIDTH, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     saved = []

@@ -368,7 +368,7 @@ def write_separability(analysis: SeparabilityAnalysis, out: Path) -> dict[str, P
     atomic.write_text(out / "separability.json", json.dumps(summary, indent=2) + "\n")
     figures = _figures(analysis, out / "figures")
     blocks = _blocks(analysis, figures)
-    from mtlab.report.render import to_html, to_markdown
+    from mtlab.pages.render import to_html, to_markdown
 
     atomic.write_text(out / "report.md", to_markdown(blocks, out))
     atomic.write_text(out / "report.html", to_html(blocks, f"Linear separability of {analysis.dataset} pairs"))
@@ -376,8 +376,7 @@ def write_separability(analysis: SeparabilityAnalysis, out: Path) -> dict[str, P
 
 
 def _blocks(analysis: SeparabilityAnalysis, figures: list) -> list:
-    from mtlab.report.render import Facts, Heading, Text
-    from mtlab.report.tables import Cell, Table
+    from mtlab.pages.blocks import Cell, Facts, Heading, Table, Text
 
     s = analysis.settings
     names = analysis.class_names
@@ -470,7 +469,7 @@ def _figures(analysis: SeparabilityAnalysis, out: Path) -> list:
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
-    from mtlab.report.figures import STYLE, WIDTH, save_figure
+    from mtlab.pages.figures import STYLE, WIDTH, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     saved = []

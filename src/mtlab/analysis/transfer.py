@@ -38,7 +38,7 @@ from mtlab.train.device import resolve_device
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from mtlab.report.render import Block
+    from mtlab.pages.blocks import Block
 
 BORROWED_VAL = 0.1  # share of the training split held out for the probe's validation when a run has none
 
@@ -267,7 +267,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def write_transfer(args: argparse.Namespace) -> tuple[Path, list[ProbeResult]]:
     """Probe every ``--run``; write ``transfer.csv``, ``transfer.json``, ``transfer.png`` and the page."""
-    from mtlab.report.render import Facts, Heading, Text
+    from mtlab.pages.blocks import Facts, Heading, Text
 
     device = resolve_device(args.device)
     results = []
@@ -332,7 +332,7 @@ def _label(r: ProbeResult) -> str:
 
 
 def _table(results: list[ProbeResult]):
-    from mtlab.report.tables import Cell, Table
+    from mtlab.pages.blocks import Cell, Table
 
     best = max(r.test_acc for r in results)
     return Table(

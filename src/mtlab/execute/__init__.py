@@ -22,8 +22,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from mtlab.errors import ConfigError
-from mtlab.registry import Registry
 from mtlab.execute.work import Event, GroupResult, GroupTask
+from mtlab.registry import Registry
 
 EventHandler = Callable[[Event], None]
 

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from mtlab.config.schema import RunConfig
 from mtlab.errors import ConfigError
+from mtlab.execute.work import worker_name
 from mtlab.search.space import Architecture, describe, trial_config
 from mtlab.search.spec import SearchSpec
-from mtlab.execute.work import worker_name
 from mtlab.train.fit import FitObserver, TrainingDiverged
 from mtlab.train.run import train_run
 

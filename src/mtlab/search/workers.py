@@ -78,8 +78,8 @@ def run_trial_workers(
     """Run trials on ``workers`` workers until ``study`` has ``target`` finished (complete or pruned) trials."""
     import optuna
 
-    from mtlab.search.run import trial_record
     from mtlab.execute import create_executor
+    from mtlab.search.run import trial_record
 
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     reported = {t.number for t in study.get_trials(deepcopy=False)}

@@ -34,18 +34,18 @@ import yaml
 from mtlab import atomic, environment
 from mtlab.data.batches import Normalizer
 from mtlab.errors import MtlabError
-from mtlab.train.rundir import RunDirectory
-from mtlab.study.checks import validate_study
-from mtlab.study.definition import as_json, definition_change, superseded_entry
 from mtlab.execute import Executor, create_executor
 from mtlab.execute.local import LocalExecutor
 from mtlab.execute.work import Event, GroupResult, GroupTask, RunResult
+from mtlab.study.checks import validate_study
+from mtlab.study.definition import as_json, definition_change, superseded_entry
 from mtlab.study.lock import StudyLock
 from mtlab.study.spec import RunSpec, StudySpec, expand
 from mtlab.study.store import ResultStore
 from mtlab.train.device import resolve_device
 from mtlab.train.fit import FitObserver, FitResult
 from mtlab.train.replicas import stacking_pays
+from mtlab.train.rundir import RunDirectory
 
 STORE_NAME = "results.sqlite"
 

@@ -26,8 +26,7 @@ from typing import Any
 
 from mtlab.errors import MtlabError
 from mtlab.study.store import ResultStore, TrackedRow
-from mtlab.trackers import TRACKERS
-from mtlab.trackers.base import TrackedRun, Tracker, TrackerWarning, flatten
+from mtlab.trackers.base import TRACKERS, TrackedRun, Tracker, TrackerWarning, flatten
 from mtlab.train.fit import FitObserver
 
 STUDY_KEY = "study"
