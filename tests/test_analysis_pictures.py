@@ -24,8 +24,8 @@ from mtlab.analysis.loaded import (
 from mtlab.analysis.pictures import displayable, draw_grid, shared_scale
 from mtlab.config import parse_config
 from mtlab.errors import MtlabError
-from mtlab.train.rundir import load_checkpoint
 from mtlab.train.run import train_run
+from mtlab.train.rundir import load_checkpoint
 
 CNN = {"type": "cnn", "conv": [{"filters": 4, "kernel": 3, "pool": 2}, {"filters": 6, "kernel": 3, "pool": 2}]}
 TINY = {"epochs": 1, "batch_size": 50, "device": "cpu"}

@@ -22,7 +22,7 @@ from mtlab.search.spec import SearchSpec
 if TYPE_CHECKING:
     import optuna
 
-    from mtlab.search.run import TrialRecord
+    from mtlab.search.trials import TrialRecord
 
 
 @dataclass
@@ -44,7 +44,7 @@ def run_trials(batch: TrialBatch, emit: Callable[[object], None]) -> str | None:
     """A worker's job: the batch's trials, an event after each (the driver then reads the storage)."""
     import torch
 
-    from mtlab.search.run import open_study, trial_objective
+    from mtlab.search.trials import open_study, trial_objective
     from mtlab.train.fit import TrainingDiverged
 
     if batch.threads is not None:
@@ -79,7 +79,7 @@ def run_trial_workers(
     import optuna
 
     from mtlab.execute import create_executor
-    from mtlab.search.run import trial_record
+    from mtlab.search.trials import trial_record
 
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     reported = {t.number for t in study.get_trials(deepcopy=False)}
