@@ -289,6 +289,19 @@ def test_allowed_edges_still_exist(graph):
     assert not gone, f"remove from ALLOWED (the import is gone): {gone}"
 
 
+def test_only_the_command_line_parses_arguments():
+    """argparse lives in ``mtlab.cli`` alone: the library takes typed values or parsed options, never a command
+    line (analyses, searches and reports keep their work; their options and printing are the CLI's)."""
+    found = [
+        f"{name}:{node.lineno}"
+        for name, path in all_modules().items()
+        if layer_of(name) != "cli"
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8")))
+        if any(alias.name == "argparse" for alias in node.names) or getattr(node, "module", None) == "argparse"
+    ]
+    assert not found, f"argparse outside mtlab.cli: {found}"
+
+
 # --------------------------------------------------------------------------------------------- the checker itself
 
 

@@ -16,7 +16,10 @@ from mtlab.weighting import base as weighting_base
 from mtlab.weighting.fixed import Fixed
 from mtlab.weighting.sets import method_set
 
-BASE = {"data": {"dataset": "fashion-mnist-sample", "train_subset": 60}, "model": {"trunk": {"type": "mlp", "widths": [8]}}}
+BASE = {
+    "data": {"dataset": "fashion-mnist-sample", "train_subset": 60},
+    "model": {"trunk": {"type": "mlp", "widths": [8]}},
+}
 
 
 def spec_with(axis) -> StudySpec:

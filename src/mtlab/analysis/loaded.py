@@ -8,12 +8,11 @@ cross-stitch column, an expert, a siamese branch) - and on that trunk's convolut
 digit channels): :func:`trunk_inputs` asks the model itself what it feeds the trunk, so no analysis needs to know
 how a model kind routes its input.
 
-This module also holds what every analysis command of a run shares on the command line (:func:`add_run_arguments`).
+The command line's options of these analyses are parsed by :mod:`mtlab.cli.analyze`.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mtlab.analysis.output import Options
 from mtlab.config import load_config
 from mtlab.config.schema import RunConfig
 from mtlab.data.batches import Normalizer
@@ -266,21 +266,5 @@ def class_label(task: Task, name: str) -> int:
 # ---------------------------------------------------------------------------------------- command line, output
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    """The options every picture command shares: the run, the output, the trunk, the layers, the seed, the device."""
-    parser.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished run directory")
-    parser.add_argument("--out", type=Path, help=f"output directory (default: RUN_DIR/analysis/{command})")
-    parser.add_argument("--task", help="task whose head / class names to use (default: the run's first task)")
-    parser.add_argument("--trunk", help="trunk to analyse (default: the task's own trunk, else the shared one)")
-    parser.add_argument(
-        "--layer",
-        action="append",
-        metavar="N|NAME",
-        help="conv layer by position from 1 or module name (repeat; default: every conv layer)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="cpu", help="default: cpu")
-
-
-def load_from_args(args: argparse.Namespace) -> TrainedRun:
+def load_from_args(args: Options) -> TrainedRun:
     return load_trained_run(args.run, resolve_device(args.device))

@@ -6,7 +6,6 @@ HTML as data URIs and the page needs nothing beside it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -21,6 +20,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from mtlab.pages.blocks import Block
+
+Options = Any
+"""A command's parsed options: an object whose attributes are named as the command's flags (``run``, ``out``,
+``task``, ``layer``, ...). :mod:`mtlab.cli.analyze` parses them; a script may pass a ``SimpleNamespace``."""
 
 
 class AnalysisOutput:
@@ -74,6 +77,6 @@ class AnalysisOutput:
         return path
 
 
-def output_directory(args: argparse.Namespace, run_dir: Path, command: str) -> Path:
+def output_directory(args: Options, run_dir: Path, command: str) -> Path:
     """``--out``, or ``<run_dir>/analysis/<command>``."""
     return args.out if args.out is not None else Path(run_dir) / "analysis" / command
