@@ -1,6 +1,6 @@
 """Where an analysis command writes: PNG figures, the numbers behind them (NPZ/CSV/JSON) and one page.
 
-The page reuses the study report's blocks and writers (:mod:`mtlab.report.render`), so figures are embedded in the
+The page is built from the page toolkit's blocks and writers (:mod:`mtlab.pages`), so figures are embedded in the
 HTML as data URIs and the page needs nothing beside it.
 """
 
@@ -29,7 +29,7 @@ Options = Any
 class AnalysisOutput:
     """An analysis command's output directory: PNG figures, the numbers behind them, and ``report.html`` / ``.md``.
 
-    The page reuses the study report's blocks and writers (:mod:`mtlab.report.render`), so figures are embedded
+    The page is built from the page toolkit's blocks and writers (:mod:`mtlab.pages`), so figures are embedded
     in the HTML as data URIs and the page needs nothing beside it.
     """
 

@@ -141,7 +141,7 @@ def run_study(
 
     ``track``: experiment trackers (``mlflow``, ``tensorboard``, ``wandb``; :mod:`mtlab.trackers`) this process
     sends each run to as it trains, at ``track_to`` or each one's default destination in ``directory``. The
-    variants' Δm, ranks and the report follow with :func:`~mtlab.trackers.tracking.export_study` (``mtlab run``
+    variants' Δm, ranks and the report follow with :func:`~mtlab.report.tracking.export_study` (``mtlab run``
     calls it after writing the report).
     """
     if group_seeds not in ("auto", "on", "off"):
@@ -157,7 +157,7 @@ def run_study(
             _check_definition(store, directory, spec, budget, overrides, runs)
     trackers = {}
     if track:  # a missing client is the user's error before anything is written
-        from mtlab.trackers.tracking import create_trackers, experiment_name
+        from mtlab.study.tracking import create_trackers, experiment_name
 
         info = {"name": spec.name, "budget": budget}
         trackers = create_trackers(track, experiment_name(info), directory, track_to)
@@ -183,7 +183,7 @@ def run_study(
             store.sync_runs(runs)
         tracking = None
         if trackers:
-            from mtlab.trackers.tracking import Tracking
+            from mtlab.study.tracking import Tracking
 
             tracking = Tracking(trackers, store, directory)
             observer = tracking.observer(observer)

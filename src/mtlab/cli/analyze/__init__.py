@@ -21,3 +21,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="cpu", help="default: cpu")
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """The test images a picture command looks at: by index, or the first example of a class."""
+    parser.add_argument("--index", type=int, action="append", default=[], help="test-split index (repeat)")
+    parser.add_argument(
+        "--class", dest="classes", action="append", default=[], metavar="CLASS", help="class name or label (repeat)"
+    )

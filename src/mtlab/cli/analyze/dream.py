@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mtlab.analysis.dream import DreamSettings, write_dream
-from mtlab.cli.analyze import add_run_arguments
+from mtlab.cli.analyze import add_input_arguments, add_run_arguments
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -16,10 +16,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         "increase the L2 norm of a layer's rectified activations, with octaves and jitter; one result per layer.",
     )
     add_run_arguments(parser, "dream")
-    parser.add_argument("--index", type=int, action="append", default=[], help="test-split index (repeat)")
-    parser.add_argument(
-        "--class", dest="classes", action="append", default=[], metavar="CLASS", help="class name or label (repeat)"
-    )
+    add_input_arguments(parser)
     d = DreamSettings()
     parser.add_argument("--steps", type=int, default=d.steps, help=f"steps per octave (default {d.steps})")
     parser.add_argument("--step-size", type=float, default=d.step_size, help=f"default {d.step_size}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mtlab.analysis.features import write_features
-from mtlab.cli.analyze import add_run_arguments
+from mtlab.cli.analyze import add_input_arguments, add_run_arguments
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -17,10 +17,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         "Default: test examples 0 and 1.",
     )
     add_run_arguments(parser, "features")
-    parser.add_argument("--index", type=int, action="append", default=[], help="test-split index (repeat)")
-    parser.add_argument(
-        "--class", dest="classes", action="append", default=[], metavar="CLASS", help="class name or label (repeat)"
-    )
+    add_input_arguments(parser)
     parser.add_argument("--limit", type=int, default=64, help="at most this many maps per layer (default 64)")
     parser.set_defaults(func=run_cli)
 
