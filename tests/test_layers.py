@@ -92,6 +92,11 @@ ALLOWED = {
     # The model registry loads the built-in kinds on first use, and they import it to register: one registry
     # style with the built-ins loaded by the assembly step.
     ("mtlab.models.registry", "mtlab.models.builtin"): H_MODELS_H_DATA,
+    # The tracker package imports its clients to register them, and they import its registry: built-ins loaded
+    # by module name on first use (h-models' one registry style).
+    ("mtlab.trackers", "mtlab.trackers.mlflow"): H_MODELS_H_DATA,
+    ("mtlab.trackers", "mtlab.trackers.tensorboard"): H_MODELS_H_DATA,
+    ("mtlab.trackers", "mtlab.trackers.wandb"): H_MODELS_H_DATA,
     # A custom model's stacking probe builds train's StackedReplicas: the probe belongs in train/ (the trainer asks
     # the net whether to try, then tries).
     ("mtlab.models.custom", "mtlab.train.replicas"): "left: custom.py is being reshaped by h-models this round",

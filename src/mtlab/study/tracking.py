@@ -27,7 +27,8 @@ from typing import Any
 
 from mtlab.errors import MtlabError
 from mtlab.study.store import ResultStore, TrackedRow
-from mtlab.trackers.base import TRACKERS, TrackedRun, Tracker, TrackerWarning, flatten
+from mtlab.trackers import TRACKERS
+from mtlab.trackers.base import TrackedRun, Tracker, TrackerWarning, flatten
 from mtlab.train.fit import FitObserver
 
 STUDY_KEY = "study"

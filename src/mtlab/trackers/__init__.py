@@ -10,7 +10,12 @@ extras (``pip install 'mtlab[mlflow]'``, ...), imported only when a tracker is u
 
 from __future__ import annotations
 
-from mtlab.trackers import mlflow, tensorboard, wandb  # noqa: F401  (each registers itself)
-from mtlab.trackers.base import TRACKERS, Tracker, TrackerWarning
+from mtlab.registry import Registry
+from mtlab.trackers.base import Tracker, TrackerWarning
+
+TRACKERS: Registry[type[Tracker]] = Registry("tracker", entry_point_group="mtlab.trackers")
+"""Trackers by ``--track`` / ``--format`` name."""
+
+from mtlab.trackers import mlflow, tensorboard, wandb  # noqa: E402, F401  (each registers itself)
 
 __all__ = ["TRACKERS", "Tracker", "TrackerWarning"]

@@ -20,7 +20,6 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from mtlab.errors import MtlabError
-from mtlab.registry import Registry
 
 
 class TrackerWarning(UserWarning):
@@ -104,8 +103,3 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = value if isinstance(value, str) else json.dumps(value)
     return flat
-
-
-TRACKERS: Registry[type[Tracker]] = Registry("tracker", entry_point_group="mtlab.trackers")
-"""Trackers by ``--track`` / ``--format`` name; the built-in ones register from their modules, which the package's
-``__init__`` imports."""

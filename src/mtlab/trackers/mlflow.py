@@ -15,7 +15,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from mtlab.trackers.base import TRACKERS, TrackedRun, Tracker, import_client
+from mtlab.trackers import TRACKERS
+from mtlab.trackers.base import TrackedRun, Tracker, import_client
 
 # log_batch limits of the MLflow REST API (a remote server refuses larger batches).
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100

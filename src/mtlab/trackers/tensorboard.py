@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mtlab.trackers.base import TRACKERS, TrackedRun, Tracker, import_client
+from mtlab.trackers import TRACKERS
+from mtlab.trackers.base import TrackedRun, Tracker, import_client
 
 TEXT_ARTIFACTS = (".yaml", ".yml", ".json", ".txt", ".md")  # shown in the Text tab; a report.html is not
 

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mtlab.trackers.base import TRACKERS, TrackedRun, Tracker, import_client
+from mtlab.trackers import TRACKERS
+from mtlab.trackers.base import TrackedRun, Tracker, import_client
 
 MAX_TAG = 64  # W&B refuses longer tags
 
