@@ -20,6 +20,9 @@ packages of one layer (``report`` importing ``analysis`` while ``analysis`` impo
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -289,6 +292,21 @@ def test_no_two_packages_import_each_other(graph):
 def test_allowed_edges_still_exist(graph):
     gone = sorted(f"{a} -> {b}" for a, b in ALLOWED if b not in graph.get(a, {}))
     assert not gone, f"remove from ALLOWED (the import is gone): {gone}"
+
+
+def test_the_page_toolkit_stands_on_core_alone():
+    """mtlab.pages (blocks, cells, tables, Markdown / HTML writers, figure files) imports no study, store, config,
+    pandas, torch or matplotlib: any report, analysis or search page can use it. Checked in a fresh interpreter."""
+    script = (
+        "import sys, mtlab.pages.blocks, mtlab.pages.figures, mtlab.pages.render\n"
+        "heavy = ('pandas', 'torch', 'matplotlib', 'pydantic')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith('mtlab.')\n"
+        "             and not m.startswith(('mtlab.pages', 'mtlab.atomic', 'mtlab.errors'))))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_only_the_command_line_parses_arguments():
