@@ -334,3 +334,16 @@ def test_a_study_on_a_ray_cluster_survives_a_killed_worker_and_resumes(tmp_path,
     with ResultStore(directory / "results.sqlite") as store:
         assert store.info()["executor"]["executor"] == "ray"
         assert store.info()["executor"]["cpus"] == 2
+
+
+def test_an_outside_executor_written_against_the_old_import_path_still_loads():
+    """Executors moved from mtlab.study.executors to mtlab.execute; a plug-in importing the old path gets the same
+    registry and classes (not copies)."""
+    from mtlab.study.executors.local import LocalExecutor as OldLocal
+
+    import mtlab.execute
+    import mtlab.execute.local
+    from mtlab.study.executors import EXECUTORS as old_registry
+
+    assert old_registry is mtlab.execute.EXECUTORS
+    assert OldLocal is mtlab.execute.local.LocalExecutor
