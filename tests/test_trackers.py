@@ -536,3 +536,16 @@ def test_an_mlflow_server_that_does_not_answer_is_one_error_line_before_any_trai
     assert err[0].startswith(f"mtlab: error: mlflow tracking cannot start at {server}: MlflowException: ")
     assert "Connection refused" in err[0]
     assert not study.exists()
+
+
+@pytest.mark.parametrize("tracker", ["tensorboard", "wandb"])
+def test_a_tracker_directory_that_cannot_be_made_is_one_error_line_before_any_training(tmp_path, capsys, tracker):
+    (tmp_path / "tiny.yaml").write_text(json.dumps(TINY))
+    (tmp_path / "a-file").write_text("in the way")
+    study = tmp_path / "study"
+    assert main(["run", str(tmp_path / "tiny.yaml"), "--out", str(study), "--track", tracker, "--track-to",
+                 str(tmp_path / "a-file" / "logs"), "--no-report"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mtlab: error: {tracker} tracking cannot start at {tmp_path / 'a-file' / 'logs'}: "
+                   f"NotADirectoryError: [Errno 20] not a directory: '{tmp_path / 'a-file'}'"]  # fmt: skip
+    assert not study.exists()

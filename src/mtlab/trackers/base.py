@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -93,6 +94,17 @@ class Tracker(ABC):
 
     def close(self) -> None:  # noqa: B027  (most trackers hold nothing to release)
         """Flush and release whatever the tracker holds open."""
+
+
+def check_directory(destination: str) -> None:
+    """Raise the :class:`OSError` that creating files under ``destination`` would raise (a file in the way, no
+    permission), without creating anything: the check of a tracker that writes to a directory."""
+    path = Path(destination).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(20, "not a directory", str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(13, "cannot create files in it", str(existing))
 
 
 def import_client(module: str, extra: str) -> ModuleType:
