@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from mtlab.data.batches import Normalizer
-from mtlab.rundir import RunDirectory
+from mtlab.train.rundir import RunDirectory
 from mtlab.study.catalog import find_study
 from mtlab.study.spec import expand
 from mtlab.study.store import ResultStore
