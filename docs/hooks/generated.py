@@ -1,0 +1,366 @@
+"""The pages and tables of the documentation site that come from mtlab itself, generated at build time.
+
+A MkDocs hook module (``hooks:`` in ``mkdocs.yml``), so the site can never disagree with the code:
+
+- a page's ``<!-- mtlab:NAME -->`` marker is replaced by the table or number :data:`MARKERS` names - the weighting
+  methods from their registry (paper, options, what ``loss.weights`` mean, cost), the datasets from theirs (tasks,
+  where to get the files, layout, licence), the built-in studies from their YAML files, counts of each;
+- one page per built-in study, ``studies/<name>.md``, is written from its YAML file: the header comment (purpose,
+  commands, runtimes, what the original found), its budgets with their runs, and its shipped quick report under
+  ``docs/reports/<name>-quick/`` with the date that report was generated.
+
+The functions return Markdown text and take no MkDocs object, so ``tests/test_docs.py`` checks them without a build.
+This module lives under ``docs/hooks/``, which ``mkdocs.yml`` leaves out of the site.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+REPORTS = DOCS / "reports"
+MARKER = re.compile(r"<!-- mtlab:([a-z-]+) -->")
+
+
+def _cell(text: object) -> str:
+    """One Markdown table cell: no line breaks, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ weighting methods
+
+
+def method_cost(cls: Any) -> str:
+    """What one training step of method ``cls`` costs beyond a plain weighted sum, from what the method declares to
+    the training loop (``step``, ``samples``, ``needs_losses_after_step``, ``needs_meta_batch``)."""
+    if getattr(cls, "step", "scalar") == "scalar":
+        cost = "one backward pass of the combined loss"
+    else:
+        samples = getattr(cls, "samples", 1)
+        cost = "T backward passes (one per task)" if samples == 1 else f"{samples}T backward passes (double sampling)"
+    if getattr(cls, "needs_losses_after_step", False):
+        cost += ", plus the losses after the step"
+    if getattr(cls, "needs_meta_batch", False):
+        cost += ", plus a look-ahead on a meta batch (about 4 forward and 2 backward passes)"
+    return cost
+
+
+def methods() -> list[dict[str, str]]:
+    """One row per registered weighting method, in the registry's order (what ``mtlab weightings`` lists)."""
+    from mtlab.cli.weightings_cmd import describe
+    from mtlab.weighting import method_class
+
+    rows = describe()
+    for row in rows:
+        row["cost"] = method_cost(method_class(row["method"]))
+    return rows
+
+
+def methods_table() -> str:
+    rows = [[f"`{r['method']}`", r["kind"], r["paper"] or "-", r["options"], r["weights"], r["cost"]] for r in methods()]
+    return _table(["method", "kind", "paper", "options (defaults)", "`loss.weights`", "cost of a step"], rows)
+
+
+# ------------------------------------------------------------------------------------------------------- datasets
+
+
+def _dataset_classes() -> list[tuple[str, Any]]:
+    """Every registered dataset name with its options class (mtlab's own and plug-ins)."""
+    import mtlab.config  # noqa: F401  (assembles the config: every built-in dataset registered)
+    from mtlab.config.base import DATASETS
+
+    names: dict[str, Any] = {}
+    for _, cls in DATASETS.items():
+        for name in _literal_names(cls):
+            names.setdefault(name, cls)
+    return list(names.items())
+
+
+def _literal_names(cls: Any) -> list[str]:
+    """The names an options class registers under: its ``dataset`` field's literal values."""
+    from typing import get_args
+
+    field = cls.model_fields.get("dataset")
+    if field is None:
+        return []
+    values = get_args(field.annotation)
+    return [v for v in values if isinstance(v, str)] or ([field.default] if isinstance(field.default, str) else [])
+
+
+def _first_paragraph(doc: str | None) -> str:
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
+def _answer(cls: Any, name: str, question: str) -> Any:
+    """The dataset's answer to ``question`` (a class attribute or a method of its options), or None."""
+    value = getattr(cls, question, None)
+    if callable(value):
+        try:
+            return value(name) if question in {"licence", "where", "layout"} else value()
+        except TypeError:
+            return None
+    return value
+
+
+def datasets() -> list[dict[str, str]]:
+    """One row per dataset: its tasks (and their types), what it is, where to get its files, their layout and
+    licence - each as the dataset's options class and the file sources it reads answer it."""
+    from mtlab.data.sources import SOURCES
+
+    rows = []
+    for name, cls in _dataset_classes():
+        tasks = ", ".join(cls.offered_tasks) if getattr(cls, "offered_tasks", ()) else "declared in the config"
+        sources = _sources_of(name, cls, SOURCES)
+        where = _answer(cls, name, "where") or "; ".join(_source_where(s) for s in sources) or "-"
+        layout = _answer(cls, name, "layout") or "; ".join(
+            f"`{s.dirname}/`: " + ", ".join(f.name for f in s.files) for s in sources if not s.embedded
+        ) or "-"
+        licence = _answer(cls, name, "licence") or "; ".join(
+            dict.fromkeys(s.licence for s in sources if getattr(s, "licence", ""))
+        ) or "-"
+        rows.append({"dataset": name, "tasks": tasks, "what": _first_paragraph(cls.__doc__),
+                     "where": where, "layout": layout, "licence": licence})
+    return rows
+
+
+def _sources_of(name: str, cls: Any, registered: dict[str, Any]) -> list[Any]:
+    """The file sources dataset ``name`` reads: as its options answer (``sources()`` of its example section), or as
+    the sources name their datasets."""
+    if callable(getattr(cls, "sources", None)) and callable(getattr(cls, "example", None)):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as workdir:
+            try:
+                return list(cls.model_validate(cls.example(name, Path(workdir))).sources())
+            except Exception:  # an example that needs more than its section: fall back to the sources' own lists
+                pass
+    return [s for s in registered.values() if name in getattr(s, "datasets", ())]
+
+
+def _source_where(source: Any) -> str:
+    if source.embedded:
+        return "embedded in mtlab"
+    if source.archive is not None:
+        return source.archive.urls[0]
+    if source.mirrors:
+        return source.mirrors[0]
+    return source.hint
+
+
+def datasets_table() -> str:
+    rows = [[f"`{r['dataset']}`", r["tasks"], r["what"], r["where"], r["layout"], r["licence"]] for r in datasets()]
+    return _table(["dataset", "tasks", "what", "where to get it", "layout", "licence"], rows)
+
+
+# -------------------------------------------------------------------------------------------------------- studies
+
+
+def studies() -> dict[str, Path]:
+    from mtlab.study.catalog import builtin_study_paths
+
+    return dict(sorted(builtin_study_paths().items()))
+
+
+def report_of(name: str) -> tuple[str, str] | None:
+    """``(folder, date)`` of the quick report shipped for study ``name`` (``docs/reports/<name>-quick``), or None."""
+    folder = REPORTS / f"{name}-quick"
+    markdown = folder / "report.md"
+    if not markdown.is_file():
+        return None
+    found = re.search(r"\*\*Generated:\*\* (\d{4}-\d{2}-\d{2})", markdown.read_text(encoding="utf-8"))
+    return folder.name, found[1] if found else "undated"
+
+
+def studies_table(page: str = "index.md") -> str:
+    """The table of built-in studies, its links relative to ``page`` (a path under ``docs/``)."""
+    from mtlab.study.outline import read_outline
+
+    up = "../" * page.count("/")
+
+    rows = []
+    for name, path in studies().items():
+        outline = read_outline(path)
+        runs = ", ".join(f"{budget} {n}" for budget, n in outline.runs.items())
+        report = report_of(name)
+        shipped = f"[{report[1]}]({up}reports/{report[0]}/report.html)" if report else "-"
+        rows.append([f"[`{name}`]({up}studies/{name}.md)", outline.description, runs, shipped])
+    return _table(["study", "what it asks", "runs per budget", "quick report"], rows)
+
+
+def header_of(path: Path) -> list[str]:
+    """The comment lines a study file opens with, without their ``#`` (the study's own documentation)."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[2:] if line.startswith("# ") else line[1:])
+    return lines
+
+
+def _header_markdown(lines: list[str]) -> str:
+    """A study header as Markdown: prose paragraphs joined, indented lines kept as they are (commands in a ``bash``
+    block, tables and lists of options in a plain one)."""
+    out: list[str] = []
+    prose: list[str] = []
+    block: list[str] = []
+
+    def flush() -> None:
+        if prose:
+            out.append(" ".join(prose) + "\n")
+            prose.clear()
+        if block:
+            text = "\n".join(line[2:] if line.startswith("  ") else line for line in block)
+            language = "bash" if any(line.strip().startswith("mtlab ") for line in block) else "text"
+            out.append(f"```{language}\n{text}\n```\n")
+            block.clear()
+
+    for line in lines:
+        if not line.strip():
+            flush()
+        elif line.startswith("  ") or (block and line.startswith(" ")):
+            if prose:
+                flush()
+            block.append(line)
+        else:
+            if block:
+                flush()
+            prose.append(line.strip())
+    flush()
+    return "\n".join(out)
+
+
+def study_page(name: str, path: Path) -> str:
+    """The page of one built-in study, from its YAML file alone."""
+    from mtlab.study.outline import read_outline
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    lines = header_of(path)
+    title, _, purpose = (lines[0] if lines else name).partition(":")
+    parts = [f"# {title.strip() or name}\n", f"**{purpose.strip()}**\n" if purpose.strip() else "",
+             _header_markdown(lines[1:])]
+    outline = read_outline(path)
+    budgets = raw.get("budgets") or {}
+    rows = []
+    for budget, runs in outline.runs.items():
+        options = budgets.get(budget) or {}
+        default = " (default)" if budget == raw.get("default_budget") else ""
+        seeds = options.get("seeds", raw.get("seeds", 3))
+        rows.append([f"`{budget}`{default}", options.get("description", "-"), seeds, runs])
+    parts += ["## Budgets\n", f"`mtlab run {name} --budget NAME`; runs = variants x grid points x seeds.\n",
+              _table(["budget", "what it trains", "seeds", "runs"], rows)]
+    reference = raw.get("reference") or {}
+    if reference.get("source"):
+        parts += ["## The original study\n", f"Source: {reference['source']}.",
+                  f" Measure: {reference['measure']}." if reference.get("measure") else "",
+                  f" The budget that follows its protocol: `{reference['budget']}`.\n" if reference.get("budget")
+                  else "\n"]
+        claims = [c.get("claim") for c in reference.get("claims") or [] if isinstance(c, dict)]
+        if claims:
+            parts += ["Its claims, which the report checks on paired seeds:\n", *[f"- {c}" for c in claims], ""]
+    report = report_of(name)
+    parts.append("## Shipped report\n")
+    if report:
+        parts.append(f"The quick budget's report, generated on {report[1]}: "
+                     f"[report.html](../reports/{report[0]}/report.html) (self-contained; figures and tables). "
+                     "It compares what mtlab had on that date; rerun the command above for today's.\n")
+    else:
+        parts.append("None shipped: this study's data cannot be downloaded on the machines that render the reports; "
+                     "its runs are tested end to end on synthetic files in the official layout.\n")
+    parts.append(f"The study file: `src/mtlab/studies/{path.name}` (`mtlab studies` lists every study).\n")
+    return "\n".join(part for part in parts if part)
+
+
+def study_pages() -> dict[str, str]:
+    """``studies/<name>.md`` -> its Markdown, for every built-in study."""
+    return {f"studies/{name}.md": study_page(name, path) for name, path in studies().items()}
+
+
+# --------------------------------------------------------------------------------------------------------- counts
+
+
+def count_methods() -> str:
+    from mtlab.weighting import registered_methods
+
+    return str(len(registered_methods()))
+
+
+def count_datasets() -> str:
+    return str(len(_dataset_classes()))
+
+
+def count_studies() -> str:
+    return str(len(studies()))
+
+
+def count_task_types() -> str:
+    from mtlab.tasks import TASK_TYPES
+
+    return str(len(TASK_TYPES.names()))
+
+
+def count_model_kinds() -> str:
+    import mtlab.config  # noqa: F401
+    from mtlab.config.base import MODEL_KINDS
+
+    return str(len(MODEL_KINDS.names()))
+
+
+MARKERS: dict[str, Callable[..., str]] = {
+    "methods-table": methods_table,
+    "datasets-table": datasets_table,
+    "studies-table": studies_table,
+    "count-methods": count_methods,
+    "count-datasets": count_datasets,
+    "count-studies": count_studies,
+    "count-task-types": count_task_types,
+    "count-model-kinds": count_model_kinds,
+}
+
+
+def fill(markdown: str, where: str = "index.md") -> str:
+    """``markdown`` (the page ``where``, a path under ``docs/``) with every ``<!-- mtlab:NAME -->`` marker replaced;
+    an unknown marker is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match[1] not in MARKERS:
+            raise ValueError(f"{where}: unknown marker <!-- mtlab:{match[1]} -->; known: {sorted(MARKERS)}")
+        make = MARKERS[match[1]]
+        return (make(where) if make is studies_table else make()).rstrip("\n")
+
+    return MARKER.sub(replace, markdown)
+
+
+# ---------------------------------------------------------------------------------------------------- MkDocs hooks
+
+
+def on_config(config: Any) -> Any:
+    """Each study's generated page goes into the navigation, under "Built-in studies"."""
+    for entry in config["nav"] or []:
+        if isinstance(entry, dict) and "Built-in studies" in entry:
+            entry["Built-in studies"] = [entry["Built-in studies"][0],
+                                         *[{name: f"studies/{name}.md"} for name in studies()]]
+    return config
+
+
+def on_files(files: Any, config: Any) -> Any:
+    from mkdocs.structure.files import File
+
+    for uri, text in study_pages().items():
+        files.append(File.generated(config, uri, content=text))
+    return files
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    return fill(markdown, page.file.src_uri)
