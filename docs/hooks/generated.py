@@ -64,13 +64,24 @@ def methods() -> list[dict[str, str]]:
 
     rows = describe()
     for row in rows:
-        row["cost"] = method_cost(method_class(row["method"]))
+        cls = method_class(row["method"])
+        row["cost"] = method_cost(cls)
+        row["what"] = _what_method(cls) or row["paper"] or "-"
     return rows
 
 
+def _what_method(cls: Any) -> str:
+    """The first paragraph of the method module's docstring (what it does and its paper), without the leading name."""
+    import sys
+
+    text = _first_paragraph(sys.modules[cls.__module__].__doc__)
+    return re.sub(r"^``[\w-]+``:\s*", "", text)
+
+
 def methods_table() -> str:
-    rows = [[f"`{r['method']}`", r["kind"], r["paper"] or "-", r["options"], r["weights"], r["cost"]] for r in methods()]
-    return _table(["method", "kind", "paper", "options (defaults)", "`loss.weights`", "cost of a step"], rows)
+    rows = [[f"`{r['method']}`", r["kind"], r["what"], r["options"], r["weights"], r["cost"]] for r in methods()]
+    return _table(["method", "kind", "what it does (paper)", "options (defaults)", "`loss.weights`", "cost of a step"],
+                  rows)
 
 
 # ------------------------------------------------------------------------------------------------------- datasets
@@ -78,75 +89,98 @@ def methods_table() -> str:
 
 def _dataset_classes() -> list[tuple[str, Any]]:
     """Every registered dataset name with its options class (mtlab's own and plug-ins)."""
-    import mtlab.config  # noqa: F401  (assembles the config: every built-in dataset registered)
+    from mtlab.config import RunConfig  # noqa: F401  (assembling the run config registers every built-in dataset)
     from mtlab.config.base import DATASETS
 
-    names: dict[str, Any] = {}
-    for _, cls in DATASETS.items():
-        for name in _literal_names(cls):
-            names.setdefault(name, cls)
-    return list(names.items())
-
-
-def _literal_names(cls: Any) -> list[str]:
-    """The names an options class registers under: its ``dataset`` field's literal values."""
-    from typing import get_args
-
-    field = cls.model_fields.get("dataset")
-    if field is None:
-        return []
-    values = get_args(field.annotation)
-    return [v for v in values if isinstance(v, str)] or ([field.default] if isinstance(field.default, str) else [])
+    return list(DATASETS.items())
 
 
 def _first_paragraph(doc: str | None) -> str:
-    return " ".join((doc or "").strip().split("\n\n")[0].split())
+    """A docstring's first paragraph on one line, Sphinx roles (``:mod:`x` ``) as plain code."""
+    text = " ".join((doc or "").strip().split("\n\n")[0].split())
+    return re.sub(r":[a-z]+:`~?([^`]+)`", r"``\1``", text)
 
 
-def _answer(cls: Any, name: str, question: str) -> Any:
-    """The dataset's answer to ``question`` (a class attribute or a method of its options), or None."""
-    value = getattr(cls, question, None)
-    if callable(value):
+def _instance(name: str, cls: Any) -> Any:
+    """Dataset ``name``'s options as its own example section makes them (or with defaults), None if neither
+    validates without the user's files."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as workdir:
+        sections: list[Any] = [{"dataset": name}]
+        if callable(getattr(cls, "example", None)):
+            try:
+                sections.insert(0, cls.example(name, Path(workdir)))
+            except Exception:  # an example that needs more than a folder: the defaults alone
+                pass
+        for section in sections:
+            try:
+                return cls.model_validate(section)
+            except Exception:  # needs the user's files (a table's path): the class answers alone
+                continue
+    return None
+
+
+def _users_own(cls: Any) -> bool:
+    """Whether the dataset reads the user's own files and tasks (its options take a ``path`` and ``tasks``)."""
+    return {"path", "tasks"} <= set(getattr(cls, "model_fields", {}))
+
+
+def _tasks_of(cls: Any, options: Any) -> str:
+    if _users_own(cls):
+        return "yours, declared under `data.tasks`"
+    try:
+        types = options.task_types() if options is not None else {}
+    except Exception:  # a dataset whose tasks only its files name
+        types = {}
+    if not types:
+        return ", ".join(f"`{task}`" for task in getattr(cls, "offered_tasks", ())) or "-"
+    if len(types) > 8:
+        kinds = ", ".join(dict.fromkeys(types.values()))
+        return f"{len(types)} tasks ({kinds}): `{next(iter(types))}`, ..."
+    return ", ".join(f"`{task}` ({kind})" for task, kind in types.items())
+
+
+def _sources_of(name: str, options: Any, registered: dict[str, Any]) -> list[Any]:
+    """The file sources dataset ``name`` reads: as its options answer (``sources()``), or as the sources name their
+    datasets."""
+    if options is not None and callable(getattr(options, "sources", None)):
         try:
-            return value(name) if question in {"licence", "where", "layout"} else value()
-        except TypeError:
-            return None
-    return value
+            return list(options.sources())
+        except Exception:  # sources that depend on files not there: the sources' own lists
+            pass
+    return [s for s in registered.values() if name in getattr(s, "datasets", ())]
 
 
 def datasets() -> list[dict[str, str]]:
     """One row per dataset: its tasks (and their types), what it is, where to get its files, their layout and
-    licence - each as the dataset's options class and the file sources it reads answer it."""
+    licence - each as the dataset's options, the file sources it reads and its hand-placed record answer it."""
+    from mtlab.data.placed import HAND_PLACED
     from mtlab.data.sources import SOURCES
 
     rows = []
     for name, cls in _dataset_classes():
-        tasks = ", ".join(cls.offered_tasks) if getattr(cls, "offered_tasks", ()) else "declared in the config"
-        sources = _sources_of(name, cls, SOURCES)
-        where = _answer(cls, name, "where") or "; ".join(_source_where(s) for s in sources) or "-"
-        layout = _answer(cls, name, "layout") or "; ".join(
-            f"`{s.dirname}/`: " + ", ".join(f.name for f in s.files) for s in sources if not s.embedded
-        ) or "-"
-        licence = _answer(cls, name, "licence") or "; ".join(
+        options = _instance(name, cls)
+        sources = _sources_of(name, options, SOURCES)
+        placed = HAND_PLACED.get(name)
+        if sources:
+            where = "; ".join(dict.fromkeys(_source_where(s) for s in sources))
+            layout = "; ".join(dict.fromkeys(
+                f"`{s.dirname}/`: " + ", ".join(f"`{f.name}`" for f in s.files) for s in sources if not s.embedded
+            )) or "in the package"
+        elif placed is not None:
+            where = placed.obtain
+            layout = f"`{placed.dirnames[0]}/`: " + ", ".join(f"`{m}`" for m in placed.markers)
+        elif _users_own(cls):
+            where, layout = "your own files", "the file `data.path` names"
+        else:
+            where, layout = "-", "-"
+        licence = getattr(cls, "licence", "") or "; ".join(
             dict.fromkeys(s.licence for s in sources if getattr(s, "licence", ""))
-        ) or "-"
-        rows.append({"dataset": name, "tasks": tasks, "what": _first_paragraph(cls.__doc__),
+        ) or "not stated by the dataset"
+        rows.append({"dataset": name, "tasks": _tasks_of(cls, options), "what": _first_paragraph(cls.__doc__),
                      "where": where, "layout": layout, "licence": licence})
     return rows
-
-
-def _sources_of(name: str, cls: Any, registered: dict[str, Any]) -> list[Any]:
-    """The file sources dataset ``name`` reads: as its options answer (``sources()`` of its example section), or as
-    the sources name their datasets."""
-    if callable(getattr(cls, "sources", None)) and callable(getattr(cls, "example", None)):
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as workdir:
-            try:
-                return list(cls.model_validate(cls.example(name, Path(workdir))).sources())
-            except Exception:  # an example that needs more than its section: fall back to the sources' own lists
-                pass
-    return [s for s in registered.values() if name in getattr(s, "datasets", ())]
 
 
 def _source_where(source: Any) -> str:
@@ -311,7 +345,7 @@ def count_task_types() -> str:
 
 
 def count_model_kinds() -> str:
-    import mtlab.config  # noqa: F401
+    from mtlab.config import RunConfig  # noqa: F401  (assembling the run config registers every built-in kind)
     from mtlab.config.base import MODEL_KINDS
 
     return str(len(MODEL_KINDS.names()))
