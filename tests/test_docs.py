@@ -229,3 +229,24 @@ def test_public_functions_and_classes_have_reference_docstrings():
             wanted.append("Args:")
         missing += [f"{name}: {section}" for section in wanted if section not in doc]
     assert not missing
+
+
+# -------------------------------------------------------------------------------------------------- 5. the README
+
+
+def test_the_readme_fits_on_a_few_screens_with_the_two_commands_first():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200
+    first = FENCE.search(text)[3]
+    assert "bash scripts/setup.sh && .venv/bin/mtlab run fashion-mtl --budget quick" in first
+    assert "bash scripts/setup.sh && .venv/bin/pytest -q" in first
+
+
+def test_the_readme_lists_every_built_in_study_once_and_links_only_to_files_that_exist():
+    from mtlab.study.catalog import builtin_study_paths
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Built-in studies", 1)[1].split("\n## ", 1)[0]
+    assert sorted(re.findall(r"^\| `([\w-]+)` \|", section, flags=re.M)) == sorted(builtin_study_paths())
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        assert (ROOT / target).exists(), target
