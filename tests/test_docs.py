@@ -62,7 +62,8 @@ def test_the_methods_table_has_one_row_per_registered_method():
     assert rows == registered_methods()
     assert generated.count_methods() == str(len(registered_methods()))
     fixed = next(line for line in table.splitlines() if line.startswith("| `fixed` |"))
-    assert "linear scalarisation" in fixed and "one backward pass" in fixed
+    assert "linear scalarisation" in fixed
+    assert "one backward pass" in fixed
 
 
 def test_the_datasets_table_has_one_row_per_registered_dataset():
@@ -73,7 +74,8 @@ def test_the_datasets_table_has_one_row_per_registered_dataset():
     assert rows == DATASETS.names()
     assert generated.count_datasets() == str(len(DATASETS.names()))
     mnist = next(row for row in generated.datasets() if row["dataset"] == "mnist")
-    assert mnist["tasks"] == "`digit` (multiclass)" and "train-images-idx3-ubyte" in mnist["layout"]
+    assert mnist["tasks"] == "`digit` (multiclass)"
+    assert "train-images-idx3-ubyte" in mnist["layout"]
 
 
 def test_every_built_in_study_has_a_page_saying_what_its_file_says():
@@ -117,7 +119,8 @@ def test_a_study_header_becomes_prose_and_command_blocks():
     text = generated._header_markdown(lines[1:])
     assert "Some words over two lines.\n" in text
     assert "```bash\nmtlab run x --budget quick   # fast\n```" in text
-    assert "Original study:\n" in text and "```text\na table line\n```" in text
+    assert "Original study:\n" in text
+    assert "```text\na table line\n```" in text
 
 
 # ------------------------------------------------------------------------------------ 2. configs in the documents

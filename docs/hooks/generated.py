@@ -15,6 +15,7 @@ This module lives under ``docs/hooks/``, which ``mkdocs.yml`` leaves out of the 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -109,10 +110,8 @@ def _instance(name: str, cls: Any) -> Any:
     with tempfile.TemporaryDirectory() as workdir:
         sections: list[Any] = [{"dataset": name}]
         if callable(getattr(cls, "example", None)):
-            try:
+            with contextlib.suppress(Exception):  # an example that needs more than a folder: the defaults alone
                 sections.insert(0, cls.example(name, Path(workdir)))
-            except Exception:  # an example that needs more than a folder: the defaults alone
-                pass
         for section in sections:
             try:
                 return cls.model_validate(section)

@@ -47,7 +47,24 @@ def load_all_entry_points() -> None:
 
 
 class Registry(Generic[T]):
-    """Plug-ins by name; ``kind`` ("trunk", "dataset", ...) only words the error messages."""
+    """Plug-ins by name, extended by installed packages through entry points.
+
+    Args:
+        kind: What a plug-in is ("dataset", "trunk type", ...); only words the error messages.
+        entry_point_group: The entry point group whose plug-ins load on first use (``mtlab.datasets``, ...).
+
+    Example:
+        ```python
+        from mtlab import Registry
+
+        SCHEDULES: Registry[type] = Registry("schedule")
+
+        @SCHEDULES.register("warmup")
+        class Warmup: ...
+
+        SCHEDULES.get("warmup") is Warmup, SCHEDULES.names()   # True, ['warmup']
+        ```
+    """
 
     def __init__(self, kind: str, entry_point_group: str | None = None):
         self.kind = kind

@@ -204,7 +204,22 @@ def _tag_values(cls: type[BaseModel], field: str) -> tuple[Any, ...]:
 
 
 def register_dataset(cls: type[DataBase]) -> type[DataBase]:
-    """Class decorator: register a dataset's options class under every name its ``dataset`` literal allows."""
+    """Class decorator: register a dataset's options class under every name its ``dataset`` literal allows.
+
+    Args:
+        cls: The options class; its ``dataset`` field is a ``Literal`` of the names it registers.
+
+    Returns:
+        ``cls`` itself; ``data.dataset: NAME`` now selects it.
+
+    Raises:
+        ValueError: A name already registered.
+        TypeError: ``cls`` has no ``dataset`` field.
+
+    Example:
+        See [Your own problem](../own-problem.md#plug-ins): an outside package registers from the module its entry
+        point names.
+    """
     for name in _tag_values(cls, "dataset"):
         DATASETS.register(name)(cls)
     return cls
@@ -212,14 +227,44 @@ def register_dataset(cls: type[DataBase]) -> type[DataBase]:
 
 def register_trunk_type(cls: type[Strict]) -> type[Strict]:
     """Class decorator: register a trunk's options class under its ``type`` literal (its builder registers with
-    :func:`mtlab.models.registry.register_trunk` under the same name)."""
+    :func:`mtlab.models.registry.register_trunk` under the same name).
+
+    Args:
+        cls: The options class; its ``type`` field is a ``Literal`` of the names it registers.
+
+    Returns:
+        ``cls`` itself; ``model.trunk.type: NAME`` now selects it.
+
+    Raises:
+        ValueError: A name already registered.
+        TypeError: ``cls`` has no ``type`` field.
+
+    Example:
+        See [Your own problem](../own-problem.md#plug-ins): an outside package registers from the module its entry
+        point names.
+    """
     for name in _tag_values(cls, "type"):
         TRUNK_TYPES.register(name)(cls)
     return cls
 
 
 def register_model_kind(cls: type[ModelKind]) -> type[ModelKind]:
-    """Class decorator: register a model kind's options class under its ``kind`` literal."""
+    """Class decorator: register a model kind's options class under its ``kind`` literal.
+
+    Args:
+        cls: The options class; its ``kind`` field is a ``Literal`` of the names it registers.
+
+    Returns:
+        ``cls`` itself; ``model.kind: NAME`` now selects it.
+
+    Raises:
+        ValueError: A name already registered.
+        TypeError: ``cls`` has no ``kind`` field.
+
+    Example:
+        See [Your own problem](../own-problem.md#plug-ins): an outside package registers from the module its entry
+        point names.
+    """
     for name in _tag_values(cls, "kind"):
         MODEL_KINDS.register(name)(cls)
     return cls

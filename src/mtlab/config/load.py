@@ -237,9 +237,33 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 
 
 def parse_config(raw: dict[str, Any], base: Path | None = None, origins: Origins | None = None) -> RunConfig:
-    """Validate a raw mapping; raise :class:`ConfigError` naming every bad key (one line each, starting with where
-    ``origins`` says it was written). File paths in it (a table, a model file) are relative to ``base`` when given
-    (the config file's directory)."""
+    """Validate a raw run-config mapping into a :class:`~mtlab.config.schema.RunConfig`, every default filled in.
+
+    Args:
+        raw: The config as YAML would load it: sections ``data``, ``tasks``, ``model``, ``loss``, ``optim``,
+            ``train``.
+        base: The directory file paths in it (a table, a model file) are relative to; None: the working directory.
+        origins: Where each key was written (a file and line, an override), to start each error line with.
+
+    Returns:
+        The validated run config.
+
+    Raises:
+        ConfigError: Naming every bad key, one line each (at most 10, then a count), with the closest valid name
+            for a mistyped one and an example value for a missing one.
+
+    Example:
+        ```python
+        from mtlab import parse_config
+
+        config = parse_config({
+            "data": {"dataset": "fashion-mnist-sample"},
+            "model": {"trunk": {"type": "mlp", "widths": [64]}},
+            "train": {"epochs": 1},
+        })
+        config.task_names  # ['item', 'group']
+        ```
+    """
     try:
         return RunConfig.model_validate(raw, context={"base": base} if base is not None else None)
     except ValidationError as e:
@@ -247,8 +271,28 @@ def parse_config(raw: dict[str, Any], base: Path | None = None, origins: Origins
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, overrides_from: str | None = None) -> RunConfig:
-    """The run config of a YAML file with ``dotted.key=value`` overrides. An error names the file and line of the
-    bad key, or the override that set it, labelled ``overrides_from`` (``"command line override"``)."""
+    """The run config of a YAML file, with ``dotted.key=value`` overrides applied on top (as ``mtlab train`` does).
+
+    Args:
+        path: The YAML file; file paths in it are relative to its directory.
+        overrides: ``KEY=VALUE`` strings, values read as YAML (``train.epochs=2``, ``loss.weights={item: 2}``).
+        overrides_from: How an error names an override (``"command line override"``).
+
+    Returns:
+        The validated run config.
+
+    Raises:
+        ConfigError: A file that is not a YAML mapping, or every bad key, each line naming the file and line of the
+            key, or the override that set it.
+
+    Example:
+        ```python
+        from mtlab import load_config
+
+        config = load_config("examples/fashion-mtl-sample.yaml", ["train.epochs=1", "loss.method=pcgrad"])
+        config.loss.method  # 'pcgrad'
+        ```
+    """
     raw, file = read_yaml_file(path)
     origins = Origins(file)
     raw = apply_overrides(raw, parse_overrides(overrides or [], overrides_from), origins)

@@ -18,7 +18,26 @@ def builtin_study_paths() -> dict[str, Path]:
 
 
 def find_study(name_or_path: str) -> tuple[StudySpec, Path]:
-    """A built-in study by name, or a study YAML by path."""
+    """A built-in study by name, or a study YAML by path, validated.
+
+    Args:
+        name_or_path: A built-in study's name (``mtlab studies`` lists them) or the path of a study file.
+
+    Returns:
+        The study spec and the file it was read from.
+
+    Raises:
+        ConfigError: No such study (with the closest built-in name), or a study whose spec or run configs are
+            invalid (each line naming the file, line and key).
+
+    Example:
+        ```python
+        from mtlab import find_study
+
+        spec, path = find_study("fashion-mtl")
+        spec.default_budget  # 'quick'
+        ```
+    """
     builtin = builtin_study_paths()
     if name_or_path in builtin:
         path = builtin[name_or_path]

@@ -124,6 +124,49 @@ def run_study(
 ) -> StudyResult:
     """Train every run of ``spec`` (under ``budget``) that is not done yet; results go to ``directory``.
 
+    This is ``mtlab run`` without the command line: the store (``results.sqlite``), one run directory per run and,
+    unless the caller does it, no report (:func:`mtlab.report.render.write_report` writes one from the store).
+
+    Args:
+        spec: The study (:func:`find_study`).
+        directory: The study directory; created, or resumed when it holds this study.
+        budget: A budget of the spec (default: its ``default_budget``).
+        overrides: ``{dotted.key: value}`` applied to every run.
+        retry_failed: Train again the runs stored as failed.
+        redefine: Make this definition the directory's (see below).
+        group_seeds: ``"auto"``, ``"on"`` or ``"off"``: stack the seeds of a variant (see below).
+        group_size: At most this many seeds stacked.
+        command: The command line recorded with the study.
+        observer: Told of each run's start, progress and end (progress displays).
+        executor: ``"local"``, ``"ray"`` or a plug-in's name.
+        workers: Worker processes (``"auto"``: one per CPU core or GPU).
+        address: The Ray cluster to join (``"auto"``, ``HOST:PORT``).
+        train: Replaces the trainer in this process (tests).
+        track: Trackers to follow the runs live (``"mlflow"``, ``"tensorboard"``, ``"wandb"``).
+        track_to: The trackers' destination URI.
+
+    Returns:
+        The study directory, how many runs the study has, how many trained now, and the failed ones with their
+        reasons.
+
+    Raises:
+        MtlabError: The user's to fix, one line (a ``ConfigError`` or ``DataError`` among them): the directory
+            holds another definition (without ``redefine``), is in use, or is not a study directory; a run's data
+            or model cannot be found or built.
+        KeyboardInterrupt: ^C (SIGTERM likewise raises its own exception); the runs in flight go back to pending
+            first, and the message says how many finished runs the store keeps.
+
+    Example:
+        ```python
+        from pathlib import Path
+
+        import mtlab
+
+        spec, _ = mtlab.find_study("fashion-mtl")
+        result = mtlab.run_study(spec, Path("runs/fashion-mtl-quick"), budget="quick", workers=1)
+        result.total, result.failed
+        ```
+
     With ``group_seeds="auto"`` the runs of a variant that differ only in seed are trained together, up to
     ``group_size`` at a time (:func:`~mtlab.train.run.train_runs`; smaller if memory is short), where stacking
     them is faster on the device (dense nets; on CUDA every net); ``"on"`` stacks them for every architecture;

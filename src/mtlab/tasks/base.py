@@ -42,6 +42,21 @@ class Task:
     ``class_names`` names the values of the task's output, whatever the type: the classes of a ``multiclass`` task,
     ``(negative, positive)`` of a ``binary`` one, the labels of a ``multilabel`` one, the outputs of a
     ``regression`` one. ``loss`` is the regression loss (``mse``, ``l1``, ``huber``); other types ignore it.
+
+    Attributes:
+        name: The task's name, the key of its outputs and targets.
+        class_names: The names of the output's values (see above).
+        type: A registered task type's name (:data:`TASK_TYPES`).
+        loss: The regression loss.
+
+    Example:
+        ```python
+        from mtlab import Task
+
+        shape = Task("shape", ("circle", "square", "star"))          # multiclass, 3 outputs
+        size = Task("size", ("cm",), type="regression", loss="l1")
+        shape.outputs, size.task_type.metrics                     # 3, {'mae': 'min', 'rmse': 'min', 'r2': 'max'}
+        ```
     """
 
     name: str
@@ -111,7 +126,33 @@ class Objective(ABC):
 
 
 class TaskType(ABC):
-    """A kind of task. Subclasses set the class attributes and implement :meth:`outputs` and :meth:`bind`."""
+    """A kind of task: its output width, loss, metrics with their directions and primary metric.
+
+    Subclasses set the class attributes and implement :meth:`outputs` and :meth:`bind`; :func:`register_task_type`
+    makes one usable as ``type:`` in a config. Shapes: K stacked replicas, B examples a batch, O outputs; targets
+    (N,) or (N, L) per split, in ``target_dtype``, a missing label -1 (integers) or NaN (floats).
+
+    Example:
+        A task type for counts, scored by mean absolute error (lower is better):
+
+        ```python
+        import torch
+        from mtlab import TaskType, register_task_type
+
+        @register_task_type
+        class Count(TaskType):
+            name = "count"
+            metrics = {"mae": "min"}
+            primary = "mae"
+            target_dtype = torch.float32
+
+            def outputs(self, task):
+                return 1
+
+            def bind(self, task, train_targets, device):
+                return CountObjective(task, len(train_targets), device)  # an Objective: loss and totals
+        ```
+    """
 
     name: ClassVar[str]
     metrics: ClassVar[dict[str, Direction]]
@@ -163,7 +204,20 @@ TASK_TYPES: Registry[TaskType] = Registry("task type", entry_point_group="mtlab.
 
 
 def register_task_type(cls: type[TaskType]) -> type[TaskType]:
-    """Class decorator: register a :class:`TaskType` (instantiated once) under its ``name``."""
+    """Class decorator: register a :class:`TaskType` (instantiated once) under its ``name``.
+
+    Args:
+        cls: The task type; its ``name`` becomes usable as a task's ``type``.
+
+    Returns:
+        ``cls`` itself.
+
+    Raises:
+        ValueError: A task type of that name is already registered.
+
+    Example:
+        See :class:`TaskType`. An outside package registers from a module named by its ``mtlab.tasks`` entry point.
+    """
     TASK_TYPES.register(cls.name)(cls())
     return cls
 

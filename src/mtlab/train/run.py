@@ -57,9 +57,35 @@ def train_run(
     observer: FitObserver | None = None,
     overwrite: bool = False,
 ) -> RunOutcome:
-    """Load the data, carve train/val/test, build the model from the seed, train, and record everything in ``out``.
+    """Train one run: load the data, carve train/val/test, build the model from the seed, train, test once.
 
-    Raises :class:`~mtlab.train.fit.TrainingDiverged` when the loss diverges (the run directory says so).
+    Model selection uses the validation split only (early stopping restores the best epoch); the test split is
+    evaluated once, on the selected weights.
+
+    Args:
+        config: The validated run config (:func:`load_config`); its ``seed`` seeds everything.
+        out: The run directory to write (``config.yaml``, ``meta.json``, ``history.csv``, ``metrics.json``,
+            ``checkpoint.pt``); None writes nothing.
+        argv: The command line recorded in ``meta.json``.
+        observer: Called at the start, after each batch and after each epoch (progress displays).
+        overwrite: Replace a non-empty ``out``.
+
+    Returns:
+        The outcome: ``result`` (the history, ``test`` metrics as ``{"test.<task>.<metric>": value}``, the best
+        epoch), the trained ``model``, its parameter count, the run directory and the device.
+
+    Raises:
+        TrainingDiverged: The loss became NaN or infinite (the run directory says so).
+        DataError: The dataset's files are missing or damaged.
+
+    Example:
+        ```python
+        import mtlab
+
+        config = mtlab.load_config("examples/fashion-mtl-sample.yaml", ["train.epochs=1"])
+        outcome = mtlab.train_run(config, out=None)
+        outcome.result.test["test.item.acc"]  # a fraction in [0, 1]
+        ```
     """
     (outcome,) = train_runs([config], [out], argv=argv, observers=[observer], overwrite=overwrite)
     if isinstance(outcome, BaseException):

@@ -49,7 +49,27 @@ if TYPE_CHECKING:
 
 
 class MethodOptions(Strict):
-    """Options every method has. Subclasses add their own and fix ``method`` to their registered name."""
+    """Options every method has. Subclasses add their own and fix ``method`` to their registered name.
+
+    A method's options are the ``loss`` section of a run config (``loss.method``, ``loss.weights``, the method's own
+    keys), validated with a line per bad key. ``weights_refused`` (a method invariant to loss scales says why) makes
+    any weight but 0 and 1 a config error.
+
+    Attributes:
+        method: The method's registered name.
+        weights: Per-task loss multipliers applied before the method (default 1; 0 leaves a task out).
+
+    Example:
+        ```python
+        from typing import Literal
+        from pydantic import Field
+        from mtlab.weighting.base import LossOptions
+
+        class CappedOptions(LossOptions):
+            method: Literal["capped"] = "capped"
+            cap: float = Field(10.0, gt=0, description="Largest weight a task may get.")
+        ```
+    """
 
     method: str
     weights: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
@@ -180,7 +200,27 @@ class WeightingMethod(nn.Module):
 
 
 class LossMethod(WeightingMethod):
-    """Task losses (K, T) -> objective (K,): one backward pass of the objective trains everything."""
+    """A loss-based method: task losses (K, T) -> objective (K,); one backward pass of the objective trains everything.
+
+    Subclasses set ``Options`` (a :class:`MethodOptions` subclass), ``paper`` and implement :meth:`forward`; hooks
+    with no-op defaults (``after_step``, ``after_epoch``, ``look_ahead``) let a method update its state. K is the
+    number of stacked replicas (seeds), T the number of tasks.
+
+    Example:
+        ```python
+        import torch
+        from mtlab import LossMethod, register_method
+
+        @register_method
+        class Capped(LossMethod):
+            Options = CappedOptions  # see MethodOptions
+            paper = "a capped sum, for illustration"
+
+            def forward(self, losses):                          # (K, T)
+                weights = torch.ones_like(losses).detach()      # (K, T)
+                return losses.clamp(max=self.options.cap).sum(1), weights
+        ```
+    """
 
     step: ClassVar[Literal["scalar", "jacobian"]] = "scalar"
 
@@ -190,7 +230,31 @@ class LossMethod(WeightingMethod):
 
 
 class GradientMethod(WeightingMethod):
-    """Per-task gradients (K, T, P) and their Gramian (K, T, T) -> the update (K, P) of the shared parameters."""
+    """A gradient-based method: per-task gradients (K, T, P) and their Gramian (K, T, T) -> the update (K, P).
+
+    The loop takes each task's gradient of the shared parameters (P of them, flattened) for each of K replicas,
+    hands the Jacobian and its Gramian ``J J^T`` to :meth:`aggregate`, and writes the update back; task-owned
+    parameters keep their own task's gradient. The class attributes below are the properties the method promises,
+    which the tests parametrised over the registry check. :func:`aggregate` is the functional form.
+
+    Example:
+        The mean of the task gradients, from the Gramian's shape alone:
+
+        ```python
+        import torch
+        from mtlab import GradientMethod, register_method
+
+        @register_method
+        class MyMean(GradientMethod):
+            Options = MyMeanOptions  # a GradientOptions subclass with method: Literal["my_mean"]
+            paper = "the mean of the task gradients"
+
+            def aggregate(self, jacobian, gramian):       # (K, T, P), (K, T, T)
+                k, t, _ = gramian.shape
+                weights = torch.full((k, t), 1.0 / t, dtype=jacobian.dtype, device=jacobian.device)
+                return torch.einsum("kt,ktp->kp", weights, jacobian), weights   # (K, P), (K, T)
+        ```
+    """
 
     step: ClassVar[Literal["scalar", "jacobian"]] = "jacobian"
 
@@ -234,7 +298,22 @@ _METHODS: dict[str, type[WeightingMethod]] = {}
 
 
 def register_method(cls: type[WeightingMethod]) -> type[WeightingMethod]:
-    """Class decorator: register ``cls`` under the literal of its ``Options.method`` (one name, once)."""
+    """Class decorator: register a method class under the literal of its ``Options.method`` (one name, once).
+
+    Args:
+        cls: A :class:`LossMethod` or :class:`GradientMethod` subclass whose ``Options.method`` defaults to its name.
+
+    Returns:
+        ``cls``, with ``cls.name`` set; ``loss.method: NAME`` now selects it, and ``loss.method: all`` includes it.
+
+    Raises:
+        TypeError: ``Options.method`` has no default name.
+        ValueError: A method of that name is already registered.
+
+    Example:
+        See :class:`LossMethod` and :class:`GradientMethod`. An outside package registers from a module named by its
+        ``mtlab.weightings`` entry point.
+    """
     field = cls.Options.model_fields["method"]
     name = field.default
     if not isinstance(name, str):
@@ -247,7 +326,18 @@ def register_method(cls: type[WeightingMethod]) -> type[WeightingMethod]:
 
 
 def registered_methods() -> list[str]:
-    """Every registered method name: the loss-based ones, then the gradient-based ones, each alphabetically."""
+    """Every registered method name: the loss-based ones, then the gradient-based ones, each alphabetically.
+
+    Returns:
+        The names ``loss.method`` accepts (``mtlab weightings`` lists them with their options).
+
+    Example:
+        ```python
+        from mtlab import registered_methods
+
+        "pcgrad" in registered_methods()  # True
+        ```
+    """
     return sorted(_METHODS, key=lambda name: (_METHODS[name].step != "scalar", name))
 
 
