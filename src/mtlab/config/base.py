@@ -227,7 +227,7 @@ def register_dataset(cls: type[DataBase]) -> type[DataBase]:
 
 def register_trunk_type(cls: type[Strict]) -> type[Strict]:
     """Class decorator: register a trunk's options class under its ``type`` literal (its builder registers with
-    :func:`mtlab.models.registry.register_trunk` under the same name).
+    ``mtlab.models.registry.register_trunk`` under the same name).
 
     Args:
         cls: The options class; its ``type`` field is a ``Literal`` of the names it registers.

@@ -237,7 +237,7 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 
 
 def parse_config(raw: dict[str, Any], base: Path | None = None, origins: Origins | None = None) -> RunConfig:
-    """Validate a raw run-config mapping into a :class:`~mtlab.config.schema.RunConfig`, every default filled in.
+    """Validate a raw run-config mapping into a ``mtlab.config.schema.RunConfig``, every default filled in.
 
     Args:
         raw: The config as YAML would load it: sections ``data``, ``tasks``, ``model``, ``loss``, ``optim``,

@@ -125,10 +125,10 @@ def run_study(
     """Train every run of ``spec`` (under ``budget``) that is not done yet; results go to ``directory``.
 
     This is ``mtlab run`` without the command line: the store (``results.sqlite``), one run directory per run and,
-    unless the caller does it, no report (:func:`mtlab.report.render.write_report` writes one from the store).
+    unless the caller does it, no report (``mtlab.report.render.write_report`` writes one from the store).
 
     Args:
-        spec: The study (:func:`find_study`).
+        spec: The study (``find_study``).
         directory: The study directory; created, or resumed when it holds this study.
         budget: A budget of the spec (default: its ``default_budget``).
         overrides: ``{dotted.key: value}`` applied to every run.

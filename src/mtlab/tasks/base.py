@@ -46,7 +46,7 @@ class Task:
     Attributes:
         name: The task's name, the key of its outputs and targets.
         class_names: The names of the output's values (see above).
-        type: A registered task type's name (:data:`TASK_TYPES`).
+        type: A registered task type's name (``TASK_TYPES``).
         loss: The regression loss.
 
     Example:
@@ -128,7 +128,7 @@ class Objective(ABC):
 class TaskType(ABC):
     """A kind of task: its output width, loss, metrics with their directions and primary metric.
 
-    Subclasses set the class attributes and implement :meth:`outputs` and :meth:`bind`; :func:`register_task_type`
+    Subclasses set the class attributes and implement ``outputs`` and ``bind``; ``register_task_type``
     makes one usable as ``type:`` in a config. Shapes: K stacked replicas, B examples a batch, O outputs; targets
     (N,) or (N, L) per split, in ``target_dtype``, a missing label -1 (integers) or NaN (floats).
 
@@ -204,7 +204,7 @@ TASK_TYPES: Registry[TaskType] = Registry("task type", entry_point_group="mtlab.
 
 
 def register_task_type(cls: type[TaskType]) -> type[TaskType]:
-    """Class decorator: register a :class:`TaskType` (instantiated once) under its ``name``.
+    """Class decorator: register a ``TaskType`` (instantiated once) under its ``name``.
 
     Args:
         cls: The task type; its ``name`` becomes usable as a task's ``type``.
@@ -216,7 +216,7 @@ def register_task_type(cls: type[TaskType]) -> type[TaskType]:
         ValueError: A task type of that name is already registered.
 
     Example:
-        See :class:`TaskType`. An outside package registers from a module named by its ``mtlab.tasks`` entry point.
+        See ``TaskType``. An outside package registers from a module named by its ``mtlab.tasks`` entry point.
     """
     TASK_TYPES.register(cls.name)(cls())
     return cls

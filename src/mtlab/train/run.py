@@ -63,7 +63,7 @@ def train_run(
     evaluated once, on the selected weights.
 
     Args:
-        config: The validated run config (:func:`load_config`); its ``seed`` seeds everything.
+        config: The validated run config (``load_config``); its ``seed`` seeds everything.
         out: The run directory to write (``config.yaml``, ``meta.json``, ``history.csv``, ``metrics.json``,
             ``checkpoint.pt``); None writes nothing.
         argv: The command line recorded in ``meta.json``.

@@ -202,7 +202,7 @@ class WeightingMethod(nn.Module):
 class LossMethod(WeightingMethod):
     """A loss-based method: task losses (K, T) -> objective (K,); one backward pass of the objective trains everything.
 
-    Subclasses set ``Options`` (a :class:`MethodOptions` subclass), ``paper`` and implement :meth:`forward`; hooks
+    Subclasses set ``Options`` (a ``MethodOptions`` subclass), ``paper`` and implement ``forward``; hooks
     with no-op defaults (``after_step``, ``after_epoch``, ``look_ahead``) let a method update its state. K is the
     number of stacked replicas (seeds), T the number of tasks.
 
@@ -233,9 +233,9 @@ class GradientMethod(WeightingMethod):
     """A gradient-based method: per-task gradients (K, T, P) and their Gramian (K, T, T) -> the update (K, P).
 
     The loop takes each task's gradient of the shared parameters (P of them, flattened) for each of K replicas,
-    hands the Jacobian and its Gramian ``J J^T`` to :meth:`aggregate`, and writes the update back; task-owned
+    hands the Jacobian and its Gramian ``J J^T`` to ``aggregate``, and writes the update back; task-owned
     parameters keep their own task's gradient. The class attributes below are the properties the method promises,
-    which the tests parametrised over the registry check. :func:`aggregate` is the functional form.
+    which the tests parametrised over the registry check. ``aggregate`` is the functional form.
 
     Example:
         The mean of the task gradients, from the Gramian's shape alone:
@@ -301,7 +301,7 @@ def register_method(cls: type[WeightingMethod]) -> type[WeightingMethod]:
     """Class decorator: register a method class under the literal of its ``Options.method`` (one name, once).
 
     Args:
-        cls: A :class:`LossMethod` or :class:`GradientMethod` subclass whose ``Options.method`` defaults to its name.
+        cls: A ``LossMethod`` or ``GradientMethod`` subclass whose ``Options.method`` defaults to its name.
 
     Returns:
         ``cls``, with ``cls.name`` set; ``loss.method: NAME`` now selects it, and ``loss.method: all`` includes it.
@@ -311,7 +311,7 @@ def register_method(cls: type[WeightingMethod]) -> type[WeightingMethod]:
         ValueError: A method of that name is already registered.
 
     Example:
-        See :class:`LossMethod` and :class:`GradientMethod`. An outside package registers from a module named by its
+        See ``LossMethod`` and ``GradientMethod``. An outside package registers from a module named by its
         ``mtlab.weightings`` entry point.
     """
     field = cls.Options.model_fields["method"]

@@ -22,7 +22,7 @@ def aggregate(name: str, jacobian: Tensor, *, generator: torch.Generator | None 
     For a method in a training loop, with its state, use the step object (``docs/own-loop.md``).
 
     Args:
-        name: A gradient-based method (``mtlab weightings``; :func:`gradient_methods` lists them).
+        name: A gradient-based method (``mtlab weightings``; ``gradient_methods`` lists them).
         jacobian: (T, P): row t is task t's gradient of the shared parameters, flattened.
         generator: Where a method that draws random numbers (PCGrad's task orders for T > 2, GradDrop) draws them;
             torch's global generator when None.
