@@ -108,14 +108,25 @@ def read_yaml_file(path: str | Path) -> tuple[dict[str, Any], YamlFile]:
         finally:
             loader.dispose()
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} invalid YAML ({getattr(e, 'problem', None) or e})") from None
+        raise ConfigError(f"{path}: {_yaml_problem(e)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(raw).__name__}")
     return raw, YamlFile(str(path), root)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """``line 3 invalid YAML (expected ',' or '}', but got ':'), in the flow mapping that starts on line 1``: where
+    YAML found the problem, and where what it was reading began (``context_mark``: an unclosed brace, quote or
+    bracket is seen only on a later line)."""
+    mark, context, start = (getattr(error, name, None) for name in ("problem_mark", "context", "context_mark"))
+    where = f"line {mark.line + 1} " if mark is not None else ""
+    text = f"{where}invalid YAML ({getattr(error, 'problem', None) or error})"
+    if start is not None and (mark is None or start.line != mark.line):
+        what = str(context or "").removeprefix("while parsing ").removeprefix("while scanning ").removeprefix("a ")
+        text += f", in the {what or 'block'} that starts on line {start.line + 1}"
+    return text
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -145,10 +156,17 @@ class Origins:
         self.file = file
         self.under = under
         self._overrides: list[tuple[tuple[str, ...], Origin]] = []
+        self.nulls: set[tuple[str, ...]] = set()
+        """Keys an override set to null: where the key takes no null, that unsets it (:func:`validate_run`)."""
 
-    def override(self, key: str, origin: Origin) -> None:
-        """Record that ``key`` was set (after everything recorded before) by what ``origin`` says."""
+    def override(self, key: str, origin: Origin, value: Any = ...) -> None:
+        """Record that ``key`` was set (after everything recorded before) to ``value`` by what ``origin`` says."""
         self._overrides.append((key_parts(key), origin))
+        parts = key_parts(key)
+        if value is None:
+            self.nulls.add(parts)
+        else:
+            self.nulls = {null for null in self.nulls if null[: len(parts)] != parts}
 
     def of(self, path: str) -> Origin | None:
         """The origin of the value at ``path``: the last override that set it, a key in it or a section holding it,
@@ -211,7 +229,7 @@ def apply_overrides(
                 raise
             raise ConfigError(f"{origin.label}: {e}") from None
         if origins is not None:
-            origins.override(key, origin)
+            origins.override(key, origin, value)
     return raw
 
 
@@ -240,10 +258,57 @@ def parse_config(raw: dict[str, Any], base: Path | None = None, origins: Origins
     """Validate a raw mapping; raise :class:`ConfigError` naming every bad key (one line each, starting with where
     ``origins`` says it was written). File paths in it (a table, a model file) are relative to ``base`` when given
     (the config file's directory)."""
+    return validate_run(raw, base, origins)
+
+
+def validate_run(raw: dict[str, Any], base: Path | None, origins: Origins | None, prefix: str = "") -> RunConfig:
+    """:class:`RunConfig` of ``raw`` (see :func:`parse_config`; ``prefix``: context for :func:`format_error`).
+
+    A key an override set to null (``loss.weights=null``) where the key takes no null is unset instead: it takes
+    its default, as if the file had never written it."""
+    context = {"base": base} if base is not None else None
     try:
-        return RunConfig.model_validate(raw, context={"base": base} if base is not None else None)
+        return RunConfig.model_validate(raw, context=context)
     except ValidationError as e:
-        raise ConfigError(format_error(e, raw, origins=origins)) from None
+        unset = _refused_nulls(e, raw, origins)
+        if not unset:
+            raise ConfigError(format_error(e, raw, prefix=prefix, origins=origins)) from None
+    raw = copy.deepcopy(raw)
+    for parts in unset:
+        node = raw
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        del node[parts[-1]]
+    try:
+        return RunConfig.model_validate(raw, context=context)
+    except ValidationError as e:
+        raise ConfigError(format_error(e, raw, prefix=prefix, origins=origins)) from None
+
+
+def _refused_nulls(error: ValidationError, raw: dict[str, Any], origins: Origins | None) -> list[tuple[str, ...]]:
+    """The keys of mappings that an override set to null and that an error of ``error`` refuses."""
+    if origins is None or not origins.nulls:
+        return []
+    found: list[tuple[str, ...]] = []
+    for err in error.errors():
+        parts = key_parts(_key_path(err["loc"], raw))
+        for null in origins.nulls:
+            if parts[: len(null)] == null and null not in found and _holder(raw, null) is not None:
+                found.append(null)
+    return found
+
+
+def _holder(raw: Any, parts: tuple[str, ...]) -> dict[str, Any] | None:
+    """The mapping that holds the key at ``parts`` (with that key set to null), else None."""
+    node = raw
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node if isinstance(node, dict) and parts[-1] in node and node[parts[-1]] is None else None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, overrides_from: str | None = None) -> RunConfig:
