@@ -11,8 +11,12 @@ import yaml
 from mtlab.cli.main import main
 from mtlab.config import load_config
 from mtlab.errors import ConfigError
+from mtlab.report import build_report, export_tables
+from mtlab.report.tables import STORE_NAME, load_study, ranking_frame, ranking_table, summary_frame, summary_table
 from mtlab.study.definition import definition_change
-from mtlab.study.spec import expand, load_study_spec
+from mtlab.study.spec import StudySpec, expand, load_study_spec
+from mtlab.study.store import ResultStore
+from test_report import FakeFit, confusion
 
 RUN = {
     "data": {"dataset": "fashion-mnist-sample", "train_subset": 200, "test_subset": 100},
@@ -94,3 +98,113 @@ def test_a_yaml_error_names_the_line_where_the_unclosed_part_starts(tmp_path):
     message = error_of(load_config, bad)
     assert message.startswith(f"{bad}: line 2 invalid YAML")
     assert "flow mapping that starts on line 1" in message
+
+
+# ------------------------------------------------------------------------------------ 10. an option of another command
+
+
+def test_an_option_of_another_command_names_the_commands_that_have_it(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["export", str(tmp_path), "--figure-format", "svg"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("mtlab: error: unrecognized arguments: --figure-format svg; --figure-format is an option of")
+    assert "`mtlab report`" in err
+
+
+# ------------------------------------------------------------------------------------------- a study with fake results
+
+
+def fake_study(directory: Path, variants: dict, control, accuracy, seeds: int = 3) -> Path:
+    """A study of the Fashion-MNIST sample's tasks (item, group) stored as the runner leaves it; ``accuracy(run,
+    task)`` gives each run's test accuracy. Each epoch takes 0.5 s, each run 3 epochs, started 10 s before it ends."""
+    spec = StudySpec.model_validate({
+        "name": "fake", "base": {"data": {"dataset": "fashion-mnist-sample"},
+                                 "model": {"trunk": {"type": "mlp", "widths": [8]}}, "train": {"epochs": 3}},
+        "variants": variants, "seeds": seeds, "control": control,
+    })  # fmt: skip
+    with ResultStore(directory / STORE_NAME) as store:
+        store.set_info(name=spec.name, description="", budget=None, spec=spec.model_dump(mode="json"),
+                       command=["mtlab", "run", "fake.yaml"], environment={})  # fmt: skip
+        runs = expand(spec)
+        store.sync_runs(runs)
+        for run in runs:
+            tasks = run.config.task_names
+            acc = {t: accuracy(run, t) for t in tasks}
+            history = [{"epoch": e, "seconds": 0.5, "step_seconds": 0.01, "train.loss": 1.0 / e,
+                        **{f"val.{t}.acc": acc[t] for t in tasks}} for e in (1, 2, 3)]  # fmt: skip
+            test = {"test.loss": 0.5, **{f"test.{t}.acc": a for t, a in acc.items()},
+                    **{f"test.{t}.loss": 1 - a for t, a in acc.items()}}  # fmt: skip
+            fit = FakeFit(history, test, {}, {t: confusion(acc[t], 3) for t in tasks}, 3, seconds=4.0)
+            store.mark_running(run.run_id, directory / "runs" / run.run_id)
+            store.record_done(run.run_id, fit, parameters=100, environment={})
+            store.db.execute("UPDATE runs SET started = finished - 10 WHERE run_id = ?", (run.run_id,))
+    return directory
+
+
+# -------------------------------------------------------------------------------- 4. training time and wall time
+
+
+def test_training_time_and_wall_time_are_told_apart_and_an_old_store_still_opens(tmp_path):
+    directory = fake_study(tmp_path, {"ew": {}, "uw": {"set": {"loss.method": "uncertainty"}}}, "ew",
+                           lambda run, task: 0.8 + 0.01 * run.seed)  # fmt: skip
+    study = load_study(directory)
+    summary = summary_frame(study)
+    assert summary["train_seconds"].tolist() == pytest.approx([1.5, 1.5])  # 3 epochs of 0.5 s
+    assert summary["wall_seconds"].tolist() == pytest.approx([10.0, 10.0])  # start to record
+    table = summary_table(study, summary)
+    assert table.headers[-2:] == ["Training time", "Wall time"]
+    assert "Training time: the epochs" in table.caption
+    assert "wall time: from the start of a run to its result" in table.caption
+    # A store written before train_seconds: no column; opening it adds it, and the epochs' seconds stand in.
+    with ResultStore(directory / STORE_NAME) as store:
+        store.db.execute("ALTER TABLE runs DROP COLUMN train_seconds")
+    assert summary_frame(load_study(directory))["train_seconds"].tolist() == pytest.approx([1.5, 1.5])
+    with ResultStore(directory / STORE_NAME) as store:
+        assert store.runs_frame()["train_seconds"].isna().all()
+
+
+# -------------------------------------------------------------------------------- 5. single-task controls apart
+
+
+def test_single_task_controls_are_left_out_of_the_ranks_and_the_caption_says_so(tmp_path):
+    alone = {"item alone": {"set": {"tasks": ["item"]}}, "group alone": {"set": {"tasks": ["group"]}}}
+    variants = {"ew": {}, "uw": {"set": {"loss.method": "uncertainty"}}, "dwa": {"set": {"loss.method": "dwa"}},
+                **alone}  # fmt: skip
+    best = {"item alone": 0.95, "group alone": 0.95, "ew": 0.80, "uw": 0.82, "dwa": 0.81}
+    directory = fake_study(tmp_path, variants, {"per_task": {"item": "item alone", "group": "group alone"}},
+                           lambda run, task: best[run.variant] + 0.001 * run.seed)  # fmt: skip
+    study = load_study(directory)
+    summary = summary_frame(study)
+    from mtlab.report.tables import comparison_frame
+
+    comparisons = comparison_frame(study)
+    ranking = ranking_frame(study, summary, comparisons)
+    assert ranking["variant"].tolist() == ["uw", "dwa", "ew", "item alone", "group alone"]
+    assert ranking["rank"].tolist()[:3] == [1.0, 2.0, 3.0]
+    assert ranking["rank"].isna().tolist()[3:] == [True, True]
+    table = ranking_table(study, ranking, comparisons)
+    assert [row[0].text for row in table.rows] == ["1", "2", "3", "–", "–"]
+    assert table.rows[3][2].text == "not ranked"
+    assert "Not ranked: the single-task controls item alone, group alone" in table.caption
+    tex = export_tables(directory, "latex", tmp_path / "tex")
+    assert "Not ranked: the single-task controls" in (tmp_path / "tex" / "ranking.tex").read_text()
+    assert len(tex) == 4
+
+
+# ------------------------------------------------------------------------------------------- 8. the LaTeX export
+
+
+def test_latex_document_loads_lmodern_and_says_why_there_is_no_ranking(tmp_path, capsys):
+    directory = fake_study(tmp_path / "study", {"ew": {}, "uw": {"set": {"loss.method": "uncertainty"}}}, "ew",
+                           lambda run, task: 0.8 + 0.01 * run.seed)  # fmt: skip
+    assert main(["export", str(directory), "--format", "latex", "--out", str(tmp_path / "tex")]) == 0
+    assert "note: no ranking.tex" in capsys.readouterr().err
+    assert not (tmp_path / "tex" / "ranking.tex").exists()
+    document = (tmp_path / "tex" / "tables.tex").read_text()
+    assert "\\usepackage[T1]{fontenc}\n\\usepackage{lmodern}\n" in document
+    assert "No ranking: it needs a control and three or more variants with finished runs (this study has a " \
+        "control and 2 variants with finished runs)." in document
+    md = build_report(directory)["md"].read_text()
+    assert "No ranking: it needs a control and three or more variants" in md

@@ -5,6 +5,7 @@ sent to an experiment tracker (MLflow, TensorBoard, W&B: :data:`~mtlab.trackers.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mtlab.cli.report_cmd import print_unfinished
@@ -55,8 +56,12 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--to: only with a tracker format ({', '.join(TRACKERS.names())}); use --out")
         from mtlab.report import export_tables  # pandas: only when an export is asked for
 
-        for path in export_tables(args.study_dir, args.fmt, args.out):
+        paths = export_tables(args.study_dir, args.fmt, args.out)
+        for path in paths:
             print(path)
+        if args.fmt == "latex" and not any(p.name == "ranking.tex" for p in paths):
+            print("note: no ranking.tex: a ranking needs a control and three or more variants with finished runs "
+                  "(tables.tex says so)", file=sys.stderr)  # fmt: skip
     else:
         if args.out is not None:
             raise ConfigError(f"--out: only with a file format ({', '.join(EXPORT_FORMATS)}); use --to")

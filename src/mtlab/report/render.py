@@ -37,6 +37,7 @@ from mtlab.report.tables import (
     failed_table,
     format_p,
     load_study,
+    no_ranking_reason,
     ranked,
     ranking_frame,
     ranking_table,
@@ -145,6 +146,8 @@ def report_blocks(
     if len(ranking):
         blocks += [Heading("Ranking", 3), ranking_table(study, ranking, comparisons)]
         blocks.append(Heading("All variants", 3))
+    elif counts["done"] and (reason := no_ranking_reason(study, summary)):
+        blocks.append(Text(reason, muted=True))
     blocks.append(summary_table(study, summary))
     if summary["delta_m"].notna().any():
         blocks.append(Text(DELTA_M_DEFINITION, muted=True))

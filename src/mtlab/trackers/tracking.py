@@ -277,8 +277,8 @@ def variant_values(directory: Path) -> dict[str, dict[str, float]]:
     for row in summary.to_dict("records"):
         values[row["variant"]] = {k: float(row[k]) for k in ("delta_m", "delta_m.ci_low", "delta_m.ci_high",
                                                              "delta_m.n")}  # fmt: skip
-    for rank, row in enumerate(ranking.to_dict("records"), 1):
-        values.setdefault(row["variant"], {}).update(rank=float(rank), mean_rank=float(row["mean_rank"]))
+    for row in ranking.to_dict("records"):  # a control left out of the ranks has NaN for both (not logged)
+        values.setdefault(row["variant"], {}).update(rank=float(row["rank"]), mean_rank=float(row["mean_rank"]))
     return values
 
 
