@@ -116,27 +116,32 @@ def test_an_option_of_another_command_names_the_commands_that_have_it(tmp_path, 
 # ------------------------------------------------------------------------------------------- a study with fake results
 
 
-def fake_study(directory: Path, variants: dict, control, accuracy, seeds: int = 3) -> Path:
-    """A study of the Fashion-MNIST sample's tasks (item, group) stored as the runner leaves it; ``accuracy(run,
-    task)`` gives each run's test accuracy. Each epoch takes 0.5 s, each run 3 epochs, started 10 s before it ends."""
+FASHION = {"data": {"dataset": "fashion-mnist-sample"}, "model": {"trunk": {"type": "mlp", "widths": [8]}},
+           "train": {"epochs": 3}}  # fmt: skip
+
+
+def fake_study(directory: Path, variants: dict, control, accuracy=None, seeds: int = 3, base=None, scores=None):
+    """A study stored as the runner leaves it, of the Fashion-MNIST sample's tasks (item, group) unless ``base``
+    says otherwise; ``accuracy(run, task)`` gives each run's test accuracy, or ``scores(run)`` its test values
+    ``{task: {metric: value}}``. Each epoch takes 0.5 s, each run 3 epochs, started 10 s before it ends."""
     spec = StudySpec.model_validate({
-        "name": "fake", "base": {"data": {"dataset": "fashion-mnist-sample"},
-                                 "model": {"trunk": {"type": "mlp", "widths": [8]}}, "train": {"epochs": 3}},
-        "variants": variants, "seeds": seeds, "control": control,
+        "name": "fake", "base": base or FASHION, "variants": variants, "seeds": seeds, "control": control,
     })  # fmt: skip
+    scores = scores or (lambda run: {t: {"acc": accuracy(run, t)} for t in run.config.task_names})
     with ResultStore(directory / STORE_NAME) as store:
         store.set_info(name=spec.name, description="", budget=None, spec=spec.model_dump(mode="json"),
                        command=["mtlab", "run", "fake.yaml"], environment={})  # fmt: skip
         runs = expand(spec)
         store.sync_runs(runs)
         for run in runs:
-            tasks = run.config.task_names
-            acc = {t: accuracy(run, t) for t in tasks}
+            values = scores(run)
             history = [{"epoch": e, "seconds": 0.5, "step_seconds": 0.01, "train.loss": 1.0 / e,
-                        **{f"val.{t}.acc": acc[t] for t in tasks}} for e in (1, 2, 3)]  # fmt: skip
-            test = {"test.loss": 0.5, **{f"test.{t}.acc": a for t, a in acc.items()},
-                    **{f"test.{t}.loss": 1 - a for t, a in acc.items()}}  # fmt: skip
-            fit = FakeFit(history, test, {}, {t: confusion(acc[t], 3) for t in tasks}, 3, seconds=4.0)
+                        **{f"val.{t}.{m}": v for t, ms in values.items() for m, v in ms.items()}}
+                       for e in (1, 2, 3)]  # fmt: skip
+            test = {"test.loss": 0.5, **{f"test.{t}.{m}": v for t, ms in values.items() for m, v in ms.items()},
+                    **{f"test.{t}.loss": 0.1 for t in values}}  # fmt: skip
+            matrices = {t: confusion(ms["acc"], 3) for t, ms in values.items() if "acc" in ms}
+            fit = FakeFit(history, test, {}, matrices, 3, seconds=4.0)
             store.mark_running(run.run_id, directory / "runs" / run.run_id)
             store.record_done(run.run_id, fit, parameters=100, environment={})
             store.db.execute("UPDATE runs SET started = finished - 10 WHERE run_id = ?", (run.run_id,))
@@ -208,3 +213,68 @@ def test_latex_document_loads_lmodern_and_says_why_there_is_no_ranking(tmp_path,
         "control and 2 variants with finished runs)." in document
     md = build_report(directory)["md"].read_text()
     assert "No ranking: it needs a control and three or more variants" in md
+
+
+# ------------------------------------------------------------------------------------ 6. the figure format stays put
+
+
+def test_the_figure_format_is_remembered_per_study_directory(tmp_path):
+    directory = fake_study(tmp_path, {"ew": {}, "uw": {"set": {"loss.method": "uncertainty"}}}, "ew",
+                           lambda run, task: 0.8 + 0.01 * run.seed)  # fmt: skip
+    figures = build_report(directory, figure_format="svg")["figures"]
+    svgs = sorted(p.name for p in figures.glob("*.svg"))
+    assert svgs
+    assert not list(figures.glob("*.png"))
+    build_report(directory)  # as a resumed `mtlab run` without --figure-format does
+    assert sorted(p.name for p in figures.glob("*.svg")) == svgs
+    assert not list(figures.glob("*.png"))
+    build_report(directory, figure_format="png")  # changed only when asked
+    assert not list(figures.glob("*.svg"))
+    build_report(directory)
+    assert list(figures.glob("*.png"))
+
+
+# ------------------------------------------------------------------------ 7. value labels in their panel, intervals on
+
+
+MORPHO = {"data": {"dataset": "morpho-mnist-sample"}, "tasks": ["digit", "thickness"],
+          "model": {"trunk": {"type": "mlp", "widths": [8]}}, "train": {"epochs": 3}}  # fmt: skip
+SPREAD = {"digit": [0.90, 0.99, 0.999], "thickness": [0.01, 0.02, 0.30]}  # intervals past 100 % and below 0
+
+
+def spread_study(directory: Path) -> Path:
+    def scores(run):
+        shift = 0.0 if run.variant == "fixed" else 0.002
+        return {"digit": {"acc": SPREAD["digit"][run.seed] - shift},
+                "thickness": {"mae": SPREAD["thickness"][run.seed] + shift}}  # fmt: skip
+
+    variants = {"fixed": {"set": {"loss.method": "fixed"}}, "uncertainty": {"set": {"loss.method": "uncertainty"}}}
+    return fake_study(directory, variants, "fixed", base=MORPHO, scores=scores)
+
+
+def test_accuracy_dots_keep_value_labels_in_their_panel_and_span_the_intervals(tmp_path):
+    from mtlab.report.figures import accuracy_dots, variant_colors
+
+    study = load_study(spread_study(tmp_path))
+    summary = summary_frame(study)
+    fig = accuracy_dots(study, summary, variant_colors(study.variants))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 2
+    for ax, (task, factor) in zip(panels, [("digit", 100.0), ("thickness", 1.0)], strict=True):
+        metric = study.primary(task)
+        box = ax.get_window_extent(renderer)
+        labels = [t for t in ax.texts if t.get_text()]
+        assert len(labels) == 2
+        for text in labels:  # inside the panel, clear of the next panel's axis
+            extent = text.get_window_extent(renderer)
+            assert box.x0 <= extent.x0
+            assert extent.x1 <= box.x1
+        lo, hi = ax.get_xlim()
+        assert lo <= factor * summary[f"{task}.{metric}.ci_low"].min()
+        assert hi >= factor * summary[f"{task}.{metric}.ci_high"].max()
+    assert summary["thickness.mae.ci_low"].min() < 0  # the case: an MAE interval reaching below 0
+    assert summary["digit.acc.ci_high"].max() > 1  # and an accuracy interval past 100 %
