@@ -278,3 +278,35 @@ def test_accuracy_dots_keep_value_labels_in_their_panel_and_span_the_intervals(t
         assert hi >= factor * summary[f"{task}.{metric}.ci_high"].max()
     assert summary["thickness.mae.ci_low"].min() < 0  # the case: an MAE interval reaching below 0
     assert summary["digit.acc.ci_high"].max() > 1  # and an accuracy interval past 100 %
+
+
+# ------------------------------------------------------------------------------ 3. the classes a table's column holds
+
+
+def shapes_table(directory: Path) -> Path:
+    """A feature table whose ``shape`` column has a typo (``squre``) and declares no ``classes:``."""
+    shapes = ["circle", "square", "triangle"]
+    lines = ["x1,x2,shape,area"] + [f"{i % 7},{i % 5},{shapes[i % 3]},{i % 4}" for i in range(59)]
+    lines.append("3,1,squre,2")
+    (directory / "shapes.csv").write_text("\n".join(lines) + "\n")
+    return write(directory / "run.yaml", {
+        "name": "shapes",
+        "data": {"dataset": "table", "path": "shapes.csv", "feature_columns": ["x1", "x2"],
+                 "tasks": {"shape": {"type": "multiclass", "column": "shape"},
+                           "area": {"type": "regression", "column": "area"}}},
+        "model": {"trunk": {"type": "mlp", "widths": [8]}, "head": {"widths": [4]}},
+        "train": {"epochs": 1, "batch_size": 20, "threads": 1},
+    })  # fmt: skip
+
+
+FOUND = "task shape: 4 classes found in column 'shape': circle, square, squre, triangle (declare data.tasks.shape"
+
+
+def test_classes_found_in_a_column_are_said_by_train_and_in_the_report_header(tmp_path, capsys):
+    run = shapes_table(tmp_path)
+    assert main(["train", str(run), "--out", str(tmp_path / "run")]) == 0
+    assert f"note: {FOUND}" in " ".join(capsys.readouterr().out.split())  # (the console may wrap the line)
+    study = write(tmp_path / "study.yaml", {"name": "shapes-study", "seeds": 1, "base": "run.yaml"})
+    assert main(["run", str(study), "--out", str(tmp_path / "study")]) == 0
+    md = (tmp_path / "study" / "report.md").read_text()
+    assert f"Data: {FOUND}" in md

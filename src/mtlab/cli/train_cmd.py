@@ -122,4 +122,6 @@ def _print_summary(console: Console, outcome, tasks: dict[str, str]) -> None:
         ]
         table.add_row(*cells)
     console.print(table)
+    for note in outcome.extras.get("notes", []):  # what the data decided that the config did not say
+        console.print(f"note: {note}", markup=False, highlight=False)
     console.print(f"run directory: {outcome.run_dir.path}  ({result.seconds:.1f} s)")

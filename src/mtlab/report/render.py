@@ -47,7 +47,7 @@ from mtlab.report.tables import (
 )
 from mtlab.report.units import format_value, phrase
 from mtlab.study.definition import format_overrides
-from mtlab.study.store import ResultStore
+from mtlab.study.store import DATA_NOTES, ResultStore
 
 UNKNOWN = "not recorded"
 
@@ -152,6 +152,7 @@ def report_blocks(
         blocks.append(Text("Superseded: the runs of earlier definitions of this directory stay in the store, out of "
                            "the numbers below (see Earlier definitions, after Reproduction).", muted=True))  # fmt: skip
     blocks += [Text(note, muted=True) for note in study.notes]
+    blocks += [Text(f"Data: {note}.", muted=True) for note in info.get(DATA_NOTES) or []]
 
     blocks.append(Heading("Summary"))
     if counts["done"] == 0:

@@ -97,6 +97,9 @@ CREATE TABLE IF NOT EXISTS tracked (
 """
 
 UNFINISHED = ("pending", "running")
+DATA_NOTES = "data_notes"
+"""The study info key of what the data decided that the run configs did not say (a task's classes found in its
+column: :attr:`mtlab.data.dataset.Dataset.notes`), which the report's header shows."""
 ADDED_RUN_COLUMNS = {"train_seconds": "REAL"}
 """Columns of ``runs`` a store written before them lacks: opening it adds them, NULL in its finished runs."""
 
