@@ -310,3 +310,28 @@ def test_classes_found_in_a_column_are_said_by_train_and_in_the_report_header(tm
     assert main(["run", str(study), "--out", str(tmp_path / "study")]) == 0
     md = (tmp_path / "study" / "report.md").read_text()
     assert f"Data: {FOUND}" in md
+
+
+# ----------------------------------------------------------------------------- 9. where a tracker writes, what it got
+
+
+def test_train_tracks_into_its_run_directory_and_says_where(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = write(tmp_path / "one.yaml", {**RUN, "train": {**RUN["train"], "epochs": 2}})
+    out = tmp_path / "runs" / "one"
+    assert main(["train", str(config), "--out", str(out), "--track", "mlflow"]) == 0
+    assert (out / "mlflow.db").is_file()
+    assert not (tmp_path / "runs" / "mlflow.db").exists()
+    assert not (tmp_path / "runs" / "mlartifacts").exists()
+    assert f"mlflow: sqlite:///{out.resolve() / 'mlflow.db'}" in capsys.readouterr().out
+
+
+def test_export_to_a_tracker_says_what_it_sent_or_that_nothing_was_new(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    directory = fake_study(tmp_path, {"ew": {}, "uw": {"set": {"loss.method": "uncertainty"}}}, "ew",
+                           lambda run, task: 0.8 + 0.01 * run.seed, seeds=2)  # fmt: skip
+    assert main(["export", str(directory), "--format", "tensorboard"]) == 0
+    assert f"tensorboard: sent 4 runs (12 epochs) to {directory.resolve() / 'tensorboard'}" in capsys.readouterr().out
+    assert main(["export", str(directory), "--format", "tensorboard"]) == 0
+    assert "tensorboard: nothing new for" in capsys.readouterr().out

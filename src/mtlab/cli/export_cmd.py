@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.out is not None:
             raise ConfigError(f"--out: only with a file format ({', '.join(EXPORT_FORMATS)}); use --to")
-        from mtlab.trackers.tracking import export_study
+        from mtlab.trackers.tracking import send_study
 
-        destinations = export_study(args.study_dir, [args.fmt], args.to)
-        if args.fmt not in destinations:  # the tracker failed: its warning says how
+        sent = send_study(args.study_dir, [args.fmt], args.to)
+        if args.fmt not in sent:  # the tracker failed: its warning says how
             raise MtlabError(f"--format {args.fmt}: the export did not finish; run the same command again")
-        print(f"{args.fmt}: {destinations[args.fmt]}")
+        print(f"{args.fmt}: {sent[args.fmt]}")
     print_unfinished(args.study_dir)
     return 0

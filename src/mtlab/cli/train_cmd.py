@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<config>-s<seed>-<time>)")
     add_speed_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="reuse a non-empty run directory")
-    add_track_options(parser, "the directory holding OUT")
+    add_track_options(parser, "OUT")
     parser.set_defaults(func=run)
 
 
@@ -54,8 +54,15 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{args.config.stem}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     console = make_console(stderr=True)
     tracking = None
+    overwrite = args.overwrite
     if args.track:
+        from mtlab.rundir import RunDirectory
         from mtlab.trackers.tracking import RunTracking
+
+        # The trackers write into the run directory (as `mtlab run` into its study directory): check it is free
+        # first, as training would, since a tracker's files are in it by the time training starts.
+        RunDirectory(out, overwrite=overwrite)
+        overwrite = True
 
         if args.track_to and len(set(args.track)) != 1:
             raise ConfigError("--track-to: give exactly one --track with it (each tracker has its own kind of URI)")
@@ -63,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with fit_progress(primary_metrics(config), console) as progress:
             observer = FanOut(progress, tracking)
-            outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=observer, overwrite=args.overwrite)
+            outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=observer, overwrite=overwrite)
     except TrainingDiverged as e:
         if tracking is not None:
             tracking.finish({}, "failed", str(e))
@@ -73,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     _print_summary(console, outcome, primary_metrics(config))
     console.print(training_setup(config), markup=False, highlight=False)
+    for name, destination in (tracking.destinations if tracking is not None else {}).items():
+        console.print(f"{name}: {destination}", markup=False, highlight=False)
     return 0
 
 
