@@ -3,6 +3,7 @@ followed, honest times and rankings, figures and tables that stay put."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -335,3 +336,57 @@ def test_export_to_a_tracker_says_what_it_sent_or_that_nothing_was_new(tmp_path,
     assert f"tensorboard: sent 4 runs (12 epochs) to {directory.resolve() / 'tensorboard'}" in capsys.readouterr().out
     assert main(["export", str(directory), "--format", "tensorboard"]) == 0
     assert "tensorboard: nothing new for" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ 2. the configs the documentation shows
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def yaml_blocks() -> list[tuple[str, str]]:
+    """``(where, text)`` of every YAML block of the documentation that is whole: the fence's info string ``yaml``,
+    without ``fragment`` (which marks a part of a config)."""
+    found = []
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        for match in re.finditer(r"^```(yaml|yml)([^\n]*)\n(.*?)^```$", text, flags=re.M | re.S):
+            if "fragment" not in match[2]:
+                line = text[: match.start()].count("\n") + 1
+                found.append((f"{document.name}:{line}", match[3]))
+    return found
+
+
+def test_the_documentation_marks_its_fragments_and_has_a_whole_run_config():
+    configs = [yaml.safe_load(text) for _, text in yaml_blocks()]
+    assert any({"data", "model"} <= set(raw) for raw in configs)  # a whole run config, not only a study's base
+
+
+@pytest.mark.parametrize(("where", "text"), yaml_blocks(), ids=[where for where, _ in yaml_blocks()])
+def test_every_whole_config_of_the_documentation_trains_as_written(where, text, tmp_path, monkeypatch, capsys):
+    """A run config trains (one epoch); a study expands into valid run configs. A block whose first line is a
+    comment naming a ``.yaml`` file is saved there, beside ``mtlab data example my-problem``'s files."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "example", "my-problem"]) == 0
+    named = re.match(r"#\s*(\S+\.ya?ml)\b", text)
+    path = write(tmp_path / (named[1] if named else "block.yaml"), text)
+    raw = yaml.safe_load(text)
+    if "base" in raw:
+        assert expand(load_study_spec(path)), where
+        return
+    argv = ["train", str(path), "--out", str(tmp_path / "run"), "train.epochs=1", "train.threads=1"]
+    code = main(argv)
+    assert code == 0, f"{where}: {capsys.readouterr().err}"
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_a_missing_key_comes_with_an_example_value():
+    from mtlab.config import parse_config
+
+    message = error_of(parse_config, {"data": {"dataset": "mnist"}, "model": {"trunk": {"type": "cnn"}}})
+    assert message == "model.trunk.conv: required key is missing; for example conv: [{filters: 16, kernel: 3, " \
+        "pool: 2}, {filters: 32, kernel: 3, pool: 2}]"  # fmt: skip
+    lines = error_of(parse_config, {"data": {"dataset": "table"}, "model": {"trunk": {"type": "mlp"}}}).splitlines()
+    assert lines == ["data.path: required key is missing; for example path: labels.csv",
+                     "data.tasks: required key is missing; for example tasks: {shape: {type: multiclass, column: "
+                     "shape}}"]  # fmt: skip

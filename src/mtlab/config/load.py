@@ -464,6 +464,46 @@ def _unknown_key(err: dict[str, Any], model: type[BaseModel], path: str) -> str:
     return f"unknown key; did you mean {path[: len(path) - len(key)]}{match}?" if match else "unknown key"
 
 
+def _missing_key(err: dict[str, Any], model: type[BaseModel]) -> str:
+    """``required key is missing; for example conv: [{filters: 16, kernel: 3, pool: 2}]``: the key with a value its
+    options give as an example (a field's ``examples``, or an options section built from its required keys')."""
+    key = err["loc"][-1]
+    section = _section_at(model, err["loc"])
+    field = section.model.model_fields.get(key) if section is not None and isinstance(key, str) else None
+    example = _field_example(field) if field is not None else None
+    if example is None:
+        return "required key is missing"
+    return f"required key is missing; for example {key}: {_flow(example)}"
+
+
+def _field_example(field: Any, depth: int = 0) -> Any:
+    """A value for ``field``: its first ``examples`` entry, else (for an options section) the section's required keys
+    with theirs, the tag of a tagged union's first member included; None when there is none to give."""
+    if field.examples:
+        return field.examples[0]
+    members, tag_field = _union_members(field.annotation, field.discriminator if isinstance(field.discriminator, str)
+                                        else None)  # fmt: skip
+    if not members or depth > 3:
+        return None
+    member = members[0]
+    example: dict[str, Any] = {}
+    tags = _tag_values(member, tag_field)
+    if tag_field and tags:
+        example[tag_field] = tags[0]
+    for name, inner in member.model_fields.items():
+        if inner.is_required() and name != tag_field:
+            value = _field_example(inner, depth + 1)
+            if value is None:
+                return None
+            example[name] = value
+    return example
+
+
+def _flow(value: Any) -> str:
+    """A value as one line of YAML flow style (``{type: cnn, conv: [{filters: 16}]}``)."""
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000).strip().removesuffix("...").strip()
+
+
 def _and(names: list[str], most: int = 4) -> str:
     if len(names) > most:
         return f"{', '.join(names[: most - 1])} and {len(names) - most + 1} others"
@@ -483,7 +523,7 @@ def _message(err: dict[str, Any], model: type[BaseModel], path: str) -> str:
     if kind == "extra_forbidden":
         return _unknown_key(err, model, path)
     if kind == "missing":
-        return "required key is missing"
+        return _missing_key(err, model)
     if kind == "union_tag_invalid":
         return _unknown_tag(err, model)
     if kind == "union_tag_not_found":

@@ -194,7 +194,8 @@ class TableData(DataBase):
 
     dataset: Literal["table"]
     path: Path = Field(
-        description="The CSV (.csv, .tsv, .txt) or Parquet (.parquet, .pq) file; relative to the config."
+        description="The CSV (.csv, .tsv, .txt) or Parquet (.parquet, .pq) file; relative to the config.",
+        examples=["labels.csv"],
     )
     image_column: str | None = Field(
         None, description="Column of image paths (PNG / JPEG), relative to the table's directory or absolute."
@@ -212,7 +213,10 @@ class TableData(DataBase):
     split_seed: int = Field(
         0, ge=0, description="Seed of the test_fraction draw (the same test split for every run seed)."
     )
-    tasks: dict[str, TableTask] = Field(description="Task name -> {type, column or columns, ...}, in order.")
+    tasks: dict[str, TableTask] = Field(
+        description="Task name -> {type, column or columns, ...}, in order.",
+        examples=[{"shape": {"type": "multiclass", "column": "shape"}}],
+    )
 
     @field_validator("tasks")
     @classmethod
