@@ -501,7 +501,8 @@ def _field_example(field: Any, depth: int = 0) -> Any:
 
 def _flow(value: Any) -> str:
     """A value as one line of YAML flow style (``{type: cnn, conv: [{filters: 16}]}``)."""
-    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000).strip().removesuffix("...").strip()
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000)
+    return text.strip().removesuffix("...").strip()  # a scalar document ends with "..."
 
 
 def _and(names: list[str], most: int = 4) -> str:
