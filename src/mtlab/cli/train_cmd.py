@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     _print_summary(console, outcome, primary_metrics(config))
     console.print(training_setup(config), markup=False, highlight=False)
+    for note in outcome.extras.get("notes", []):  # what the data decided that the config did not say
+        console.print(f"note: {note}", markup=False, highlight=False)
     for name, destination in (tracking.destinations if tracking is not None else {}).items():
         console.print(f"{name}: {destination}", markup=False, highlight=False)
     return 0
@@ -131,6 +133,4 @@ def _print_summary(console: Console, outcome, tasks: dict[str, str]) -> None:
         ]
         table.add_row(*cells)
     console.print(table)
-    for note in outcome.extras.get("notes", []):  # what the data decided that the config did not say
-        console.print(f"note: {note}", markup=False, highlight=False)
     console.print(f"run directory: {outcome.run_dir.path}  ({result.seconds:.1f} s)")
