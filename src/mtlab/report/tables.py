@@ -458,7 +458,7 @@ def _primaries(study: StudyData) -> str:
 TIMES = (
     "Training time: the epochs (training and validation), mean per run; wall time: from the start of a run to its "
     "result, mean per run, with the worker's start-up, the data loading and the test evaluation (the first run of a "
-    "worker pays most of them)."
+    "worker pays most of them; seeds trained together share their group's)."
 )
 DELTA_M_CI = (
     "95% seed-paired percentile bootstrap interval in brackets, Δm and interval both over the n seeds the variant "

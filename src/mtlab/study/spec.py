@@ -114,7 +114,7 @@ class StudySpec(Strict):
     budgets: dict[str, Budget] = Field(default_factory=dict)
     default_budget: str | None = None
     reference: Reference | None = Field(None, description="The original study's numbers and claims.")
-    _base: Path | None = PrivateAttr(None)  # the spec file's directory: run configs' file paths are relative to it
+    _base: Path | None = PrivateAttr(None)  # run configs' file paths are relative to it: the base file's directory
     _file: YamlFile | None = PrivateAttr(None)  # the spec file, to name the line of a bad value in errors
     _base_file: YamlFile | None = PrivateAttr(None)  # the run config file ``base`` named, if it named one
 
