@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.out is not None:
             raise ConfigError(f"--out: only with a file format ({', '.join(EXPORT_FORMATS)}); use --to")
-        from mtlab.trackers.tracking import send_study
+        from mtlab.report.tracking import send_study
 
         sent = send_study(args.study_dir, [args.fmt], args.to)
         if args.fmt not in sent:  # the tracker failed: its warning says how

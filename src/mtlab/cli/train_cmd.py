@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     tracking = None
     overwrite = args.overwrite
     if args.track:
-        from mtlab.rundir import RunDirectory
-        from mtlab.trackers.tracking import RunTracking
+        from mtlab.study.tracking import RunTracking
+        from mtlab.train.rundir import RunDirectory
 
         # The trackers write into the run directory (as `mtlab run` into its study directory): check it is free
         # first, as training would, since a tracker's files are in it by the time training starts.

@@ -1,4 +1,5 @@
-"""Feed experiment trackers from the study driver (live) or from a store (``mtlab export``), never twice.
+"""Feed experiment trackers from the study driver (live) or from a store (``mtlab export``:
+:mod:`mtlab.report.tracking`, which adds the study's statistics), never twice.
 
 Layout in every tracker: one experiment / project per study (``<study>-<budget>``), one parent run per variant, its
 seeds' runs nested in it. A seed's run gets the resolved config flattened as params, tags (study, budget, variant,
@@ -188,17 +189,17 @@ class Tracking(_Guarded):
 
     # -------------------------------------------------------------------------------------------- after the fact
 
-    def catch_up(self) -> None:
-        """Send every finished run the trackers lack, then each variant's Δm, rank and the report (once all its
-        seeds have finished, its parent run ends)."""
+    def catch_up(self, values: Mapping[str, Mapping[str, float]]) -> None:
+        """Send every finished run the trackers lack, then each variant's Δm, rank (``values``: variant -> name ->
+        value, :func:`mtlab.report.tracking.variant_values`) and the report (once all its seeds have finished, its
+        parent run ends)."""
         runs = self.store.statuses()
         for run_id, status in runs.items():
             if status in FINISHED:
                 self.run_ended(run_id)
-        self._summarize(runs)
+        self._summarize(runs, values)
 
-    def _summarize(self, runs: Mapping[str, str]) -> None:
-        values = variant_values(self.directory)
+    def _summarize(self, runs: Mapping[str, str], values: Mapping[str, Mapping[str, float]]) -> None:
         report = self.directory / "report.html"
         by_variant: dict[str, list[str]] = {}
         for run_id in runs:
@@ -266,26 +267,6 @@ class _EpochsToTrackers(FitObserver):
         self.tracking.epoch(self.run_id, record)
 
 
-def variant_values(directory: Path) -> dict[str, dict[str, float]]:
-    """Each variant's Δm (with its interval and seeds) and rank from the study's statistics (empty where the
-    study has too few finished runs for them)."""
-    from mtlab.report.tables import comparison_frame, load_study, ranking_frame, summary_frame
-
-    try:
-        study = load_study(directory)
-        summary = summary_frame(study)
-        ranking = ranking_frame(study, summary, comparison_frame(study))
-    except (MtlabError, ValueError, KeyError):  # nothing finished yet, or no control to compare with
-        return {}
-    values: dict[str, dict[str, float]] = {}
-    for row in summary.to_dict("records"):
-        values[row["variant"]] = {k: float(row[k]) for k in ("delta_m", "delta_m.ci_low", "delta_m.ci_high",
-                                                             "delta_m.n")}  # fmt: skip
-    for row in ranking.to_dict("records"):  # a control left out of the ranks has NaN for both (not logged)
-        values.setdefault(row["variant"], {}).update(rank=float(row["rank"]), mean_rank=float(row["mean_rank"]))
-    return values
-
-
 def _finite(values: Mapping[str, float]) -> dict[str, float]:
     """Values a tracker can show (NaN: no Δm without a control, say - left out rather than logged as NaN)."""
     return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
@@ -311,28 +292,6 @@ class Sent:
         if not self.runs:
             return f"nothing new for {self.destination}: it holds every finished run already"
         return f"sent {self.runs} run{'s' if self.runs != 1 else ''} ({self.epochs} epochs) to {self.destination}"
-
-
-def export_study(directory: Path, names: Sequence[str], to: str | None = None) -> dict[str, str]:
-    """Send the study at ``directory`` (finished or partial) to the trackers ``names``; idempotent. Returns each
-    tracker's destination (a failing tracker is one :class:`TrackerWarning` and is left out)."""
-    return {name: sent.destination for name, sent in send_study(directory, names, to).items()}
-
-
-def send_study(directory: Path, names: Sequence[str], to: str | None = None) -> dict[str, Sent]:
-    """:func:`export_study`, saying per tracker what it sent (a tracker that failed is left out)."""
-    from mtlab.report.tables import store_path
-
-    directory = Path(directory)
-    with ResultStore(store_path(directory)) as store:
-        info = store.info()
-        trackers = create_trackers(names, experiment_name(info), directory, to)
-        tracking = Tracking(trackers, store, directory, "what it had not accepted stays to send next time")
-        try:
-            tracking.catch_up()
-        finally:
-            tracking.close()
-        return {name: tracking.sent[name] for name in tracking.trackers}
 
 
 def experiment_name(info: Mapping[str, Any]) -> str:
