@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -59,14 +60,20 @@ def run(args: argparse.Namespace) -> int:
         from mtlab.study.tracking import RunTracking
         from mtlab.train.rundir import RunDirectory
 
-        # The trackers write into the run directory (as `mtlab run` into its study directory): check it is free
-        # first, as training would, since a tracker's files are in it by the time training starts.
-        RunDirectory(out, overwrite=overwrite)
-        overwrite = True
-
         if args.track_to and len(set(args.track)) != 1:
             raise ConfigError("--track-to: give exactly one --track with it (each tracker has its own kind of URI)")
-        tracking = RunTracking(args.track, config, out, args.track_to)
+        # The trackers write into the run directory (as `mtlab run` into its study directory): it is checked and
+        # made first, as training would, since a tracker's files are in it by the time training starts; a tracker
+        # that cannot start leaves nothing behind.
+        made = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)
+        RunDirectory(out, overwrite=overwrite)
+        overwrite = True
+        try:
+            tracking = RunTracking(args.track, config, out, args.track_to)
+        except MtlabError:
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
+            raise
     try:
         with fit_progress(primary_metrics(config), console) as progress:
             observer = FanOut(progress, tracking)
