@@ -195,7 +195,6 @@ def fit_replicas(
         config.loss, tasks, k_count, generators=[seeding.generator(c.seed, "weighting") for c in configs]
     ).to(device)
     views = parameter_views(models[0], replicas)
-    method.bind(views)
     optimizer = build_optimizer(config.optim, replicas.parameters(), extra=method.parameters())
     schedule = build_schedule(
         config.optim, optimizer, config.train.epochs * len(train_batches), steps_per_epoch=len(train_batches)
@@ -216,6 +215,7 @@ def fit_replicas(
         autocast=autocast,
         scaler=scaler,
         meta_batches=meta_batches,
+        steps_per_epoch=len(train_batches),
     )
     stop = config.train.early_stopping
     mode = config.metric_direction(stop.metric) if stop else "min"  # the metric's direction, from its task type
@@ -240,7 +240,7 @@ def fit_replicas(
             totals.add(task_losses.total(out.losses), losses, out.logits, y, out.weights)
             for state in states:
                 state.observer.on_batch_end(epoch, batch)
-        method.after_epoch(totals.mean_losses())
+        step.weighting.end_epoch(totals.mean_losses())
         # Wall time of the optimiser steps alone (no validation), per step and replica: a method's cost.
         step_seconds = (time.perf_counter() - epoch_start) / (len(train_batches) * k_count)
         conflict = step.diagnostics.summary() if step.diagnostics is not None else [{}] * k_count
