@@ -167,8 +167,10 @@ class Weighting:
         self.steps = 0
         self._awaiting_after_step = False
         self._looked_ahead = False
+        self._before_look_ahead: dict[str, Any] | None = None
         self._epoch_steps = 0
         self._epoch_losses: Tensor | None = None  # (K, T) sum of the raw losses of this epoch's steps
+        self._epoch_counts: Tensor | None = None  # (K, 1) steps summed in it (skipped ones are left out)
         self._step_losses: Tensor | None = None  # (K, T) the last step's scaled losses, detached
         self._last_skipped = torch.zeros(self.replicas, dtype=torch.bool)
         self.last_weights: Tensor | None = None  # (K, T) the weight each raw task loss got at the last step
@@ -228,13 +230,13 @@ class Weighting:
             if losses is not None:
                 mean = self._stack(losses).detach()
             elif self._epoch_losses is not None:
-                mean = self._epoch_losses / max(self._epoch_steps, 1)
+                mean = self._epoch_losses / self._epoch_counts  # NaN for a replica all of whose steps were skipped
             else:
                 mean = None
             if mean is not None:
                 self._guarded(~torch.isfinite(mean).all(1).cpu(), lambda: self.method.after_epoch(mean))
         self._epoch_steps = 0
-        self._epoch_losses = None
+        self._epoch_losses = self._epoch_counts = None
 
     def look_ahead(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                    losses_of: Callable[[Any], Losses], batch: Any, meta_batch: Any) -> None:
@@ -254,7 +256,10 @@ class Weighting:
         """The look-ahead with a probe of one's own (:class:`~mtlab.weighting.base.LookAhead`)."""
         parameters = getattr(probe, "parameters", None)
         self._ensure_device(parameters[0] if parameters else None)
+        everything = torch.ones(self.replicas, dtype=torch.bool)
+        self._before_look_ahead = self._snapshot(everything)  # restored if the step is then skipped
         self.method.look_ahead(probe)
+        self._restore(self._before_look_ahead, ~self._finite_state())  # a non-finite hypergradient changes nothing
         self._looked_ahead = True
 
     def weights(self) -> dict[str, float] | dict[str, list[float]]:
@@ -295,6 +300,7 @@ class Weighting:
             "awaiting_after_step": self._awaiting_after_step,
             "epoch_steps": self._epoch_steps,
             "epoch_losses": None if self._epoch_losses is None else self._epoch_losses.clone(),
+            "epoch_counts": None if self._epoch_counts is None else self._epoch_counts.clone(),
             "step_losses": None if self._step_losses is None else self._step_losses.clone(),
             "last_skipped": self._last_skipped.clone(),
             "last_weights": None if self.last_weights is None else self.last_weights.clone(),
@@ -320,6 +326,7 @@ class Weighting:
         self._awaiting_after_step = bool(state["awaiting_after_step"])
         self._epoch_steps = int(state["epoch_steps"])
         self._epoch_losses = state["epoch_losses"]
+        self._epoch_counts = state["epoch_counts"]
         self._step_losses = state["step_losses"]
         self._last_skipped = state["last_skipped"].clone()
         self.last_weights = state["last_weights"]
@@ -339,6 +346,9 @@ class Weighting:
             bad = self._scalar(losses, scaler)
         else:
             bad = self._jacobian(losses, features, scaler, inspect)
+        if self._before_look_ahead is not None:  # a skipped step's look-ahead is undone with it
+            self._restore(self._before_look_ahead, bad)
+            self._before_look_ahead = None
         self.steps += 1
         self._epoch_steps += 1
         self.skipped += bad.long()
@@ -394,9 +404,15 @@ class Weighting:
                 self.method.to(like.device)
             return
 
-    def _record(self, raw: Tensor, step_losses: Tensor) -> None:
-        raw = raw.detach()
-        self._epoch_losses = raw.clone() if self._epoch_losses is None else self._epoch_losses + raw
+    def _record(self, raw: Tensor, step_losses: Tensor, bad: Tensor) -> None:
+        """The step's losses for the epoch's mean (a skipped replica's left out) and for the after-step hook."""
+        good = (~bad).to(raw.device)[:, None]
+        raw = torch.where(good, raw.detach(), torch.zeros_like(raw))
+        counts = good.to(raw.dtype)
+        if self._epoch_losses is None:
+            self._epoch_losses, self._epoch_counts = raw.clone(), counts
+        else:
+            self._epoch_losses, self._epoch_counts = self._epoch_losses + raw, self._epoch_counts + counts
         self._step_losses = step_losses
 
     def _finite_losses(self, raw: Tensor) -> Tensor:
@@ -414,7 +430,7 @@ class Weighting:
         scaled = self._scaled(raw)
         stacked = torch.stack(scaled, dim=1)
         bad = ~self._finite_losses(raw)
-        self._record(raw, stacked.detach())
+        self._record(raw, stacked.detach(), bad)
         if bool(bad.all()):
             return bad
         if self.diagnose:
@@ -449,16 +465,16 @@ class Weighting:
         return torch.stack(rows, dim=1).detach()
 
     def _jacobian(self, losses, features, scaler, inspect) -> Tensor:
-        scale = 1.0 if scaler is None else float(scaler.get_scale())
         parts = []
         if callable(losses):
             first = Half(0, whole=self.samples == 1)
-            parts.append(self._sample(losses(first), features, first.share, scale))
+            parts.append(self._sample(losses(first), features, first.share, scaler))
             if self.samples == 2 and first.share is not None and first.share < 1.0:
                 second = Half(1)
-                parts.append(self._sample(losses(second), features, second.share, scale))
+                parts.append(self._sample(losses(second), features, second.share, scaler))
         else:
-            parts.append(self._sample(losses, features, 1.0, scale))
+            parts.append(self._sample(losses, features, 1.0, scaler))
+        scale = 1.0 if scaler is None else float(scaler.get_scale())
         if len(parts) == 1 and parts[0]["share"] != 1.0:
             parts[0]["share"] = 1.0  # a closure that did not cut its batch: the whole batch's Jacobian
         jacobian = sum(p["jacobian"] for p in parts)  # (K, T, P): the batch's
@@ -471,11 +487,11 @@ class Weighting:
         raw = sum(p["share"] * p["raw"] for p in parts)  # (K, T)
         step_losses = sum(p["share"] * p["scaled"] for p in parts)
         factor = sum(p["share"] * p["factor"] for p in parts)
-        self._record(raw, step_losses.detach())
         bad = ~(torch.isfinite(jacobian).all(2).all(1) & torch.isfinite(cross).all(2).all(1)).cpu()
         bad |= ~self._finite_losses(raw)
         if scaler is not None and bool(bad.any()):
             bad = torch.ones_like(bad)  # the scaler skips the whole step
+        self._record(raw, step_losses.detach(), bad)
         representation = parts[0]["features"]
         if bool(bad.all()):
             if scaler is not None:  # let the scaler see the overflow: it skips the step and lowers its scale
@@ -504,7 +520,7 @@ class Weighting:
         self._set_weights(weights.detach() * factor.detach() * self.static.to(weights), bad)
         return bad
 
-    def _sample(self, out, features: Tensor | None, share: float | None, scale: float) -> dict[str, Any]:
+    def _sample(self, out, features: Tensor | None, share: float | None, scaler: Any) -> dict[str, Any]:
         """One sample's task Jacobian (times its share of the batch) and its task-owned gradients (not yet written)."""
         if isinstance(out, tuple):
             out, features = out
@@ -515,7 +531,7 @@ class Weighting:
         objectives, factor = self.method.task_objectives(torch.stack(scaled, dim=1))  # (K, T) each
         objectives = [o * share if s.requires_grad else o.detach()
                       for o, s in zip(objectives.unbind(1), scaled, strict=True)]
-        for_grad = objectives if scale == 1.0 else [o * scale for o in objectives]
+        for_grad = objectives if scaler is None else [scaler.scale(o) for o in objectives]
         if self.representation:
             if features is None:
                 raise MtlabError(f"{self.name} with gradients='representation' balances the gradients of the shared "
@@ -539,6 +555,7 @@ class Weighting:
                                  for g, p in zip(grads[: len(inputs)], inputs, strict=True)], self.replicas))
             owned.append(list(zip(mine, grads[len(inputs) :], strict=True)))
         jacobian = torch.stack(rows, dim=1)
+        scale = 1.0 if scaler is None else float(scaler.get_scale())
         jacobian = jacobian.to(torch.promote_types(jacobian.dtype, torch.float32)) / scale
         return {"share": share, "raw": raw.detach(), "scaled": torch.stack(scaled, dim=1).detach(),
                 "factor": factor.detach(), "jacobian": jacobian, "owned": owned, "features": features}
@@ -596,6 +613,14 @@ class Weighting:
         for k, (g, state) in enumerate(zip(self.method.generators, snapshot["generators"], strict=True)):
             if g is not None and bool(rows[k]):
                 g.set_state(state)
+
+    def _finite_state(self) -> Tensor:
+        """(K,) on the CPU: every floating tensor of the method's state is finite in replica k's row."""
+        finite = torch.ones(self.replicas, dtype=torch.bool)
+        for v in self.method.state_dict().values():
+            if v.is_floating_point() and v.dim() > 0 and v.shape[0] == self.replicas:
+                finite &= torch.isfinite(v.detach()).reshape(self.replicas, -1).all(1).cpu()
+        return finite
 
     def _guarded(self, bad: Tensor, call: Callable[[], None]) -> None:
         """``call`` a hook, leaving the rows of ``bad`` replicas untouched (and not calling it when all are)."""
