@@ -1,21 +1,26 @@
-"""The two ways one optimiser step can go, chosen once before the first epoch from the weighting method's kind.
+"""One optimiser step of mtlab's trainer, through :class:`~mtlab.train.weighting.Weighting` - the object a user's own
+loop steps with - so that ``mtlab run`` and a user's loop compute the same update (one code path, K stacked replicas
+as K = 1).
 
-* :class:`ScalarStep` - a loss-based method turns the task losses (K, T) into one objective (K,), back-propagated
-  once (the replicas share no parameters, so the gradient of the sum is each replica's own gradient).
-* :class:`JacobianStep` - a gradient-based method: T backward passes give the per-task gradients of the shared
-  parameters as a Jacobian (K, T, P) - or, with ``loss.gradients: representation``, of the shared representation
-  (K, T, B * F), whose combined gradient then goes down the trunk in one more pass (MGDA-UB, Sener & Koltun 2018) -
-  the method combines them into the update, and task-owned parameters keep their own task's gradient. What is
-  differentiated are the method's ``task_objectives`` of the losses (the losses themselves unless the method
-  transforms them: DB-MTL's log-losses, IMTL's learned scales, whose parameters get their gradient here too); a
-  method declaring ``samples = 2`` (double sampling) gets two half-batches, one Jacobian each.
+The step forwards the batch (or each half of it, for a double-sampling method: the object's closure form) and hands
+the raw task losses (K, T) to the object, which does what the method's kind needs:
 
-Both apply ``loss.weights`` to the task losses first, share mixed precision (autocast; a GradScaler on CUDA fp16),
-per-replica gradient clipping and the fused optimiser step, and call the method's ``after_step`` hook; a bilevel
-method (``needs_meta_batch``) first gets its ``look_ahead`` on the next meta batch. With
-``train.diagnostics`` both hand the task gradients' Gramian of a measured step to
-:class:`~mtlab.train.diagnostics.ConflictDiagnostics` (the Jacobian step reuses its own Jacobian; the scalar step
-takes T extra backward passes before its own); the update itself is unchanged.
+* a loss-based method turns them into one objective (K,), back-propagated once (the replicas share no parameters,
+  so the gradient of the sum is each replica's own gradient);
+* a gradient-based method: T backward passes give the per-task gradients of the shared parameters as a Jacobian
+  (K, T, P) - or, with ``loss.gradients: representation``, of the shared representation (K, T, B * F), whose
+  combined gradient then goes down the trunk in one more pass (MGDA-UB, Sener & Koltun 2018) - the method combines
+  them into the update, and task-owned parameters keep their own task's gradient. What is differentiated are the
+  method's ``task_objectives`` of the losses (DB-MTL's log-losses, IMTL's learned scales).
+
+The object applies ``loss.weights``, skips a replica's non-finite step leaving the method's state untouched, and
+checks the hooks; the step adds mixed precision (autocast; a GradScaler on CUDA fp16), per-replica gradient clipping,
+the fused optimiser step, the hooks themselves (``look_ahead`` on the next meta batch for a bilevel method, the losses
+after the step, the end of an epoch in :mod:`mtlab.train.fit`) and, with ``train.diagnostics``, the task gradients'
+Gramian of a measured step for :class:`~mtlab.train.diagnostics.ConflictDiagnostics` (a gradient-based step reuses
+its own Jacobian; a loss-based one takes T extra backward passes before its own); the update itself is unchanged.
+A skipped step (every replica, or a GradScaler's overflow) takes no optimiser step; in a stacked run a replica
+skipped alone gets a zero gradient for that step while the others step.
 """
 
 from __future__ import annotations
