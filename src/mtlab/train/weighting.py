@@ -92,7 +92,8 @@ class Weighting:
 
     def __init__(
         self,
-        method: str | Mapping[str, Any] | MethodOptions = "mean",
+        method: str | Mapping[str, Any] | MethodOptions,
+        /,
         *,
         tasks: Iterable[str],
         shared: Iterable[Tensor] | None = None,
@@ -183,6 +184,12 @@ class Weighting:
         """The method's own learnable parameters (uncertainty's log-variances, IMTL's scales, GradNorm's
         weights): give them to the optimiser."""
         return list(self.method.parameters())
+
+    def to(self, device: torch.device | str) -> Weighting:
+        """The method's parameters and state on ``device`` (done on the first ``backward`` otherwise, from the
+        losses' device; parameters keep their identity, so an optimiser built before still holds them)."""
+        self.method.to(device)
+        return self
 
     @property
     def needs_losses_after_step(self) -> bool:
