@@ -500,3 +500,95 @@ def test_example_runs_as_a_script():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "dwa after 2 steps: item 1.0000, group 1.0000" in done.stdout
+
+
+# ------------------------------------------------------------------------------------- stacked replicas
+
+
+class StackedNet:
+    """K replicas of a linear trunk and two linear heads as stacked leaves (K, ...), the trainer's layout."""
+
+    def __init__(self, replicas: int, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.trunk = (torch.randn(replicas, 6, 8, generator=g) / 3).requires_grad_()
+        self.heads = {"a": (torch.randn(replicas, 8, 3, generator=g) / 3).requires_grad_(),
+                      "b": (torch.randn(replicas, 8, 2, generator=g) / 3).requires_grad_()}
+
+    def rows(self, k: int) -> StackedNet:
+        solo = copy.copy(self)
+        solo.trunk = self.trunk.detach()[k : k + 1].clone().requires_grad_()
+        solo.heads = {t: v.detach()[k : k + 1].clone().requires_grad_() for t, v in self.heads.items()}
+        return solo
+
+    def parameters(self):
+        return [self.trunk, *self.heads.values()]
+
+    def losses(self, x, y, poisoned=None):
+        """x (K, B, 6), y {task: (K, B)} -> {task: (K,)}; ``poisoned`` (K,) bool: those replicas' losses inf."""
+        h = torch.tanh(torch.einsum("kbi,kio->kbo", x, self.trunk))
+        out = {t: torch.einsum("kbi,kio->kbo", h, w) for t, w in self.heads.items()}
+        losses = {t: F.cross_entropy(o.transpose(1, 2), y[t], reduction="none").mean(1) for t, o in out.items()}
+        if poisoned is not None:
+            factor = torch.where(poisoned, math.inf, 1.0)  # (K,): the other replicas' graphs stay finite
+            losses = {t: v * factor for t, v in losses.items()}
+        return losses
+
+
+# MoCo's step sizes beta / k^sigma read replica 0's step counter for every replica (moco.py: steps[0]), so a
+# replica skipped alone shifts the others' schedules; the counter should be per replica (left to moco's owner).
+SHARED_STEP_COUNTER = {"moco"}
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(reason="step counter read from replica 0", strict=True))
+    if name in SHARED_STEP_COUNTER else name for name in registered_methods()
+])
+def test_a_replica_skipped_alone_leaves_the_others_as_their_solo_runs(name):
+    """K = 2 stacked replicas (mtlab's trainer), replica 0's losses infinite at step 2: replica 0's method state
+    stays as it was and its rows get no gradient; replica 1 goes on exactly as its solo run."""
+    from mtlab.weighting import create_method
+
+    if mtlab.Weighting(name, tasks=["a", "b"], shared=[torch.zeros(1)], last_shared=[torch.zeros(1)],
+                       steps_per_epoch=9).needs_meta_batch:
+        pytest.skip("the look-ahead probe over stacked leaves is the trainer's (tested through test_replicas)")
+    options = {"method": name, **SHORT_RUN.get(name, {})}
+    g = torch.Generator().manual_seed(4)
+    data = [(torch.randn(2, 8, 6, generator=g), {"a": torch.randint(0, 3, (2, 8), generator=g),
+                                                 "b": torch.randint(0, 2, (2, 8), generator=g)}) for _ in range(3)]
+    poison = torch.tensor([True, False])
+
+    def run(net, replicas, rows, poisoned_step):
+        method = create_method(options, ["a", "b"], replicas,
+                               generators=[torch.Generator().manual_seed(10 + k) for k in rows])
+        weighting = mtlab.Weighting.of(method, shared=[net.trunk], last_shared=[net.trunk], steps_per_epoch=9)
+        states = []
+        for step, (x, y) in enumerate(data):
+            x, y = x[rows], {t: v[rows] for t, v in y.items()}
+            poisoned = poison[rows] if step == poisoned_step else None
+            for p in net.parameters():
+                p.grad = None
+            bad = weighting._backward(lambda half, x=x, y=y, poisoned=poisoned: net.losses(
+                half(x, dim=1), {t: half(v, dim=1) for t, v in y.items()}, poisoned))
+            with torch.no_grad():
+                for p in [*net.parameters(), *weighting.parameters()]:
+                    if p.grad is not None:
+                        p -= 0.1 * torch.where(bad.view(-1, *([1] * (p.dim() - 1))), 0.0, p.grad)
+                weighting.after_step(net.losses(x, y))
+            states.append({k: v.clone() for k, v in method.state_dict().items()})
+        return states
+
+    stacked = StackedNet(2)
+    solo = stacked.rows(1)
+    stacked_states = run(stacked, 2, [0, 1], poisoned_step=1)
+    solo_states = run(solo, 1, [1], poisoned_step=None)
+    assert torch.allclose(stacked.trunk[1:], solo.trunk, atol=1e-6)
+    for t in ("a", "b"):
+        assert torch.allclose(stacked.heads[t][1:], solo.heads[t], atol=1e-6)
+    for key, value in solo_states[-1].items():
+        if value.dim() > 0 and value.shape[0] == 1:
+            assert torch.allclose(stacked_states[-1][key][1:].double(), value.double(), atol=1e-6,
+                                  equal_nan=True), key
+    for key, value in stacked_states[0].items():  # replica 0's state over the poisoned step: untouched
+        if value.dim() > 0 and value.shape[0] == 2:
+            assert torch.allclose(stacked_states[1][key][0], value[0], atol=0, rtol=0, equal_nan=True), key
