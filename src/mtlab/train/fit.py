@@ -216,6 +216,7 @@ def fit_replicas(
         scaler=scaler,
         meta_batches=meta_batches,
         steps_per_epoch=len(train_batches),
+        epochs=config.train.epochs,
     )
     stop = config.train.early_stopping
     mode = config.metric_direction(stop.metric) if stop else "min"  # the metric's direction, from its task type

@@ -218,6 +218,7 @@ def make_step(
     views: ParameterViews,
     diagnostics: Diagnostics | None = None,
     steps_per_epoch: int | None = None,
+    epochs: int | None = None,
     **kwargs,
 ) -> TrainStep:
     """The step strategy for ``method``'s kind, checked against the model before any training; with
@@ -245,6 +246,7 @@ def make_step(
         task_parameters={t: views.owned.get(t, []) + above for t in losses.tasks},
         last_shared=views.last_shared,
         steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
     )
     return TrainStep(replicas, weighting, optimizer, losses, diagnostics=probe, representation_key=key, **kwargs)
 

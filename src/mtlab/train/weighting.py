@@ -100,6 +100,7 @@ class Weighting:
         task_parameters: Mapping[str, Iterable[Tensor]] | None = None,
         last_shared: Iterable[Tensor] | None = None,
         steps_per_epoch: int | None = None,
+        epochs: int | None = None,
         generator: torch.Generator | None = None,
         diagnose: bool = False,
         **options: Any,
@@ -118,7 +119,7 @@ class Weighting:
         except ValidationError as e:
             raise ConfigError(format_error(e, raw, f"mtlab.Weighting({name!r}) option ", model=cls.Options)) from None
         self._setup(cls(tasks, 1, validated, [generator]), shared, task_parameters, last_shared, steps_per_epoch,
-                    diagnose)
+                    diagnose, epochs)
 
     @classmethod
     def of(
@@ -130,13 +131,14 @@ class Weighting:
         last_shared: Iterable[Tensor] | None = None,
         steps_per_epoch: int | None = None,
         diagnose: bool = False,
+        epochs: int | None = None,
     ) -> Weighting:
         """Around a method already built (mtlab's trainer: K stacked replicas, seeded generators)."""
         self = cls.__new__(cls)
-        self._setup(method, shared, task_parameters, last_shared, steps_per_epoch, diagnose)
+        self._setup(method, shared, task_parameters, last_shared, steps_per_epoch, diagnose, epochs)
         return self
 
-    def _setup(self, method, shared, task_parameters, last_shared, steps_per_epoch, diagnose) -> None:
+    def _setup(self, method, shared, task_parameters, last_shared, steps_per_epoch, diagnose, epochs) -> None:
         self.method = method
         self.name = method.name
         self.tasks = list(method.tasks)
@@ -164,6 +166,11 @@ class Weighting:
                              "features=<the shared representation>)")
         owned = self.task_parameters or {t: [] for t in self.tasks}
         method.bind(ParameterViews(self.replicas, self.shared or [], owned, self.last_shared or []))
+        if _overrides(method, "plan"):  # a schedule that is a share of the run (the method's own plan hook)
+            if epochs is None or steps_per_epoch is None:
+                raise MtlabError(f"{self.name} schedules itself over the whole run: pass epochs=<epochs> and "
+                                 "steps_per_epoch=<steps in an epoch>")
+            method.plan(epochs, steps_per_epoch)
         self.skipped = torch.zeros(self.replicas, dtype=torch.long)
         self.steps = 0
         self._awaiting_after_step = False
@@ -649,7 +656,9 @@ def _accumulate(p: Tensor, value: Tensor) -> None:
 
 
 def _overrides(method: WeightingMethod, hook: str) -> bool:
-    return getattr(type(method), hook) is not getattr(WeightingMethod, hook)
+    """Whether the method has a hook of its own (a method's hooks are the base's no-ops unless it overrides them)."""
+    default = getattr(WeightingMethod, hook, None)
+    return default is not None and getattr(type(method), hook) is not default
 
 
 def _leaves(root: Tensor, stop: list[Tensor], exclude: list[Tensor]) -> list[Tensor]:
