@@ -66,7 +66,8 @@ def step_functions(method: str, model: Net, tasks: int):
 
     mine = copy.deepcopy(model)
     weighting = mtlab.Weighting(method, tasks=names, shared=mine.trunk.parameters(),
-                                last_shared=mine.trunk[-2].parameters(), steps_per_epoch=10**9)
+                                last_shared=mine.trunk[-2].parameters(), steps_per_epoch=10**9,
+                                epochs=1)
     mine_opt = torch.optim.SGD([*mine.parameters(), *weighting.parameters()], lr=0.01)
 
     def own(x, y):

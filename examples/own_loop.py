@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         shared=model.trunk.parameters(),  # what the tasks share: gradient methods balance these
         last_shared=model.trunk[-2].parameters(),  # GradNorm's layer (the other methods ignore it)
         steps_per_epoch=steps_per_epoch,  # DWA and STCH update their weights once an epoch
+        epochs=-(-args.steps // steps_per_epoch),  # the run's length, for a method that plans over it
         generator=torch.Generator().manual_seed(args.seed),
     )
     optimizer = torch.optim.Adam([*model.parameters(), *weighting.parameters()], lr=1e-3)

@@ -72,7 +72,7 @@ def task_losses(model, batch):
 
 def make(name: str, model: TwoHeads, seed: int = 0, **extra) -> mtlab.Weighting:
     return mtlab.Weighting(name, tasks=["a", "b"], shared=model.trunk.parameters(),
-                           last_shared=model.trunk[2].parameters(), steps_per_epoch=3,
+                           last_shared=model.trunk[2].parameters(), steps_per_epoch=3, epochs=3,
                            generator=torch.Generator().manual_seed(seed), **{**SHORT_RUN.get(name, {}), **extra})
 
 
@@ -150,7 +150,7 @@ def own_loop_like_the_trainer(config, model, splits):
     owned = {t: views.owned[t] for t in tasks}
     steps = math.ceil(len(splits.train) / config.train.batch_size)
     weighting = mtlab.Weighting(config.loss, tasks=tasks, shared=views.shared, task_parameters=owned,
-                                last_shared=views.last_shared, steps_per_epoch=steps,
+                                last_shared=views.last_shared, steps_per_epoch=steps, epochs=config.train.epochs,
                                 generator=seeding.generator(config.seed, "weighting"))
     normalizer = Normalizer.fit(splits.train.images, standardize=config.data.normalize)
 
@@ -550,7 +550,7 @@ def test_a_replica_skipped_alone_leaves_the_others_as_their_solo_runs(name):
     from mtlab.weighting import create_method
 
     if mtlab.Weighting(name, tasks=["a", "b"], shared=[torch.zeros(1)], last_shared=[torch.zeros(1)],
-                       steps_per_epoch=9).needs_meta_batch:
+                       steps_per_epoch=9, epochs=1).needs_meta_batch:
         pytest.skip("the look-ahead probe over stacked leaves is the trainer's (tested through test_replicas)")
     options = {"method": name, **SHORT_RUN.get(name, {})}
     g = torch.Generator().manual_seed(4)
@@ -561,7 +561,8 @@ def test_a_replica_skipped_alone_leaves_the_others_as_their_solo_runs(name):
     def run(net, replicas, rows, poisoned_step):
         method = create_method(options, ["a", "b"], replicas,
                                generators=[torch.Generator().manual_seed(10 + k) for k in rows])
-        weighting = mtlab.Weighting.of(method, shared=[net.trunk], last_shared=[net.trunk], steps_per_epoch=9)
+        weighting = mtlab.Weighting.of(method, shared=[net.trunk], last_shared=[net.trunk], steps_per_epoch=9,
+                                       epochs=1)
         states = []
         for step, (x, y) in enumerate(data):
             x, y = x[rows], {t: v[rows] for t, v in y.items()}
