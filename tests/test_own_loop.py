@@ -593,3 +593,18 @@ def test_a_replica_skipped_alone_leaves_the_others_as_their_solo_runs(name):
     for key, value in stacked_states[0].items():  # replica 0's state over the poisoned step: untouched
         if value.dim() > 0 and value.shape[0] == 2:
             assert torch.allclose(stacked_states[1][key][0], value[0], atol=0, rtol=0, equal_nan=True), key
+
+
+def test_a_loss_method_measures_its_gradients_on_request():
+    """``diagnose=True``: a loss-based method's diagnostics carry the task gradients' norms and cosine, equal to
+    those a gradient method reads from its own Jacobian on the same batch."""
+    torch.manual_seed(3)
+    model = TwoHeads(dtype=torch.float64)
+    batch = batches(1, dtype=torch.float64)[0]
+    measured = mtlab.Weighting("fixed", tasks=["a", "b"], shared=model.trunk.parameters(), diagnose=True)
+    measured.backward(task_losses(model, batch))
+    reference = mtlab.Weighting("mean", tasks=["a", "b"], shared=model.trunk.parameters())
+    reference.backward(task_losses(model, batch))
+    mine, theirs = measured.diagnostics(), reference.diagnostics()
+    for key in ("grad.a.norm", "grad.b.norm", "grad.a~b.cos"):
+        assert mine[key] == pytest.approx(theirs[key], rel=1e-9)

@@ -357,7 +357,7 @@ class Weighting:
         self._check_hooks(callable(losses))
         self._looked_ahead = False
         if self.method.step == "scalar":
-            bad = self._scalar(losses, scaler)
+            bad = self._scalar(losses, features, scaler)
         else:
             bad = self._jacobian(losses, features, scaler, inspect)
         if self._before_look_ahead is not None:  # a skipped step's look-ahead is undone with it
@@ -434,8 +434,7 @@ class Weighting:
         kept = (self.static > 0).to(raw.device)
         return (torch.isfinite(raw.detach()) | ~kept).all(1).cpu()
 
-    def _scalar(self, losses, scaler) -> Tensor:
-        features = None
+    def _scalar(self, losses, features: Tensor | None, scaler) -> Tensor:
         if callable(losses):
             out = losses(Half(0, whole=True))
             losses, features = out if isinstance(out, tuple) else (out, None)
