@@ -569,7 +569,7 @@ def test_a_replica_skipped_alone_leaves_the_others_as_their_solo_runs(name):
             poisoned = poison[rows] if step == poisoned_step else None
             for p in net.parameters():
                 p.grad = None
-            bad = weighting._backward(lambda half, x=x, y=y, poisoned=poisoned: net.losses(
+            bad = weighting.backward_per_replica(lambda half, x=x, y=y, poisoned=poisoned: net.losses(
                 half(x, dim=1), {t: half(v, dim=1) for t, v in y.items()}, poisoned))
             with torch.no_grad():
                 for p in [*net.parameters(), *weighting.parameters()]:

@@ -143,7 +143,7 @@ class TrainStep:
             return raw if features is None else (raw, features[self.representation_key])
 
         inspect = self._inspect if measured and self.method.step != "scalar" else None
-        bad = self.weighting._backward(closure, scaler=self.scaler, inspect=inspect)  # (K,) skipped replicas
+        bad = self.weighting.backward_per_replica(closure, scaler=self.scaler, inspect=inspect)  # (K,) skipped
         if self.scaler is not None or not bool(bad.all()):
             if bool(bad.any()) and self.scaler is None:  # a stacked run: the skipped replicas' rows get no gradient
                 for p in self.replicas.parameters():

@@ -216,7 +216,7 @@ class Weighting:
         """One step's gradients from ``losses`` (``{task: scalar}``, or a (T,) tensor in task order), or from
         ``closure(half)`` returning them for ``half(x)`` (double sampling; with ``gradients="representation"`` it
         returns ``(losses, features)``). Returns False when the step was skipped as not finite."""
-        bad = self._backward(losses, features=features, scaler=scaler)
+        bad = self.backward_per_replica(losses, features=features, scaler=scaler)
         return not bool(bad.all())
 
     def after_step(self, losses: Losses | None = None) -> None:
@@ -350,10 +350,13 @@ class Weighting:
 
     # ------------------------------------------------------------------------------------------------ the step
 
-    def _backward(self, losses, *, features: Tensor | None = None, scaler: Any = None,
+    def backward_per_replica(self, losses, *, features: Tensor | None = None, scaler: Any = None,
                   inspect: Callable[[Tensor, Tensor, Tensor | None], None] | None = None) -> Tensor:
-        """The step; returns which replicas were skipped (K,) bool on the CPU. ``inspect(jacobian, gramian,
-        features)`` (the trainer's diagnostics) sees a gradient-based step before its update is written."""
+        """``backward`` for K stacked replicas (mtlab's trainer; losses (K,) per task): returns which replicas were
+        skipped, (K,) bool on the CPU. A replica skipped alone gets no gradient from a gradient-based method; under
+        a loss-based one the caller zeroes its rows (its objective is masked, but an infinite loss can still send
+        NaN down its own rows). ``inspect(jacobian, gramian, features)`` (the trainer's diagnostics) sees a
+        gradient-based step before its update is written."""
         self._check_hooks(callable(losses))
         self._looked_ahead = False
         if self.method.step == "scalar":
