@@ -118,6 +118,10 @@ class Weighting:
             validated = cls.Options.model_validate(raw)
         except ValidationError as e:
             raise ConfigError(format_error(e, raw, f"mtlab.Weighting({name!r}) option ", model=cls.Options)) from None
+        problem = getattr(validated, "run_problem", None)  # options that cannot work in a run of this length
+        found = problem(epochs) if problem is not None and epochs is not None else None
+        if found is not None:
+            raise ConfigError(f"mtlab.Weighting({name!r}) option {found[0]}: {found[1]}")
         self._setup(cls(tasks, 1, validated, [generator]), shared, task_parameters, last_shared, steps_per_epoch,
                     diagnose, epochs)
 
