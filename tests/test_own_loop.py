@@ -397,6 +397,7 @@ def test_epoch_methods_refuse_a_step_past_the_epoch_without_end_epoch(name):
     data = batches(4)
     for batch in data[:3]:
         weighting.backward(task_losses(model, batch))
+        weighting.after_step()
     with pytest.raises(MtlabError, match=rf"{name} updates its weights at the end of each epoch: call "
                                          r"weighting.end_epoch\(\).*steps_per_epoch=3"):
         weighting.backward(task_losses(model, data[3]))
@@ -535,14 +536,15 @@ class StackedNet:
         return losses
 
 
-# MoCo's step sizes beta / k^sigma read replica 0's step counter for every replica (moco.py: steps[0]), so a
-# replica skipped alone shifts the others' schedules; the counter should be per replica (left to moco's owner).
+# MoCo's decaying step sizes beta / k^sigma read replica 0's step counter for every replica (moco.py: steps[0]), so
+# a replica skipped alone shifts the others' schedules; the counter should be per replica (left to moco's owner).
+# With constant step sizes (sigma = 0, the authors' defaults once issue 29 lands) the test passes.
 SHARED_STEP_COUNTER = {"moco"}
 
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(reason="step counter read from replica 0", strict=True))
+    pytest.param(name, marks=pytest.mark.xfail(reason="decaying steps read replica 0's counter", strict=False))
     if name in SHARED_STEP_COUNTER else name for name in registered_methods()
 ])
 def test_a_replica_skipped_alone_leaves_the_others_as_their_solo_runs(name):
