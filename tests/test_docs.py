@@ -115,12 +115,13 @@ def test_markers_in_the_pages_are_all_known_and_an_unknown_one_fails_the_build()
 
 def test_a_study_header_becomes_prose_and_command_blocks():
     lines = ["x: does it help?", "", "Some words", "over two lines.", "", "  mtlab run x --budget quick   # fast",
-             "", "Original study:", "  a table line"]
+             "", "Original study:", "           none   both", "shallow FC   82.5   83.9", "Took 40 minutes."]
     text = generated._header_markdown(lines[1:])
     assert "Some words over two lines.\n" in text
     assert "```bash\nmtlab run x --budget quick   # fast\n```" in text
     assert "Original study:\n" in text
-    assert "```text\na table line\n```" in text
+    assert "```text\n           none   both\nshallow FC   82.5   83.9\n```" in text  # a header's aligned table
+    assert "\nTook 40 minutes.\n" in text
 
 
 # ------------------------------------------------------------------------------------ 2. configs in the documents

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 REPORTS = DOCS / "reports"
 MARKER = re.compile(r"<!-- mtlab:([a-z-]+) -->")
+COLUMNS = re.compile(r"\S {2,}\S")  # a line of a table in a study's header: aligned columns
 
 
 def _cell(text: object) -> str:
@@ -254,7 +256,7 @@ def _header_markdown(lines: list[str]) -> str:
             out.append(" ".join(prose) + "\n")
             prose.clear()
         if block:
-            text = "\n".join(line[2:] if line.startswith("  ") else line for line in block)
+            text = textwrap.dedent("\n".join(block))
             language = "bash" if any(line.strip().startswith("mtlab ") for line in block) else "text"
             out.append(f"```{language}\n{text}\n```\n")
             block.clear()
@@ -262,7 +264,7 @@ def _header_markdown(lines: list[str]) -> str:
     for line in lines:
         if not line.strip():
             flush()
-        elif line.startswith("  ") or (block and line.startswith(" ")):
+        elif line.startswith("  ") or (block and (line.startswith(" ") or COLUMNS.search(line))):
             if prose:
                 flush()
             block.append(line)
@@ -295,13 +297,16 @@ def study_page(name: str, path: Path) -> str:
               _table(["budget", "what it trains", "seeds", "runs"], rows)]
     reference = raw.get("reference") or {}
     if reference.get("source"):
-        parts += ["## The original study\n", f"Source: {reference['source']}.",
-                  f" Measure: {reference['measure']}." if reference.get("measure") else "",
-                  f" The budget that follows its protocol: `{reference['budget']}`.\n" if reference.get("budget")
-                  else "\n"]
+        said = [f"Source: {reference['source'].rstrip('.')}."]
+        if reference.get("measure"):
+            said.append(f"Measure: {reference['measure'].rstrip('.')}.")
+        if reference.get("budget"):
+            said.append(f"The budget that follows its protocol: `{reference['budget']}`.")
+        parts += ["## The original study\n", " ".join(said) + "\n"]
         claims = [c.get("claim") for c in reference.get("claims") or [] if isinstance(c, dict)]
         if claims:
-            parts += ["Its claims, which the report checks on paired seeds:\n", *[f"- {c}" for c in claims], ""]
+            parts += ["Its claims, which the report checks on paired seeds:\n",
+                      "\n".join(f"- {c}" for c in claims) + "\n"]
     report = report_of(name)
     parts.append("## Shipped report\n")
     if report:
