@@ -63,7 +63,7 @@ def test_the_methods_table_has_one_row_per_registered_method():
     assert generated.count_methods() == str(len(registered_methods()))
     fixed = next(line for line in table.splitlines() if line.startswith("| `fixed` |"))
     assert "linear scalarisation" in fixed
-    assert "one backward pass" in fixed
+    assert "| 1 backward pass |" in fixed
 
 
 def test_the_datasets_table_has_one_row_per_registered_dataset():

@@ -49,14 +49,14 @@ def method_cost(cls: Any) -> str:
     """What one training step of method ``cls`` costs beyond a plain weighted sum, from what the method declares to
     the training loop (``step``, ``samples``, ``needs_losses_after_step``, ``needs_meta_batch``)."""
     if getattr(cls, "step", "scalar") == "scalar":
-        cost = "one backward pass of the combined loss"
+        cost = "1 backward pass"
     else:
         samples = getattr(cls, "samples", 1)
-        cost = "T backward passes (one per task)" if samples == 1 else f"{samples}T backward passes (double sampling)"
+        cost = "T backward passes" if samples == 1 else f"{samples}T backward passes (double sampling)"
     if getattr(cls, "needs_losses_after_step", False):
-        cost += ", plus the losses after the step"
+        cost += " + the losses after the step"
     if getattr(cls, "needs_meta_batch", False):
-        cost += ", plus a look-ahead on a meta batch (about 4 forward and 2 backward passes)"
+        cost += " + a look-ahead (about 4 forward, 2 backward)"
     return cost
 
 
@@ -176,8 +176,9 @@ def datasets() -> list[dict[str, str]]:
             where, layout = "your own files", "the file `data.path` names"
         else:
             where, layout = "-", "-"
+        records = [*sources, *([placed] if placed is not None else [])]
         licence = getattr(cls, "licence", "") or "; ".join(
-            dict.fromkeys(s.licence for s in sources if getattr(s, "licence", ""))
+            dict.fromkeys(r.licence for r in records if getattr(r, "licence", ""))
         ) or "not stated by the dataset"
         rows.append({"dataset": name, "tasks": _tasks_of(cls, options), "what": _first_paragraph(cls.__doc__),
                      "where": where, "layout": layout, "licence": licence})
