@@ -78,6 +78,18 @@ def test_the_datasets_table_has_one_row_per_registered_dataset():
     assert "train-images-idx3-ubyte" in mnist["layout"]
 
 
+def test_the_architecture_tables_have_one_row_per_registered_kind_and_trunk():
+    from mtlab.config import RunConfig, base  # noqa: F401  (assembling the run config registers the plug-ins)
+
+    kinds = re.findall(r"^\| `([\w-]+)` \|", generated.model_kinds_table(), flags=re.M)
+    assert kinds == base.MODEL_KINDS.names()
+    assert generated.count_model_kinds() == str(len(kinds))
+    trunks = base.TRUNKS if hasattr(base, "TRUNKS") else base.TRUNK_TYPES
+    table = generated.trunks_table()
+    assert re.findall(r"^\| `([\w-]+)` \|", table, flags=re.M) == trunks.names()
+    assert "`conv` (required)" in next(line for line in table.splitlines() if line.startswith("| `cnn` |"))
+
+
 def test_every_built_in_study_has_a_page_saying_what_its_file_says():
     from mtlab.study.catalog import builtin_study_paths
     from mtlab.study.outline import read_outline

@@ -200,6 +200,49 @@ def datasets_table() -> str:
     return _table(["dataset", "tasks", "what", "where to get it", "layout", "licence"], rows)
 
 
+# ---------------------------------------------------------------------------------------- model kinds and trunks
+
+
+def _options_rows(registry_name: str, field: str) -> list[list[str]]:
+    """``[name, what it is, its own options with defaults]`` of each plug-in of a model registry."""
+    from mtlab.config import RunConfig, base  # noqa: F401  (assembling the run config registers the plug-ins)
+
+    registry = getattr(base, registry_name)
+    common = set(base.ModelKind.model_fields) if registry_name == "MODEL_KINDS" else set()
+    rows = []
+    for name, cls in registry.items():
+        options = []
+        for key, info in cls.model_fields.items():
+            if key == field or key in common:
+                continue
+            if info.is_required():
+                options.append(f"`{key}` (required)")
+                continue
+            default = info.default_factory() if callable(info.default_factory) else info.default
+            options.append(f"`{key}: {_yaml(default)}`")
+        rows.append([f"`{name}`", _first_paragraph(cls.__doc__), ", ".join(options) or "-"])
+    return rows
+
+
+def _yaml(value: Any) -> str:
+    """A default as a config would write it, in YAML's flow style."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text.removesuffix("\n...").strip()
+
+
+def model_kinds_table() -> str:
+    return _table(["`model.kind`", "what it is", "its own options (defaults)"], _options_rows("MODEL_KINDS", "kind"))
+
+
+def trunks_table() -> str:
+    from mtlab.config import base
+
+    registry = "TRUNKS" if hasattr(base, "TRUNKS") else "TRUNK_TYPES"
+    return _table(["`model.trunk.type`", "what it is", "options (defaults)"], _options_rows(registry, "type"))
+
+
 # -------------------------------------------------------------------------------------------------------- studies
 
 
@@ -360,6 +403,8 @@ MARKERS: dict[str, Callable[..., str]] = {
     "methods-table": methods_table,
     "datasets-table": datasets_table,
     "studies-table": studies_table,
+    "model-kinds-table": model_kinds_table,
+    "trunks-table": trunks_table,
     "count-methods": count_methods,
     "count-datasets": count_datasets,
     "count-studies": count_studies,
