@@ -220,10 +220,11 @@ NOT_IN_TORCHJD = {"moco", "db_mtl", "imtl"}
 def torchjd_aggregator(name: str, tasks: int):
     A = pytest.importorskip("torchjd.aggregation")
     return {
-        "fairgrad": (A.FairGrad(alpha=2.0), {"alpha": 2.0, "max_norm": 0.0}),
+        # FairGrad and SDMGrad: mtlab multiplies by T as the authors do (TorchJD does not), clip off.
+        "fairgrad": (lambda j: tasks * A.FairGrad(alpha=2.0)(j), {"alpha": 2.0, "max_norm": 0.0}),
         "config": (A.ConFIG(), {}),
         "modo": (torchjd_weighted(A.MoDoWeighting()), {}),
-        "sdmgrad": (torchjd_weighted(A.SDMGradWeighting()), {}),
+        "sdmgrad": (lambda j: tasks * torchjd_weighted(A.SDMGradWeighting())(j), {"max_norm": 0.0}),
         "mean": (A.Mean(), {}),
         "upgrad": (A.UPGrad(), {}),
         "dualproj": (A.DualProj(), {}),
@@ -271,7 +272,7 @@ def stateful_torchjd(name: str):
     return {
         "excess_mtl_warmup": (A.ExcessMTLWeighting(n_warmup_steps=2), {"warmup_steps": 2, "step_size": 1.0}),
         "modo": (A.MoDoWeighting(gamma=0.05, rho=0.2), {"gamma": 0.05, "rho": 0.2}),
-        "sdmgrad": (A.SDMGradWeighting(lr=5.0, lambda_=0.4), {"lr": 5.0, "lam": 0.4}),
+        "sdmgrad": (A.SDMGradWeighting(lr=5.0, lambda_=0.4), {"lr": 5.0, "lam": 0.4, "max_norm": 0.0}),
     }[name]
 
 
@@ -291,7 +292,7 @@ def test_stateful_methods_agree_with_torchjd_over_several_steps(case, tasks):
             expected = reference(j)
             _, mine = method.aggregate(j[None], (j @ j.T)[None])
         else:
-            expected = reference(j1 @ j2.T)
+            expected = reference(j1 @ j2.T) * (tasks if name == "sdmgrad" else 1)  # the authors' x T
             _, mine = method.aggregate(j[None], (j1 @ j2.T)[None])
         assert torch.allclose(mine[0], expected, rtol=1e-9, atol=1e-12), (step, mine[0], expected)
 
@@ -340,13 +341,57 @@ def test_fairgrad_solves_its_fairness_condition(alpha):
     A = pytest.importorskip("torchjd.aggregation")
     j = spread_jacobian(5, 1e3, seed=1)
     d = aggregate("fairgrad", j, alpha=alpha, max_norm=0.0)
-    expected = A.FairGrad(alpha=alpha)(j)
+    expected = 5 * A.FairGrad(alpha=alpha)(j)  # the authors' x T
     assert relative_error(d, expected) < 1e-5
     if alpha > 0:
-        w = torch.linalg.lstsq(j.T, d[:, None]).solution[:, 0]
-        assert torch.allclose(j @ d, w.pow(-1 / alpha), rtol=1e-6)
+        w = torch.linalg.lstsq(j.T, d[:, None]).solution[:, 0] / 5  # the solver's w (d = 5 J^T w)
+        assert torch.allclose(j @ d / 5, w.pow(-1 / alpha), rtol=1e-6)
     # The authors' clipping: the update is no longer than max_norm.
     assert aggregate("fairgrad", 100 * j, alpha=alpha).norm() <= 1.0 + 1e-9
+
+
+def test_fairgrad_multiplies_by_the_task_count_before_clipping_as_the_authors():
+    """OptMN-Lab/fairgrad: d = T J^T w, then clip_grad_norm_(max_norm = 1). At alpha = 2 on gradients with
+    1/T < |J^T w| < 1 the clip engages only with the factor T (it did not before)."""
+    j = jacobian(3, "conflicting", seed=2)
+    bare = aggregate("fairgrad", j, alpha=2.0, max_norm=0.0) / 3  # J^T w
+    j = j * (0.5 / bare.norm()) ** -3  # d scales as |g|^((1 - alpha) / (1 + alpha)) = |g|^(-1/3): |J^T w| = 0.5
+    bare = aggregate("fairgrad", j, alpha=2.0, max_norm=0.0) / 3
+    assert bare.norm().item() == pytest.approx(0.5, rel=1e-6)
+    clipped = aggregate("fairgrad", j, alpha=2.0)
+    assert clipped.norm().item() == pytest.approx(1.0, rel=1e-9)  # |3 J^T w| = 1.5, clipped to 1
+    assert torch.allclose(clipped, bare / bare.norm(), rtol=1e-6)
+
+
+def test_fairgrad_reports_a_solve_that_stopped_short():
+    j = spread_jacobian(6, 1e4, seed=3)
+    method = create_method({"method": "fairgrad", "alpha": 2.0, "newton_steps": 1}, [f"t{i}" for i in range(6)])
+    gram = (j @ j.T)[None]
+    with pytest.warns(RuntimeWarning, match="fairgrad: .*loss.newton_steps"):
+        method.aggregate(j[None], gram)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once
+        method.aggregate(j[None], gram)
+    assert method.unconverged.tolist() == [2]
+    assert "unconverged" in method.replica_state(0)
+
+
+def test_sdmgrad_multiplies_by_the_task_count_and_clips_to_1_as_the_authors():
+    """OptMN-Lab/sdmgrad: g = T (J^T w + lambda g0) / (1 + lambda), then clip_grad_norm_(max_norm = 1)."""
+    g = torch.Generator().manual_seed(5)
+    j1, j2 = (torch.randn(3, 50, generator=g, dtype=torch.float64) for _ in range(2))
+    j = (j1 + j2) / 2
+    free = create_method({"method": "sdmgrad", "max_norm": 0.0}, ["a", "b", "c"])
+    update, weights = free.aggregate(j[None], (j1 @ j2.T)[None])
+    assert weights.sum().item() == pytest.approx(3.0)  # (w + lambda / T) / (1 + lambda) sums to 1, times T
+    assert update[0].norm() > 1
+    clipped = create_method({"method": "sdmgrad"}, ["a", "b", "c"])
+    short, short_weights = clipped.aggregate(j[None], (j1 @ j2.T)[None])
+    assert short[0].norm().item() == pytest.approx(1.0)
+    assert torch.allclose(short[0], update[0] / update[0].norm())
+    assert torch.allclose(torch.einsum("kt,ktp->kp", short_weights, j[None]), short)  # recorded = applied
+    small, _ = clipped.aggregate(1e-3 * j[None], 1e-6 * (j1 @ j2.T)[None])
+    assert small[0].norm() < 1  # shorter updates pass unclipped
 
 
 def test_config_has_equal_cosines_and_the_summed_projections_as_length():
