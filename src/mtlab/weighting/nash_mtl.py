@@ -9,7 +9,8 @@ Newton decrement shows convergence or after ``newton_steps`` steps. A solve that
 counted in the state tensor ``unconverged`` (one count per replica, saved with the run's checkpoint under
 ``weighting``) and reported once per run by a RuntimeWarning (:class:`~mtlab.weighting.solvers.UnconvergedSolves`).
 As in the authors' code, the weights are recomputed every ``update_weights_every`` steps (kept in between) and the
-update is scaled down to norm ``max_norm`` when it is longer (0 = no limit). Defaults are the authors': max_norm 1.0, update_weights_every 1.
+update is scaled down to norm ``max_norm`` when it is longer (0 = no limit). Defaults are the authors': max_norm
+1.0, update_weights_every 1.
 """
 
 from __future__ import annotations
