@@ -403,7 +403,8 @@ def test_config_has_equal_cosines_and_the_summed_projections_as_length():
 
 
 def test_moco_tracks_the_gradients_and_steps_its_weights_by_hand():
-    method = create_method({"method": "moco", "rho": 0.1}, ["a", "b"])
+    libmtl_steps = {"beta": 0.5, "beta_sigma": 0.5, "gamma": 0.1, "gamma_sigma": 0.5}
+    method = create_method({"method": "moco", "rho": 0.1, **libmtl_steps}, ["a", "b"])
     g1 = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]], dtype=torch.float64)
     g2 = torch.tensor([[[3.0, 0.0], [0.0, 2.0]]], dtype=torch.float64)
     update, lam = method.aggregate(g1, g1 @ g1.mT)
@@ -418,6 +419,24 @@ def test_moco_tracks_the_gradients_and_steps_its_weights_by_hand():
     y = y - beta * (y - g2[0])
     assert torch.allclose(method.tracked[0], y)
     assert torch.allclose(update[0], y.T @ method.lam[0])
+
+
+def test_moco_defaults_are_the_authors_and_keep_both_tasks_where_rho_0_collapses():
+    """Trade-Off-MOL's MoCo: beta = gamma = rho = 0.1, constant steps. Gradients with g_1 . g_2 >= |g_2|^2 make the
+    min-norm weights one-hot: with rho = 0 (LibMTL's default, mtlab's before) lambda reaches (0, 1); with the
+    authors' rho = 0.1 it settles inside the simplex, at the minimiser of lambda^T (G + rho I) lambda."""
+    options = create_method({"method": "moco"}, ["a", "b"]).options
+    assert (options.beta, options.beta_sigma, options.gamma, options.gamma_sigma, options.rho) == (0.1, 0, 0.1, 0, 0.1)
+    j = torch.tensor([[[0.3, 0.0], [0.1, 0.1]]], dtype=torch.float64)  # g1 . g2 = 0.03 >= |g2|^2 = 0.02
+    final = {}
+    for rho in (0.0, 0.1):
+        method = create_method({"method": "moco", "rho": rho}, ["a", "b"])
+        for _ in range(3000):
+            _, lam = method.aggregate(j, j @ j.mT)
+        final[rho] = lam[0]
+    assert final[0.0][0].item() == 0.0  # collapsed onto task b
+    # (G + 0.1 I) = [[0.19, 0.03], [0.03, 0.12]]: the minimiser on the simplex is a = 0.09 / 0.25 = 0.36.
+    assert final[0.1][0].item() == pytest.approx(0.36, abs=1e-3)
 
 
 def test_db_mtl_balances_the_moving_averages_of_the_log_loss_gradients_by_hand():
