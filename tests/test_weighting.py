@@ -518,6 +518,7 @@ def test_loss_methods_map_losses_to_one_objective_per_replica(name):
     method = create_method({"method": name}, ["a", "b", "c"], replicas=2)
     if name == "gradnorm":
         pytest.skip("needs a model (tested through training)")
+    method.plan(epochs=2, steps_per_epoch=5)  # the run's length, as the loop gives it before the first step
     objective, weights = method(losses)
     assert objective.shape == (2,)
     assert weights.shape == (2, 3)
@@ -596,6 +597,55 @@ def test_stch_agrees_with_torchjd_before_and_after_its_warm_up():
             assert torch.allclose(weights[k], losses.grad[k], rtol=1e-9)
         method.after_epoch(nadir if epoch == 1 else torch.full((2, 3), 7.0, dtype=torch.float64))
     assert torch.equal(method.nadir, nadir.float())  # fixed at the last warm-up epoch, never moved after
+
+
+def test_stch_warm_up_is_a_share_of_the_run_and_ends_in_a_short_one():
+    """The defect: a warm-up of 5 epochs never ended in runs of 5 epochs or fewer, so stch was the sum of log-losses.
+    Now it is warmup_fraction (0.1) of the run's steps: 5 epochs of 4 steps -> 2 steps, the nadir their mean loss."""
+    method = create_method({"method": "stch", "mu": 0.5}, ["a", "b"], replicas=2)
+    method.plan(epochs=5, steps_per_epoch=4)
+    g = torch.Generator().manual_seed(0)
+    seen = []
+    for step in range(4):
+        losses = torch.rand(2, 2, generator=g, dtype=torch.float64) + 0.5
+        objective, weights = method(losses)
+        if step < 2:
+            assert torch.allclose(objective, losses.log().sum(1))  # warm-up: the sum of log-losses
+            seen.append(losses)
+        else:
+            nadir = torch.stack(seen).mean(0)
+            expected = 2 * 0.5 * torch.logsumexp((losses / nadir).log() / 0.5, dim=1)
+            assert torch.allclose(objective, expected, rtol=1e-6)
+        method.after_step(losses, None)
+    assert torch.allclose(method.nadir.double(), torch.stack(seen).mean(0), rtol=1e-6)
+    # A long run averages the warm-up's last epoch of steps, as the authors' last warm-up epoch: 100 x 10 steps,
+    # warm-up 100 steps, the nadir the mean of steps 91-100.
+    long = create_method({"method": "stch"}, ["a", "b"])
+    long.plan(epochs=100, steps_per_epoch=10)
+    for step in range(100):
+        long.after_step(torch.full((1, 2), float(step + 1)), None)
+    assert long.nadir.tolist() == [[95.5, 95.5]]
+    # Without plan() the share has no length: it says so rather than staying in the warm-up.
+    with pytest.raises(RuntimeError, match="plan"):
+        create_method({"method": "stch"}, ["a", "b"])(torch.ones(1, 2))
+
+
+def test_stch_keeps_the_old_warmup_epochs_option_and_every_study_listing_stch_validates():
+    from mtlab.study.catalog import builtin_study_paths, find_study
+    from mtlab.study.spec import expand
+
+    old = create_method({"method": "stch", "warmup_epochs": 5}, ["a", "b"]).options
+    assert old.warmup_epochs == 5
+    checked = 0
+    for name in builtin_study_paths():
+        spec, _ = find_study(name)
+        for budget in spec.budgets:
+            for run in expand(spec, budget):  # expanding validates every run config (the warm-up check included)
+                if run.config.loss.method == "stch":
+                    loss = run.config.loss
+                    assert loss.warmup_epochs is None or loss.warmup_epochs < run.config.train.epochs, (name, budget)
+                    checked += 1
+    assert checked > 0
 
 
 def test_stch_leaves_a_task_of_weight_0_out_and_refuses_other_weights():
@@ -836,6 +886,9 @@ def test_one_epoch_of_fashion_mtl_on_the_embedded_sample_stays_finite(name, tmp_
          "loss.weights: nash_mtl is invariant to the scale of each task's loss .*, so weights have no effect; remove"),
         (["loss.method=imtl_g", "loss.weights={item: 1, group: 0.5}"],
          "loss.weights: imtl_g is invariant to the scale of each task's loss .*, so weights have no effect; remove"),
+        (["loss.method=stch", "loss.weights={}", "loss.warmup_epochs=3", "train.epochs=3"],
+         "loss.warmup_epochs: a warm-up of 3 epochs covers every epoch of this 3-epoch run, so stch would train on "
+         "the sum of log-losses alone"),
     ],
 )
 def test_bad_loss_sections_name_the_key(override, message):

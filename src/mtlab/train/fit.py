@@ -196,6 +196,7 @@ def fit_replicas(
     ).to(device)
     views = parameter_views(models[0], replicas)
     method.bind(views)
+    method.plan(config.train.epochs, len(train_batches))
     optimizer = build_optimizer(config.optim, replicas.parameters(), extra=method.parameters())
     schedule = build_schedule(
         config.optim, optimizer, config.train.epochs * len(train_batches), steps_per_epoch=len(train_batches)
