@@ -75,7 +75,7 @@ def test_registry_has_every_method_of_the_issue():
         "fixed", "uncertainty", "dwa", "rlw", "famo", "gls", "gradnorm",
         "mean", "pcgrad", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "dualproj", "graddrop",
         "gradvac", "fairgrad", "sdmgrad", "moco", "modo", "config", "excess_mtl", "db_mtl", "imtl",
-        "stch", "imtl_l", "auto_lambda",
+        "stch", "imtl_l", "auto_lambda", "scale_invariant",
     }  # fmt: skip
     assert set(registered_methods()) == expected
     for name in registered_methods():
@@ -526,6 +526,26 @@ def test_loss_methods_map_losses_to_one_objective_per_replica(name):
     assert not weights.requires_grad
     objective.sum().backward()
     assert torch.isfinite(losses.grad).all()
+
+
+def test_scale_invariant_is_the_sum_of_log_losses_and_ignores_each_loss_scale():
+    """SI (Navon et al. 2022, Table 2): L = sum_t log L_t, gradient 1 / L_t; loss.weights are the coefficients of the
+    log-losses, as the authors' task weights, and a weight of 0 leaves a task out."""
+    losses = torch.tensor([[0.5, 2.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    objective, weights = create_method({"method": "scale_invariant"}, ["a", "b", "c"])(losses)
+    assert objective.item() == pytest.approx(math.log(0.5 * 2.0 * 1.0))
+    objective.sum().backward()
+    assert torch.allclose(losses.grad, 1 / losses.detach())
+    assert torch.allclose(weights, 1 / losses.detach())
+    scaled = torch.tensor([[50.0, 0.002, 1.0]], dtype=torch.float64, requires_grad=True)  # 100x, 1/1000x, 1x
+    create_method({"method": "scale_invariant"}, ["a", "b", "c"])(scaled)[0].sum().backward()
+    assert torch.allclose(scaled.grad * scaled.detach(), torch.ones(1, 3, dtype=torch.float64))  # relative changes
+    # weights (2, 1, 0): the method sees (2 L_a, L_b, 0); objective 2 log(2 L_a) + log L_b, task c left out.
+    seen = torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float64)
+    objective, weights = create_method({"method": "scale_invariant", "weights": {"a": 2.0, "c": 0.0}},
+                                       ["a", "b", "c"])(seen)
+    assert objective.item() == pytest.approx(2 * math.log(1.0) + math.log(2.0))
+    assert weights[0].tolist() == pytest.approx([2.0, 0.5, 0.0])
 
 
 def test_fixed_gls_and_uncertainty_golden_values():
