@@ -8,9 +8,8 @@ trained cross-stitch run.
 
 from __future__ import annotations
 
-import math
-
 import argparse
+import math
 from typing import Any
 
 import pytest
@@ -433,7 +432,9 @@ def test_ltb_follows_libmtls_schedule_warm_up_then_a_decaying_temperature():
     from mtlab.models.ltb import ltb_schedule
 
     config = net("ltb", trunk=LTB_CNN).config
-    assert config.temperature is None and config.hard and config.warmup_fraction == 0.01
+    assert config.temperature is None
+    assert config.hard
+    assert config.warmup_fraction == 0.01
     assert [ltb_schedule(config, e, 200) for e in (1, 2, 3, 4)] == [
         (True, 200 / 20 / math.sqrt(1)), (True, 200 / 20 / math.sqrt(2)), (False, 200 / 20 / math.sqrt(3)),
         (False, 5.0),
@@ -463,9 +464,11 @@ def test_ltb_trains_on_hard_one_hot_samples_with_the_soft_gradient_and_evaluates
         choice.theta.normal_()
     for _ in range(5):
         d = choice()
-        assert set(d.detach().flatten().tolist()) == {0.0, 1.0} and torch.equal(d.detach().sum(-1), torch.ones(3))
+        assert set(d.detach().flatten().tolist()) == {0.0, 1.0}
+        assert torch.equal(d.detach().sum(-1), torch.ones(3))
     (choice() * torch.arange(3.0)).sum().backward()
-    assert choice.theta.grad is not None and choice.theta.grad.abs().sum() > 0  # straight-through
+    assert choice.theta.grad is not None
+    assert choice.theta.grad.abs().sum() > 0
     model.eval()
     assert torch.equal(choice(), torch.nn.functional.one_hot(choice.theta.argmax(-1), 3).float())
     soft = net("ltb", trunk=LTB_CNN, branches=3, hard=False)
