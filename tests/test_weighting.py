@@ -353,14 +353,18 @@ def test_fairgrad_solves_its_fairness_condition(alpha):
 def test_fairgrad_multiplies_by_the_task_count_before_clipping_as_the_authors():
     """OptMN-Lab/fairgrad: d = T J^T w, then clip_grad_norm_(max_norm = 1). At alpha = 2 on gradients with
     1/T < |J^T w| < 1 the clip engages only with the factor T (it did not before)."""
+    from mtlab.weighting.solvers import fair_allocation
+
+    def bare(j):  # J^T w, w the solver's fairness weights
+        return fair_allocation((j @ j.T)[None], 2.0)[0][0] @ j
+
     j = jacobian(3, "conflicting", seed=2)
-    bare = aggregate("fairgrad", j, alpha=2.0, max_norm=0.0) / 3  # J^T w
-    j = j * (0.5 / bare.norm()) ** -3  # d scales as |g|^((1 - alpha) / (1 + alpha)) = |g|^(-1/3): |J^T w| = 0.5
-    bare = aggregate("fairgrad", j, alpha=2.0, max_norm=0.0) / 3
-    assert bare.norm().item() == pytest.approx(0.5, rel=1e-6)
+    j = j * (0.5 / bare(j).norm()) ** -3  # J^T w scales as |g|^((1 - alpha) / (1 + alpha)) = |g|^(-1/3)
+    assert bare(j).norm().item() == pytest.approx(0.5, rel=1e-6)
+    assert torch.allclose(aggregate("fairgrad", j, alpha=2.0, max_norm=0.0), 3 * bare(j), rtol=1e-9)
     clipped = aggregate("fairgrad", j, alpha=2.0)
     assert clipped.norm().item() == pytest.approx(1.0, rel=1e-9)  # |3 J^T w| = 1.5, clipped to 1
-    assert torch.allclose(clipped, bare / bare.norm(), rtol=1e-6)
+    assert torch.allclose(clipped, bare(j) / bare(j).norm(), rtol=1e-6)
 
 
 def test_fairgrad_reports_a_solve_that_stopped_short():
