@@ -1,6 +1,6 @@
 """``fairgrad``: fair resource allocation in multi-task learning (Ban & Ji, ICML 2024, Algorithm 1).
 
-The update d = J^T w maximises the alpha-fair utility of the tasks' improvement rates ``g_t . d`` within a ball:
+The direction J^T w maximises the alpha-fair utility of the tasks' improvement rates ``g_t . d`` within a ball:
 ``max_d sum_t u_alpha(g_t . d)`` with ``u_alpha(x) = x^(1 - alpha) / (1 - alpha)`` (log x for alpha = 1). Its
 optimality condition (the paper's Eq. 4) is
 
@@ -13,8 +13,8 @@ problem (:func:`~mtlab.weighting.solvers.fair_allocation`) solves it exactly for
 that stops at ``newton_steps`` unconverged is counted in the state tensor ``unconverged`` and reported once per run
 by a RuntimeWarning, as Nash-MTL's (:class:`~mtlab.weighting.solvers.UnconvergedSolves`; the authors' scipy call
 drops its flag). As in the authors' code (OptMN-Lab/fairgrad, ``methods/weight_methods.py``: ``overwrite_grad``
-multiplies the update by the task count "to match the sum loss", then ``backward`` clips the shared parameters'
-gradient with ``clip_grad_norm_``), the update is
+multiplies the update by the task count, the scale of the summed losses' gradient, then ``backward`` clips the
+shared parameters' gradient with ``clip_grad_norm_``), the update is
 
     d = T J^T w,   scaled down to norm ``max_norm`` when longer (0 = no limit),
 

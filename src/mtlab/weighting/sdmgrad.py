@@ -13,11 +13,11 @@ J_1 and J_2 are the Jacobians of the two halves of each batch (the loop splits i
 ``samples = 2``; ``aggregate`` gets their mean and ``J_1 J_2^T`` in place of the Gramian). The paper's update takes
 a third sample's Jacobian; here it is the mean of the two (all the batch's data, as TorchJD's two-batch MoDo
 example does). The factor T and the clip are the authors' (OptMN-Lab/sdmgrad, ``methods/weight_methods.py``:
-``overwrite_grad`` multiplies the update by the task count "to match the sum loss", then ``backward`` clips the
-shared parameters' gradient to ``max_norm = 1`` with ``clip_grad_norm_``); TorchJD's ``SDMGradWeighting`` gives
-the weights (w + lambda w~) / (1 + lambda) alone. Defaults are the authors' experiments' (lr 10, momentum 0.5,
-n_iter 20, lambda 0.3 as in TorchJD, max_norm 1). Recorded weights: T (w + lambda w~) / (1 + lambda), times the
-clip's factor. State tensors: w.
+``overwrite_grad`` multiplies the update by the task count, the scale of the summed losses' gradient, then
+``backward`` clips the shared parameters' gradient to ``max_norm = 1`` with ``clip_grad_norm_``); TorchJD's
+``SDMGradWeighting`` gives the weights (w + lambda w~) / (1 + lambda) alone. Defaults are the authors'
+experiments' (lr 10, momentum 0.5, n_iter 20, lambda 0.3 as in TorchJD, max_norm 1). Recorded weights:
+T (w + lambda w~) / (1 + lambda), times the clip's factor. State tensors: w.
 """
 
 from __future__ import annotations
