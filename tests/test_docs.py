@@ -148,6 +148,7 @@ def test_the_documents_have_whole_configs_and_mark_their_fragments():
     assert any("base" in raw for raw in whole)  # a whole study
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("where", "info", "text"), YAML_BLOCKS, ids=[where for where, _, _ in YAML_BLOCKS])
 def test_every_config_block_of_the_documents_validates(where, info, text, tmp_path, monkeypatch, capsys):
     """A fragment is YAML; a whole study expands into valid run configs; a whole run config trains one epoch."""
@@ -198,6 +199,7 @@ def test_some_command_blocks_are_marked_runnable():
     assert len(RUNNABLE) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("where", "text"), RUNNABLE, ids=[where for where, _ in RUNNABLE])
 def test_every_runnable_command_block_runs(where, text, tmp_path, monkeypatch, capsys):
     """In a fresh directory holding the repository's ``examples/``, as a user's shell at the repository root."""
