@@ -78,6 +78,16 @@ def test_the_datasets_table_has_one_row_per_registered_dataset():
     assert "train-images-idx3-ubyte" in mnist["layout"]
 
 
+def test_the_task_types_table_has_one_row_per_registered_type():
+    from mtlab.tasks import TASK_TYPES
+
+    table = generated.task_types_table()
+    assert re.findall(r"^\| `([\w-]+)` \|", table, flags=re.M) == TASK_TYPES.names()
+    regression = next(line for line in table.splitlines() if line.startswith("| `regression` |"))
+    assert "`mae` ↓" in regression
+    assert generated.count_task_types() == str(len(TASK_TYPES.names()))
+
+
 def test_the_architecture_tables_have_one_row_per_registered_kind_and_trunk():
     from mtlab.config import RunConfig, base  # noqa: F401  (assembling the run config registers the plug-ins)
 

@@ -200,6 +200,26 @@ def datasets_table() -> str:
     return _table(["dataset", "tasks", "what", "where to get it", "layout", "licence"], rows)
 
 
+# ----------------------------------------------------------------------------------------------------- task types
+
+
+def task_types_table() -> str:
+    """One row per registered task type: what it is, its metrics (primary first) with their directions, whether
+    its outputs are maps (dense) and whether it has a confusion matrix - as ``mtlab tasks`` lists them."""
+    import sys
+
+    from mtlab.tasks import TASK_TYPES
+
+    arrow = {"max": "↑", "min": "↓"}
+    rows = []
+    for name, kind in TASK_TYPES.items():
+        metrics = [kind.primary, *(m for m in kind.metrics if m != kind.primary), "loss"]
+        what = re.sub(r"^``[\w-]+``:\s*", "", _first_paragraph(sys.modules[type(kind).__module__].__doc__))
+        rows.append([f"`{name}`", what, ", ".join(f"`{m}` {arrow[kind.direction(m)]}" for m in metrics),
+                     "maps (B, O, H, W)" if kind.dense else "vectors (B, O)", "yes" if kind.has_confusion else "no"])
+    return _table(["`type`", "what it is", "metrics (primary first)", "outputs", "confusion matrix"], rows)
+
+
 # ---------------------------------------------------------------------------------------- model kinds and trunks
 
 
@@ -403,6 +423,7 @@ MARKERS: dict[str, Callable[..., str]] = {
     "methods-table": methods_table,
     "datasets-table": datasets_table,
     "studies-table": studies_table,
+    "task-types-table": task_types_table,
     "model-kinds-table": model_kinds_table,
     "trunks-table": trunks_table,
     "count-methods": count_methods,
