@@ -217,7 +217,7 @@ def task_types_table() -> str:
         what = re.sub(r"^``[\w-]+``:\s*", "", _first_paragraph(sys.modules[type(kind).__module__].__doc__))
         rows.append([f"`{name}`", what, ", ".join(f"`{m}` {arrow[kind.direction(m)]}" for m in metrics),
                      "maps (B, O, H, W)" if kind.dense else "vectors (B, O)", "yes" if kind.has_confusion else "no"])
-    return _table(["`type`", "what it is", "metrics (primary first)", "outputs", "confusion matrix"], rows)
+    return _table(["type", "what it is", "metrics (primary first)", "outputs", "confusion matrix"], rows)
 
 
 # ---------------------------------------------------------------------------------------- model kinds and trunks
