@@ -23,7 +23,7 @@ import mtlab
 from mtlab.lightning import MTLModule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from own_loop import TASKS, Net, fashion_sample  # noqa: E402 - the same data and network as the plain loop
+from own_loop import TASKS, Net, fashion_sample  # the same data and network as the plain loop
 
 
 class TwoTasks(MTLModule):

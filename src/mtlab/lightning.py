@@ -214,8 +214,8 @@ class WeightingMixin:
         super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get(CHECKPOINT_KEY)
         if saved is None:
-            raise MtlabError(f"{type(self).__name__}: the checkpoint holds no weighting state (key {CHECKPOINT_KEY!r}): "
-                             "it was not saved by a module with mtlab's WeightingMixin")
+            raise MtlabError(f"{type(self).__name__}: the checkpoint holds no weighting state (key "
+                             f"{CHECKPOINT_KEY!r}): it was not saved by a module with mtlab's WeightingMixin")
         if "_mtlab_weighting" in self.__dict__:
             _load(self.weighting, saved)
         else:
@@ -255,8 +255,8 @@ class MTLModule(WeightingMixin, pl.LightningModule):
 
 def _load(weighting: Weighting, saved: Mapping[str, Any]) -> None:
     if saved["method"] != weighting.name or list(saved["tasks"]) != list(weighting.tasks):
-        raise MtlabError(f"the checkpoint's weighting is {saved['method']} on tasks {list(saved['tasks'])}; this module "
-                         f"trains {weighting.name} on {list(weighting.tasks)}: resume with the same method and tasks")
+        raise MtlabError(f"the checkpoint's weighting is {saved['method']} on tasks {list(saved['tasks'])}; this "
+                         f"module trains {weighting.name} on {list(weighting.tasks)}: resume with the same method and tasks")
     weighting.load_state_dict(saved["state"])
 
 
