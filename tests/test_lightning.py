@@ -11,17 +11,16 @@ import sys
 import warnings
 from pathlib import Path
 
+import lightning  # the test extra installs it: these tests run with the real package
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
-
-import lightning  # the test extra installs it: these tests run with the real package
 
 from mtlab.errors import MtlabError
 from mtlab.lightning import MTLModule
 from mtlab.weighting import registered_methods
-from test_own_loop import (TwoHeads, assert_same_tensors, batches, fresh, generic_loop, make, method_state,
-                           task_losses)
+from test_own_loop import TwoHeads, assert_same_tensors, batches, fresh, generic_loop, make, method_state, task_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = 3  # batches in an epoch: make()'s steps_per_epoch
@@ -142,26 +141,46 @@ def test_dwa_weights_move_and_are_logged_every_step(tmp_path):
 # ---------------------------------------------------------------------------------------------- resume
 
 
+class StatefulBatches:
+    """The batches of an epoch with the state Lightning saves in a checkpoint (how many of this pass were drawn), so
+    that a run resumed mid-epoch draws the rest of that epoch (a plain DataLoader starts the epoch again)."""
+
+    def __init__(self, data):
+        self.data, self.drawn, self.skip = data, 0, 0
+
+    def __len__(self):
+        return len(self.data)
+
+    def __iter__(self):
+        start, self.skip = self.skip, 0
+        for i in range(start, len(self.data)):
+            self.drawn = i + 1
+            yield self.data[i]
+
+    def state_dict(self):
+        return {"drawn": self.drawn}
+
+    def load_state_dict(self, state):
+        self.skip = state["drawn"] % len(self.data)
+
+
 @pytest.mark.parametrize("name", ["famo", "dwa", "gradnorm", "pcgrad", "auto_lambda", "uncertainty", "modo"])
-@pytest.mark.parametrize("stop", [EPOCH, 2 * EPOCH])
+@pytest.mark.parametrize("stop", [EPOCH, EPOCH + 1, 2 * EPOCH])
 def test_checkpoint_resumes_exactly(name, stop, tmp_path):
-    """A Lightning checkpoint saved after ``stop`` steps (the model, the optimiser and, through on_save_checkpoint,
-    the method's state and generator), loaded with ckpt_path= into a module built with another seed, continues to
-    the same parameters, method state and weights as an uninterrupted run of three epochs."""
+    """A Lightning checkpoint (ModelCheckpoint every ``stop`` steps: after an epoch's last batch, mid-epoch) holds
+    the model, the optimiser and, through on_save_checkpoint, the method's state and generator; a module built with
+    another seed and resumed from it with ckpt_path= continues to the same parameters, method state and weights as
+    the uninterrupted run of three epochs."""
     data = batches(EPOCH)
     plain = stream(data, 3)
     whole = Pair(name, plain)
-    trainer(max_epochs=3).fit(whole, loader(data))
-
-    first = Pair(name, plain)
-    t = trainer(max_epochs=stop // EPOCH)
-    t.fit(first, loader(data))
-    path = tmp_path / "k.ckpt"
-    t.save_checkpoint(path)
-    assert "mtlab_weighting" in torch.load(path, weights_only=False)
+    every = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=stop, save_top_k=-1, filename="{step}")
+    trainer(max_epochs=3, enable_checkpointing=True, callbacks=[every]).fit(whole, StatefulBatches(data))
+    path = tmp_path / f"step={stop}.ckpt"
+    assert torch.load(path, weights_only=False)["mtlab_weighting"]["method"] == name
 
     resumed = Pair(name, plain, seed=5)
-    trainer(max_epochs=3).fit(resumed, loader(data), ckpt_path=path)
+    trainer(max_epochs=3).fit(resumed, StatefulBatches(data), ckpt_path=path)
     assert resumed.weighting.steps == 9
     assert_same_tensors(whole.model.state_dict(), resumed.model.state_dict())
     assert_same_tensors(method_state(whole.weighting), method_state(resumed.weighting))

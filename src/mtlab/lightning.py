@@ -256,7 +256,8 @@ class MTLModule(WeightingMixin, pl.LightningModule):
 def _load(weighting: Weighting, saved: Mapping[str, Any]) -> None:
     if saved["method"] != weighting.name or list(saved["tasks"]) != list(weighting.tasks):
         raise MtlabError(f"the checkpoint's weighting is {saved['method']} on tasks {list(saved['tasks'])}; this "
-                         f"module trains {weighting.name} on {list(weighting.tasks)}: resume with the same method and tasks")
+                         f"module trains {weighting.name} on {list(weighting.tasks)}: resume with the same method and "
+                         "tasks")
     weighting.load_state_dict(saved["state"])
 
 
