@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -233,6 +234,56 @@ def test_configure_weighting_resumes_from_a_checkpoint(tmp_path):
     trainer(max_epochs=2).fit(resumed, loader(data), ckpt_path=tmp_path / "k.ckpt")
     assert_same_tensors(method_state(whole.weighting), method_state(resumed.weighting))
     assert_same_tensors(whole.model.state_dict(), resumed.model.state_dict())
+
+
+# ---------------------------------------------------------------------------------- precision, schedules
+
+
+class Overflowing(Pair):
+    """The task losses of the second step are infinite (an fp16 overflow), for the gradient and in every half."""
+
+    def task_losses(self, batch):
+        losses = super().task_losses(batch)
+        if self.weighting.steps == 1 and torch.is_grad_enabled():
+            losses = {t: v * math.inf for t, v in losses.items()}
+        return losses
+
+
+@pytest.mark.parametrize(("name", "scale"), [("upgrad", 512.0), ("modo", 512.0), ("uncertainty", 1024.0),
+                                             ("famo", 1024.0)])
+def test_an_overflow_under_16_mixed_is_skipped_and_lowers_the_scale(name, scale):
+    """16-bit mixed precision with a GradScaler (on the CPU here): the losses the object differentiates are scaled;
+    the overflowing step is skipped and counted, the parameters stay finite, and a gradient method's non-finite
+    gradient makes the scaler skip the optimiser step and halve its scale (a loss method writes no gradient for
+    infinite losses: there is no optimiser step at all)."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    data = batches(EPOCH)
+    module = Overflowing(name, stream(data, 3))
+    plugin = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=1024.0))
+    trainer(max_epochs=1, plugins=[plugin]).fit(module, loader(data))
+    assert module.weighting.diagnostics()["skipped_steps"] == 1
+    assert plugin.scaler.get_scale() == scale
+    assert all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+class Scheduled(Pair):
+    def __init__(self, interval: str):
+        super().__init__("upgrad", batches(EPOCH))
+        self.interval = interval
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.model.parameters(), lr=1.0)
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": self.interval}}
+
+
+@pytest.mark.parametrize(("interval", "halvings"), [("step", 2 * EPOCH), ("epoch", 2)])
+def test_schedulers_step_by_their_interval(interval, halvings):
+    module = Scheduled(interval)
+    t = trainer(max_epochs=2)
+    t.fit(module, loader(module.data))
+    assert t.optimizers[0].param_groups[0]["lr"] == 0.5**halvings
 
 
 # ------------------------------------------------------------------------------------------------- refused
