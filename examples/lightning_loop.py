@@ -11,6 +11,7 @@ method's hooks, steps the optimiser, logs the task weights and keeps the method'
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -50,11 +51,9 @@ class TwoTasks(MTLModule):
         return {"item": F.cross_entropy(out["item"], item), "group": F.cross_entropy(out["group"], group)}
 
     def meta_batch(self, batch, batch_idx):  # Auto-Lambda's look-ahead: another pass over the training data
-        try:
-            return next(self.meta_batches)
-        except (TypeError, StopIteration):
-            self.meta_batches = iter(self.meta)
-            return next(self.meta_batches)
+        if self.meta_batches is None:
+            self.meta_batches = itertools.chain.from_iterable(itertools.repeat(self.meta))  # pass after pass
+        return next(self.meta_batches)
 
     def configure_optimizers(self):
         return torch.optim.Adam([*self.net.parameters(), *self.weighting.parameters()], lr=1e-3)
