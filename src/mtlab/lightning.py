@@ -169,7 +169,7 @@ class WeightingMixin:
         if w.needs_meta_batch:
             meta = self.meta_batch(batch, batch_idx)
             if meta is None:
-                raise MtlabError(f"{type(self).__name__}: {w.name} needs a meta batch at step {batch_idx}: "
+                raise MtlabError(f"{type(self).__name__}: {w.name} needs a meta batch at batch {batch_idx}: "
                                  "meta_batch(batch, batch_idx) returned None")
             w.look_ahead(self, optimizer, self.task_losses, batch, meta)
         optimizer.zero_grad()
