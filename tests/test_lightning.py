@@ -249,13 +249,11 @@ class Overflowing(Pair):
         return losses
 
 
-@pytest.mark.parametrize(("name", "scale"), [("upgrad", 512.0), ("modo", 512.0), ("uncertainty", 1024.0),
-                                             ("famo", 1024.0)])
-def test_an_overflow_under_16_mixed_is_skipped_and_lowers_the_scale(name, scale):
+@pytest.mark.parametrize("name", ["upgrad", "modo", "uncertainty", "famo"])
+def test_an_overflow_under_16_mixed_is_skipped_and_lowers_the_scale(name):
     """16-bit mixed precision with a GradScaler (on the CPU here): the losses the object differentiates are scaled;
-    the overflowing step is skipped and counted, the parameters stay finite, and a gradient method's non-finite
-    gradient makes the scaler skip the optimiser step and halve its scale (a loss method writes no gradient for
-    infinite losses: there is no optimiser step at all)."""
+    the overflowing step is skipped and counted, the parameters stay finite, and the non-finite gradient the object
+    writes (gradient and loss methods alike) makes the scaler skip the optimiser step and halve its scale."""
     from lightning.pytorch.plugins import MixedPrecision
 
     data = batches(EPOCH)
@@ -263,7 +261,7 @@ def test_an_overflow_under_16_mixed_is_skipped_and_lowers_the_scale(name, scale)
     plugin = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=1024.0))
     trainer(max_epochs=1, plugins=[plugin]).fit(module, loader(data))
     assert module.weighting.diagnostics()["skipped_steps"] == 1
-    assert plugin.scaler.get_scale() == scale
+    assert plugin.scaler.get_scale() == 512.0
     assert all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 

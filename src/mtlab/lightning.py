@@ -185,7 +185,7 @@ class WeightingMixin:
             applied = w.backward(closure, scaler=scaler)
         else:
             applied = w.backward(closure(Half(0, whole=True)), scaler=scaler)
-        if applied or (scaler is not None and _has_gradient(optimizer)):
+        if applied or scaler is not None:
             self.optimizers().step()  # a skipped step under a scaler: its non-finite gradient lowers the scale
             self._step_schedulers("step")
         if w.has_after_step:
@@ -259,11 +259,6 @@ def _load(weighting: Weighting, saved: Mapping[str, Any]) -> None:
                          f"module trains {weighting.name} on {list(weighting.tasks)}: resume with the same method and "
                          "tasks")
     weighting.load_state_dict(saved["state"])
-
-
-def _has_gradient(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether the step wrote a gradient (a step whose losses were not finite writes none: nothing for the scaler)."""
-    return any(p.grad is not None for group in optimizer.param_groups for p in group["params"])
 
 
 def _batch_size(batch: Any) -> int:
