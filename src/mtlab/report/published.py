@@ -274,9 +274,9 @@ def _column_label(column: str) -> str:
     return f"{task} {metric}"
 
 
-def _printed(table: PublishedTable, p: Printed) -> str:
+def _printed(table: PublishedTable, p: Printed, signed: bool = False) -> str:
     spread = f" ± {p.spread:.{p.spread_decimals}f}" if p.spread is not None else ""
-    return f"{p.value:.{p.decimals}f}{spread}"
+    return f"{p.value:{'+' if signed else ''}.{p.decimals}f}{spread}"
 
 
 def _values_table(table: PublishedTable, values: pd.DataFrame) -> Table:
@@ -300,7 +300,7 @@ def _values_table(table: PublishedTable, values: pd.DataFrame) -> Table:
     star = " * marks a secondary copy's row." if table.secondary else ""
     caption = (
         f"{table.source}: the paper's value beside this study's mean over seeds with its 95% Student-t interval; "
-        f"difference = this study minus the paper. {VERDICT_RULE}{star}"
+        f"difference = this study minus the paper; verdict by the rule at the top of this section.{star}"
     )
     headers = ["Method", "Variant", "Metric", "Paper", "This study", "95% CI", "Difference", "Verdict"]
     return Table(headers, rows, caption)
@@ -320,7 +320,7 @@ def _delta_m_table(
         rank = f"MR {mr.value:.{mr.decimals}f}" if mr is not None else ""
         name = method + (" *" if table.secondary else "")
         row = [Cell(name, kind="text"), Cell(methods.get(method) or MISSING, kind="code"),
-               Cell(_printed(table, printed), note=rank)]  # fmt: skip
+               Cell(_printed(table, printed, signed=True), note=rank)]  # fmt: skip
         if method in recomputed.index:
             c = recomputed.loc[method]
             flag = "consistent" if c["consistent"] else "differs"
@@ -328,7 +328,10 @@ def _delta_m_table(
                     Cell(flag, strong=not c["consistent"], kind="text")]  # fmt: skip
         else:
             row += [Cell(MISSING), Cell(MISSING)]
-        if method in ours.index:
+        if method in table.errata:
+            row += [Cell(MISSING), Cell(MISSING), Cell("known error", kind="text"),
+                    Cell(f"{-printed.value:+.{printed.decimals}f}"), Cell(MISSING)]  # fmt: skip
+        elif method in ours.index:
             o = ours.loc[method]
             interval = f"[{o['ci_low']:+.2f}, {o['ci_high']:+.2f}]" if _ok(o["ci_low"]) else MISSING
             row += [Cell(_fmt(o["mean"], "+.2f"), note=f"n={o['n']}"), Cell(interval),
@@ -345,8 +348,9 @@ def _delta_m_table(
         "better: the negation). 'Its row gives': Δm recomputed from the method's printed metrics and the table's "
         "single-task row (± what rounding the printed digits can explain, to first order); 'differs' when the printed "
         "Δm lies beyond that. This study's Δm: over the same metrics against the same (the paper's) single-task row, "
-        "mean over seeds with its 95% interval, and its verdict against the printed Δm. MR (the paper's mean rank) is "
-        "shown, never compared: it depends on which methods a paper ranks."
+        "mean over seeds with its 95% interval, and its verdict against the printed Δm (the rule at the top of this "
+        "section). MR (the paper's mean rank) is shown, never compared: it depends on which methods a paper ranks. "
+        "A known error of the table is shown, not compared."
     )
     return Table(headers, rows, caption)
 
