@@ -479,3 +479,32 @@ def test_verdicts_per_metric_and_on_delta_m_against_the_tables_single_task_row()
     assert frame.loc["depth.abs_err", "verdict"] == "below"
     assert frame.loc["delta_m", "verdict"] == "below"
     assert frame.loc["segmentation.miou", "n"] == 3
+
+
+def test_a_table_of_another_budget_is_shown_with_its_checks_and_no_verdicts():
+    from mtlab.pages.blocks import Bullets, Heading, Table
+    from mtlab.report.published import published_blocks
+
+    published = builtin_published("nyuv2-weighting")
+    reference = {"source": "s", "budget": "full", "published": published.model_dump(mode="json")}
+    study = _study({("mtan, fixed", s, "segmentation", "miou"): 0.4 for s in range(3)})
+    study.info.update(budget="selected", overrides={}, spec={"reference": reference})
+    blocks = published_blocks(study)
+    assert blocks[0] == Heading("The papers' tables")
+    titles = [b.text for b in blocks if isinstance(b, Heading) and b.level == 3]
+    assert len(titles) == len(published.tables)
+    assert "Qin et al. (NTKMTL, NeurIPS 2025), Table 1 (secondary copy)" in titles
+    facts = [item for b in blocks if isinstance(b, Bullets) for item in b.items]
+    reason = "Not set against this study's runs: this study ran budget 'selected', not the original protocol's budget"
+    reason += " 'full'."
+    assert facts.count(reason) == len(published.tables) - 1
+    assert "Not set against this study's runs: no budget of this study follows this protocol." in facts  # LibMTL's
+    assert "Spread: ± is a standard error over 3 runs." in facts
+    # The flag needs no run; no table of verdicts.
+    flags = [item for b in blocks if isinstance(b, Bullets) for item in b.items if ": printed Δm " in item]
+    assert len(flags) == 2  # no finished run of normal: the directions come from the task types
+    assert all("IMTL-G: printed Δm -0.76, its row gives -0.60" in f for f in flags)
+    tables = [b for b in blocks if isinstance(b, Table)]
+    assert not any("This study" in b.headers and "Metric" in b.headers for b in tables)
+    delta = [b for b in tables if "Printed Δm" in b.headers]
+    assert all(row[7].text == "–" for b in delta for row in b.rows)  # no verdict on Δm either

@@ -43,6 +43,7 @@ from mtlab.study.reference import (
     Reference,
     incomparable_reasons,
 )
+from mtlab.tasks import TASK_TYPES
 
 TITLE = "The papers' tables"
 VERDICT_RULE = (
@@ -119,11 +120,24 @@ def type_higher(types: Mapping[str, str]) -> Higher:
 
 
 def study_higher(study: StudyData) -> Higher:
+    """``higher`` from the study's recorded tasks; for a task no finished run has recorded the metric of, from the
+    task types that report a metric of that name (the tables' checks need no run)."""
+
     def higher(task: str, metric: str) -> bool:
-        info = study.task(task)
-        return (info.directions.get(metric) or _type_direction(info.type, metric)) in ("max", True)
+        recorded = study.task(task).directions.get(metric)
+        return (recorded or metric_direction(metric)) in ("max", True)
 
     return higher
+
+
+def metric_direction(metric: str) -> str:
+    """``max`` or ``min`` for ``metric`` as the registered task types that report it agree on; ValueError if none
+    reports it or they disagree."""
+    types = [TASK_TYPES.get(name) for name in TASK_TYPES.names()]
+    found = {kind.direction(metric) for kind in types if metric in kind.metric_names()}
+    if len(found) != 1:
+        raise ValueError(f"no one direction for the metric {metric!r} among the task types: {sorted(found)}")
+    return found.pop()
 
 
 # ------------------------------------------------------------------------------------------ numeric frames
@@ -245,7 +259,7 @@ def _table_blocks(
     if table.spread is not None:
         facts.append(f"Spread: {table.spread.describe()}.")
     if table.note:
-        facts.append(table.note)
+        facts.append(f"Note: {table.note}.")
     facts += [f"Known error, not compared: {m} - {why}" for m, why in table.errata.items()]
     reasons = _reasons(study, reference, table)
     if reasons:
@@ -255,9 +269,27 @@ def _table_blocks(
     values = pd.DataFrame() if reasons else values_frame(study, table, methods)
     if not values.empty:
         blocks.append(_values_table(table, values))
-    if not check.empty or (not values.empty and (values["column"] == "delta_m").any()):
+    elif any(c not in ("delta_m", "mr") for c in table.columns):
+        blocks.append(_printed_table(table, methods))
+    if "delta_m" in table.columns:
         blocks.append(_delta_m_table(table, check, values, methods))
     return blocks
+
+
+def _printed_table(table: PublishedTable, methods: Mapping[str, str | None]) -> Table:
+    """The table's own numbers (all but Δm and MR, which the Δm table gives), when none is set against this study."""
+    columns = [c for c in table.columns if c not in ("delta_m", "mr")]
+    named = ([("single-task", "single_task")] if table.single_task is not None else []) + [(m, m) for m in table.rows]
+    rows = []
+    for label, method in named:
+        star = " *" if table.secondary and method != "single_task" else ""
+        row = [Cell(label + star, kind="text"), Cell(methods.get(method) or MISSING, kind="code")]
+        for column in columns:
+            p = table.cell(method, column)
+            row.append(Cell(_printed(table, p, signed=column == "delta_p") if p else MISSING))
+        rows.append(row)
+    caption = f"{table.source}, as printed" + (" (* a secondary copy's row)." if table.secondary else ".")
+    return Table(["Method", "Variant", *[_column_label(c) for c in columns]], rows, caption)
 
 
 def _reasons(study: StudyData, reference: Reference, table: PublishedTable) -> list[str]:
@@ -269,7 +301,9 @@ def _reasons(study: StudyData, reference: Reference, table: PublishedTable) -> l
 
 def _column_label(column: str) -> str:
     if column in SUMMARY_COLUMNS:
-        return {"delta_m": "Δm (%)", "avg_error": "average error (%)"}.get(column, column)
+        return {"delta_m": "Δm (%)", "avg_error": "average error (%)", "delta_p": "Δp (%, higher is better)"}.get(
+            column, column
+        )
     task, metric = column.split(".", 1)
     return f"{task} {metric}"
 

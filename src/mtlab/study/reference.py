@@ -211,8 +211,9 @@ class Spread(Strict):
 
     def describe(self) -> str:
         runs = f" over {self.n} runs" if self.n else ""
-        return {"standard_error": f"± is a standard error{runs}", "std": f"± is a sample standard deviation{runs}",
-                "unstated": f"± printed without saying what it is{runs}"}[self.kind]  # fmt: skip
+        if self.kind == "unstated":
+            return "± printed without saying what it is" + (f" ({self.n} runs)" if self.n else "")
+        return f"± is a {'standard error' if self.kind == 'standard_error' else 'sample standard deviation'}{runs}"
 
 
 class PublishedTable(Strict):
