@@ -27,7 +27,7 @@ each variant's Δm against both baselines (:mod:`mtlab.report.reference`)::
         source: Nash-MTL code, experiments/nyuv2/utils.py BASE
         values: {segmentation: {miou: 38.30, pixel_acc: 63.76}, depth: {abs_err: 0.6754, rel_err: 0.2780}}
       single_task: {segmentation: "single segmentation", depth: "single depth"}
-      delta_m: {"nash_mtl": {mean: -4.04, note: "Table 2"}}     # percent
+      delta_m: {"nash_mtl": {mean: 4.04, note: "Table 2"}}      # percent, mtlab's sign (the papers': -4.04)
 
 Variant names are the run names of the expanded study (the variant, then the grid labels, joined by ", "), so
 :func:`check_reference` validates the section against the expanded runs, naming the key of anything unknown - a
@@ -129,7 +129,9 @@ class Reference(Strict):
         default_factory=dict, description="Task -> this study's single-task variant of it (for Δm against our own)."
     )
     delta_m: dict[str, OriginalValue] = Field(
-        default_factory=dict, description="Variant -> the Δm (percent) the original reports for it."
+        default_factory=dict,
+        description="Variant -> the Δm (percent) the original reports for it, in mtlab's sign: higher is better (the "
+        "negation of the loss-weighting papers' Δm, lower is better; their tables go under 'published').",
     )
     published: Published | None = Field(
         None, description="The papers' own tables (per method and metric), each under its protocol and budget."
