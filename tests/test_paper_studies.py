@@ -224,44 +224,6 @@ def check_papers_tables(name, report, study, value):
     assert f"| {-printed:+.2f} | {-dm['mean']:+.2f} |" in line  # both in mtlab's sign: the negation
 
 
-def test_paper_studies_name_where_their_data_comes_from():
-    for name, dataset in PAPER_STUDIES.items():
-        spec, path = find_study(name)
-        assert spec.base["data"]["dataset"] == dataset
-        assert "mtlab data list" in Path(path).read_text()
-
-
-def test_reference_baselines_name_known_tasks_metrics_and_variants():
-    from pydantic import ValidationError
-
-    from mtlab.errors import ConfigError
-    from mtlab.study.reference import Reference
-
-    spec, _ = find_study("cityscapes-weighting")
-    runs = expand(spec, "tiny")
-    raw = spec.reference.model_dump()
-
-    def check(**change):
-        reference = Reference.model_validate({**raw, **change})
-        check_reference(spec.model_copy(update={"reference": reference}), runs)
-
-    baselines = raw["baselines"]
-    values = {**baselines["values"], "normal": {"mean_angle": 25.0}}
-    with pytest.raises(ConfigError, match=r"reference\.baselines\.values\.normal: unknown task"):
-        check(baselines={**baselines, "values": values}, single_task={**raw["single_task"], "normal": "hard sharing"})
-    with pytest.raises(ConfigError, match=r"baselines\.values\.depth\.acc: unknown metric 'acc'; depth is a depth"):
-        check(baselines={**baselines, "values": {**baselines["values"], "depth": {"acc": 1.0}}})
-    with pytest.raises(ConfigError, match=r"reference\.single_task\.depth: unknown task 'depth'"):
-        check(single_task={"segmentation": "single segmentation", "depth": "single segmentation"})
-    with pytest.raises(ConfigError, match=r"reference\.delta_m\.'mtan, nashmtl': unknown variant"):
-        check(delta_m={"mtan, nashmtl": -4.0})
-    with pytest.raises(ValidationError, match="delta_m and single_task need baselines"):
-        Reference.model_validate({**raw, "baselines": None})
-    with pytest.raises(ValidationError, match=r"single_task names no variant for the baseline tasks \['depth'\]"):
-        Reference.model_validate({**raw, "single_task": {"segmentation": "single segmentation"}})
-    check(delta_m={"mtan, nash_mtl": {"mean": -4.0, "note": "a made-up number, for this test only"}})
-
-
 # ------------------------------------------------------------------- the papers' tables against their text copy
 
 TABLES_MD = Path("shared") / "published" / "tables.md"
@@ -348,3 +310,41 @@ def test_transcribed_tables_match_the_papers_text_copy(name):
                     continue
                 mine = str(cells[table.columns.index(COLUMNS[column])])
                 assert _same(mine) == _same(value), f"{source}, {r['method']}, {column}: {mine!r} vs {value!r}"
+
+
+def test_paper_studies_name_where_their_data_comes_from():
+    for name, dataset in PAPER_STUDIES.items():
+        spec, path = find_study(name)
+        assert spec.base["data"]["dataset"] == dataset
+        assert "mtlab data list" in Path(path).read_text()
+
+
+def test_reference_baselines_name_known_tasks_metrics_and_variants():
+    from pydantic import ValidationError
+
+    from mtlab.errors import ConfigError
+    from mtlab.study.reference import Reference
+
+    spec, _ = find_study("cityscapes-weighting")
+    runs = expand(spec, "tiny")
+    raw = spec.reference.model_dump()
+
+    def check(**change):
+        reference = Reference.model_validate({**raw, **change})
+        check_reference(spec.model_copy(update={"reference": reference}), runs)
+
+    baselines = raw["baselines"]
+    values = {**baselines["values"], "normal": {"mean_angle": 25.0}}
+    with pytest.raises(ConfigError, match=r"reference\.baselines\.values\.normal: unknown task"):
+        check(baselines={**baselines, "values": values}, single_task={**raw["single_task"], "normal": "hard sharing"})
+    with pytest.raises(ConfigError, match=r"baselines\.values\.depth\.acc: unknown metric 'acc'; depth is a depth"):
+        check(baselines={**baselines, "values": {**baselines["values"], "depth": {"acc": 1.0}}})
+    with pytest.raises(ConfigError, match=r"reference\.single_task\.depth: unknown task 'depth'"):
+        check(single_task={"segmentation": "single segmentation", "depth": "single segmentation"})
+    with pytest.raises(ConfigError, match=r"reference\.delta_m\.'mtan, nashmtl': unknown variant"):
+        check(delta_m={"mtan, nashmtl": -4.0})
+    with pytest.raises(ValidationError, match="delta_m and single_task need baselines"):
+        Reference.model_validate({**raw, "baselines": None})
+    with pytest.raises(ValidationError, match=r"single_task names no variant for the baseline tasks \['depth'\]"):
+        Reference.model_validate({**raw, "single_task": {"segmentation": "single segmentation"}})
+    check(delta_m={"mtan, nash_mtl": {"mean": -4.0, "note": "a made-up number, for this test only"}})
