@@ -29,6 +29,23 @@ each variant's Δm against both baselines (:mod:`mtlab.report.reference`)::
       single_task: {segmentation: "single segmentation", depth: "single depth"}
       delta_m: {"nash_mtl": {mean: 4.04, note: "Table 2"}}      # percent, mtlab's sign (the papers': -4.04)
 
+The papers' own tables go under ``published`` (:class:`Published`): the papers' method names mapped to this study's
+variants, and each table as printed - its source (paper and table), protocol, the budget of this study that follows
+it (null: none does), what its ``±`` is, whether it is a secondary copy, its single-task row and one row of quoted
+cells per method (``"38.88 ±0.54"``; quoting keeps the printed digits, which bound how far rounding moved them)::
+
+      published:
+        methods: {LS: "mtan, fixed", GO4Align: null}
+        tables:
+          - source: Navon et al. (Nash-MTL, ICML 2022), Table 2
+            protocol: SegNet-MTAN, 200 epochs, the mean of the last 10 epochs' test evaluations
+            budget: full
+            columns: [segmentation.miou, depth.abs_err, mr, delta_m]   # task.metric, or SUMMARY_COLUMNS
+            single_task: ["38.30", "0.6754", "", ""]
+            rows: {LS: ["39.29", "0.5493", "8.11", "5.59"]}
+
+The report section that uses them is :mod:`mtlab.report.published`.
+
 Variant names are the run names of the expanded study (the variant, then the grid labels, joined by ", "), so
 :func:`check_reference` validates the section against the expanded runs, naming the key of anything unknown - a
 metric too, which must be one the task's type reports. A comparison's metric defaults to the task's primary one
