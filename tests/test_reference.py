@@ -4,6 +4,7 @@ constructed numbers, and the report section "Against the original study" rebuilt
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,30 @@ def test_unknown_variant_task_or_budget_fails_naming_the_key(tmp_path, change, m
         load_study_spec(spec_file(tmp_path, reference))
     assert message in str(error.value)
     assert "unknown" in str(error.value)
+
+
+PUBLISHED = {
+    "methods": {"EW": CONTROL, "Ours": GOLDEN, "Other": None},
+    "tables": [{"source": "A paper, Table 1", "protocol": "p", "budget": "quick", "columns": ["item.acc", "mr"],
+                "rows": {"EW": ["90.00", "2.0"], "Ours": ["85.00", "1.0"]}}],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p["methods"].update(Ours="shared, nope"), "reference.published.methods.'Ours': unknown variant"),
+        (lambda p: p["tables"][0].update(budget="huge"), "reference.published.tables[0].budget: unknown budget"),
+        (lambda p: p["tables"][0].update(columns=["colour.acc", "mr"]), "tables[0].columns: unknown task 'colour'"),
+        (lambda p: p["tables"][0].update(columns=["item.mae", "mr"]), "tables[0].columns: unknown metric 'mae'"),
+    ],
+)
+def test_published_tables_name_known_variants_budgets_tasks_and_metrics(tmp_path, change, message):
+    published = yaml.safe_load(yaml.safe_dump(PUBLISHED))
+    assert load_study_spec(spec_file(tmp_path, {**REFERENCE, "published": published})).reference.published
+    change(published)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_study_spec(spec_file(tmp_path, {**REFERENCE, "published": published}))
 
 
 def test_structural_errors_name_the_key_path(tmp_path):
