@@ -145,7 +145,7 @@ class MultiData(DataBase):
 class ConvLayer(Strict):
     """One convolution, then ReLU, then optional max-pool, then optional batch-norm (the order of the reference)."""
 
-    filters: int = Field(gt=0)
+    filters: int = Field(gt=0, examples=[16])
     kernel: int = Field(3, gt=0)
     stride: int = Field(1, gt=0)
     padding: Annotated[int, Field(ge=0)] | Literal["same", "valid"] = Field(
@@ -179,7 +179,9 @@ class CnnTrunk(DenseOptions):
     """Convolutions (see :class:`ConvLayer`), flatten, then optional dense layers."""
 
     type: Literal["cnn"]
-    conv: list[ConvLayer] = Field(min_length=1)
+    conv: list[ConvLayer] = Field(
+        min_length=1, examples=[[{"filters": 16, "kernel": 3, "pool": 2}, {"filters": 32, "kernel": 3, "pool": 2}]]
+    )
     dense: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
 
 
@@ -374,9 +376,20 @@ class LtbModel(HeadedModel):
     kind: Literal["ltb"]
     trunk: Trunk = Field(description="The layers of the super-graph: node n of layer s is stage s of copy n.")
     branches: int | None = Field(None, gt=0, description="Nodes per layer (default: one per task).")
-    temperature: float = Field(1.0, gt=0.0, description="Gumbel-softmax temperature of the parent choices.")
+    temperature: float | None = Field(
+        None, gt=0.0, description="A fixed Gumbel-softmax temperature of the parent choices; default (null): "
+        "LibMTL's schedule, epochs / 20 / sqrt(epoch) in epoch 1, 2, ... after the warm-up."
+    )
+    hard: bool = Field(
+        True, description="Train with hard (one-hot, straight-through) samples and evaluate the most probable tree, "
+        "as LibMTL; false: soft samples, evaluated as softmax(theta / temperature)."
+    )
+    warmup_fraction: float = Field(
+        0.01, ge=0.0, lt=1.0, description="Share of the epochs (LibMTL: epoch < epochs / 100, so at least the "
+        "first) in which every child reads the sum of all its parents, before any choice is sampled."
+    )
     gumbel: bool = Field(
-        True, description="Sample parent choices with Gumbel noise while training (false: their plain softmax)."
+        True, description="Sample parent choices with Gumbel noise while training (false: noise-free choices)."
     )
 
 
@@ -554,7 +567,7 @@ class RunConfig(Strict):
     seed: int = Field(0, ge=0)
     data: DataConfig
     tasks: list[str] | None = Field(None, description="Tasks to train (default: all of the dataset's tasks).")
-    model: ModelConfig
+    model: ModelConfig = Field(examples=[{"trunk": {"type": "mlp", "widths": [64]}}])
     loss: LossConfig = Field(
         default_factory=lambda: method_class("fixed").Options(),
         description="The weighting method and its options (``mtlab weightings`` lists them); default fixed.",
@@ -616,6 +629,9 @@ class RunConfig(Strict):
                 "loss.method",
                 f"{method.name} balances {method.min_tasks} or more tasks; this run trains {len(tasks)} ({tasks})",
             )
+        problem = self.loss.run_problem(self.train.epochs)
+        if problem is not None:
+            raise _at(f"loss.{problem[0]}", problem[1])
         self.data.check_run(self)
         self._check_dense_augment(tasks)
         self.model.check_run(self)

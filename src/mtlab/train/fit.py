@@ -167,6 +167,15 @@ def fit_replicas(
     normalizers = [Normalizer.fit(s.images, standardize=config.data.normalize) for s in train_splits]
     augment = config.data.augment
 
+    # One generator per replica from its own seed, so a stacked replica draws what its solo run draws.
+    method = create_method(
+        config.loss, tasks, k_count, generators=[seeding.generator(c.seed, "weighting") for c in configs]
+    ).to(device)
+    # A method that splits each batch into samples (double sampling) gets at least two examples a sample from the
+    # last, partial batch of an epoch: a smaller one is merged into the batch before it (batch norm cannot
+    # normalise one image's 1 x 1 map, as DeepLab's image pooling does). Full batches are split as they are.
+    smallest_last = 2 * method.samples if method.samples > 1 else 1
+
     def training_batches(stream: str, shuffle: bool) -> ReplicaBatches:
         return ReplicaBatches(
             train_splits,
@@ -177,6 +186,7 @@ def fit_replicas(
             crop_padding=augment.crop_padding,
             flip=augment.horizontal_flip,
             tasks=tasks,
+            smallest_last=smallest_last,
         )
 
     train_batches = training_batches("batches", config.train.shuffle)
@@ -190,12 +200,7 @@ def fit_replicas(
         t: task.task_type.bind(task, [s.labels[t] for s in train_splits], device) for t, task in task_of.items()
     }
 
-    # One generator per replica from its own seed, so a stacked replica draws what its solo run draws.
-    method = create_method(
-        config.loss, tasks, k_count, generators=[seeding.generator(c.seed, "weighting") for c in configs]
-    ).to(device)
     views = parameter_views(models[0], replicas)
-    method.bind(views)
     optimizer = build_optimizer(config.optim, replicas.parameters(), extra=method.parameters())
     schedule = build_schedule(
         config.optim, optimizer, config.train.epochs * len(train_batches), steps_per_epoch=len(train_batches)
@@ -216,6 +221,8 @@ def fit_replicas(
         autocast=autocast,
         scaler=scaler,
         meta_batches=meta_batches,
+        steps_per_epoch=len(train_batches),
+        epochs=config.train.epochs,
     )
     stop = config.train.early_stopping
     mode = config.metric_direction(stop.metric) if stop else "min"  # the metric's direction, from its task type
@@ -231,6 +238,7 @@ def fit_replicas(
             break
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
+        replicas.start_epoch(epoch, config.train.epochs)  # a network's own schedule (LTB's temperature)
         replicas.train(True)
         totals = EpochTotals(objectives, k_count, device)
         for batch, (x, y) in enumerate(train_batches, 1):
@@ -240,7 +248,7 @@ def fit_replicas(
             totals.add(task_losses.total(out.losses), losses, out.logits, y, out.weights)
             for state in states:
                 state.observer.on_batch_end(epoch, batch)
-        method.after_epoch(totals.mean_losses())
+        step.weighting.end_epoch(totals.mean_losses())
         # Wall time of the optimiser steps alone (no validation), per step and replica: a method's cost.
         step_seconds = (time.perf_counter() - epoch_start) / (len(train_batches) * k_count)
         conflict = step.diagnostics.summary() if step.diagnostics is not None else [{}] * k_count

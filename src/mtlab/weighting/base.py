@@ -13,10 +13,11 @@ stacked run holds exactly what a solo run of seed k would, and Adam (elementwise
 
 The loop picks its step strategy from ``method.step`` once, before the first epoch; it never looks at a method's
 name. Hooks with no-op defaults say what else a method needs: ``bind`` (the model's parameter views, for methods that
-look at "the last shared layer"), ``after_step`` (with the losses after the step on the same batch when
-``needs_losses_after_step``), ``after_epoch`` (epoch-mean training losses), and ``look_ahead`` for bilevel methods
-(``needs_meta_batch``): before each step the loop draws a *meta batch* from the training split - a second pass
-over it in an order of its own, never the validation or test split - and hands the method a :class:`LookAhead`
+look at "the last shared layer"), ``plan`` (the run's epochs and steps per epoch), ``after_step`` (with the losses
+after the step on the same batch when ``needs_losses_after_step``), ``after_epoch`` (epoch-mean training losses),
+and ``look_ahead`` for bilevel methods (``needs_meta_batch``): before each step the loop draws a *meta batch* from
+the training split - a second pass over it in an order of its own, never the validation or test split - and hands
+the method a :class:`LookAhead`
 probe: the task losses of the step's batch or of the meta batch at temporarily moved parameters, their gradients,
 and the virtual step the run's optimiser would take. With that the method can unroll one step and differentiate a
 meta objective through it (Auto-Lambda) without the loop knowing which method it runs. A gradient method may also
@@ -66,9 +67,15 @@ class MethodOptions(Strict):
     def _weights_can_act(cls, weights: dict[str, float]) -> dict[str, float]:
         if cls.weights_refused and any(w not in (0.0, 1.0) for w in weights.values()):
             name = cls.model_fields["method"].default
-            raise ValueError(f"{name} {cls.weights_refused}, so weights have no effect; remove them (a weight of 0, "
-                             "which leaves a task out, is allowed)")
+            raise ValueError(f"{name} {cls.weights_refused}, so weights have no effect; remove them (on the command "
+                             "line: loss.weights=null; a weight of 0, which leaves a task out, is allowed)")
         return weights
+
+    def run_problem(self, epochs: int) -> tuple[str, str] | None:
+        """Why these options cannot work in a run of ``epochs`` epochs, as (the option's name, the message), or None.
+        Checked when a run config is validated; the error names ``loss.<option>`` (STCH: a warm-up that covers every
+        epoch)."""
+        return None
 
 
 class LossOptions(MethodOptions):
@@ -125,6 +132,12 @@ class WeightingMethod(nn.Module):
     """Bilevel: the loop draws a meta batch from the training split and calls ``look_ahead`` before each step."""
     weights_note: ClassVar[str] = ""
     """How ``loss.weights`` act on this method when not (only) as multipliers of the task losses ('' = they are)."""
+    samples: ClassVar[int] = 1
+    """Independent gradient samples per step (a loss-based method: 1). 2 (double sampling, MoDo and SDMGrad): the
+    loop splits each batch into two disjoint halves, takes the task Jacobian of each, and ``aggregate`` gets their
+    mean (the batch's Jacobian) as ``jacobian`` and the cross product ``J_1 J_2^T`` (K, T, T), not symmetric, in
+    place of the Gramian. Such a method never gets a half of fewer than two examples from an epoch's last, partial
+    batch: the loop merges a smaller one into the batch before it (full batches of 2 or 3 still give halves of one)."""
 
     def __init__(
         self,
@@ -152,6 +165,10 @@ class WeightingMethod(nn.Module):
 
     def bind(self, views: ParameterViews) -> None:
         """Called once before training with the model's parameter views (shared / task-owned / last shared)."""
+
+    def plan(self, epochs: int, steps_per_epoch: int) -> None:
+        """Called once before training with the run's length, for methods whose schedule is a share of the run
+        (STCH's warm-up); a loop of one's own calls it likewise."""
 
     def after_step(self, losses: Tensor, losses_after: Tensor | None) -> None:
         """Called after each optimiser step with the step's task losses (K, T) and, when the method asks for them
@@ -199,10 +216,6 @@ class GradientMethod(WeightingMethod):
     """Options under which the update conflicts with no task gradient (d . g_t >= 0), or None."""
     when_gradients_agree: ClassVar[Literal["mean", "sum", "along"]] = "along"
     """The update for T identical gradients g: exactly g (mean), T g (sum), or some vector along g."""
-    samples: ClassVar[int] = 1
-    """Independent gradient samples per step. 2 (double sampling, MoDo and SDMGrad): the loop splits each batch into
-    two disjoint halves, takes the task Jacobian of each, and ``aggregate`` gets their mean (the batch's Jacobian)
-    as ``jacobian`` and the cross product ``J_1 J_2^T`` (K, T, T), not symmetric, in place of the Gramian."""
 
     def task_objectives(self, losses: Tensor) -> tuple[Tensor, Tensor]:
         """losses (K, T), differentiable -> (the objectives whose gradients the method balances (K, T), and their
