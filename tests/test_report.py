@@ -545,6 +545,7 @@ def chromium(*args: str, home: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a real browser
 def test_report_renders_in_headless_chromium(report, tmp_path):
     from matplotlib.image import imread
 
@@ -710,6 +711,7 @@ def test_pareto_front_and_numeric_axes():
     assert NUMBER.match("aux on") is None
 
 
+@pytest.mark.slow  # a real browser
 def test_weighting_report_renders_in_headless_chromium(weighting_report, tmp_path):
     url = weighting_report["html"].resolve().as_uri()
     dom = chromium("--dump-dom", url, home=tmp_path).stdout
