@@ -12,6 +12,7 @@ import torch
 
 from mtlab.analysis import transfer
 from mtlab.analysis.loaded import load_trained_run
+from mtlab.cli.analyze import transfer as transfer_cli
 from mtlab.config import parse_config
 from mtlab.errors import MtlabError
 from mtlab.train.run import train_run
@@ -50,7 +51,7 @@ def _make_runs(root: Path) -> dict[str, Path]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtlab analyze")
-    transfer.add_cli(parser.add_subparsers(required=True))
+    transfer_cli.add_cli(parser.add_subparsers(required=True))
     return parser
 
 
