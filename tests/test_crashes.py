@@ -127,6 +127,7 @@ def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path,
     assert (runs[runs.run_id.isin(before)].attempts == 1).all()
 
 
+@pytest.mark.slow
 def test_sigint_stops_a_driver_started_while_the_tests_ignore_sigint(tmp_path):
     """A test run started as a shell's background job ignores SIGINT; the driver it starts must still stop on it."""
     spec = _spec_file(tmp_path)
@@ -214,7 +215,9 @@ def test_twenty_kills_at_random_moments_lose_nothing_and_change_no_number(tmp_pa
     context.set_forkserver_preload(PRELOAD)
 
     def driver(directory: Path) -> multiprocessing.Process:
-        argv = ["run", str(spec), "--out", str(directory), "--no-report", "--group-seeds", "off"]
+        # In the driver's own process (--workers 1): a pool's workers would each start an interpreter, and a kill
+        # would land in their start-up. Pool workers dying with a killed driver: test_executors.py.
+        argv = ["run", str(spec), "--out", str(directory), "--no-report", "--group-seeds", "off", "--workers", "1"]
         process = context.Process(target=main, args=(argv,))
         process.start()
         return process

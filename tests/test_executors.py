@@ -382,6 +382,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_pool_workers_exit_within_a_second_or_two_of_a_kill_9_of_their_driver(tmp_path):
     (tmp_path / "slow_step.py").write_text(SLOW_STEP)
