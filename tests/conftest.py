@@ -26,6 +26,13 @@ settings.load_profile("mtlab")
 SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 
 
+def pytest_collection_modifyitems(config, items):
+    """In xdist workers (whose collections the controller hands out in order), the slow tests come first: the
+    longest start early and the short ones fill in at the end, instead of a long test starting last."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order within each tier
+
+
 def _test_environment(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     if SHARED_DATA.is_dir():
         monkeypatch.setenv("MTLAB_DATA", str(SHARED_DATA))
