@@ -1,5 +1,5 @@
 """Point mtlab's data resolution at the repository's sibling ``shared/data`` (real MNIST and Fashion-MNIST); one
-deterministic Hypothesis profile for every property test, whichever xdist worker runs it."""
+deterministic Hypothesis profile; ``built_once`` for tiny runs shared by the xdist workers (tests/README.md)."""
 
 from __future__ import annotations
 
