@@ -16,6 +16,7 @@ import importlib.util
 import inspect
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -158,10 +159,18 @@ def test_the_documents_have_whole_configs_and_mark_their_fragments():
     assert any("base" in raw for raw in whole)  # a whole study
 
 
+def _example_problem(directory: Path) -> str:
+    from mtlab.cli.main import main
+
+    assert main(["data", "example", str(directory / "my-problem")]) == 0
+    return str(directory / "my-problem")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("where", "info", "text"), YAML_BLOCKS, ids=[where for where, _, _ in YAML_BLOCKS])
-def test_every_config_block_of_the_documents_validates(where, info, text, tmp_path, monkeypatch, capsys):
-    """A fragment is YAML; a whole study expands into valid run configs; a whole run config trains one epoch."""
+def test_every_config_block_of_the_documents_validates(where, info, text, tmp_path, monkeypatch, capsys, built_once):
+    """A fragment is YAML; a whole study expands into valid run configs; a whole run config trains one epoch (beside
+    the files of ``mtlab data example my-problem``, which the own-problem page's configs name)."""
     from mtlab.cli.main import main
     from mtlab.study.spec import expand, load_study_spec
 
@@ -170,7 +179,7 @@ def test_every_config_block_of_the_documents_validates(where, info, text, tmp_pa
     if "fragment" in info:
         return
     monkeypatch.chdir(tmp_path)
-    assert main(["data", "example", "my-problem"]) == 0  # the files the own-problem pages' configs name
+    shutil.copytree(built_once("test_docs-my-problem", _example_problem), tmp_path / "my-problem")
     named = re.match(r"#\s*(\S+\.ya?ml)\b", text)
     path = tmp_path / (named[1] if named else "block.yaml")
     path.parent.mkdir(parents=True, exist_ok=True)

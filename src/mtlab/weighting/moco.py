@@ -74,11 +74,13 @@ class MoCo(GradientMethod):
         if self.tracked.shape != jacobian.shape:
             self.tracked = torch.zeros_like(jacobian)
         self.steps += 1
-        k = float(self.steps[0])
-        self.tracked -= o.beta / k**o.beta_sigma * (self.tracked - jacobian.detach())
+        # Each replica's own step count (K,): a replica whose step was skipped keeps its schedule.
+        k = self.steps.to(torch.float64)
+        beta = (o.beta / k**o.beta_sigma).to(jacobian.dtype).view(-1, 1, 1)  # (K, 1, 1)
+        gamma = (o.gamma / k**o.gamma_sigma).view(-1, 1)  # (K, 1), float64 as lam
+        self.tracked -= beta * (self.tracked - jacobian.detach())
         y = self.tracked.double()
         yy = torch.einsum("ktp,ksp->kts", y, y) + o.rho * torch.eye(self.task_count, dtype=y.dtype, device=y.device)
-        self.lam.copy_(project_to_simplex(self.lam - o.gamma / k**o.gamma_sigma * torch.einsum("kts,ks->kt", yy,
-                                                                                                self.lam)))
+        self.lam.copy_(project_to_simplex(self.lam - gamma * torch.einsum("kts,ks->kt", yy, self.lam)))
         weights = self.lam.to(jacobian.dtype)
         return torch.einsum("kt,ktp->kp", weights, self.tracked), weights
