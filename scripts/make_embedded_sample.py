@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+import mtlab.data.builtin  # noqa: F401  (registers the sources)
 from mtlab.data.idx import read_bytes, read_idx, write_idx
 from mtlab.data.resolve import resolve
 from mtlab.data.sources import SOURCES

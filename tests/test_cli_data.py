@@ -93,8 +93,8 @@ def test_unknown_dataset_is_a_usage_error(capsys):
 
 
 def test_list_shows_the_composite_datasets_and_their_cached_builds(capsys):
-    from mtlab.config.schema import MultiData
     from mtlab.data import load_dataset
+    from mtlab.data.multi_mnist import MultiData
 
     load_dataset(MultiData(dataset="multi-fashion-sample", per_image=1))
     assert main(["data", "list"]) == 0

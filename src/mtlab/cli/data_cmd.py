@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from mtlab.cli.console import make_console
-from mtlab.data.sources import SOURCES, Source
 from mtlab.errors import DataError, MtlabError, did_you_mean
 
 if TYPE_CHECKING:
     from mtlab.data.placed import HandPlaced
+    from mtlab.data.sources import Source
 
 # Reading, checking and building data (numpy, torch) is imported by the actions that do it: `mtlab --help` builds
 # this command's parser and must not wait for them.
@@ -31,14 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "you put in place by hand (nyuv2, cityscapes, celeba: `mtlab data list` says where to get them).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets)})
 
     listing = actions.add_parser("list", help="where each dataset's files were found")
     verifying = actions.add_parser(
         "verify", help="check every file's checksum, or counts and shapes (exit 1 on a problem)"
     )
-    # No argparse choices: the hand-placed datasets are known once the dataset plug-ins are imported (in the action).
-    verifying.add_argument("dataset", nargs="?", metavar="DATASET", help=f"{', '.join(names)}, or a hand-placed one")
+    # No argparse choices: the sources and datasets are known once the dataset modules are imported (in the action).
+    verifying.add_argument(
+        "dataset", nargs="?", metavar="DATASET", help="a source, a dataset built from one, or a hand-placed dataset"
+    )
     fetching = actions.add_parser("fetch", help="download a dataset into the user cache (or --data-dir)")
     fetching.add_argument("dataset", metavar="DATASET")
     for sub, handler in ((listing, list_data), (verifying, verify_data), (fetching, fetch_data)):
@@ -54,6 +55,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     example.add_argument("directory", type=Path, help="where to write (created; existing example files are replaced)")
     example.set_defaults(func=write_example)
+
+
+def sources() -> dict[str, Source]:
+    """Every registered source: those of mtlab's own dataset modules and of installed plug-ins."""
+    import mtlab.data.builtin  # noqa: F401  (registers)
+    from mtlab.data.sources import SOURCES
+    from mtlab.registry import load_entry_points
+
+    load_entry_points("mtlab.datasets")
+    return SOURCES
 
 
 def write_example(args: argparse.Namespace) -> int:
@@ -74,7 +85,7 @@ def list_data(args: argparse.Namespace) -> int:
     table = Table(title="datasets")
     for column in ("source", "used by", "found in", "state"):
         table.add_column(column, overflow="fold")
-    for source in SOURCES.values():
+    for source in sources().values():
         found = resolve.locate(source, args.data_dir)
         where = str(found.place) if found is not None else "-"
         state = found.state if found is not None else "not found"
@@ -110,17 +121,18 @@ def _hand_placed_table(data_dir: Path | None) -> Table:
 def _composites_table() -> Table:
     """The multi-* datasets: which sources they are drawn from, and the builds kept in the user cache."""
     from mtlab.data import derived
-    from mtlab.data.tasks import OVERLAYS
+    from mtlab.data.multi_mnist import OVERLAYS
 
     table = Table(title="composite datasets (built on first use, then loaded from the cache)")
     for column in ("dataset", "built from", "cached builds"):
         table.add_column(column, overflow="fold")
-    for name, sources in OVERLAYS.items():
-        missing = [s for s in dict.fromkeys(sources) if s not in SOURCES]
+    registered = sources()
+    for name, drawn_from in OVERLAYS.items():
+        missing = [s for s in dict.fromkeys(drawn_from) if s not in registered]
         entries = derived.cached_entries(name)
         size = sum(p.stat().st_size for p in entries) / 2**20
         cached = f"{len(entries)} ({size:.1f} MiB)" if entries else "none"
-        built_from = " + ".join(dict.fromkeys(sources))
+        built_from = " + ".join(dict.fromkeys(drawn_from))
         if missing:
             built_from += f" [yellow](not shipped: {', '.join(missing)})[/]"
         table.add_row(name, built_from, cached)
@@ -139,12 +151,12 @@ def verify_data(args: argparse.Namespace) -> int:
         hand_placed = [known[args.dataset]] if args.dataset in known else []
     else:
         hand_placed = list(known.values())
-    sources = _sources(args.dataset) if args.dataset else list(SOURCES.values())
+    checked = _sources(args.dataset) if args.dataset else list(sources().values())
     table = Table(title="verify")
     for column in ("source", "file", "status", "detail"):
         table.add_column(column, overflow="fold")
     problems = sum(_verify_hand_placed(spec, args.data_dir, table, asked=bool(args.dataset)) for spec in hand_placed)
-    for source in sources:
+    for source in checked:
         found = resolve.locate(source, args.data_dir)
         if found is None:
             # Asked for by name, absence is a problem; in a survey of everything it is just a fact.
@@ -163,7 +175,8 @@ def _check_name(name: str) -> None:
     """Raise unless ``name`` is a source, a dataset built from one, or a hand-placed dataset."""
     from mtlab.data.placed import hand_placed
 
-    names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets), *hand_placed()})
+    known = sources()
+    names = sorted({*known, *(d for s in known.values() for d in s.datasets), *hand_placed()})
     if name not in names:
         raise MtlabError(f"DATASET: unknown dataset {name!r}; " + did_you_mean(name, names, f"known: {names}"))
 
@@ -222,6 +235,7 @@ def _fetch_source(source: Source, data_dir: Path | None) -> None:
 
 def _sources(name: str) -> list[Source]:
     """The sources a DATASET argument names: a source itself, or every source a dataset is built from."""
-    if name in SOURCES:
-        return [SOURCES[name]]
-    return [s for s in SOURCES.values() if name in s.datasets]
+    known = sources()
+    if name in known:
+        return [known[name]]
+    return [s for s in known.values() if name in s.datasets]

@@ -34,7 +34,7 @@ class HandPlaced:
 
 
 HAND_PLACED: dict[str, HandPlaced] = {}
-"""By dataset name; filled as the dataset modules are imported (:mod:`mtlab.config.plugins`)."""
+"""By dataset name; filled as the dataset modules are imported (:mod:`mtlab.data.builtin`, entry points)."""
 
 
 def register_hand_placed(spec: HandPlaced) -> HandPlaced:
@@ -45,8 +45,10 @@ def register_hand_placed(spec: HandPlaced) -> HandPlaced:
 def hand_placed() -> dict[str, HandPlaced]:
     """Every hand-placed dataset, after importing the dataset plug-ins that register them (mtlab's and those of
     installed packages)."""
-    import mtlab.config.plugins  # noqa: F401  (registers)
+    import mtlab.data.builtin  # noqa: F401  (registers)
+    from mtlab.registry import load_entry_points
 
+    load_entry_points("mtlab.datasets")
     return HAND_PLACED
 
 

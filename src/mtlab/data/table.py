@@ -256,6 +256,10 @@ class TableData(DataBase):
     def task_types(self) -> dict[str, str]:
         return {name: spec.type for name, spec in self.tasks.items()}
 
+    def input_shape(self) -> tuple[int, ...] | None:
+        # Features: (D,). Images: grey or colour is known only once they are read.
+        return (len(self.feature_columns),) if self.feature_columns is not None else None
+
     def resolve_paths(self, base: Path) -> None:
         if not self.path.is_absolute():
             self.path = Path(base) / self.path
