@@ -40,9 +40,9 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from mtlab.config.base import DataBase, register_dataset
-from mtlab.data.table import TaskSpecBase, check_task_names, is_class_type
+from mtlab.data.table import TaskSpecBase, check_task_names, default_loss
 from mtlab.errors import DataError
-from mtlab.tasks import Task
+from mtlab.tasks import TASK_TYPES, Task
 
 if TYPE_CHECKING:
     from mtlab.data.dataset import Dataset
@@ -180,10 +180,11 @@ def _floats(archive: Archive, key: str, array: np.ndarray, ndims: tuple[int, ...
     return values
 
 
+# Target format (TaskType.target_format) -> the array ranks it takes and how they are described.
 _FLOAT_SHAPES = {
     "binary": ((1,), "(N,) 0/1 values"),
-    "multilabel": ((2,), "(N, L) 0/1 values, one column per label"),
-    "regression": ((1, 2), "(N,) for one output or (N, O)"),
+    "zero_one": ((2,), "(N, L) 0/1 values, one column per label"),
+    "numbers": ((1, 2), "(N,) for one output or (N, O)"),
 }
 
 
@@ -254,7 +255,8 @@ def _task(
 ) -> tuple[Task, dict[str, np.ndarray]]:
     """The task (with its value names) and its targets per split, as NumPy arrays in the type's kind."""
     classes_key = f"data.tasks.{name}.classes"
-    if is_class_type(spec.type):
+    form = TASK_TYPES.get(spec.type).target_format()
+    if form == "classes":
         values = {split: _class_indices(archive, f"y_{split}_{name}", a) for split, a in raw.items()}
         if spec.classes is not None:
             names = tuple(spec.classes)
@@ -270,7 +272,7 @@ def _task(
             largest = max((int(y.max()) for y in values.values() if y.size), default=-1)
             names = tuple(str(i) for i in range(largest + 1))
     else:
-        ndims, shape_text = _FLOAT_SHAPES.get(spec.type, ((1, 2), "(N,) or (N, L) floats"))
+        ndims, shape_text = _FLOAT_SHAPES[form]
         values = {split: _floats(archive, f"y_{split}_{name}", a, ndims, shape_text) for split, a in raw.items()}
         widths = {split: (y.shape[1] if y.ndim == 2 else None) for split, y in values.items()}
         if len(set(widths.values())) > 1:
@@ -283,7 +285,7 @@ def _task(
                 f"({'(N,)' if wa is None else f'(N, {wa})'} and {'(N,)' if wb is None else f'(N, {wb})'})"
             )
         width = widths["train"]
-        if spec.type == "binary":
+        if form == "binary":
             default: tuple[str, ...] = ("0", "1")
         elif width is None:
             default = (name,)
@@ -291,9 +293,9 @@ def _task(
             default = tuple(str(i) for i in range(width))
         names = tuple(spec.classes) if spec.classes is not None else default
         if len(names) != len(default):
-            what = {"binary": "values [negative, positive]"}.get(spec.type, "outputs" if width is None else "columns")
+            what = {"binary": "values [negative, positive]"}.get(form, "outputs" if width is None else "columns")
             raise DataError(
                 f"{archive.path}: {classes_key} names {len(names)} values, but task {name!r} has {len(default)} "
                 f"{what} (array 'y_train_{name}' of shape {raw['train'].shape})"
             )
-    return Task(name=name, class_names=names, type=spec.type, loss=spec.loss or "mse"), values
+    return Task(name=name, class_names=names, type=spec.type, loss=spec.loss or default_loss(spec.type)), values

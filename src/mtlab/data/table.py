@@ -70,7 +70,6 @@ if TYPE_CHECKING:
 IMAGE_FORMAT = 1
 """Version of the decoded-image layout in the cache key; bump when decoding changes meaning."""
 
-REGRESSION_LOSSES = ("mse", "l1", "huber")
 SPLITS = ("train", "val", "test")
 _TRAIN, _VAL, _TEST = 0, 1, 2
 
@@ -108,9 +107,9 @@ def check_type_name(name: str) -> str:
     return name
 
 
-def is_class_type(type_name: str) -> bool:
-    """Whether a task type's targets are class indices (integers), as opposed to floats."""
-    return not TASK_TYPES.get(type_name).target_dtype.is_floating_point
+def default_loss(type_name: str) -> str:
+    """The loss of a task of this type when its config names none: the type's first, else ``mse``."""
+    return (TASK_TYPES.get(type_name).losses or ("mse",))[0]
 
 
 class TaskSpecBase(Strict):
@@ -120,7 +119,7 @@ class TaskSpecBase(Strict):
     classes: list[str] | None = Field(
         None, min_length=1, description="multiclass: the classes, in index order (a value outside them is an error)."
     )
-    loss: str | None = Field(None, description="regression: mse (default), l1 or huber.")
+    loss: str | None = Field(None, description="regression: mse (default), l1 or huber (the task type's losses).")
 
     @field_validator("type")
     @classmethod
@@ -143,11 +142,13 @@ class TaskSpecBase(Strict):
 
     @model_validator(mode="after")
     def _loss_fits_type(self) -> TaskSpecBase:
-        if self.loss is not None:
-            if self.type == "regression" and self.loss not in REGRESSION_LOSSES:
-                raise ValueError(f"loss {self.loss!r} is not one of {list(REGRESSION_LOSSES)}")
-            if self.type in ("multiclass", "binary", "multilabel"):
-                raise ValueError(f"loss applies to regression tasks; a {self.type} task has its own loss")
+        losses = TASK_TYPES.get(self.type).losses
+        if self.loss is not None and losses is not None:
+            if losses and self.loss not in losses:
+                raise ValueError(f"loss {self.loss!r} is not one of {list(losses)}")
+            if not losses:
+                choosing = " or ".join(name for name, kind in TASK_TYPES.items() if kind.losses)
+                raise ValueError(f"loss applies to {choosing} tasks; a {self.type} task has its own loss")
         return self
 
 
@@ -171,11 +172,12 @@ class TableTask(TaskSpecBase):
             raise ValueError("give exactly one of column (one column) or columns (a list)")
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise ValueError(f"columns {self.columns} name a column twice")
-        if self.type in ("binary", "multiclass") and self.columns is not None:
+        kind = TASK_TYPES.get(self.type)
+        if kind.one_column and self.columns is not None:
             raise ValueError(f"a {self.type} task reads one column; use column, not columns")
-        if self.classes is not None and not is_class_type(self.type):
+        if self.classes is not None and kind.target_format() != "classes":
             raise ValueError(f"classes apply to multiclass tasks, not {self.type}")
-        if self.positive is not None and self.type != "binary":
+        if self.positive is not None and kind.target_format() != "binary":
             raise ValueError(f"positive applies to binary tasks, not {self.type}")
         return self
 
@@ -479,15 +481,16 @@ def task_targets(table: Table, name: str, spec: TableTask) -> tuple[Task, Tensor
     """The task and its targets over every row, in the task type's dtype; checked by the type."""
     key = f"data.tasks.{name}.column" + ("s" if spec.columns is not None else "")
     columns = spec.source_columns
-    loss = spec.loss or "mse"
-    if spec.type == "binary":
+    loss = spec.loss or default_loss(spec.type)
+    form = TASK_TYPES.get(spec.type).target_format()
+    if form == "binary":
         y, names = binary_targets(table, columns[0], key, spec.positive)
-    elif spec.type == "multilabel":
+    elif form == "zero_one":
         y = torch.from_numpy(np.stack([zero_one_column(table, c, key) for c in columns], axis=1)).float()
         names = tuple(columns)
-    elif is_class_type(spec.type):
+    elif form == "classes":
         y, names = class_targets(table, columns[0], key, spec.classes)
-    else:  # regression, or a plug-in's float type: numbers per column
+    else:  # numbers per column
         values = number_columns(table, columns, key, what=f"{spec.type} task {name!r} needs numbers")
         y = torch.from_numpy(values if spec.columns is not None else values[:, 0]).to(torch.float32)
         names = tuple(columns)
