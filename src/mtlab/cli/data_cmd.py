@@ -67,6 +67,21 @@ def sources() -> dict[str, Source]:
     return SOURCES
 
 
+def readers() -> dict[str, list[str]]:
+    """Source name -> the datasets that read it, as each registered dataset answers (with its default options)."""
+    from mtlab.config.base import DATASETS
+
+    found: dict[str, list[str]] = {name: [] for name in sources()}
+    for name, options in DATASETS.items():
+        try:
+            config = options.model_validate({"dataset": name})
+        except ValueError:  # needs more than its name (a table, an .npz): the user's own files, no source
+            continue
+        for source in config.sources():
+            found.setdefault(source.name, []).append(name)
+    return found
+
+
 def write_example(args: argparse.Namespace) -> int:
     from mtlab.data.example_files import write_examples
 
@@ -85,11 +100,12 @@ def list_data(args: argparse.Namespace) -> int:
     table = Table(title="datasets")
     for column in ("source", "used by", "found in", "state"):
         table.add_column(column, overflow="fold")
+    used_by = readers()
     for source in sources().values():
         found = resolve.locate(source, args.data_dir)
         where = str(found.place) if found is not None else "-"
         state = found.state if found is not None else "not found"
-        table.add_row(source.name, ", ".join(source.datasets), where, state)
+        table.add_row(source.name, ", ".join(used_by[source.name]), where, state)
     table.caption = (
         f"user cache {resolve.user_cache_root()}; downloads {'off' if resolve.offline() else 'on'}; "
         "`mtlab data verify` checks the contents"
@@ -175,8 +191,7 @@ def _check_name(name: str) -> None:
     """Raise unless ``name`` is a source, a dataset built from one, or a hand-placed dataset."""
     from mtlab.data.placed import hand_placed
 
-    known = sources()
-    names = sorted({*known, *(d for s in known.values() for d in s.datasets), *hand_placed()})
+    names = sorted({*sources(), *(d for users in readers().values() for d in users), *hand_placed()})
     if name not in names:
         raise MtlabError(f"DATASET: unknown dataset {name!r}; " + did_you_mean(name, names, f"known: {names}"))
 
@@ -238,4 +253,4 @@ def _sources(name: str) -> list[Source]:
     known = sources()
     if name in known:
         return [known[name]]
-    return [s for s in known.values() if name in s.datasets]
+    return [known[source] for source, users in readers().items() if name in users]

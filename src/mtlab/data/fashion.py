@@ -52,7 +52,6 @@ FASHION_MNIST = register_source(
             f"or download {IDX_GZ_LIST} from http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ "
             "into a folder fashion-mnist/ under $MTLAB_DATA"
         ),
-        datasets=("fashion-mnist", "multi-fashion", "multi-fashion-mnist"),
     )
 )
 
@@ -68,7 +67,6 @@ FASHION_MNIST_SAMPLE = register_source(
             "71d3c2c23c025790a875428189d34027f76a5498d95dc0439841b5cbf3bb51c0",
         ),
         hint="reinstall mtlab: the sample ships inside the package (src/mtlab/embedded/fashion-mnist-sample/)",
-        datasets=("fashion-mnist-sample", "multi-fashion-sample", "multi-fashion-mnist-sample"),
         embedded=True,
     )
 )

@@ -42,7 +42,6 @@ MNIST = register_source(
             "get them with `mtlab data fetch mnist`, or download "
             f"{IDX_GZ_LIST} from https://ossci-datasets.s3.amazonaws.com/mnist/ into a folder mnist/ under $MTLAB_DATA"
         ),
-        datasets=("mnist", "mnist-pairs", "multi-mnist", "multi-fashion-mnist"),
     )
 )
 
@@ -58,7 +57,6 @@ MNIST_SAMPLE = register_source(
             "1e4fc73ef1dc50e315fd1026ae810c5a44e95261edee750cac85f14e6bfa79aa",
         ),
         hint="reinstall mtlab: the sample ships inside the package (src/mtlab/embedded/mnist-sample/)",
-        datasets=("mnist-sample", "multi-mnist-sample", "multi-fashion-mnist-sample"),
         embedded=True,
     )
 )

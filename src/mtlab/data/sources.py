@@ -46,13 +46,13 @@ class Source:
     Files are searched in ``<root>/<dirname>/`` for every root of the resolution chain (:mod:`mtlab.data.resolve`)
     and directly in each of ``system_dirs``. Downloads come either file by file (``mirror + name + ".gz"`` for each
     mirror in turn) or as one ``archive``. ``embedded`` sources ship inside the package and are never searched for.
+    Which datasets read a source, each dataset says (:meth:`~mtlab.config.base.DataBase.sources`).
     """
 
     name: str
     dirname: str
     files: tuple[RawFile, ...]
     hint: str
-    datasets: tuple[str, ...]
     mirrors: tuple[str, ...] = ()
     archive: Archive | None = None
     system_dirs: tuple[Path, ...] = ()
