@@ -61,9 +61,16 @@ class Counted(Regression):
     losses = ("poisson", "mse")
 
 
+class Graded(Regression):
+    """A plug-in's float type read from class values: its missing labels are NaN, not -1."""
+
+    name = "graded"
+    targets_from = "classes"
+
+
 @pytest.fixture
 def plug_in_types(monkeypatch):
-    for kind in (Flag(), Ranked(), Counted()):
+    for kind in (Flag(), Ranked(), Counted(), Graded()):
         monkeypatch.setitem(TASK_TYPES._items, kind.name, kind)
 
 
@@ -76,8 +83,10 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def test_a_plug_in_type_is_read_from_a_table_as_its_format_says(tmp_path, plug_in_types):
-    rows = [{"x": i, "wet": ["yes", "no", ""][i % 3], "size": "SML"[i % 3], "n": i % 4} for i in range(30)]
+    rows = [{"x": i, "wet": ["yes", "no", ""][i % 3], "size": "SML"[i % 3], "n": i % 4, "grade": "AA "[i % 3]}
+            for i in range(30)]  # fmt: skip
     tasks = {
+        "grade": {"type": "graded", "column": "grade"},
         "wet": {"type": "flag", "column": "wet", "positive": "yes"},
         "size": {"type": "ranked", "column": "size", "classes": ["S", "M", "L"]},
         "n": {"type": "counted", "column": "n", "loss": "poisson"},
@@ -94,6 +103,10 @@ def test_a_plug_in_type_is_read_from_a_table_as_its_format_says(tmp_path, plug_i
     assert size.dtype == torch.long
     assert size.tolist() == [i % 3 for i in order]
     assert data.tasks["n"].loss == "poisson"
+    grade = torch.cat([data.train.labels["grade"], data.test.labels["grade"]])
+    assert grade.dtype == torch.float32
+    torch.testing.assert_close(grade, torch.tensor([[0.0, 0.0, math.nan][i % 3] for i in order]), equal_nan=True)
+    assert data.tasks["grade"].class_names == ("A",)
 
 
 def test_a_plug_in_types_losses_and_columns_are_checked(tmp_path, plug_in_types):

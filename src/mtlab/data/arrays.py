@@ -40,7 +40,7 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from mtlab.config.base import DataBase, register_dataset
-from mtlab.data.table import TaskSpecBase, check_task_names, default_loss
+from mtlab.data.table import TaskSpecBase, as_targets, check_task_names, default_loss
 from mtlab.errors import DataError
 from mtlab.tasks import TASK_TYPES, Task
 
@@ -230,7 +230,7 @@ def load_arrays(options: ArraysData) -> Dataset:
         task, values = _task(archive, name, spec, raw)
         for split in splits:
             key = f"y_{split}_{name}"
-            y = torch.from_numpy(values[split]).to(task.task_type.target_dtype)
+            y = as_targets(torch.from_numpy(values[split]), task.task_type)
             problem = task.task_type.check_targets(task, y)
             if problem is not None:
                 raise archive.error(key, f"({spec.type} task {name!r}, data.tasks.{name}) {problem}")

@@ -59,7 +59,7 @@ from torch import Tensor
 
 from mtlab.config.base import DataBase, Strict, at, register_dataset
 from mtlab.errors import DataError, did_you_mean
-from mtlab.tasks import TASK_TYPES, Task
+from mtlab.tasks import TASK_TYPES, Task, TaskType
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -477,6 +477,14 @@ def number_columns(table: Table, columns: list[str], key: str, *, what: str) -> 
     return out
 
 
+def as_targets(values: Tensor, kind: TaskType) -> Tensor:
+    """``values`` as read (class indices with -1 missing, or floats with NaN missing) in the dtype of the task type
+    ``kind``, each missing label stored as the type's marker."""
+    absent = torch.isnan(values) if values.is_floating_point() else values < 0
+    targets = torch.where(absent, torch.zeros_like(values), values).to(kind.target_dtype)
+    return targets.masked_fill(absent, kind.missing_label)
+
+
 def task_targets(table: Table, name: str, spec: TableTask) -> tuple[Task, Tensor]:
     """The task and its targets over every row, in the task type's dtype; checked by the type."""
     key = f"data.tasks.{name}.column" + ("s" if spec.columns is not None else "")
@@ -495,7 +503,7 @@ def task_targets(table: Table, name: str, spec: TableTask) -> tuple[Task, Tensor
         y = torch.from_numpy(values if spec.columns is not None else values[:, 0]).to(torch.float32)
         names = tuple(columns)
     task = Task(name=name, class_names=names, type=spec.type, loss=loss)
-    y = y.to(task.task_type.target_dtype)
+    y = as_targets(y, task.task_type)
     problem = task.task_type.check_targets(task, y)
     if problem is not None:
         where = ", ".join(repr(c) for c in columns)
