@@ -22,8 +22,9 @@ Targets, per task type (a missing label: ``-1`` in an integer array, ``NaN`` in 
 * ``multilabel`` (N, L) 0/1; ``classes`` may name the L labels (default ``0`` .. ``L-1``);
 * ``regression`` (N,) for one output or (N, O); ``classes`` may name the outputs (default: the task's name for
   (N,), ``0`` .. ``O-1`` for (N, O)); NaN is missing, an infinite value is an error;
-* a plug-in's task type: read as class indices when its ``target_dtype`` is an integer type, else as floats (N,) or
-  (N, L).
+* a plug-in's task type: read as its ``target_format()`` says (``classes`` as class indices like ``multiclass``,
+  ``binary``, ``zero_one`` like ``multilabel``, ``numbers`` like ``regression``; by default class indices for an
+  integer ``target_dtype``, else numbers).
 
 Inputs must be finite (NaN in an input is an error). Every problem is one :class:`~mtlab.errors.DataError` line naming
 the file and the array (and, for two arrays that disagree, both).

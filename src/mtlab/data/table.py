@@ -25,8 +25,13 @@ feature or image is an error. Rows are numbered from 1 in error messages (the he
 * ``multilabel``: ``columns`` of 0/1 (or true/false) cells, one label per column;
 * ``regression``: numbers, one output per column (``column``: targets (N,); ``columns``: (N, O)); ``loss`` is
   ``mse`` (default), ``l1`` or ``huber``;
-* a task type registered by a plug-in: integer targets (an integer ``target_dtype``) are read as classes like
-  ``multiclass``, float targets as numbers like ``regression``; the type's own ``check_targets`` then has the last word.
+* a task type registered by a plug-in: read as its ``target_format()`` says - ``classes`` like ``multiclass``,
+  ``binary``, ``zero_one`` like ``multilabel``, ``numbers`` like ``regression`` (by default: classes for an integer
+  ``target_dtype``, else numbers); its ``losses`` are the ones ``loss`` may name; the type's own ``check_targets``
+  then has the last word.
+
+Each rule above is the task type's answer (:class:`~mtlab.tasks.TaskType`: ``target_format``, ``one_column``,
+``losses``, ``missing_label``), never a check of its name.
 
 Splits. ``split_column`` assigns each row to ``train``, ``val`` (the validation split, used instead of carving
 ``val_fraction`` out of train) or ``test``. Without it, ``test_fraction`` of the rows, drawn with ``split_seed`` (the
