@@ -47,7 +47,7 @@ def test_every_dataset_validates_its_example_and_answers_before_reading_files(na
     shape = config.input_shape()
     assert shape is None or (len(shape) in (1, 3) and all(isinstance(d, int) and d > 0 for d in shape))
     assert all(isinstance(source, Source) and source.name in SOURCES for source in config.sources())
-    assert isinstance(config.image_pairs, bool)
+    assert isinstance(config.gives_pairs, bool)
 
 
 @pytest.mark.parametrize("name", registered_datasets())

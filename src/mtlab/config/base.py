@@ -91,9 +91,8 @@ class DataBase(FileRelative):
 
     offered_tasks: ClassVar[tuple[str, ...]] = ()
     """The tasks of a dataset whose tasks are fixed (all ``multiclass``); others override :meth:`task_types`."""
-    image_pairs: ClassVar[bool] = False
-    """Whether an example is two images stacked as channels, which only a model that takes pairs reads
-    (:attr:`ModelKind.takes_image_pairs`)."""
+    gives_pairs: ClassVar[bool] = False
+    """Whether each example is a pair of images, which only a model kind that ``reads_pairs`` can compare."""
 
     data_dir: Path | None = Field(None, description="Directory holding the dataset files (first place looked).")
     download: bool = Field(True, description="Download from the official source when the files are found nowhere.")
@@ -157,8 +156,8 @@ class ModelKind(FileRelative):
     """
 
     trunk_field: ClassVar[str] = "trunk"
-    takes_image_pairs: ClassVar[bool] = True
-    """Whether the network may read examples that are image pairs (:attr:`DataBase.image_pairs`)."""
+    reads_pairs: ClassVar[bool] = False
+    """Whether it reads examples that are image pairs (a dataset that gives pairs needs one)."""
 
     def check_run(self, run: RunConfig) -> None:
         """Raise :class:`KeyedError` if this model cannot be trained on ``run``'s data and tasks."""

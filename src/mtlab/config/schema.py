@@ -157,8 +157,6 @@ class HeadedModel(ModelKind):
             return [value]
         return value
 
-    takes_image_pairs: ClassVar[bool] = False  # each task's head reads one image's features
-
     def check_run(self, run: RunConfig) -> None:
         per_pixel = dense_tasks(run)
         if per_pixel:
@@ -319,9 +317,10 @@ class PairModel(ModelKind):
     weight_sharing: bool = False
 
     trunk_field: ClassVar[str] = "branch"
+    reads_pairs: ClassVar[bool] = True
 
     def check_run(self, run: RunConfig) -> None:
-        if not run.data.image_pairs:
+        if not run.data.gives_pairs:
             raise _at("model.kind", "'pairs' models need data.dataset 'mnist-pairs'")
         if "leq" not in run.task_names:
             raise _at("tasks", "a pair model is trained on leq; add the digit tasks for the auxiliary loss")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from mtlab.config.base import DataBase, at, register_dataset
+from mtlab.config.base import MODEL_KINDS, DataBase, at, register_dataset
 from mtlab.data.mnist import MnistData, source
 from mtlab.data.sources import Source
 
@@ -30,7 +30,7 @@ class MnistPairsData(DataBase):
 
     dataset: Literal["mnist-pairs"]
     offered_tasks: ClassVar[tuple[str, ...]] = ("leq", "digit_a", "digit_b")
-    image_pairs: ClassVar[bool] = True
+    gives_pairs: ClassVar[bool] = True
     pairs: int = Field(1000, gt=1, description="Number of training pairs, and of test pairs.")
     digits: Literal["mnist", "mnist-sample"] = Field(
         "mnist", description="Where the digits come from: MNIST, or the sample embedded in the package."
@@ -53,8 +53,9 @@ class MnistPairsData(DataBase):
         return (source(self.digits),)
 
     def check_run(self, run: RunConfig) -> None:
-        if not run.model.takes_image_pairs:
-            raise at("model.kind", f"mnist-pairs data needs a 'pairs' model, not {run.model.sharing_label()!r}")
+        if not run.model.reads_pairs:
+            kinds = " or ".join(repr(name) for name, kind in MODEL_KINDS.items() if kind.reads_pairs)
+            raise at("model.kind", f"mnist-pairs data needs a {kinds} model, not {run.model.sharing_label()!r}")
 
     def load(self, seed: int) -> Dataset:
         from mtlab.data.pairs import make_pairs
