@@ -57,14 +57,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     example.set_defaults(func=write_example)
 
 
-def sources() -> dict[str, Source]:
-    """Every registered source: those of mtlab's own dataset modules and of installed plug-ins."""
+def _load_datasets() -> None:
+    """Import every dataset module, mtlab's and installed plug-ins': each registers its sources or hand-placed files."""
     import mtlab.data.builtin  # noqa: F401  (registers)
-    from mtlab.data.sources import SOURCES
     from mtlab.registry import load_entry_points
 
     load_entry_points("mtlab.datasets")
+
+
+def sources() -> dict[str, Source]:
+    """Every registered source: those of mtlab's own dataset modules and of installed plug-ins."""
+    from mtlab.data.sources import SOURCES
+
+    _load_datasets()
     return SOURCES
+
+
+def hand_placed() -> dict[str, HandPlaced]:
+    """Every hand-placed dataset (mtlab's and installed plug-ins'), by name."""
+    from mtlab.data.placed import HAND_PLACED
+
+    _load_datasets()
+    return HAND_PLACED
 
 
 def readers() -> dict[str, list[str]]:
@@ -124,7 +138,7 @@ def _hand_placed_table(data_dir: Path | None) -> Table:
     table = Table(title="datasets you put in place by hand (mtlab cannot download them)")
     for column in ("dataset", "found in", "state", "how to get it"):
         table.add_column(column, overflow="fold")
-    for spec in placed.hand_placed().values():
+    for spec in hand_placed().values():
         place = placed.locate(spec, data_dir)
         if place is None:
             table.add_row(spec.name, "-", "not found", spec.obtain)
@@ -159,19 +173,17 @@ def _composites_table() -> Table:
 def verify_data(args: argparse.Namespace) -> int:
     """Check the files of one source, or of every source found somewhere; 1 if any file is not ok."""
     from mtlab.data import resolve
-    from mtlab.data.placed import hand_placed as registered
-
-    known = registered()
+    known = hand_placed()
     if args.dataset:
         _check_name(args.dataset)
-        hand_placed = [known[args.dataset]] if args.dataset in known else []
+        placed = [known[args.dataset]] if args.dataset in known else []
     else:
-        hand_placed = list(known.values())
+        placed = list(known.values())
     checked = _sources(args.dataset) if args.dataset else list(sources().values())
     table = Table(title="verify")
     for column in ("source", "file", "status", "detail"):
         table.add_column(column, overflow="fold")
-    problems = sum(_verify_hand_placed(spec, args.data_dir, table, asked=bool(args.dataset)) for spec in hand_placed)
+    problems = sum(_verify_hand_placed(spec, args.data_dir, table, asked=bool(args.dataset)) for spec in placed)
     for source in checked:
         found = resolve.locate(source, args.data_dir)
         if found is None:
@@ -189,8 +201,6 @@ def verify_data(args: argparse.Namespace) -> int:
 
 def _check_name(name: str) -> None:
     """Raise unless ``name`` is a source, a dataset built from one, or a hand-placed dataset."""
-    from mtlab.data.placed import hand_placed
-
     names = sorted({*sources(), *(d for users in readers().values() for d in users), *hand_placed()})
     if name not in names:
         raise MtlabError(f"DATASET: unknown dataset {name!r}; " + did_you_mean(name, names, f"known: {names}"))
@@ -215,8 +225,6 @@ def _verify_hand_placed(spec: HandPlaced, data_dir: Path | None, table: Table, a
 
 def fetch_data(args: argparse.Namespace) -> int:
     """Download the files of every source of the dataset that are not already intact in the target directory."""
-    from mtlab.data.placed import hand_placed
-
     _check_name(args.dataset)
     if args.dataset in hand_placed():
         raise DataError(f"{args.dataset} cannot be downloaded by mtlab; {hand_placed()[args.dataset].obtain}")

@@ -42,16 +42,6 @@ def register_hand_placed(spec: HandPlaced) -> HandPlaced:
     return spec
 
 
-def hand_placed() -> dict[str, HandPlaced]:
-    """Every hand-placed dataset, after importing the dataset plug-ins that register them (mtlab's and those of
-    installed packages)."""
-    import mtlab.data.builtin  # noqa: F401  (registers)
-    from mtlab.registry import load_entry_points
-
-    load_entry_points("mtlab.datasets")
-    return HAND_PLACED
-
-
 def places(spec: HandPlaced, data_dir: Path | None = None) -> list[Place]:
     return search_places(spec.dirnames, data_dir)
 
