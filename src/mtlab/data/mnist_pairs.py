@@ -7,7 +7,8 @@ model would read one image of two channels). :mod:`mtlab.data.pairs` draws the p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -42,7 +43,7 @@ class MnistPairsData(DataBase):
     )
 
     @classmethod
-    def example(cls, name: str, workdir):
+    def example(cls, name: str, workdir: Path) -> dict[str, Any]:
         """Pairs drawn from the embedded MNIST sample (no download)."""
         return {"dataset": name, "pairs": 200, "digits": "mnist-sample"}
 

@@ -9,7 +9,8 @@ so when loaded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -76,7 +77,7 @@ class MultiData(DataBase):
         return offset
 
     @classmethod
-    def example(cls, name: str, workdir):
+    def example(cls, name: str, workdir: Path) -> dict[str, Any]:
         """One composite per source image (the embedded samples build in a second)."""
         return {"dataset": name, "per_image": 1}
 
