@@ -24,6 +24,7 @@ from mtlab.registry import Registry
 if TYPE_CHECKING:
     from mtlab.config.schema import RunConfig, TrunkConfig
     from mtlab.data.dataset import Dataset
+    from mtlab.data.sources import Source
     from mtlab.models.base import MultiTaskNet
     from mtlab.tasks import Task
 
@@ -121,7 +122,7 @@ class DataBase(FileRelative):
         any file is read; None where only the files tell (checks of the shape are then left to the run)."""
         return None
 
-    def sources(self) -> tuple[Any, ...]:
+    def sources(self) -> tuple[Source, ...]:
         """The :class:`~mtlab.data.sources.Source` file sets the dataset reads (downloadable or embedded in the
         package); empty for files put in place by hand, the user's own files, or generated data."""
         return ()
