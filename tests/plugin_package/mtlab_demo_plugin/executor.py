@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mtlab.study.executors import EXECUTORS
-from mtlab.study.executors.local import LocalExecutor
+from mtlab.execute import EXECUTORS
+from mtlab.execute.local import LocalExecutor
 
 
 class SerialExecutor(LocalExecutor):
