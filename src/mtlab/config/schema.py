@@ -37,7 +37,7 @@ from mtlab.weighting import LossConfig, method_class
 class ConvLayer(Strict):
     """One convolution, then ReLU, then optional max-pool, then optional batch-norm (the order of the reference)."""
 
-    filters: int = Field(gt=0)
+    filters: int = Field(gt=0, examples=[16])
     kernel: int = Field(3, gt=0)
     stride: int = Field(1, gt=0)
     padding: Annotated[int, Field(ge=0)] | Literal["same", "valid"] = Field(
@@ -71,7 +71,9 @@ class CnnTrunk(DenseOptions):
     """Convolutions (see :class:`ConvLayer`), flatten, then optional dense layers."""
 
     type: Literal["cnn"]
-    conv: list[ConvLayer] = Field(min_length=1)
+    conv: list[ConvLayer] = Field(
+        min_length=1, examples=[[{"filters": 16, "kernel": 3, "pool": 2}, {"filters": 32, "kernel": 3, "pool": 2}]]
+    )
     dense: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
 
 
@@ -445,7 +447,7 @@ class RunConfig(Strict):
     seed: int = Field(0, ge=0)
     data: DataConfig
     tasks: list[str] | None = Field(None, description="Tasks to train (default: all of the dataset's tasks).")
-    model: ModelConfig
+    model: ModelConfig = Field(examples=[{"trunk": {"type": "mlp", "widths": [64]}}])
     loss: LossConfig = Field(
         default_factory=lambda: method_class("fixed").Options(),
         description="The weighting method and its options (``mtlab weightings`` lists them); default fixed.",
