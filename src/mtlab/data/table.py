@@ -741,7 +741,7 @@ def load_table(options: TableData) -> Dataset:
         task, y = task_targets(table, name, spec)
         check_labelled(table.path, task, spec, y[train_rows])
         tasks[name], targets[name] = task, y
-        if is_class_type(spec.type) and spec.classes is None:
+        if task.task_type.target_format() == "classes" and spec.classes is None:
             notes.append(found_classes_note(name, spec.source_columns[0], task.class_names))
 
     # The inputs last: decoding is the slow part, and every cheap check has passed by now.
