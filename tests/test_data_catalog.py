@@ -75,6 +75,7 @@ def test_every_dataset_loads_its_example_with_the_tasks_and_shape_it_declares(na
             assert kind.labelled(labels).any()
 
 
+@pytest.mark.slow  # a second pytest process collects this file
 def test_a_plug_in_dataset_is_covered_by_the_registry_tests(tmp_path):
     """The demo plug-in package's dataset (tests/plugin_package, entry point ``mtlab.datasets``) is collected and
     passes both tests above, with nothing about it in this file: run them in a process that sees the package."""
@@ -88,9 +89,10 @@ def test_a_plug_in_dataset_is_covered_by_the_registry_tests(tmp_path):
         "[mtlab.datasets]\ndemo-blobs = mtlab_demo_plugin.blobs\n[mtlab.tasks]\ncount = mtlab_demo_plugin.count\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "pytest", __file__, "-q", "-n", "0", "-p", "no:cacheprovider"]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", "every and demo-blobs"],
-        cwd=Path(__file__).parent, env=env, capture_output=True, text=True, timeout=600,
+        [*command, "-k", "every and demo-blobs"], cwd=Path(__file__).parent, env=env, capture_output=True, text=True,
+        timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 passed" in done.stdout
