@@ -11,13 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Literal
 
 import pytest
 import torch
 
 from conftest import require_shared_data
-from mtlab.config.base import DATASETS, DataBase, register_dataset
+from mtlab.config.base import DATASETS, DataBase
 from mtlab.data import Dataset, load_dataset, registered_datasets
 from mtlab.data.fashion import FASHION_CLASSES, FashionData
 from mtlab.data.idx import read_bytes, read_idx, write_idx
@@ -205,10 +204,7 @@ def test_unknown_dataset_is_a_config_error():
 
 def test_a_name_registers_once():
     with pytest.raises(ValueError, match="a dataset is already registered as 'mnist'"):
-
-        @register_dataset
-        class Again(DataBase):
-            dataset: Literal["mnist"]
+        DATASETS.register("mnist")(DATASETS.get("mnist-pairs"))
 
 
 def test_the_embedded_mnist_sample_is_stratified_real_digits():

@@ -29,9 +29,9 @@ from mtlab.tasks.regression import Regression
 @pytest.mark.parametrize("type_name", TASK_TYPES.names())
 def test_every_task_type_answers_how_its_targets_are_read(type_name):
     kind = TASK_TYPES.get(type_name)
-    assert kind.target_format() in ("classes", "binary", "zero_one", "numbers")
+    assert kind.target_format() in ("classes", "two_values", "zero_one", "numbers")
     assert kind.losses is None or all(isinstance(loss, str) for loss in kind.losses)
-    assert kind.one_column == (kind.target_format() in ("classes", "binary"))
+    assert kind.one_column == (kind.target_format() in ("classes", "two_values"))
     missing = torch.tensor([kind.missing_label]).to(kind.target_dtype)
     assert not kind.labelled(missing).any()
     assert kind.class_indices <= (not kind.target_dtype.is_floating_point)

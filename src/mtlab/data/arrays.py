@@ -23,8 +23,8 @@ Targets, per task type (a missing label: ``-1`` in an integer array, ``NaN`` in 
 * ``regression`` (N,) for one output or (N, O); ``classes`` may name the outputs (default: the task's name for
   (N,), ``0`` .. ``O-1`` for (N, O)); NaN is missing, an infinite value is an error;
 * a plug-in's task type: read as its ``target_format()`` says (``classes`` as class indices like ``multiclass``,
-  ``binary``, ``zero_one`` like ``multilabel``, ``numbers`` like ``regression``; by default class indices for an
-  integer ``target_dtype``, else numbers).
+  ``two_values`` like ``binary``, ``zero_one`` like ``multilabel``, ``numbers`` like ``regression``; by default
+  class indices for an integer ``target_dtype``, else numbers).
 
 Inputs must be finite (NaN in an input is an error). Every problem is one :class:`~mtlab.errors.DataError` line naming
 the file and the array (and, for two arrays that disagree, both).
@@ -183,7 +183,7 @@ def _floats(archive: Archive, key: str, array: np.ndarray, ndims: tuple[int, ...
 
 # Target format (TaskType.target_format) -> the array ranks it takes and how they are described.
 _FLOAT_SHAPES = {
-    "binary": ((1,), "(N,) 0/1 values"),
+    "two_values": ((1,), "(N,) 0/1 values"),
     "zero_one": ((2,), "(N, L) 0/1 values, one column per label"),
     "numbers": ((1, 2), "(N,) for one output or (N, O)"),
 }
@@ -286,7 +286,7 @@ def _task(
                 f"({'(N,)' if wa is None else f'(N, {wa})'} and {'(N,)' if wb is None else f'(N, {wb})'})"
             )
         width = widths["train"]
-        if form == "binary":
+        if form == "two_values":
             default: tuple[str, ...] = ("0", "1")
         elif width is None:
             default = (name,)
@@ -294,7 +294,7 @@ def _task(
             default = tuple(str(i) for i in range(width))
         names = tuple(spec.classes) if spec.classes is not None else default
         if len(names) != len(default):
-            what = {"binary": "values [negative, positive]"}.get(form, "outputs" if width is None else "columns")
+            what = {"two_values": "values [negative, positive]"}.get(form, "outputs" if width is None else "columns")
             raise DataError(
                 f"{archive.path}: {classes_key} names {len(names)} values, but task {name!r} has {len(default)} "
                 f"{what} (array 'y_train_{name}' of shape {raw['train'].shape})"

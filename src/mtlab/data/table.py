@@ -26,9 +26,9 @@ feature or image is an error. Rows are numbered from 1 in error messages (the he
 * ``regression``: numbers, one output per column (``column``: targets (N,); ``columns``: (N, O)); ``loss`` is
   ``mse`` (default), ``l1`` or ``huber``;
 * a task type registered by a plug-in: read as its ``target_format()`` says - ``classes`` like ``multiclass``,
-  ``binary``, ``zero_one`` like ``multilabel``, ``numbers`` like ``regression`` (by default: classes for an integer
-  ``target_dtype``, else numbers); its ``losses`` are the ones ``loss`` may name; the type's own ``check_targets``
-  then has the last word.
+  ``two_values`` like ``binary``, ``zero_one`` like ``multilabel``, ``numbers`` like ``regression`` (by default:
+  classes for an integer ``target_dtype``, else numbers); its ``losses`` are the ones ``loss`` may name; the type's
+  own ``check_targets`` then has the last word.
 
 Each rule above is the task type's answer (:class:`~mtlab.tasks.TaskType`: ``target_format``, ``one_column``,
 ``losses``, ``missing_label``), never a check of its name.
@@ -182,7 +182,7 @@ class TableTask(TaskSpecBase):
             raise ValueError(f"a {self.type} task reads one column; use column, not columns")
         if self.classes is not None and kind.target_format() != "classes":
             raise ValueError(f"classes apply to multiclass tasks, not {self.type}")
-        if self.positive is not None and kind.target_format() != "binary":
+        if self.positive is not None and kind.target_format() != "two_values":
             raise ValueError(f"positive applies to binary tasks, not {self.type}")
         return self
 
@@ -500,7 +500,7 @@ def task_targets(table: Table, name: str, spec: TableTask) -> tuple[Task, Tensor
     columns = spec.source_columns
     loss = spec.loss or default_loss(spec.type)
     form = TASK_TYPES.get(spec.type).target_format()
-    if form == "binary":
+    if form == "two_values":
         y, names = binary_targets(table, columns[0], key, spec.positive)
     elif form == "zero_one":
         y = torch.from_numpy(np.stack([zero_one_column(table, c, key) for c in columns], axis=1)).float()

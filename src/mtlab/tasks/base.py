@@ -33,7 +33,7 @@ from torch import Tensor
 from mtlab.registry import Registry
 
 Direction = Literal["max", "min"]
-TargetFormat = Literal["classes", "binary", "zero_one", "numbers"]
+TargetFormat = Literal["classes", "two_values", "zero_one", "numbers"]
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class TaskType(ABC):
     targets_from: ClassVar[TargetFormat | None] = None
     """How a user's table cells or array values become this type's targets (:mod:`mtlab.data.table`,
     :mod:`mtlab.data.arrays`): ``classes`` - one class per example, (N,) indices of the values the task's classes
-    name; ``binary`` - (N,) 0/1 from a column of two values; ``zero_one`` - (N, L) 0/1, one column per label;
+    name; ``two_values`` - (N,) 0/1 from a column of two values; ``zero_one`` - (N, L) 0/1, one column per label;
     ``numbers`` - (N,) or (N, O) floats, one column per output. None: ``classes`` for an integer
     :attr:`target_dtype`, else ``numbers`` (see :meth:`target_format`)."""
     losses: ClassVar[tuple[str, ...] | None] = None
@@ -155,7 +155,7 @@ class TaskType(ABC):
     @property
     def one_column(self) -> bool:
         """Whether a task of this type reads exactly one column of a table (one value per example)."""
-        return self.target_format() in ("classes", "binary")
+        return self.target_format() in ("classes", "two_values")
 
     @property
     def class_indices(self) -> bool:
