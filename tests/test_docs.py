@@ -77,6 +77,11 @@ def test_the_datasets_table_has_one_row_per_registered_dataset():
     mnist = next(row for row in generated.datasets() if row["dataset"] == "mnist")
     assert mnist["tasks"] == "`digit` (multiclass)"
     assert "train-images-idx3-ubyte" in mnist["layout"]
+    licences = {row["dataset"]: row["licence"] for row in generated.datasets()}
+    assert licences["mnist"] == licences["mnist-sample"] == "CC BY-SA 3.0 (LeCun & Cortes)"  # the files' sources say
+    assert set(licences["multi-fashion-mnist"].split("; ")) == {"CC BY-SA 3.0 (LeCun & Cortes)", "MIT (Zalando SE)"}
+    assert "non-commercial" in licences["celeba"]  # the hand-placed record says
+    assert licences["table"] == "yours"
 
 
 def test_the_task_types_table_has_one_row_per_registered_type():

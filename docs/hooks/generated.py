@@ -110,10 +110,10 @@ def _instance(name: str, cls: Any) -> Any:
     import tempfile
 
     with tempfile.TemporaryDirectory() as workdir:
-        sections: list[Any] = [{"dataset": name}]
+        sections: list[Any] = [{"dataset": name}]  # the defaults first: what the dataset reads unless told otherwise
         if callable(getattr(cls, "example", None)):
             with contextlib.suppress(Exception):  # an example that needs more than a folder: the defaults alone
-                sections.insert(0, cls.example(name, Path(workdir)))
+                sections.append(cls.example(name, Path(workdir)))
         for section in sections:
             try:
                 return cls.model_validate(section)
@@ -179,7 +179,7 @@ def datasets() -> list[dict[str, str]]:
         records = [*sources, *([placed] if placed is not None else [])]
         licence = getattr(cls, "licence", "") or "; ".join(
             dict.fromkeys(r.licence for r in records if getattr(r, "licence", ""))
-        ) or "not stated by the dataset"
+        ) or ("yours" if _users_own(cls) else "not stated by the dataset")
         rows.append({"dataset": name, "tasks": _tasks_of(cls, options), "what": _first_paragraph(cls.__doc__),
                      "where": where, "layout": layout, "licence": licence})
     return rows

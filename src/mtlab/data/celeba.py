@@ -196,6 +196,7 @@ CELEBA = register_hand_placed(
         tuple(parts[1] for parts in LAYOUTS.values()),
         _survey,
         _verify,
+        licence="non-commercial research only (the CelebA agreement)",
     )
 )
 

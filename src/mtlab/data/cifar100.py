@@ -35,6 +35,7 @@ CIFAR100 = register_source(
             "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz (161 MiB) and unpack it under $MTLAB_DATA "
             "(`tar xzf cifar-100-python.tar.gz -C $MTLAB_DATA`)"
         ),
+        licence="none stated; cite Krizhevsky (2009)",
     )
 )
 

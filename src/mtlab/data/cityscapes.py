@@ -56,7 +56,8 @@ def _verify(root: Path) -> list[str]:
 
 
 CITYSCAPES = register_hand_placed(
-    HandPlaced("cityscapes", ("cityscapes2", "cityscapes"), OBTAIN, ("train/image",), _survey, _verify)
+    HandPlaced("cityscapes", ("cityscapes2", "cityscapes"), OBTAIN, ("train/image",), _survey, _verify,
+               licence="the Cityscapes terms: non-commercial research, after registering")
 )
 
 

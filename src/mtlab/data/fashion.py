@@ -52,6 +52,7 @@ FASHION_MNIST = register_source(
             f"or download {IDX_GZ_LIST} from http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ "
             "into a folder fashion-mnist/ under $MTLAB_DATA"
         ),
+        licence="MIT (Zalando SE)",
     )
 )
 
@@ -68,6 +69,7 @@ FASHION_MNIST_SAMPLE = register_source(
         ),
         hint="reinstall mtlab: the sample ships inside the package (src/mtlab/embedded/fashion-mnist-sample/)",
         embedded=True,
+        licence="MIT (Zalando SE)",
     )
 )
 

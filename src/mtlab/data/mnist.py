@@ -42,6 +42,7 @@ MNIST = register_source(
             "get them with `mtlab data fetch mnist`, or download "
             f"{IDX_GZ_LIST} from https://ossci-datasets.s3.amazonaws.com/mnist/ into a folder mnist/ under $MTLAB_DATA"
         ),
+        licence="CC BY-SA 3.0 (LeCun & Cortes)",
     )
 )
 
@@ -58,6 +59,7 @@ MNIST_SAMPLE = register_source(
         ),
         hint="reinstall mtlab: the sample ships inside the package (src/mtlab/embedded/mnist-sample/)",
         embedded=True,
+        licence="CC BY-SA 3.0 (LeCun & Cortes)",
     )
 )
 

@@ -46,7 +46,10 @@ def _verify(root: Path) -> list[str]:
     return mtan_layout.verify(root, {"image": "image", **FOLDERS}, COUNTS, SIZE)
 
 
-NYUV2 = register_hand_placed(HandPlaced("nyuv2", ("nyuv2",), OBTAIN, ("train/image",), _survey, _verify))
+NYUV2 = register_hand_placed(
+    HandPlaced("nyuv2", ("nyuv2",), OBTAIN, ("train/image",), _survey, _verify,
+               licence="none stated; cite NYU Depth V2 (Silberman et al., 2012)")
+)
 
 
 @register_dataset

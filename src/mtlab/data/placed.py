@@ -31,6 +31,8 @@ class HandPlaced:
     markers: tuple[str, ...]
     survey: Callable[[Path], str]
     verify: Callable[[Path], list[str]]
+    licence: str = ""
+    """The terms the files are shared under, as their publishers state them (the documentation's dataset table)."""
 
 
 HAND_PLACED: dict[str, HandPlaced] = {}

@@ -57,6 +57,8 @@ class Source:
     archive: Archive | None = None
     system_dirs: tuple[Path, ...] = ()
     embedded: bool = False
+    licence: str = ""
+    """The terms the files are shared under, as their publishers state them (the documentation's dataset table)."""
 
     @property
     def downloadable(self) -> bool:
