@@ -108,3 +108,15 @@ def pick_tasks(tasks: Mapping[str, Task], names: list[str]) -> list[Task]:
     if missing:
         raise KeyError(f"tasks {missing} are not among the dataset's tasks {list(tasks)}")
     return [tasks[name] for name in names]
+
+
+def example_task(name: str, classes: int, type: str = "multiclass") -> Task:
+    """Task ``name`` with ``classes`` outputs named ``name0``, ``name1``, ... (for the kinds' ``example()``)."""
+    return Task(name, tuple(f"{name}{i}" for i in range(classes)), type=type)
+
+
+FASHION_TASKS = {"item": example_task("item", 10), "group": example_task("group", 3)}
+"""Fashion-MNIST's two tasks (item: 10 classes, group: 3), which most kinds' examples are built for."""
+
+DENSE_TASKS = {"seg": example_task("seg", 3, type="segmentation"), "depth": Task("depth", type="depth")}
+"""A segmentation task of 3 classes and a depth task, which the per-pixel kinds' examples are built for."""

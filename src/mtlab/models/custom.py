@@ -51,12 +51,11 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from mtlab.config.base import ModelKind, register_model_kind
+from mtlab.config.base import ModelExample, ModelKind, TrunkOptions, register_model_kind
 from mtlab.errors import MtlabError
-from mtlab.models.base import MultiTaskNet, Part
+from mtlab.models.base import FASHION_TASKS, MultiTaskNet, Part
 
 if TYPE_CHECKING:
-    from mtlab.config.schema import RunConfig, TrunkConfig
     from mtlab.tasks import Task
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -105,7 +104,7 @@ class CustomModel(ModelKind):
         split_factory(factory)
         return factory
 
-    def trunk_configs(self) -> list[TrunkConfig]:
+    def trunk_configs(self) -> list[TrunkOptions]:
         return []  # no mtlab trunk: nothing for a search to vary or an analysis to hook
 
     def dense_only(self) -> bool:
@@ -128,11 +127,12 @@ class CustomModel(ModelKind):
         if is_file and not Path(where).expanduser().is_absolute():
             self.factory = f"{(Path(base) / where).resolve()}:{attr}"
 
-    def build(self, run: RunConfig, tasks: dict[str, Task], input_shape: tuple[int, ...]) -> CustomNet:
-        names = run.task_names
-        missing = [t for t in names if t not in tasks]
-        if missing:
-            raise KeyError(f"tasks {missing} are not among the dataset's tasks {list(tasks)}")
+    @classmethod
+    def example(cls) -> ModelExample:
+        return ModelExample({"kind": "custom", "factory": f"{__name__}:example_factory"}, FASHION_TASKS, (1, 12, 12))
+
+    def build(self, tasks: dict[str, Task], input_shape: tuple[int, ...]) -> CustomNet:
+        names = list(tasks)
         outputs = {t: tasks[t].outputs for t in names}
         build = load_factory(self.factory)
         try:
@@ -154,6 +154,26 @@ class CustomModel(ModelKind):
         reason = None if self.stackable() else "model.stack is 'never'"
         dense = frozenset(t for t in names if tasks[t].task_type.dense)
         return CustomNet(module, outputs, tuple(input_shape), factory=self.factory, stack_problem=reason, dense=dense)
+
+
+def example_factory(task_outputs: dict[str, int], input_shape: tuple[int, ...], hidden: int = 8) -> nn.Module:
+    """A factory of the form ``model.factory`` names (the kind's example): a shared dense layer, a linear head per
+    task; (B, *input_shape) -> ``{task: (B, outputs)}``."""
+
+    class TwoLayers(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            width = 1
+            for d in input_shape:
+                width *= d
+            self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(width, hidden), nn.ReLU())
+            self.heads = nn.ModuleDict({t: nn.Linear(hidden, n) for t, n in task_outputs.items()})
+
+        def forward(self, x: Tensor) -> dict[str, Tensor]:
+            h = self.trunk(x)  # (B, hidden)
+            return {t: head(h) for t, head in self.heads.items()}
+
+    return TwoLayers()
 
 
 # --------------------------------------------------------------------------------------------------------- factory

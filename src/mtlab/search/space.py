@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mtlab.config.load import parse_config, set_dotted
-from mtlab.config.schema import CnnTrunk, MlpTrunk, RunConfig, model_kind
+from mtlab.config.schema import RunConfig, model_kind
+from mtlab.models.trunks.cnn import CnnTrunk
+from mtlab.models.trunks.mlp import MlpTrunk
 
 if TYPE_CHECKING:
     import optuna
