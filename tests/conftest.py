@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from demo_plugins import load_demo_plugins
+
+# The outside package's trunk, model kind, executor and tracker join mtlab's own before any test assembles the config
+# schema, so every test parametrised over a registry covers them too.
+load_demo_plugins()
+
 SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 
 

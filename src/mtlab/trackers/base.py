@@ -57,6 +57,12 @@ class Tracker(ABC):
     def default_destination(cls, directory: Path) -> str:
         """Where the tracker writes for the study directory ``directory`` when no ``--to`` is given."""
 
+    @classmethod
+    def example(cls, directory: Path) -> str:
+        """A destination under ``directory`` that works on any machine without a server or an account (the tests
+        parametrised over the registry track a small run there); by default :meth:`default_destination`."""
+        return cls.default_destination(directory)
+
     @abstractmethod
     def open_experiment(self, existing: str | None) -> str:
         """Create (or reopen, by the id ``existing``) the study's experiment / project; its id."""
