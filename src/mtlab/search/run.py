@@ -32,6 +32,7 @@ from mtlab.config.schema import RunConfig
 from mtlab.errors import ConfigError
 from mtlab.search.space import Architecture, describe, trial_config
 from mtlab.search.spec import SearchSpec
+from mtlab.study.executors import executor_needs_shared_storage
 from mtlab.study.executors.work import worker_name
 from mtlab.train.fit import FitObserver, TrainingDiverged
 from mtlab.train.run import train_run
@@ -139,7 +140,8 @@ def run_search(
     import optuna
 
     started = time.perf_counter()
-    url = storage or (default_storage(out) if workers == 1 and executor == "local" else default_journal(out))
+    shared = executor_needs_shared_storage(executor, workers)  # trials run in other processes: a journal they share
+    url = storage or (default_journal(out) if shared else default_storage(out))
     if storage is None:
         out.mkdir(parents=True, exist_ok=True)  # the default storage lives in it
     key = spec.objective_key()
@@ -155,7 +157,7 @@ def run_search(
     if is_journal(url):
         fail_orphans(study)
     remaining = target - len(study.get_trials(deepcopy=False, states=finished))
-    if remaining > 0 and (workers != 1 or executor != "local"):
+    if remaining > 0 and shared:
         from mtlab.search.workers import run_trial_workers
 
         run_trial_workers(spec, url, study, target, workers=workers, executor=executor, address=address,
