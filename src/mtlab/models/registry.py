@@ -38,5 +38,5 @@ def build_model(config: RunConfig, tasks: Mapping[str, Task], input_shape: Input
     ``tasks`` holds every task of the dataset (for output sizes); ``input_shape`` is (C, H, W) of one example.
     Parameters are initialised from torch's global generator: seed it (``torch.manual_seed``) for a repeatable net.
     """
-    picked = {task.name: task for task in pick_tasks(tasks, config.task_names)}
+    picked = dict(zip(config.task_names, pick_tasks(tasks, config.task_names), strict=True))  # keyed as ``tasks``
     return config.model.build(picked, tuple(input_shape))
