@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtlab.config.base import DATASETS
 from mtlab.data.resolve import Place, search_places
 from mtlab.errors import DataError
 
@@ -34,7 +35,7 @@ class HandPlaced:
 
 
 HAND_PLACED: dict[str, HandPlaced] = {}
-"""By dataset name; filled as the dataset modules are imported (:mod:`mtlab.config.plugins`)."""
+"""By dataset name; filled as the dataset modules are imported (the dataset registry loads them)."""
 
 
 def register_hand_placed(spec: HandPlaced) -> HandPlaced:
@@ -45,8 +46,7 @@ def register_hand_placed(spec: HandPlaced) -> HandPlaced:
 def hand_placed() -> dict[str, HandPlaced]:
     """Every hand-placed dataset, after importing the dataset plug-ins that register them (mtlab's and those of
     installed packages)."""
-    import mtlab.config.plugins  # noqa: F401  (registers)
-
+    DATASETS.names()  # loads every dataset module, mtlab's and installed packages': each registers its own
     return HAND_PLACED
 
 
