@@ -102,6 +102,9 @@ def test_every_trunk_builds_its_example_and_runs(name, shape):
         pytest.skip(str(e))
     features = trunk(torch.randn(2, *shape))
     assert features.shape == (2, width)
+    widths, label = config.layer_widths()  # what a search's table shows
+    assert all(isinstance(w, int) and w > 0 for w in widths)
+    assert label
     if config.dense_only():
         assert not any(isinstance(m, nn.Conv2d) for m in trunk.modules())
 

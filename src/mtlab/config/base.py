@@ -188,6 +188,7 @@ class TrunkOptions(FileRelative):
     * :meth:`ends_flat` - whether its last stage outputs a feature vector (dense layers) rather than a feature map;
     * :meth:`reads_vectors` - whether it can be built for flat inputs (D,) (the output of a trunk that ends flat);
     * :meth:`dense_only` - whether it has no convolutions;
+    * :meth:`layer_widths` - its layers' widths and a short label, as a search's result table shows it;
     * :meth:`example` - a small config of it, which the tests parametrised over :data:`TRUNKS` build.
     """
 
@@ -202,6 +203,11 @@ class TrunkOptions(FileRelative):
 
     def dense_only(self) -> bool:
         return False
+
+    def layer_widths(self) -> tuple[list[int], str]:
+        """The units or filters of its layers (MLP: hidden layers, CNN: convolutions), and a readable label
+        (``512-256``, ``32k4-64k3``); a trunk without such a list: none, and its type."""
+        return [], str(getattr(self, "type", "trunk"))
 
     @classmethod
     def example(cls) -> dict[str, Any]:

@@ -36,6 +36,10 @@ class CnnTrunk(DenseOptions, TrunkOptions):
     def ends_flat(self) -> bool:
         return bool(self.dense)
 
+    def layer_widths(self) -> tuple[list[int], str]:
+        parts = [f"{c.filters}k{c.kernel}" + (f"p{c.pool}" if c.pool > 1 else "") for c in self.conv]
+        return [layer.filters for layer in self.conv], "-".join(parts) + "".join(f"-d{w}" for w in self.dense)
+
     @classmethod
     def example(cls) -> dict[str, Any]:
         return {"type": "cnn", "conv": [{"filters": 4, "pool": 2, "batch_norm": True}, {"filters": 6}], "dense": [8]}

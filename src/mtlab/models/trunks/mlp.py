@@ -39,6 +39,9 @@ class MlpTrunk(DenseOptions, TrunkOptions):
     def dense_only(self) -> bool:
         return True
 
+    def layer_widths(self) -> tuple[list[int], str]:
+        return list(self.widths), "-".join(map(str, self.widths)) or "linear"
+
     @classmethod
     def example(cls) -> dict[str, Any]:
         return {"type": "mlp", "widths": [16, 8], "dropout": 0.1, "batch_norm": True}

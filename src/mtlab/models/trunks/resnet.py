@@ -51,6 +51,9 @@ class ResNetTrunk(TrunkOptions):
         trunk = StagedTrunk({"stem": stem, "stages": nn.Sequential(*stages)}, info, reduce, input_shape)
         return trunk, trunk.out_features
 
+    def layer_widths(self) -> tuple[list[int], str]:
+        return list(self.widths), "-".join(map(str, self.widths))
+
     @classmethod
     def example(cls) -> dict[str, Any]:
         return {"type": "resnet", "stem": 4, "widths": [4, 8], "blocks": 2}
