@@ -36,7 +36,6 @@ ALLOWED = {
     ("search/spec.py", "mnist-pairs"), ("data/mtan_layout.py", "depth"),
     # Not plug-in names: the same words in another sense.
     ("search/space.py", "mlp"),  # a search space's own type (spaces of MLP or CNN trunks), not a trunk's
-    ("report/tradeoff.py", "fixed"),  # the loss section's default written in a stored config
 }
 
 

@@ -1,7 +1,7 @@
 """Outside packages extend mtlab through entry points: the demo plug-in package (tests/plugin_package) - a dataset,
-a task type, a trunk, a model kind, a weighting method, an executor and a tracker - is installed into a fresh site directory (its
-``.dist-info`` with the entry points its pyproject declares, exactly what pip writes) and used from the ``mtlab``
-command in a new process, as a user who installed it would."""
+a task type, a trunk, a model kind, a weighting method, an executor and a tracker - is installed into a fresh site
+directory (its ``.dist-info`` with the entry points its pyproject declares, exactly what pip writes) and used from
+the ``mtlab`` command in a new process, as a user who installed it would."""
 
 from __future__ import annotations
 

@@ -120,6 +120,9 @@ class WeightingMethod(nn.Module):
     paper: ClassVar[str] = ""
     step: ClassVar[Literal["scalar", "jacobian"]]
     min_tasks: ClassVar[int] = 2
+    static: ClassVar[bool] = False
+    """Whether the objective is the constant-weighted sum of the losses (``loss.weights`` only): a sweep of such
+    runs over the weights is the static trade-off the reports draw the adaptive methods against."""
     """Fewest tasks the method is meaningful for (checked when a config is validated, before any training)."""
     needs_losses_after_step: ClassVar[bool] = False
     needs_meta_batch: ClassVar[bool] = False
