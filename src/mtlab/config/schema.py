@@ -53,6 +53,7 @@ def __getattr__(name: str) -> Any:
 def _either(names: list[str]) -> str:
     return " or ".join(repr(n) for n in names) or "(none registered)"
 
+
 # ----------------------------------------------------------------------------------------------------------- data
 
 
