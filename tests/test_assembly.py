@@ -72,3 +72,16 @@ def test_a_kind_refers_to_the_trunk_union_by_forward_reference():
     multitask = MODEL_KINDS.get("multitask")
     model = multitask(kind="multitask", trunk=TRUNKS.get("demo_gated").example())
     assert type(model.trunk) is TRUNKS.get("demo_gated")  # the outside package's trunk, in mtlab's kind
+
+
+def test_a_registry_imports_its_built_in_modules_on_first_use(tmp_path, monkeypatch):
+    (tmp_path / "regdemo_home.py").write_text(
+        "from mtlab.registry import Registry\nTHINGS = Registry('thing', builtins=('regdemo_item',))\n"
+    )
+    (tmp_path / "regdemo_item.py").write_text("from regdemo_home import THINGS\nTHINGS.register('x')(1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import regdemo_home
+
+    assert "regdemo_item" not in sys.modules  # declared by name, not imported
+    assert regdemo_home.THINGS.names() == ["x"]
+    assert regdemo_home.THINGS.get("x") == 1
