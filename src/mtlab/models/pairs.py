@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from mtlab.config.schema import RunConfig, Trunk
 
 LEQ, DIGIT_A, DIGIT_B = "leq", "digit_a", "digit_b"
+DIGITS = 10
+"""Digit classes a branch predicts when no digit task is trained (MNIST's)."""
 SHARED = "shared"
 """Key of the single branch under weight sharing (separate branches are keyed ``a`` and ``b``)."""
 
@@ -50,11 +52,11 @@ class PairNet(MultiTaskNet):
         if channels != 2:
             raise ValueError(f"a pair model needs inputs of 2 channels (one digit each), got shape {input_shape}")
         pick_tasks(tasks, [LEQ])  # fails early, naming the comparison task when it is missing
-        num_digits = config.digits
-        for digit in (DIGIT_A, DIGIT_B):
-            if digit in tasks and tasks[digit].num_classes != num_digits:
-                raise ValueError(f"{digit} has {tasks[digit].num_classes} classes, the branches predict "
-                                 f"{num_digits} (model.digits)")
+        # Each branch predicts the digit classes: the digit tasks' when they are trained, else MNIST's ten.
+        counts = {tasks[digit].num_classes for digit in (DIGIT_A, DIGIT_B) if digit in tasks}
+        if len(counts) > 1:
+            raise ValueError(f"{DIGIT_A} and {DIGIT_B} must have the same classes to share a comparison head")
+        num_digits = counts.pop() if counts else DIGITS
         keys = [SHARED] if config.weight_sharing else ["a", "b"]
         image_shape = (1, height, width)
         self.branches = nn.ModuleDict({key: build_branch(config.branch, image_shape, num_digits) for key in keys})
@@ -107,9 +109,6 @@ class PairModel(ModelKind):
     branch: Trunk
     head: Head = Field(default_factory=Head)
     weight_sharing: bool = False
-    digits: int = Field(
-        10, gt=1, description="Digit classes of each branch's output (the digit tasks' classes when they are trained)."
-    )
 
     trunk_field: ClassVar[str] = "branch"
 
