@@ -85,3 +85,20 @@ def test_a_registry_imports_its_built_in_modules_on_first_use(tmp_path, monkeypa
     assert "regdemo_item" not in sys.modules  # declared by name, not imported
     assert regdemo_home.THINGS.names() == ["x"]
     assert regdemo_home.THINGS.get("x") == 1
+
+
+def test_a_trunk_registered_after_the_assembly_is_refused_with_the_way_to_declare_it():
+    from typing import Literal
+
+    import pytest
+
+    from mtlab.config.base import TrunkOptions, register_trunk
+
+    shared_unions()
+
+    class Late(TrunkOptions):
+        type: Literal["late"]
+
+    with pytest.raises(RuntimeError, match=r"registers after the run config was assembled.*mtlab\.trunks entry point"):
+        register_trunk(Late)
+    assert "late" not in TRUNKS

@@ -340,8 +340,17 @@ def _tag_values(cls: type[BaseModel], field: str) -> tuple[Any, ...]:
     return get_args(cls.model_fields[field].annotation)
 
 
+def _not_yet_assembled(cls: type[BaseModel], group: str) -> None:
+    if _UNIONS:
+        raise RuntimeError(
+            f"{cls.__module__}.{cls.__name__} registers after the run config was assembled, so configs cannot select "
+            f"it; declare its module as a {group} entry point (or import it before the first config is validated)"
+        )
+
+
 def register_dataset(cls: type[DataBase]) -> type[DataBase]:
     """Class decorator: register a dataset's options class under every name its ``dataset`` literal allows."""
+    _not_yet_assembled(cls, "mtlab.datasets")
     for name in _tag_values(cls, "dataset"):
         DATASETS.register(name)(cls)
     return cls
@@ -349,6 +358,7 @@ def register_dataset(cls: type[DataBase]) -> type[DataBase]:
 
 def register_trunk(cls: type[TrunkOptions]) -> type[TrunkOptions]:
     """Class decorator: register a trunk's options class under its ``type`` literal."""
+    _not_yet_assembled(cls, "mtlab.trunks")
     for name in _tag_values(cls, "type"):
         TRUNKS.register(name)(cls)
     return cls
@@ -356,6 +366,7 @@ def register_trunk(cls: type[TrunkOptions]) -> type[TrunkOptions]:
 
 def register_model_kind(cls: type[ModelKind]) -> type[ModelKind]:
     """Class decorator: register a model kind's options class under its ``kind`` literal."""
+    _not_yet_assembled(cls, "mtlab.models")
     for name in _tag_values(cls, "kind"):
         MODEL_KINDS.register(name)(cls)
     return cls
@@ -381,6 +392,8 @@ def assemble() -> None:
         return
     _assembling = True
     try:
+        for registry in (TRUNKS, MODEL_KINDS, DATASETS):
+            registry.names()  # loads every plug-in first: a trunk may come with an outside package's model kinds
         unions = {
             "Trunk": _union(TRUNKS, "type"),
             "DataConfig": _union(DATASETS, "dataset"),
