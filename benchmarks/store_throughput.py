@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from mtlab.data.batches import Normalizer
-from mtlab.rundir import RunDirectory
 from mtlab.study.catalog import find_study
 from mtlab.study.spec import expand
 from mtlab.study.store import ResultStore
 from mtlab.train.fit import FitResult
+from mtlab.train.rundir import RunDirectory
 
 
 def fake_result(epochs: int = 100) -> FitResult:

@@ -11,7 +11,6 @@ import pytest
 
 from conftest import require_shared_data
 from mtlab.analysis.pca import (
-    add_cli,
     class_ellipse,
     components_for,
     fit_pca,
@@ -19,6 +18,7 @@ from mtlab.analysis.pca import (
     pixel_matrix,
     subset_split,
 )
+from mtlab.cli.analyze.pca import add_cli
 from mtlab.errors import ConfigError
 
 

@@ -22,10 +22,14 @@ from mtlab.analysis.loaded import (
     trunk_inputs,
 )
 from mtlab.analysis.pictures import displayable, draw_grid, shared_scale
+from mtlab.cli.analyze import dream as dream_cli
+from mtlab.cli.analyze import features as features_cli
+from mtlab.cli.analyze import filters as filters_cli
+from mtlab.cli.analyze import maximize as maximize_cli
 from mtlab.config import parse_config
 from mtlab.errors import MtlabError
-from mtlab.rundir import load_checkpoint
 from mtlab.train.run import train_run
+from mtlab.train.rundir import load_checkpoint
 
 CNN = {"type": "cnn", "conv": [{"filters": 4, "kernel": 3, "pool": 2}, {"filters": 6, "kernel": 3, "pool": 2}]}
 TINY = {"epochs": 1, "batch_size": 50, "device": "cpu"}
@@ -95,7 +99,7 @@ def _needs(runs, name: str):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtlab analyze")
     subparsers = parser.add_subparsers(required=True)
-    for module in (filters, features, maximize, dream):
+    for module in (filters_cli, features_cli, maximize_cli, dream_cli):
         module.add_cli(subparsers)
     return parser
 

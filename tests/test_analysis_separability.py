@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import require_shared_data
-from mtlab.analysis.separability import accuracy, add_cli, lp_separable, perceptron
+from mtlab.analysis.separability import accuracy, lp_separable, perceptron
+from mtlab.cli.analyze.separability import add_cli
 from mtlab.errors import ConfigError
 
 

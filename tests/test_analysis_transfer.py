@@ -11,6 +11,7 @@ import torch
 
 from mtlab.analysis import transfer
 from mtlab.analysis.loaded import load_trained_run
+from mtlab.cli.analyze import transfer as transfer_cli
 from mtlab.config import parse_config
 from mtlab.errors import MtlabError
 from mtlab.train.run import train_run
@@ -48,7 +49,7 @@ def runs(tmp_path_factory):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtlab analyze")
-    transfer.add_cli(parser.add_subparsers(required=True))
+    transfer_cli.add_cli(parser.add_subparsers(required=True))
     return parser
 
 

@@ -9,13 +9,14 @@ trained cross-stitch run.
 from __future__ import annotations
 
 import argparse
+import importlib
 from typing import Any
 
 import pytest
 import torch
 from pydantic import TypeAdapter
 
-from mtlab.analysis import dream, features, filters, maximize, transfer
+from mtlab.analysis import transfer
 from mtlab.analysis.features import layer_outputs
 from mtlab.analysis.loaded import choose_trunk, conv_layers, load_trained_run, trunk_inputs
 from mtlab.config import parse_config
@@ -521,8 +522,8 @@ def test_a_stitched_column_is_analysed_as_the_network_computes_it(stitched_run):
 def _analyze(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mtlab analyze")
     subparsers = parser.add_subparsers(required=True)
-    for module in (filters, features, maximize, dream, transfer):
-        module.add_cli(subparsers)
+    for name in ("filters", "features", "maximize", "dream", "transfer"):
+        importlib.import_module(f"mtlab.cli.analyze.{name}").add_cli(subparsers)
     args = parser.parse_args(argv)
     return args.func(args)
 

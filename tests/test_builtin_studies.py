@@ -118,12 +118,15 @@ def test_multi_mnist_study_runs_its_multifashion_budget(tmp_path):
 
 
 def test_multi_mnist_study_compares_every_registered_weighting_method():
+    from mtlab.study.spec import expand
     from mtlab.weighting import registered_methods
 
     spec, _ = find_study("multi-mnist")
-    methods = [v.set["loss.method"] for v in spec.variants.values() if "loss.method" in v.set]
-    assert sorted(methods) == sorted(registered_methods())
-    assert spec.variants[spec.control.variant].set == {"loss.method": "fixed"}
+    runs = expand(spec, "quick")
+    shared = [r for r in runs if r.variant.startswith("shared, ")]
+    assert [r.config.loss.method for r in shared if r.seed == 0] == registered_methods()  # the set, expanded
+    control = next(r for r in runs if r.variant == spec.control.variant)
+    assert control.config.loss.method == "fixed"
     assert {"single left", "single right"} <= set(spec.variants)
 
 
@@ -158,7 +161,7 @@ def test_weighting_studies_train_every_registered_method_against_fixed(name):
     for budget in spec.budgets:
         runs = expand(spec, budget)
         methods = [r.config.loss.method for r in runs if len(r.config.task_names) > 1]
-        assert set(methods) == set(registered_methods()), "a new method belongs in this study"
+        assert set(methods) == set(registered_methods()), "the study's method set expands to every method"
         assert all(r.config.train.diagnostics is not None for r in runs)
     runs = expand(spec, "quick")
     controls = resolve_controls(spec, runs)
@@ -179,7 +182,7 @@ def test_fashion_frontier_places_every_method_against_a_static_sweep_over_the_si
     runs = expand(spec, "quick")
     assert {r.config.data.dataset for r in runs} == {"fashion-mnist-sample"}
     assert len({r.seed for r in runs}) == 3
-    assert {r.config.loss.method for r in runs} == set(registered_methods()), "a new method belongs on the front"
+    assert {r.config.loss.method for r in runs} == set(registered_methods()), "the adaptive set expands to every method"
     static = [r for r in runs if r.variant.startswith("static")]
     assert {r.config.loss.method for r in static} == {"fixed"}
     weights = {tuple(r.config.loss.weights[t] for t in ("item", "group")) for r in static}

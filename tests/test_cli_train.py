@@ -12,7 +12,7 @@ from mtlab.cli.main import main
 from mtlab.config import parse_config
 from mtlab.data.tasks import Task
 from mtlab.models import build_model
-from mtlab.rundir import load_checkpoint
+from mtlab.train.rundir import load_checkpoint
 
 CONFIG = {
     "name": "cli-tiny",

@@ -20,9 +20,9 @@ import yaml
 
 from mtlab import atomic
 from mtlab.cli.main import main
-from mtlab.rundir import is_finished, load_checkpoint
 from mtlab.study.spec import StudySpec, expand
 from mtlab.study.store import ResultStore
+from mtlab.train.rundir import is_finished, load_checkpoint
 from processes import mtlab_process as _mtlab
 from processes import run_statuses
 

@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from mtlab.errors import MtlabError
-from mtlab.study.executors import auto_workers, create_executor
-from mtlab.study.executors.local import LocalExecutor
-from mtlab.study.executors.processes import ProcessExecutor, exit_reason
-from mtlab.study.executors.work import GroupResult, GroupTask, RunResult
+from mtlab.execute import auto_workers, create_executor
+from mtlab.execute.local import LocalExecutor
+from mtlab.execute.processes import ProcessExecutor, exit_reason
+from mtlab.execute.work import GroupResult, GroupTask, RunResult
 from mtlab.study.runner import run_study
 from mtlab.study.spec import StudySpec
 from mtlab.study.store import ResultStore
@@ -123,7 +123,7 @@ def test_auto_workers_leave_room_for_each_runs_threads(monkeypatch):
 
     if torch.cuda.is_available():
         pytest.skip("on CUDA auto means one worker per GPU")
-    monkeypatch.setattr("mtlab.study.executors.usable_cores", lambda: 8)
+    monkeypatch.setattr("mtlab.execute.usable_cores", lambda: 8)
     assert [auto_workers(t) for t in (1, 3, 16)] == [8, 2, 1]
 
 
@@ -334,3 +334,16 @@ def test_a_study_on_a_ray_cluster_survives_a_killed_worker_and_resumes(tmp_path,
     with ResultStore(directory / "results.sqlite") as store:
         assert store.info()["executor"]["executor"] == "ray"
         assert store.info()["executor"]["cpus"] == 2
+
+
+def test_an_outside_executor_written_against_the_old_import_path_still_loads():
+    """Executors moved from mtlab.study.executors to mtlab.execute; a plug-in importing the old path gets the same
+    registry and classes (not copies)."""
+    from mtlab.study.executors.local import LocalExecutor as OldLocal
+
+    import mtlab.execute
+    import mtlab.execute.local
+    from mtlab.study.executors import EXECUTORS as old_registry
+
+    assert old_registry is mtlab.execute.EXECUTORS
+    assert OldLocal is mtlab.execute.local.LocalExecutor

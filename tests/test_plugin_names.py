@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mtlab.config.base import DATASETS, MODEL_KINDS, TRUNKS
-from mtlab.study.executors import (
+from mtlab.execute import (
     EXECUTORS,
     create_executor,
     executor_is_parallel,

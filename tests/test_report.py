@@ -464,8 +464,8 @@ def test_delta_m_caption_says_what_a_three_seed_interval_spans():
 
 
 def test_comparisons_table_says_which_tests_are_undefined_and_leaves_them_out_of_the_family():
-    from mtlab.analysis.stats import compare
     from mtlab.report.render import verdict_sentence
+    from mtlab.report.stats import compare
     from mtlab.report.tables import comparison_table
     from test_stats import metrics_frame
 

@@ -17,9 +17,10 @@ from conftest import require_shared_data
 from mtlab.cli import search_cmd
 from mtlab.errors import ConfigError
 from mtlab.search import builtin_search_paths, find_search, load_search_spec, with_budget
-from mtlab.search.run import OptunaPruning, extremes, run_search
+from mtlab.search.run import extremes, run_search
 from mtlab.search.space import describe, trial_config
 from mtlab.search.spec import SearchSpec, validate_spec
+from mtlab.search.trials import OptunaPruning
 
 BASE = {"data": {"dataset": "mnist", "val_fraction": 0.1}, "train": {"epochs": 2, "batch_size": 50}}
 
@@ -223,7 +224,7 @@ def test_pruned_trials_are_recorded_with_their_last_epoch(tmp_path, monkeypatch)
         def prune(self, study, trial):
             return trial.number > 0
 
-    monkeypatch.setattr("mtlab.search.run._pruner", lambda spec: PruneFromSecondTrial())
+    monkeypatch.setattr("mtlab.search.trials._pruner", lambda spec: PruneFromSecondTrial())
     spec = load_search_spec(spec_file(tmp_path, trials=3))
     spec = with_budget(spec, None, {"data.train_subset": 600, "data.test_subset": 200})
     outcome = run_search(spec, tmp_path / "out", retrain=False)

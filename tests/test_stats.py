@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mtlab.analysis.stats import (
+from mtlab.report.stats import (
     compare,
     delta_m,
     delta_m_interval,

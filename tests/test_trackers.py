@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from mtlab.cli.main import main
+from mtlab.report.tracking import export_study
 from mtlab.study.runner import run_study
 from mtlab.study.spec import StudySpec
 from mtlab.study.store import ResultStore
 from mtlab.trackers import TRACKERS, TrackerWarning
-from mtlab.trackers.tracking import export_study
 from mtlab.train.fit import TrainingDiverged
 from mtlab.train.run import train_runs
 from test_executors import ray_cluster  # noqa: F401  (the fixture: a real one-node Ray cluster on loopback)

@@ -711,7 +711,7 @@ def test_one_epoch_of_fashion_mtl_on_the_embedded_sample_stays_finite(name, tmp_
     outcome = train_run(parse_config(raw), tmp_path / name)
     record = outcome.result.history[-1]
     assert all(math.isfinite(v) for v in record.values())
-    from mtlab.rundir import load_checkpoint
+    from mtlab.train.rundir import load_checkpoint
 
     saved = load_checkpoint(tmp_path / name / "checkpoint.pt")["weighting"]
     assert saved.keys() == outcome.result.weighting_state.keys()

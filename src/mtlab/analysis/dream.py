@@ -14,7 +14,6 @@ added (upsampled), so structure appears at several sizes. Images live in the tru
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -26,14 +25,13 @@ from mtlab import seeding
 from mtlab.analysis.features import layer_outputs
 from mtlab.analysis.loaded import (
     ConvLayer,
-    add_run_arguments,
     choose_trunk,
     load_from_args,
     pick_inputs,
     pick_layers,
     trunk_inputs,
 )
-from mtlab.analysis.output import AnalysisOutput, output_directory
+from mtlab.analysis.output import AnalysisOutput, Options, output_directory
 from mtlab.analysis.pictures import draw_grid
 from mtlab.errors import MtlabError
 
@@ -42,7 +40,7 @@ CLIP = 0.5  # percent of pixels at each end of the shared grey scale allowed to 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mtlab.report.render import Block
+    from mtlab.pages.blocks import Block
 
 
 @dataclass(frozen=True)
@@ -124,33 +122,7 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "dream",
-        help="deep dream: amplify each conv layer's activations in chosen test images",
-        description="Gradient ascent on test images (chosen by --index or --class, default examples 0 and 1) to "
-        "increase the L2 norm of a layer's rectified activations, with octaves and jitter; one result per layer.",
-    )
-    add_run_arguments(parser, "dream")
-    parser.add_argument("--index", type=int, action="append", default=[], help="test-split index (repeat)")
-    parser.add_argument(
-        "--class", dest="classes", action="append", default=[], metavar="CLASS", help="class name or label (repeat)"
-    )
-    d = DreamSettings()
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"steps per octave (default {d.steps})")
-    parser.add_argument("--step-size", type=float, default=d.step_size, help=f"default {d.step_size}")
-    parser.add_argument("--octaves", type=int, default=d.octaves, help=f"default {d.octaves}")
-    parser.add_argument("--octave-scale", type=float, default=d.octave_scale, help=f"default {d.octave_scale}")
-    parser.add_argument("--jitter", type=int, default=d.jitter, help=f"random roll in pixels (default {d.jitter})")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    print(f"dream: {write_dream(args)}")
-    return 0
-
-
-def settings_from_args(args: argparse.Namespace) -> DreamSettings:
+def settings_from_args(args: Options) -> DreamSettings:
     settings = DreamSettings(args.steps, args.step_size, args.octaves, args.octave_scale, args.jitter)
     if settings.steps < 1 or settings.step_size <= 0 or settings.octaves < 1 or settings.octave_scale <= 1:
         raise MtlabError("dream: --steps and --octaves must be at least 1, --step-size positive, --octave-scale > 1")
@@ -159,11 +131,11 @@ def settings_from_args(args: argparse.Namespace) -> DreamSettings:
     return settings
 
 
-def write_dream(args: argparse.Namespace) -> Path:
+def write_dream(args: Options) -> Path:
     """Everything ``mtlab analyze dream`` writes: ``dream.png`` (rows: inputs; columns: the original, then one
     dream per layer, one shared grey scale), ``dream.npz``, ``dream.csv`` (activation norms before / after),
     ``dream.json`` and the page."""
-    from mtlab.report.render import Facts, Heading, Text
+    from mtlab.pages.blocks import Facts, Heading, Text
 
     settings = settings_from_args(args)
     run = load_from_args(args)
@@ -241,7 +213,7 @@ def write_dream(args: argparse.Namespace) -> Path:
 
 
 def _norm_table(numbers: list[dict]):
-    from mtlab.report.tables import Cell, Table
+    from mtlab.pages.blocks import Cell, Table
 
     return Table(
         ["Layer", "Input", "||relu(a)|| before", "after", "Change (RMS, input units)"],

@@ -8,7 +8,6 @@ uses one red-blue scale centred on zero, and a map's red regions are where the f
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -18,20 +17,19 @@ from torch import Tensor, nn
 from mtlab.analysis.loaded import (
     ConvLayer,
     StopForward,
-    add_run_arguments,
     choose_trunk,
     load_from_args,
     pick_inputs,
     pick_layers,
     trunk_inputs,
 )
-from mtlab.analysis.output import AnalysisOutput, output_directory
+from mtlab.analysis.output import AnalysisOutput, Options, output_directory
 from mtlab.analysis.pictures import draw_grid
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mtlab.report.render import Block
+    from mtlab.pages.blocks import Block
 
 
 def layer_outputs(trunk: nn.Module, x: Tensor, layers: Sequence[ConvLayer]) -> dict[str, Tensor]:
@@ -63,32 +61,10 @@ def layer_outputs(trunk: nn.Module, x: Tensor, layers: Sequence[ConvLayer]) -> d
     return {layer.name: outputs[layer.name] for layer in layers}
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "features",
-        help="feature maps of every conv layer for chosen test images",
-        description="Draw the feature maps (conv outputs) of each conv layer for test images chosen by index "
-        "(--index) or as the first test example of a class of --task (--class, a name or a label). "
-        "Default: test examples 0 and 1.",
-    )
-    add_run_arguments(parser, "features")
-    parser.add_argument("--index", type=int, action="append", default=[], help="test-split index (repeat)")
-    parser.add_argument(
-        "--class", dest="classes", action="append", default=[], metavar="CLASS", help="class name or label (repeat)"
-    )
-    parser.add_argument("--limit", type=int, default=64, help="at most this many maps per layer (default 64)")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    print(f"features: {write_features(args)}")
-    return 0
-
-
-def write_features(args: argparse.Namespace) -> Path:
+def write_features(args: Options) -> Path:
     """Everything ``mtlab analyze features`` writes: the inputs and one grid per layer (PNG), ``features.npz``
     (inputs and every map), ``features.csv`` (per map statistics), ``features.json`` and the page."""
-    from mtlab.report.render import Facts, Heading, Text
+    from mtlab.pages.blocks import Facts, Heading, Text
 
     run = load_from_args(args)
     task = run.task(args.task)

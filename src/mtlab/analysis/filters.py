@@ -8,7 +8,6 @@ Weights are signed: every grid uses one red-blue scale centred on zero (blue neg
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,19 +15,17 @@ import numpy as np
 
 from mtlab.analysis.loaded import (
     ConvLayer,
-    add_run_arguments,
     choose_trunk,
     load_from_args,
     pick_layers,
 )
-from mtlab.analysis.output import AnalysisOutput, output_directory
+from mtlab.analysis.output import AnalysisOutput, Options, output_directory
 from mtlab.analysis.pictures import draw_grid
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mtlab.report.render import Block
-    from mtlab.report.tables import Table
+    from mtlab.pages.blocks import Block, Table
 
 
 @dataclass
@@ -70,28 +67,9 @@ def draw_kernels(grid: KernelGrid, trunk: str):
     )
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "filters",
-        help="convolution kernels as images",
-        description="Draw each conv layer's kernels: whole kernels for the first layer, the first input channel of "
-        "each filter for deeper layers (or all of them with --all-channels).",
-    )
-    add_run_arguments(parser, "filters")
-    parser.add_argument("--all-channels", action="store_true", help="deeper layers: every input channel")
-    parser.add_argument("--limit", type=int, default=64, help="at most this many filters per layer (default 64)")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    out = write_filters(args)
-    print(f"filters: {out}")
-    return 0
-
-
-def write_filters(args: argparse.Namespace) -> Path:
+def write_filters(args: Options) -> Path:
     """Everything ``mtlab analyze filters`` writes: a PNG per layer, ``kernels.npz``, ``filters.csv``, the page."""
-    from mtlab.report.render import Facts, Heading, Text  # pandas: only when a page is written
+    from mtlab.pages.blocks import Facts, Heading, Text
 
     run = load_from_args(args)
     run.task(args.task)  # an unknown task is an error even though filters need no head
@@ -155,7 +133,7 @@ def write_filters(args: argparse.Namespace) -> Path:
 
 
 def _norm_table(rows: list[dict]) -> Table:
-    from mtlab.report.tables import Cell, Table
+    from mtlab.pages.blocks import Cell, Table
 
     by_layer: dict[tuple[int, str], list[float]] = {}
     for row in rows:

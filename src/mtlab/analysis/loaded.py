@@ -1,19 +1,18 @@
 """A trained run as the analysis commands see it: the model with its weights, its data, its convolutions.
 
 :func:`load_trained_run` rebuilds the network from a run directory (``config.yaml`` + ``checkpoint.pt``, see
-:mod:`mtlab.rundir`) in eval mode. The picture commands then work on one *trunk* of it - one of the model's
+:mod:`mtlab.train.rundir`) in eval mode. The picture commands then work on one *trunk* of it - one of the model's
 staged trunks (``model.staged_trunks()``: the shared trunk of a multi-task or MTAN model, a per-task trunk or
 cross-stitch column, an expert, a siamese branch) - and on that trunk's convolution layers, found stage by stage
 (:func:`conv_layers`). A trunk may see a different input than the model (a pair model's branch sees one of the two
 digit channels): :func:`trunk_inputs` asks the model itself what it feeds the trunk, so no analysis needs to know
 how a model kind routes its input.
 
-This module also holds what every analysis command of a run shares on the command line (:func:`add_run_arguments`).
+The command line's options of these analyses are parsed by :mod:`mtlab.cli.analyze`.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mtlab.analysis.output import Options
 from mtlab.config import load_config
 from mtlab.config.schema import RunConfig
 from mtlab.data.batches import Normalizer
@@ -29,8 +29,8 @@ from mtlab.data.split import RunSplits, carve_splits
 from mtlab.data.tasks import Task
 from mtlab.errors import MtlabError
 from mtlab.models import MultiTaskNet, build_model
-from mtlab.rundir import is_finished, load_checkpoint
 from mtlab.train.device import resolve_device
+from mtlab.train.rundir import is_finished, load_checkpoint
 
 
 @dataclass
@@ -266,21 +266,5 @@ def class_label(task: Task, name: str) -> int:
 # ---------------------------------------------------------------------------------------- command line, output
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    """The options every picture command shares: the run, the output, the trunk, the layers, the seed, the device."""
-    parser.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished run directory")
-    parser.add_argument("--out", type=Path, help=f"output directory (default: RUN_DIR/analysis/{command})")
-    parser.add_argument("--task", help="task whose head / class names to use (default: the run's first task)")
-    parser.add_argument("--trunk", help="trunk to analyse (default: the task's own trunk, else the shared one)")
-    parser.add_argument(
-        "--layer",
-        action="append",
-        metavar="N|NAME",
-        help="conv layer by position from 1 or module name (repeat; default: every conv layer)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="cpu", help="default: cpu")
-
-
-def load_from_args(args: argparse.Namespace) -> TrainedRun:
+def load_from_args(args: Options) -> TrainedRun:
     return load_trained_run(args.run, resolve_device(args.device))

@@ -18,7 +18,6 @@ logit of the ``--task`` head instead (Simonyan et al., 2014, class model visuali
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -32,20 +31,19 @@ from mtlab.analysis.features import layer_outputs
 from mtlab.analysis.loaded import (
     ConvLayer,
     TrainedRun,
-    add_run_arguments,
     choose_trunk,
     load_from_args,
     pick_layers,
     trunk_input_shape,
 )
-from mtlab.analysis.output import AnalysisOutput, output_directory
+from mtlab.analysis.output import AnalysisOutput, Options, output_directory
 from mtlab.analysis.pictures import draw_grid
 from mtlab.errors import MtlabError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mtlab.report.render import Block
+    from mtlab.pages.blocks import Block
 
 NOISE = 0.1  # standard deviation of the starting noise, in normalised input units
 LEAK = 0.1  # slope of the activation below zero
@@ -133,34 +131,10 @@ def maximize_classes(run: TrainedRun, task: str, settings: AscentSettings, seed:
     return ascend(logit, start_noise(classes, run.input_shape, seed, f"maximize/{task}", run.device), settings)
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "maximize",
-        help="activation maximisation: the input each filter (or class) responds to most",
-        description="Gradient ascent from seeded noise on the input, maximising each filter's mean activation "
-        "(one grid per conv layer), with L2 and total-variation penalties; with --classes also each class logit of "
-        "the --task head.",
-    )
-    add_run_arguments(parser, "maximize")
-    parser.add_argument("--classes", action="store_true", help="also maximise each class logit of --task's head")
-    parser.add_argument("--limit", type=int, default=32, help="at most this many filters per layer (default 32)")
-    defaults = AscentSettings()
-    parser.add_argument("--steps", type=int, default=defaults.steps, help=f"ascent steps (default {defaults.steps})")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam step size (default {defaults.lr})")
-    parser.add_argument("--l2", type=float, default=defaults.l2, help=f"L2 penalty weight (default {defaults.l2})")
-    parser.add_argument("--tv", type=float, default=defaults.tv, help=f"total-variation weight (default {defaults.tv})")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    print(f"maximize: {write_maximize(args)}")
-    return 0
-
-
-def write_maximize(args: argparse.Namespace) -> Path:
+def write_maximize(args: Options) -> Path:
     """Everything ``mtlab analyze maximize`` writes: a grid per layer (and per task with ``--classes``) as PNG,
     the images in ``maximize.npz``, the objective before / after per image in ``maximize.csv``, and the page."""
-    from mtlab.report.render import Facts, Heading, Text
+    from mtlab.pages.blocks import Facts, Heading, Text
 
     if args.steps < 1 or args.lr <= 0 or args.l2 < 0 or args.tv < 0:
         raise MtlabError("maximize: --steps must be at least 1, --lr positive, --l2 and --tv not negative")

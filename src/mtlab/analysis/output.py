@@ -1,12 +1,11 @@
 """Where an analysis command writes: PNG figures, the numbers behind them (NPZ/CSV/JSON) and one page.
 
-The page reuses the study report's blocks and writers (:mod:`mtlab.report.render`), so figures are embedded in the
+The page is built from the page toolkit's blocks and writers (:mod:`mtlab.pages`), so figures are embedded in the
 HTML as data URIs and the page needs nothing beside it.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -20,13 +19,17 @@ from mtlab.errors import ConfigError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from mtlab.report.render import Block
+    from mtlab.pages.blocks import Block
+
+Options = Any
+"""A command's parsed options: an object whose attributes are named as the command's flags (``run``, ``out``,
+``task``, ``layer``, ...). :mod:`mtlab.cli.analyze` parses them; a script may pass a ``SimpleNamespace``."""
 
 
 class AnalysisOutput:
     """An analysis command's output directory: PNG figures, the numbers behind them, and ``report.html`` / ``.md``.
 
-    The page reuses the study report's blocks and writers (:mod:`mtlab.report.render`), so figures are embedded
+    The page is built from the page toolkit's blocks and writers (:mod:`mtlab.pages`), so figures are embedded
     in the HTML as data URIs and the page needs nothing beside it.
     """
 
@@ -39,7 +42,7 @@ class AnalysisOutput:
 
     def figure(self, fig: Figure, name: str, title: str, caption: str) -> Block:
         """Save ``fig`` as ``<name>.png`` (no version stamp, so equal pictures are equal bytes); a page block."""
-        from mtlab.report.figures import save_figure
+        from mtlab.pages.figures import save_figure
 
         return save_figure(fig, self.directory / f"{name}.png", title, caption)
 
@@ -66,7 +69,7 @@ class AnalysisOutput:
 
     def page(self, blocks: list[Block]) -> Path:
         """Write ``report.md`` and the self-contained ``report.html``; return the HTML's path."""
-        from mtlab.report.render import to_html, to_markdown
+        from mtlab.pages.render import to_html, to_markdown
 
         atomic.write_text(self.directory / "report.md", to_markdown(blocks, self.directory))
         path = self.directory / "report.html"
@@ -74,6 +77,6 @@ class AnalysisOutput:
         return path
 
 
-def output_directory(args: argparse.Namespace, run_dir: Path, command: str) -> Path:
+def output_directory(args: Options, run_dir: Path, command: str) -> Path:
     """``--out``, or ``<run_dir>/analysis/<command>``."""
     return args.out if args.out is not None else Path(run_dir) / "analysis" / command

@@ -14,7 +14,6 @@ and a self-contained ``report.html``; on MNIST 154 components keep 95% of the va
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -248,15 +247,14 @@ def write_pca(analysis: PcaAnalysis, out: Path) -> dict[str, Path]:
 
 
 def _write_page(blocks: list, out: Path, title: str) -> None:
-    from mtlab.report.render import to_html, to_markdown
+    from mtlab.pages.render import to_html, to_markdown
 
     atomic.write_text(out / "report.md", to_markdown(blocks, out))
     atomic.write_text(out / "report.html", to_html(blocks, title=title))
 
 
 def _blocks(analysis: PcaAnalysis, figures: list) -> list:
-    from mtlab.report.render import Facts, Heading, Text
-    from mtlab.report.tables import Cell, Table
+    from mtlab.pages.blocks import Cell, Facts, Heading, Table, Text
 
     ratios = analysis.fit.ratios
     s = analysis.settings
@@ -302,7 +300,7 @@ def _figures(analysis: PcaAnalysis, out: Path) -> list:
     from matplotlib.figure import Figure
     from matplotlib.patches import Ellipse as EllipsePatch
 
-    from mtlab.report.figures import STYLE, WIDTH, save_figure
+    from mtlab.pages.figures import STYLE, WIDTH, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     saved = []
@@ -364,40 +362,3 @@ def _figures(analysis: PcaAnalysis, out: Path) -> list:
 # --------------------------------------------------------------------------------------------------------- cli
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``pca`` to the ``mtlab analyze`` subcommands."""
-    parser = subparsers.add_parser(
-        "pca",
-        help="explained variance and a 2-D projection of a dataset's pixels",
-        description="PCA of the training pixels (in [0, 1]): explained-variance curve with the components for "
-        "90/95/99%% marked, and train / test scatter plots of the first two components with per-class 95%% "
-        "ellipses. Writes PNG, CSV, JSON and a self-contained report.html.",
-    )
-    parser.add_argument("--dataset", choices=image_datasets(), default="mnist")
-    parser.add_argument("--task", help="colour by this task (default: the dataset's first)")
-    parser.add_argument("--subset", type=_positive, help="fit on a stratified subset of this many training images")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the subset draw")
-    parser.add_argument("--data-dir", type=Path, help="directory holding the dataset files")
-    parser.add_argument("--out", type=Path, help="output directory (default: runs/analyze-pca-<dataset>)")
-    parser.set_defaults(func=run_cli)
-    return parser
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    analysis = analyze_pca(args.dataset, task=args.task, subset=args.subset, seed=args.seed, data_dir=args.data_dir)
-    out = args.out or Path("runs") / f"analyze-pca-{args.dataset}"
-    paths = write_pca(analysis, out)
-    print(
-        f"{analysis.dataset}: {analysis.counts[0.95]} components keep 95% of the variance "
-        f"(90%: {analysis.counts[0.90]}, 99%: {analysis.counts[0.99]}); PC1 {analysis.fit.ratios[0]:.3f}, "
-        f"PC2 {analysis.fit.ratios[1]:.3f}"
-    )
-    print(f"report: {paths['html']}")
-    return 0
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value

@@ -17,7 +17,6 @@ the (remaining) training examples, stratified on the probed task and seeded.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from torch import Tensor
 
 from mtlab import seeding
 from mtlab.analysis.loaded import TrainedRun, load_trained_run
-from mtlab.analysis.output import AnalysisOutput
+from mtlab.analysis.output import AnalysisOutput, Options
 from mtlab.data.dataset import Split
 from mtlab.data.split import stratified_pick
 from mtlab.errors import MtlabError
@@ -38,7 +37,7 @@ from mtlab.train.device import resolve_device
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from mtlab.report.render import Block
+    from mtlab.pages.blocks import Block
 
 BORROWED_VAL = 0.1  # share of the training split held out for the probe's validation when a run has none
 
@@ -240,34 +239,9 @@ def _hold_out(train: Split, task: str, seed: int) -> tuple[Split, Split]:
 # -------------------------------------------------------------------------------------------------------- cli
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "transfer",
-        help="linear probe of frozen trunks for a task (one row per run and trunk)",
-        description="Freeze each run's trunk(s) and fit a linear probe for --task on the run's own training split "
-        "(or a --fraction of it); L2 chosen on the validation split, test evaluated once. Give --run several "
-        "times to compare trunks, e.g. a shared multi-task trunk against a single-task one.",
-    )
-    parser.add_argument("--run", type=Path, action="append", required=True, metavar="RUN_DIR", help="repeatable")
-    parser.add_argument("--task", required=True, help="task to probe (any task of the runs' dataset)")
-    parser.add_argument("--fraction", type=float, default=1.0, help="share of the training split (default 1)")
-    parser.add_argument("--trunk", action="append", help="only these trunks (repeatable; default: every trunk)")
-    parser.add_argument("--out", type=Path, help="output directory (default: first RUN_DIR/analysis/transfer)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="cpu", help="default: cpu")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    path, results = write_transfer(args)
-    for r in results:
-        print(f"{r.run}  trunk {r.trunk}: test accuracy {100 * r.test_acc:.2f}% (chance {100 * r.chance:.2f}%)")
-    print(f"transfer: {path}")
-    return 0
-
-
-def write_transfer(args: argparse.Namespace) -> tuple[Path, list[ProbeResult]]:
+def write_transfer(args: Options) -> tuple[Path, list[ProbeResult]]:
     """Probe every ``--run``; write ``transfer.csv``, ``transfer.json``, ``transfer.png`` and the page."""
-    from mtlab.report.render import Facts, Heading, Text
+    from mtlab.pages.blocks import Facts, Heading, Text
 
     device = resolve_device(args.device)
     results = []
@@ -332,7 +306,7 @@ def _label(r: ProbeResult) -> str:
 
 
 def _table(results: list[ProbeResult]):
-    from mtlab.report.tables import Cell, Table
+    from mtlab.pages.blocks import Cell, Table
 
     best = max(r.test_acc for r in results)
     return Table(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-# Modules under mtlab.analysis offering ``add_cli(subparsers)``.
+# Modules under mtlab.cli.analyze offering ``add_cli(subparsers)`` (each imports its analysis: torch).
 ANALYSES = ("pca", "separability", "filters", "features", "maximize", "dream", "transfer")
 
 
@@ -24,4 +24,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_analyses(parser: argparse.ArgumentParser) -> None:
     analyses = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
     for name in ANALYSES:
-        importlib.import_module(f"mtlab.analysis.{name}").add_cli(analyses)
+        importlib.import_module(f"mtlab.cli.analyze.{name}").add_cli(analyses)

@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from mtlab.errors import ConfigError
-from mtlab.study.executors import EXECUTORS, executor_takes_address
+from mtlab.execute import EXECUTORS, executor_takes_address
 
 
 def add_executor_options(parser: argparse.ArgumentParser, what: str = "seed groups", default: str = "auto") -> None:

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.out is not None:
             raise ConfigError(f"--out: only with a file format ({', '.join(EXPORT_FORMATS)}); use --to")
-        from mtlab.trackers.tracking import export_study
+        from mtlab.report.tracking import export_study
 
         destinations = export_study(args.study_dir, [args.fmt], args.to)
         if args.fmt not in destinations:  # the tracker failed: its warning says how

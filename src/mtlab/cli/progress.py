@@ -25,8 +25,8 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
+from mtlab.execute import EXECUTORS, executor_is_parallel
 from mtlab.report.units import format_value
-from mtlab.study.executors import EXECUTORS, executor_is_parallel
 from mtlab.study.runner import StudyObserver
 from mtlab.study.spec import RunSpec
 from mtlab.train.fit import FitObserver

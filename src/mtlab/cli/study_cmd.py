@@ -119,7 +119,7 @@ def run_command(args: argparse.Namespace) -> int:
         paths = build_report(out, figure_format=args.figure_format)
         print(f"report: {paths['html']}  (and {paths['md']})")
     if args.track:
-        from mtlab.trackers.tracking import export_study
+        from mtlab.report.tracking import export_study
 
         # Runs the live view missed (a tracker that failed), then each variant's Δm, rank and the report.
         for name, destination in export_study(out, args.track, args.track_to).items():

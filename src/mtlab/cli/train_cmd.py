@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     console = make_console(stderr=True)
     tracking = None
     if args.track:
-        from mtlab.trackers.tracking import RunTracking
+        from mtlab.study.tracking import RunTracking
 
         if args.track_to and len(set(args.track)) != 1:
             raise ConfigError("--track-to: give exactly one --track with it (each tracker has its own kind of URI)")

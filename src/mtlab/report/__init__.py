@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mtlab.pages.figures import FIGURE_FORMATS
+
 if TYPE_CHECKING:
     from mtlab.report.export import export_tables
     from mtlab.report.render import build_report
 
 __all__ = ["FIGURE_FORMATS", "build_report", "export_tables"]
 
-FIGURE_FORMATS = ("png", "svg", "pdf")
-"""Formats of the report's figures (``--figure-format``): png (default), svg (embedded in the HTML as vector), pdf
-(for papers; written beside a PNG, which the HTML embeds)."""
 
 
 def __getattr__(name: str) -> Any:

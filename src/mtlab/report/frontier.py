@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from mtlab.analysis.stats import t_interval
+from mtlab.report.stats import t_interval
 from mtlab.report.tables import Cell, StudyData, Table
 from mtlab.report.tradeoff import pareto_front, static_variants, test_primary_per_run
 from mtlab.report.units import format_value

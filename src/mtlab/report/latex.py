@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtlab import atomic
-from mtlab.analysis.stats import ALPHA
+from mtlab.report.stats import ALPHA
 from mtlab.report.tables import (
     StudyData,
     comparison_frame,

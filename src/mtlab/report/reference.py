@@ -32,20 +32,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 from scipy import stats
 
-from mtlab.analysis.stats import paired_t_p
-from mtlab.report.tables import MISSING, Cell, StudyData, Table, format_p
+from mtlab.pages.blocks import Block, Bullets, Cell, Heading, Table, Text
+from mtlab.report.stats import paired_t_p
+from mtlab.report.tables import MISSING, StudyData, format_p
 from mtlab.report.units import decimals, difference_unit, scale, unit
 from mtlab.study.reference import Baselines, Claim, Comparison, OriginalValue, Reference, incomparable_reasons
-
-if TYPE_CHECKING:
-    from mtlab.report.render import Block
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -330,7 +327,7 @@ def _interval(diff: np.ndarray) -> tuple[float, float]:
 def _paired_p(diff: np.ndarray) -> float:
     """Two-sided one-sample t-test of the paired differences (= scipy's ``ttest_rel``); NaN when undefined, as in the
     comparisons table: fewer than two pairs, or differences the same on every seed to within an absolute 1e-12
-    (:func:`mtlab.analysis.stats.undefined_test`; exact equality misses differences that differ by rounding alone)."""
+    (:func:`mtlab.report.stats.undefined_test`; exact equality misses differences that differ by rounding alone)."""
     return paired_t_p(diff)
 
 
@@ -339,9 +336,6 @@ def _paired_p(diff: np.ndarray) -> float:
 
 def reference_blocks(study: StudyData) -> list[Block]:
     """The section's blocks; none when the study's spec has no reference."""
-    # The block types live in render.py, which imports this module: import them when the report is built.
-    from mtlab.report.render import Bullets, Heading, Text
-
     try:
         reference = study_reference(study)
     except ValidationError as e:

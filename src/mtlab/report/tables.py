@@ -1,7 +1,7 @@
 """The report's tables: what a study found, as numeric frames first and as display cells second.
 
 Everything here reads one :class:`StudyData` snapshot of the results store (never printed text, never run
-directories), and every statistic comes from :mod:`mtlab.analysis.stats`; this module only arranges and formats
+directories), and every statistic comes from :mod:`mtlab.report.stats`; this module only arranges and formats
 them. Each task is scored by its type's metrics, each with its direction (:class:`~mtlab.study.store.TaskInfo`):
 tables have a column per metric, and summaries, rankings, Δm and comparisons use each task's primary metric the
 right way up. The numeric frames are what a script wants (values as stored: fractions for accuracy); :class:`Table`
@@ -19,9 +19,10 @@ from typing import Any
 
 import pandas as pd
 
-from mtlab.analysis.stats import ALPHA, IDENTICAL_TOLERANCE, compare, delta_m, rank_variants, summarize
 from mtlab.config.schema import RunConfig
 from mtlab.errors import MtlabError
+from mtlab.pages.blocks import Cell, Table
+from mtlab.report.stats import ALPHA, IDENTICAL_TOLERANCE, compare, delta_m, rank_variants, summarize
 from mtlab.report.units import MISSING, difference_unit, format_value, label, phrase
 from mtlab.study.controls import resolve_controls
 from mtlab.study.lock import driver_active
@@ -64,7 +65,7 @@ class StudyData:
 
     @property
     def measure(self) -> dict[str, tuple[str, bool]]:
-        """Each task's primary metric and whether higher is better, as :mod:`mtlab.analysis.stats` takes them."""
+        """Each task's primary metric and whether higher is better, as :mod:`mtlab.report.stats` takes them."""
         return {t: self.task(t).measure() for t in self.tasks}
 
     def primary(self, task: str) -> str:
@@ -303,27 +304,6 @@ def representative_run(study: StudyData, variant: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ display cells
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A displayed value: ``text`` (the main reading), an optional ``note`` shown beside or below it, emphasis."""
-
-    text: str
-    note: str = ""
-    strong: bool = False
-    kind: str = "number"  # "number" (right-aligned), "text", or "code" (identifiers, monospace)
-
-    @property
-    def plain(self) -> str:
-        return f"{self.text} {self.note}".strip()
-
-
-@dataclass
-class Table:
-    headers: list[str]
-    rows: list[list[Cell]]
-    caption: str = ""
 
 
 def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from mtlab.analysis.stats import t_interval
 from mtlab.report.layout import CHAR_WIDTH, place_labels
+from mtlab.report.stats import t_interval
 from mtlab.report.tables import StudyData
 from mtlab.report.units import label, phrase, scale
 from mtlab.weighting import METHODS

@@ -64,7 +64,7 @@ def write_search(outcome: SearchOutcome, out: Path) -> dict[str, Path]:
     atomic.write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
     figures = _figures(outcome, out / "figures")
     blocks = _blocks(outcome, figures, counts)
-    from mtlab.report.render import to_html, to_markdown
+    from mtlab.pages.render import to_html, to_markdown
 
     atomic.write_text(out / "report.md", to_markdown(blocks, out))
     atomic.write_text(out / "report.html", to_html(blocks, f"{outcome.spec.name} — mtlab search"))
@@ -92,8 +92,7 @@ def _fmt(value: float | None, objective: str) -> str:
 
 
 def _blocks(outcome: SearchOutcome, figures: list, counts: dict[str, int]) -> list:
-    from mtlab.report.render import Code, Facts, Heading, Text
-    from mtlab.report.tables import Cell, Table
+    from mtlab.pages.blocks import Cell, Code, Facts, Heading, Table, Text
 
     spec, key = outcome.spec, outcome.objective
     metric = metric_name(key)
@@ -193,7 +192,7 @@ def _figures(outcome: SearchOutcome, out: Path) -> list:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from mtlab.report.figures import STYLE, WIDTH, save_figure
+    from mtlab.pages.figures import STYLE, WIDTH, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     key = outcome.objective

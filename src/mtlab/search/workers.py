@@ -1,5 +1,5 @@
 """A search's trials on several workers sharing one Optuna storage, through mtlab's executor service
-(:mod:`mtlab.study.executors`: worker processes on this machine, Ray tasks, or an installed plug-in's executor).
+(:mod:`mtlab.execute`: worker processes on this machine, Ray tasks, or an installed plug-in's executor).
 
 The driver splits the trials still to do among the workers (worker ``i`` of ``n`` runs ``remaining // n`` trials, one
 more for the first ``remaining % n``), so together they run exactly the number the spec asks and no trial twice:
@@ -22,7 +22,7 @@ from mtlab.search.spec import SearchSpec
 if TYPE_CHECKING:
     import optuna
 
-    from mtlab.search.run import TrialRecord
+    from mtlab.search.trials import TrialRecord
 
 
 @dataclass
@@ -44,7 +44,7 @@ def run_trials(batch: TrialBatch, emit: Callable[[object], None]) -> str | None:
     """A worker's job: the batch's trials, an event after each (the driver then reads the storage)."""
     import torch
 
-    from mtlab.search.run import open_study, trial_objective
+    from mtlab.search.trials import open_study, trial_objective
     from mtlab.train.fit import TrainingDiverged
 
     if batch.threads is not None:
@@ -78,8 +78,8 @@ def run_trial_workers(
     """Run trials on ``workers`` workers until ``study`` has ``target`` finished (complete or pruned) trials."""
     import optuna
 
-    from mtlab.search.run import trial_record
-    from mtlab.study.executors import create_executor
+    from mtlab.execute import create_executor
+    from mtlab.search.trials import trial_record
 
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     reported = {t.number for t in study.get_trials(deepcopy=False)}

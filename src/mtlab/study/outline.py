@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,26 @@ def _variants(raw: dict[str, Any]) -> list[dict[str, Any] | None]:
 
 
 def _points(axes: dict[str, Any]) -> int:
-    """Grid points of ``axes`` (key -> a list or a mapping of values)."""
-    return math.prod(len(values) for values in axes.values())
+    """Grid points of ``axes`` (key -> a list or a mapping of values, or a set's name such as ``all``)."""
+    return math.prod(len(_set(key, values) if isinstance(values, str) else values) for key, values in axes.items())
+
+
+def _set(key: str, name: str) -> list[Any] | range:
+    """The values a set names (``loss.method: all``). ``all`` and ``all except ...`` are counted without importing
+    the registry (torch): mtlab's own weighting methods are the modules of ``mtlab/weighting`` that register one,
+    read as text. Any other set, or an installed plug-in method (an ``mtlab.weightings`` entry point), asks the
+    registry itself. :func:`~mtlab.study.spec.expand` always asks the registry; a test holds the two equal."""
+    head, _, left_out = (part.strip() for part in f"{name.strip()} ".partition(" except "))
+    if key == "loss.method" and head == "all" and not entry_points(group="mtlab.weightings"):
+        folder = Path(__file__).resolve().parents[1] / "weighting"
+        builtin = sum(p.read_text(encoding="utf-8").count("\n@register_method\n") for p in folder.glob("*.py"))
+        return range(builtin - len({m.strip() for m in left_out.split(",") if m.strip()}))
+    from mtlab.study.spec import AXIS_SETS
+
+    try:
+        return AXIS_SETS[key](name)
+    except (KeyError, ValueError):  # not a set: the run command says what is wrong with the file
+        return []
 
 
 def _count(seeds: int | list[int]) -> int:

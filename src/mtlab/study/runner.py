@@ -4,7 +4,7 @@ Layout of a study directory::
 
     results.sqlite     the results store (:mod:`mtlab.study.store`)
     study.yaml         the spec as run
-    runs/<run_id>/     one run directory per run (config, history, metrics, checkpoint; see :mod:`mtlab.rundir`)
+    runs/<run_id>/     one run directory per run (config, history, metrics, checkpoint; see :mod:`mtlab.train.rundir`)
     .lock              held while a driver is active; a second driver refuses to start
 
 Resume is the default: running the same command again trains only the runs that are not ``done`` (a run a killed
@@ -14,7 +14,7 @@ otherwise is refused unless it says ``redefine`` (:mod:`mtlab.study.definition`)
 stored as ``failed`` with its reason and the study goes on; ``retry_failed`` trains those again. Problems the user
 must fix (missing data, a bad config) stop the study.
 
-Seed groups train on an executor (:mod:`mtlab.study.executors`: in this process, a pool of worker processes, or a
+Seed groups train on an executor (:mod:`mtlab.execute`: in this process, a pool of worker processes, or a
 Ray cluster) and come back as plain results; this process alone writes the store and the run directories.
 """
 
@@ -34,18 +34,18 @@ import yaml
 from mtlab import atomic, environment
 from mtlab.data.batches import Normalizer
 from mtlab.errors import MtlabError
-from mtlab.rundir import RunDirectory
+from mtlab.execute import Executor, create_executor
+from mtlab.execute.local import LocalExecutor
+from mtlab.execute.work import Event, GroupResult, GroupTask, RunResult
 from mtlab.study.checks import validate_study
 from mtlab.study.definition import as_json, definition_change, superseded_entry
-from mtlab.study.executors import Executor, create_executor
-from mtlab.study.executors.local import LocalExecutor
-from mtlab.study.executors.work import Event, GroupResult, GroupTask, RunResult
 from mtlab.study.lock import StudyLock
 from mtlab.study.spec import RunSpec, StudySpec, expand
 from mtlab.study.store import ResultStore
 from mtlab.train.device import resolve_device
 from mtlab.train.fit import FitObserver, FitResult
 from mtlab.train.replicas import stacking_pays
+from mtlab.train.rundir import RunDirectory
 
 STORE_NAME = "results.sqlite"
 
@@ -54,7 +54,7 @@ class StudyObserver:
     """Receives study progress; no-op hooks. ``run_observer`` may return a :class:`FitObserver` for the run."""
 
     def on_executor(self, description: dict[str, Any]) -> None:
-        """Where the runs will train (:meth:`~mtlab.study.executors.Executor.describe`: kind, workers, threads)."""
+        """Where the runs will train (:meth:`~mtlab.execute.Executor.describe`: kind, workers, threads)."""
 
     def on_study_start(self, total: int, done: int, todo: int) -> None:
         """``total`` runs in the study, ``done`` already finished, ``todo`` about to be trained."""
@@ -129,7 +129,7 @@ def run_study(
     them is faster on the device (dense nets; on CUDA every net); ``"on"`` stacks them for every architecture;
     ``"off"`` trains one run at a time. Either way each run is stored, resumed and failed on its own.
 
-    ``executor`` / ``workers`` / ``address`` choose where groups train (:func:`~mtlab.study.executors.create_executor`:
+    ``executor`` / ``workers`` / ``address`` choose where groups train (:func:`~mtlab.execute.create_executor`:
     in this process, ``workers`` processes on this machine, or a Ray cluster); this process stays the only writer of
     the store and the run directories. ``train`` replaces :func:`~mtlab.train.run.train_runs` in this process (tests).
 
@@ -141,7 +141,7 @@ def run_study(
 
     ``track``: experiment trackers (``mlflow``, ``tensorboard``, ``wandb``; :mod:`mtlab.trackers`) this process
     sends each run to as it trains, at ``track_to`` or each one's default destination in ``directory``. The
-    variants' Δm, ranks and the report follow with :func:`~mtlab.trackers.tracking.export_study` (``mtlab run``
+    variants' Δm, ranks and the report follow with :func:`~mtlab.report.tracking.export_study` (``mtlab run``
     calls it after writing the report).
     """
     if group_seeds not in ("auto", "on", "off"):
@@ -157,7 +157,7 @@ def run_study(
             _check_definition(store, directory, spec, budget, overrides, runs)
     trackers = {}
     if track:  # a missing client is the user's error before anything is written
-        from mtlab.trackers.tracking import create_trackers, experiment_name
+        from mtlab.study.tracking import create_trackers, experiment_name
 
         info = {"name": spec.name, "budget": budget}
         trackers = create_trackers(track, experiment_name(info), directory, track_to)
@@ -183,7 +183,7 @@ def run_study(
             store.sync_runs(runs)
         tracking = None
         if trackers:
-            from mtlab.trackers.tracking import Tracking
+            from mtlab.study.tracking import Tracking
 
             tracking = Tracking(trackers, store, directory)
             observer = tracking.observer(observer)
@@ -306,7 +306,7 @@ def record_group(
 
 
 def write_run_directory(path: Path, run: RunSpec, outcome: RunResult, argv: list[str]) -> FitResult | None:
-    """A fresh run directory from a worker's result (:mod:`mtlab.rundir`); the run's FitResult if it finished."""
+    """A fresh run directory from a worker's result (:mod:`mtlab.train.rundir`); the run's FitResult if it finished."""
     if path.exists():
         shutil.rmtree(path)  # what an interrupted or failed earlier attempt left
     run_dir = RunDirectory(path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,22 @@ from mtlab.config.load import Origin, Origins, Overrides, Parts, YamlFile, forma
 from mtlab.config.schema import RunConfig, Strict
 from mtlab.errors import ConfigError, did_you_mean
 from mtlab.study.reference import Reference, check_reference
+from mtlab.weighting.sets import method_set
 
 Axis = dict[str, Any]  # label -> value (lists are normalised to this form)
 
+AXIS_SETS: dict[str, Callable[[str], list[Any]]] = {"loss.method": method_set}
+"""Config keys whose axis may name a set of values instead of listing them: ``loss.method: all`` (every registered
+weighting method, plug-ins included), ``gradient``, ``loss``, ``all except fixed`` (:mod:`mtlab.weighting.sets`).
+The set is expanded here, when the spec is read, so a stored study definition lists the names it ran."""
 
-def _as_axis(values: Any) -> Axis:
+
+def _as_axis(values: Any, key: str = "") -> Axis:
+    if isinstance(values, str) and key in AXIS_SETS:
+        try:
+            return {_label(v): v for v in AXIS_SETS[key](values)}
+        except ValueError as e:
+            raise ValueError(f"{key}: {e}") from None
     if isinstance(values, dict):
         if not values:
             raise ValueError("an axis needs at least one value")
@@ -39,7 +51,8 @@ def _as_axis(values: Any) -> Axis:
         if not values:
             raise ValueError("an axis needs at least one value")
         return {_label(v): v for v in values}
-    raise ValueError(f"an axis is a list of values or a mapping label -> value, got {type(values).__name__}")
+    sets = f" (or, for {', '.join(AXIS_SETS)}, a set such as 'all')" if isinstance(values, str) else ""
+    raise ValueError(f"an axis is a list of values or a mapping label -> value{sets}, got {type(values).__name__}")
 
 
 def _label(value: Any) -> str:
@@ -55,7 +68,7 @@ class Variant(Strict):
     @field_validator("grid", mode="before")
     @classmethod
     def _axes(cls, grid: Any) -> Any:
-        return {k: _as_axis(v) for k, v in grid.items()} if isinstance(grid, dict) else grid
+        return {k: _as_axis(v, k) for k, v in grid.items()} if isinstance(grid, dict) else grid
 
 
 class Budget(Strict):
@@ -107,7 +120,7 @@ class StudySpec(Strict):
     @field_validator("grid", mode="before")
     @classmethod
     def _axes(cls, grid: Any) -> Any:
-        return {k: _as_axis(v) for k, v in grid.items()} if isinstance(grid, dict) else grid
+        return {k: _as_axis(v, k) for k, v in grid.items()} if isinstance(grid, dict) else grid
 
     @field_validator("seeds")
     @classmethod

@@ -1,7 +1,7 @@
 """The interface every experiment tracker implements, and the plain data it is given.
 
 A tracker is a *view* of the results store: it never decides anything, it is told (by
-:class:`~mtlab.trackers.tracking.Tracking`, fed by the study driver) to open the study's experiment, open runs (a
+:class:`~mtlab.study.tracking.Tracking`, fed by the study driver) to open the study's experiment, open runs (a
 variant's parent run, a seed's run nested in it), log epochs with ``step = epoch``, log final values and artifacts,
 and end a run with its status. Every call may raise (server down, disk full): the caller turns that into one warning
 and stops using the tracker; the results store records only what a tracker has accepted, so the next

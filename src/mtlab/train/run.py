@@ -13,10 +13,10 @@ from mtlab.config.schema import RunConfig
 from mtlab.data.catalog import load_dataset
 from mtlab.data.split import RunSplits, carve_splits
 from mtlab.models import MultiTaskNet, build_model
-from mtlab.rundir import RunDirectory
 from mtlab.train.device import resolve_device
 from mtlab.train.fit import FitObserver, FitResult, TrainingDiverged, fit_replicas
 from mtlab.train.replicas import stacking_pays
+from mtlab.train.rundir import RunDirectory
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mtlab.study.executors import register_executor
-from mtlab.study.executors.local import LocalExecutor
+from mtlab.execute import register_executor
+from mtlab.execute.local import LocalExecutor
 
 
 class SerialExecutor(LocalExecutor):

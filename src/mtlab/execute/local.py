@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from mtlab.study.executors.work import GroupResult, GroupTask, run_group
+from mtlab.execute.work import GroupResult, GroupTask, run_group
 
 
 class LocalExecutor:

@@ -1,4 +1,5 @@
-"""Feed experiment trackers from the study driver (live) or from a store (``mtlab export``), never twice.
+"""Feed experiment trackers from the study driver (live) or from a store (``mtlab export``:
+:mod:`mtlab.report.tracking`, which adds the study's statistics), never twice.
 
 Layout in every tracker: one experiment / project per study (``<study>-<budget>``), one parent run per variant, its
 seeds' runs nested in it. A seed's run gets the resolved config flattened as params, tags (study, budget, variant,
@@ -184,17 +185,17 @@ class Tracking(_Guarded):
 
     # -------------------------------------------------------------------------------------------- after the fact
 
-    def catch_up(self) -> None:
-        """Send every finished run the trackers lack, then each variant's Δm, rank and the report (once all its
-        seeds have finished, its parent run ends)."""
+    def catch_up(self, values: Mapping[str, Mapping[str, float]]) -> None:
+        """Send every finished run the trackers lack, then each variant's Δm, rank (``values``: variant -> name ->
+        value, :func:`mtlab.report.tracking.variant_values`) and the report (once all its seeds have finished, its
+        parent run ends)."""
         runs = self.store.statuses()
         for run_id, status in runs.items():
             if status in FINISHED:
                 self.run_ended(run_id)
-        self._summarize(runs)
+        self._summarize(runs, values)
 
-    def _summarize(self, runs: Mapping[str, str]) -> None:
-        values = variant_values(self.directory)
+    def _summarize(self, runs: Mapping[str, str], values: Mapping[str, Mapping[str, float]]) -> None:
         report = self.directory / "report.html"
         by_variant: dict[str, list[str]] = {}
         for run_id in runs:
@@ -262,26 +263,6 @@ class _EpochsToTrackers(FitObserver):
         self.tracking.epoch(self.run_id, record)
 
 
-def variant_values(directory: Path) -> dict[str, dict[str, float]]:
-    """Each variant's Δm (with its interval and seeds) and rank from the study's statistics (empty where the
-    study has too few finished runs for them)."""
-    from mtlab.report.tables import comparison_frame, load_study, ranking_frame, summary_frame
-
-    try:
-        study = load_study(directory)
-        summary = summary_frame(study)
-        ranking = ranking_frame(study, summary, comparison_frame(study))
-    except (MtlabError, ValueError, KeyError):  # nothing finished yet, or no control to compare with
-        return {}
-    values: dict[str, dict[str, float]] = {}
-    for row in summary.to_dict("records"):
-        values[row["variant"]] = {k: float(row[k]) for k in ("delta_m", "delta_m.ci_low", "delta_m.ci_high",
-                                                             "delta_m.n")}  # fmt: skip
-    for rank, row in enumerate(ranking.to_dict("records"), 1):
-        values.setdefault(row["variant"], {}).update(rank=float(rank), mean_rank=float(row["mean_rank"]))
-    return values
-
-
 def _finite(values: Mapping[str, float]) -> dict[str, float]:
     """Values a tracker can show (NaN: no Δm without a control, say - left out rather than logged as NaN)."""
     return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
@@ -292,23 +273,6 @@ def final_values(values: Mapping[str, float]) -> dict[str, float]:
     epoch's validation values as ``selected.val.item.acc`` (under their own name, they would add a point to the
     per-epoch ``val.item.acc`` curve)."""
     return _finite({(f"selected.{k}" if k.startswith("val.") else k): v for k, v in values.items()})
-
-
-def export_study(directory: Path, names: Sequence[str], to: str | None = None) -> dict[str, str]:
-    """Send the study at ``directory`` (finished or partial) to the trackers ``names``; idempotent. Returns each
-    tracker's destination (a failing tracker is one :class:`TrackerWarning` and is left out)."""
-    from mtlab.report.tables import store_path
-
-    directory = Path(directory)
-    with ResultStore(store_path(directory)) as store:
-        info = store.info()
-        trackers = create_trackers(names, experiment_name(info), directory, to)
-        tracking = Tracking(trackers, store, directory, "what it had not accepted stays to send next time")
-        try:
-            tracking.catch_up()
-        finally:
-            tracking.close()
-        return {name: tracker.destination for name, tracker in tracking.trackers.items()}
 
 
 def experiment_name(info: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from mtlab.study.executors.work import GroupResult, GroupTask, run_group
+from mtlab.execute.work import GroupResult, GroupTask, run_group
 
 RETRIES = 1  # a task whose worker dies is run once more before its runs fail
 

@@ -19,13 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 from mtlab.errors import ConfigError, MtlabError
-from mtlab.study.executors.work import GroupResult, GroupTask, run_group
+from mtlab.execute.work import GroupResult, GroupTask, run_group
 
 RETRIES = 1
 
 
 def run_task(work: Callable, task: Any, events: Any) -> Any:
-    """The Ray task: ``work(task, emit)`` (a seed group's :func:`~mtlab.study.executors.work.run_group` unless
+    """The Ray task: ``work(task, emit)`` (a seed group's :func:`~mtlab.execute.work.run_group` unless
     told otherwise), with events sent to the driver's queue."""
 
     def emit(event) -> None:

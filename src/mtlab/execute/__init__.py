@@ -22,8 +22,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from mtlab.errors import ConfigError
+from mtlab.execute.work import Event, GroupResult, GroupTask
 from mtlab.registry import Registry
-from mtlab.study.executors.work import Event, GroupResult, GroupTask
 
 EventHandler = Callable[[Event], None]
 
@@ -138,11 +138,11 @@ def _local(
     if count <= 0:
         raise ConfigError(f"--workers: must be positive or auto, got {workers}")
     if count == 1:
-        from mtlab.study.executors.local import LocalExecutor
+        from mtlab.execute.local import LocalExecutor
 
         return LocalExecutor(work=work)
-    from mtlab.study.executors.processes import ProcessExecutor
-    from mtlab.study.executors.work import run_group
+    from mtlab.execute.processes import ProcessExecutor
+    from mtlab.execute.work import run_group
 
     return ProcessExecutor(count, threads=run_threads, work=work or run_group, retries=retries)
 
@@ -152,8 +152,8 @@ def _ray(
     *, workers: int | str = 1, address: str | None = None, run_threads: int = 1, work=None, retries: int = 1
 ) -> Executor:
     """A Ray cluster (``pip install 'mtlab[ray]'``): each task a Ray task."""
-    from mtlab.study.executors.ray_tasks import RayExecutor
-    from mtlab.study.executors.work import run_group
+    from mtlab.execute.ray_tasks import RayExecutor
+    from mtlab.execute.work import run_group
 
     slots = None if workers == "auto" else int(workers)
     return RayExecutor(address=address, threads=run_threads, max_slots=slots, work=work or run_group, retries=retries)
