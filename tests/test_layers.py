@@ -79,9 +79,6 @@ PLACES = {
 H_MODELS_H_DATA = "removed by h-models / h-data"  # config assembled in two steps; datasets and kinds one module each
 ALLOWED = {
     ("mtlab.config.schema", "mtlab.data.tasks"): H_MODELS_H_DATA,  # FashionData's groups: h-data moves the class
-    # A custom model's stacking probe builds train's StackedReplicas: the probe belongs in train/ (the trainer asks
-    # the net whether to try, then tries).
-    ("mtlab.models.custom", "mtlab.train.replicas"): "left: custom.py is being reshaped by h-models this round",
 }
 
 

@@ -15,7 +15,7 @@ the parameters. Batch-norm running statistics are buffers, not parameters, and b
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -71,8 +71,11 @@ class MultiTaskNet(nn.Module, ABC):
         have a :meth:`representation`."""
         raise NotImplementedError(f"{type(self).__name__} has no shared representation to split its forward at")
 
-    def stack_problem(self) -> str | None:
-        """Why K copies of this network cannot train as one vmapped model (one line), or None when they can."""
+    def stack_problem(self, stacked: Callable[[list[nn.Module]], nn.Module] | None = None) -> str | None:
+        """Why K copies of this network cannot train as one vmapped model (one line), or None when they can.
+
+        ``stacked`` is how the trainer stacks copies (``StackedReplicas``), for a network that only a trial can
+        vouch for (the user's own, :class:`~mtlab.models.custom.CustomNet`): it tries, the trainer never asks why."""
         return None
 
     @abstractmethod

@@ -462,27 +462,24 @@ class CustomNet(MultiTaskNet):
 
     # --- stacking -----------------------------------------------------------------------------------------------
 
-    def stackable(self) -> bool:
-        """Whether K copies can be trained as one vmapped model (:class:`~mtlab.train.replicas.StackedReplicas`)."""
-        return self.stack_problem() is None
+    def stack_problem(self, stacked: Callable[[list[nn.Module]], nn.Module] | None = None) -> str | None:
+        """Why K copies of this net cannot be stacked, in one line, or None if they can.
 
-    def stack_problem(self) -> str | None:
-        """Why K copies of this net cannot be stacked, in one line, or None if they can; tried once (a train-mode
-        forward and backward and an eval-mode forward of 2 stacked copies on a tiny batch) and remembered."""
-        if not self._stack_checked:
-            self._stack_problem = self._try_stacking()
+        The trainer passes how it stacks copies (``stacked``: :class:`~mtlab.train.replicas.StackedReplicas`); the
+        first such call tries it (a train-mode forward and backward and an eval-mode forward of 2 stacked copies on a
+        tiny batch) and the answer is remembered. Without ``stacked``: what is known so far (None until tried)."""
+        if not self._stack_checked and stacked is not None:
+            self._stack_problem = self._try_stacking(stacked)
             self._stack_checked = True
         return self._stack_problem
 
-    def _try_stacking(self) -> str | None:
-        from mtlab.train.replicas import StackedReplicas
-
+    def _try_stacking(self, stacked: Callable[[list[nn.Module]], nn.Module]) -> str | None:
         first = next(self.parameters())
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(2, STACK_PROBE_BATCH, *self.input_shape, generator=generator).to(first.device, first.dtype)
         with _restored(self), torch.enable_grad():
             try:
-                replicas = StackedReplicas([self, self])
+                replicas = stacked([self, self])
                 replicas.train(True)
                 out = replicas(x)
                 self.check_outputs(out, STACK_PROBE_BATCH, prefix=(2,))
