@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+
+def _default_sigint() -> None:
+    """Run in the child before mtlab starts: SIGINT's default action, whatever the test process has. A test run
+    started as a shell's background job ignores SIGINT, and a child would inherit that (Python keeps an ignored
+    SIGINT ignored, as mtlab does: a program started in the background is not for the terminal's ^C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def mtlab_process(*args: str, cwd: Path) -> subprocess.Popen:
@@ -17,6 +25,7 @@ def mtlab_process(*args: str, cwd: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 

@@ -110,6 +110,30 @@ def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path,
     assert all(after[r] == before[r] for r in before)  # finished runs were not redone
 
 
+def test_sigint_stops_a_driver_started_while_the_tests_ignore_sigint(tmp_path):
+    """A test run started as a shell's background job ignores SIGINT; the driver it starts must still stop on it."""
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "study"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the background job's children inherit
+    try:
+        driver = _mtlab("run", str(spec), "--out", str(out), "--no-report", "--workers", "1", cwd=tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        deadline = time.time() + 120
+        while "running" not in run_statuses(out).values() and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.02)
+        assert driver.poll() is None, driver.communicate()
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=120)
+        assert driver.returncode == 130, err
+        assert err.strip().splitlines()[-1].startswith("mtlab: interrupted")
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+
+
 def test_report_and_export_of_an_unfinished_study_count_the_runs_left(tmp_path, capsys):
     spec = StudySpec.model_validate(STUDY)
     runs = expand(spec)

@@ -11,7 +11,7 @@ import torch
 from pydantic import ValidationError
 
 from mtlab.config.schema import RunConfig
-from mtlab.errors import MtlabError
+from mtlab.errors import MtlabError, UserCodeError
 from mtlab.models import build_model
 from mtlab.models.custom import CustomModel, CustomNet, ParameterView
 from mtlab.tasks import Task
@@ -437,11 +437,28 @@ def test_factory_problems_name_the_factory(tmp_path, monkeypatch):
         build_model(config("surely_not_a_module_xyz.nets:build"), TASKS, SHAPE)
 
 
-def test_an_error_inside_the_factory_keeps_its_traceback_and_names_the_factory(tmp_path):
+def test_an_error_inside_the_factory_names_the_factory_and_keeps_only_the_users_frames(tmp_path):
     path = write(tmp_path, "def build(task_outputs, input_shape):\n    raise ValueError('bad width')\n")
-    with pytest.raises(ValueError, match="bad width") as error:
+    with pytest.raises(UserCodeError) as error:
         build(path)
-    assert any(f"model.factory {path}:build" in note for note in error.value.__notes__)
+    assert str(error.value) == f"model.factory {path}:build with options {{}} raised ValueError: bad width"
+    assert isinstance(error.value.__cause__, ValueError)
+    line = HEADER.count("\n") + 2
+    assert error.value.frames == f'  File "{path}", line {line}, in build\n    raise ValueError(\'bad width\')\n'
+    # The file itself raising when it is run, and the network's forward raising on the probe batch.
+    broken = write(tmp_path, "WIDTH = 1 / 0\n", "broken.py")
+    with pytest.raises(UserCodeError, match=rf"^model.factory {broken}:build: running {broken} raised "
+                                            r"ZeroDivisionError: division by zero$") as error:  # fmt: skip
+        build(broken)
+    assert error.value.frames.startswith(f'  File "{broken}", line {line - 1}, in <module>')
+    forward = "class Bad(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    forward += "        self.w = torch.nn.Linear(3, 3)\n    def forward(self, x):\n        return self.w(x)\n"
+    forward += "def build(task_outputs, input_shape):\n    return Bad()\n"
+    with pytest.raises(UserCodeError, match=r"the network's forward on a random batch \(3, 1, 4, 4\) raised "
+                                            r"RuntimeError: mat1 and mat2") as error:  # fmt: skip
+        build(write(tmp_path, forward, "bad_forward.py"))
+    assert error.value.frames.count('  File "') == 1  # the user's forward; neither torch's frames nor mtlab's
+    assert "bad_forward.py" in error.value.frames
 
 
 def test_a_dotted_module_path_is_imported(tmp_path, monkeypatch):
@@ -518,3 +535,42 @@ def test_stacked_seeds_of_a_custom_model_equal_their_solo_runs(tmp_path):
     for s, o in zip(stacked, solo, strict=True):
         for key, value in o.result.test.items():
             assert s.result.test[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+RAISING = """
+def check(width):
+    if width % 8:
+        raise ValueError(f"width {width} is not a multiple of 8")
+
+
+def build(task_outputs, input_shape, width=8):
+    check(width)
+"""
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_a_factory_that_raises_is_one_error_line_then_the_users_own_frames(tmp_path, command):
+    import json
+    import subprocess
+
+    factory = tmp_path / "raising.py"
+    factory.write_text(RAISING)
+    base = {"data": {"dataset": "fashion-mnist-sample", "train_subset": 100, "test_subset": 50},
+            "model": {"kind": "custom", "factory": "raising.py:build", "options": {"width": 5}},
+            "train": {"epochs": 1, "batch_size": 50}}  # fmt: skip
+    if command == "train":
+        (tmp_path / "run.yaml").write_text(json.dumps(base))
+        args = ["train", "run.yaml", "--out", "out"]
+    else:
+        (tmp_path / "study.yaml").write_text(json.dumps({"name": "raising", "seeds": 1, "base": base}))
+        args = ["run", "study.yaml", "--out", "out", "--no-report"]
+    done = subprocess.run([sys.executable, "-m", "mtlab", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    first, *frames = done.stderr.splitlines()
+    assert first == (f"mtlab: error: model.factory {factory}:build with options {{'width': 5}} raised ValueError: "
+                     "width 5 is not a multiple of 8")  # fmt: skip
+    files = [line for line in frames if line.startswith("  File ")]
+    assert files == [f'  File "{factory}", line 8, in build', f'  File "{factory}", line 4, in check']
+    assert not any(line.startswith("mtlab: error:") or "Traceback" in line for line in frames)
+    assert not (tmp_path / "out").exists()

@@ -262,3 +262,35 @@ def test_per_example_kinds_refuse_dense_tasks():
     raw = arrays_config({"trunk": {"type": "mlp"}}, {"seg": "segmentation", "age": "regression"})
     with pytest.raises(ConfigError, match=r"model\.kind: tasks \['seg'\] predict a map per pixel"):
         parse_config(raw)
+
+
+# ------------------------------------------------------------------------------------------ double sampling
+
+
+@pytest.mark.parametrize("method", ["modo", "sdmgrad"])
+def test_a_double_sampling_method_never_gets_a_one_image_half_from_the_last_batch(method):
+    """7 images in batches of 4 leave 3, whose halves would be 1 and 2 images: DeepLab's image-pooling batch norm
+    refuses one value per channel. The 3 are merged into the batch before (halves of 3 and 4 images)."""
+    from mtlab.data.dataset import Split
+    from mtlab.data.split import RunSplits
+    from mtlab.train.fit import fit
+
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> Split:
+        images = torch.randint(0, 256, (n, 3, 16, 16), generator=g, dtype=torch.uint8)
+        seg = torch.randint(0, 2, (n, 16, 16), generator=g).to(torch.int16)
+        depth = torch.rand((n, 1, 16, 16), generator=g) + 0.5
+        return Split(images, {"seg": seg, "depth": depth})
+
+    raw = arrays_config(
+        {"kind": "deeplab", "encoder": {"type": "imagenet_resnet", "depth": 18}, "channels": 4, "rates": [1]},
+        {"seg": "segmentation", "depth": "depth"},
+    )
+    config = parse_config({**raw, "loss": {"method": method}, "train": {"epochs": 1, "batch_size": 4}})
+    tasks = {"seg": Task("seg", ("a", "b"), type="segmentation"), "depth": Task("depth", type="depth")}
+    torch.manual_seed(0)
+    net = build_model(config, tasks, (3, 16, 16))
+    result = fit(net, RunSplits(train=split(7), val=None, test=split(2)), config, tasks=tasks,
+                 device=torch.device("cpu"))
+    assert len(result.history) == 1

@@ -3,6 +3,7 @@ survive a killed worker (one retry, then only its runs fail), and leave a study 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -334,6 +335,87 @@ def test_a_study_on_a_ray_cluster_survives_a_killed_worker_and_resumes(tmp_path,
     with ResultStore(directory / "results.sqlite") as store:
         assert store.info()["executor"]["executor"] == "ray"
         assert store.info()["executor"]["cpus"] == 2
+
+
+# ------------------------------------------------------------------------------- workers die with their driver
+
+# A network whose training forward announces itself (a file named by its pid) and then takes a minute: a worker
+# inside a long step, which sends the driver nothing until it ends.
+SLOW_STEP = '''
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class SlowStep(nn.Module):
+    def __init__(self, outputs, input_shape, marker):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(input_shape[-1] * input_shape[-2], 4))
+        self.heads = nn.ModuleDict({t: nn.Linear(4, n) for t, n in outputs.items()})
+        self.marker = Path(marker)
+
+    def forward(self, x):
+        if self.training:  # a training step, not the build-time probe (eval mode)
+            (self.marker / str(os.getpid())).touch()
+            time.sleep(60)
+        h = self.trunk(x)
+        return {t: head(h) for t, head in self.heads.items()}
+
+
+def build(task_outputs, input_shape, marker):
+    return SlowStep(task_outputs, input_shape, marker)
+'''
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its new parent to reap it has ended)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_pool_workers_exit_within_a_second_or_two_of_a_kill_9_of_their_driver(tmp_path):
+    (tmp_path / "slow_step.py").write_text(SLOW_STEP)
+    marker = tmp_path / "in-a-step"
+    marker.mkdir()
+    spec = {
+        "name": "orphans",
+        "seeds": 1,
+        "base": {
+            "data": {"dataset": "fashion-mnist-sample", "train_subset": 100, "test_subset": 50},
+            "model": {"kind": "custom", "factory": str(tmp_path / "slow_step.py:build"),
+                      "options": {"marker": str(marker)}, "stack": "never"},
+            "train": {"epochs": 1, "batch_size": 50},
+        },
+        "grid": {"optim.lr": [0.01, 0.02]},  # two runs, one a worker
+    }  # fmt: skip
+    (tmp_path / "orphans.yaml").write_text(yaml.safe_dump(spec))
+    driver = _mtlab("run", "orphans.yaml", "--out", "study", "--no-report", "--workers", "2", cwd=tmp_path)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while len(list(marker.iterdir())) < 2 and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.05)
+        assert driver.poll() is None, driver.communicate()
+        workers = [p for p in _processes(lambda args: any("spawn_main" in a for a in args)) if _parent(p) == driver.pid]
+        assert sorted(workers) == sorted(int(p.name) for p in marker.iterdir())  # both workers are mid-step
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+        time.sleep(2)
+        assert [p for p in workers if _alive(p)] == []
+    finally:  # workers first: they hold the driver's output pipes open
+        for pid in workers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if driver.poll() is None:
+            driver.kill()
+        driver.communicate()
 
 
 def test_an_outside_executor_written_against_the_old_import_path_still_loads():

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from mtlab import seeding
 from mtlab.data.augment import horizontal_flip, random_crop
-from mtlab.data.batches import Batches, Normalizer
+from mtlab.data.batches import Batches, Normalizer, ReplicaBatches
 from mtlab.data.dataset import Dataset, Split
 from mtlab.data.split import carve_splits, stratified_counts, stratified_pick
 from mtlab.data.tasks import Task
@@ -95,6 +95,29 @@ def test_batches_cover_every_example_once_per_epoch_in_seeded_order():
     assert not torch.equal(first, second)  # a new permutation each epoch
     again = Batches(split, 5, Normalizer.fit(split.images), shuffle=True, generator=seeding.generator(1, "b"))
     assert torch.equal(torch.cat([y["id"] for _, y in again]), first)
+
+
+def test_a_last_batch_smaller_than_asked_is_merged_into_the_one_before():
+    split = toy_dataset(n_train=12).train
+    ids = Split(split.images, {"id": torch.arange(12)})
+    normalizer = Normalizer.fit(split.images)
+
+    def sizes(n: int, batch: int, smallest_last: int) -> list[int]:
+        part = Split(ids.images[:n], {"id": ids.labels["id"][:n]})
+        batches = ReplicaBatches([part], batch, [normalizer], shuffle=True, generators=[seeding.generator(0, "b")],
+                                 smallest_last=smallest_last)
+        seen = [y["id"][0] for _, y in batches]
+        assert sorted(torch.cat(seen).tolist()) == list(range(n))  # every example once, merged or not
+        assert len(batches) == len(seen)
+        return [len(s) for s in seen]
+
+    assert sizes(11, 4, 1) == [4, 4, 3]  # a method that does not split the batch: the last one is kept
+    assert sizes(11, 4, 4) == [4, 7]  # double sampling: 3 left over would be halves of 1 and 2
+    assert sizes(12, 4, 4) == [4, 4, 4]
+    assert sizes(9, 4, 4) == [4, 5]
+    assert sizes(10, 4, 4) == [4, 6]
+    assert sizes(3, 4, 4) == [3]  # one batch in all: nothing to merge it with
+    assert sizes(5, 2, 4) == [2, 3]  # batch 2: halves of one image anyway, the last single one joins a pair
 
 
 def test_random_crop_shifts_each_image_within_padding():

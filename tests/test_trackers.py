@@ -488,3 +488,65 @@ def test_an_export_whose_tracker_fails_says_so_and_exits_2(finished_study, tmp_p
     assert err == ["mtlab: error: --format mlflow: the export did not finish; run the same command again"]
     with ResultStore(directory / "results.sqlite") as store:  # nothing recorded as sent
         assert set(store.tracked("mlflow", f"sqlite:///{directory.resolve() / 'mlflow.db'}")) <= {"study"}
+
+
+# --------------------------------------------------------------------------------------- a tracker that cannot start
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_an_mlflow_store_that_refuses_to_start_is_one_error_line_before_any_training(tmp_path, monkeypatch, capsys,
+                                                                                    command):
+    # MLflow 3 refuses a plain-file store (the MLflow 2 default many setups still name in MLFLOW_TRACKING_URI).
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    if command == "run":
+        (tmp_path / "tiny.yaml").write_text(json.dumps(TINY))
+        args = ["run", str(tmp_path / "tiny.yaml"), "--no-report"]
+    else:
+        (tmp_path / "one.yaml").write_text(json.dumps(TINY["base"]))
+        args = ["train", str(tmp_path / "one.yaml")]
+    out = tmp_path / "out" / "study"
+    assert main([*args, "--out", str(out), "--track", "mlflow"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"mtlab: error: mlflow tracking cannot start at {(tmp_path / 'mlruns').as_uri()}: ")
+    assert "sqlite:///mlflow.db" in err[0]  # MLflow's own advice, both ways out
+    assert "MLFLOW_ALLOW_FILE_STORE=true" in err[0]
+    assert "unset it for mtlab's default" in err[0]
+    assert not (tmp_path / "out").exists()  # nothing trained or written
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_an_mlflow_server_that_does_not_answer_is_one_error_line_before_any_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # no back-off: the test needs no minute of retries
+    (tmp_path / "tiny.yaml").write_text(json.dumps(TINY))
+    server = f"http://127.0.0.1:{_free_port()}"
+    study = tmp_path / "study"
+    assert main(["run", str(tmp_path / "tiny.yaml"), "--out", str(study), "--track", "mlflow", "--track-to", server,
+                 "--no-report"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"mtlab: error: mlflow tracking cannot start at {server}: MlflowException: ")
+    assert "Connection refused" in err[0]
+    assert not study.exists()
+
+
+@pytest.mark.parametrize("tracker", ["tensorboard", "wandb"])
+def test_a_tracker_directory_that_cannot_be_made_is_one_error_line_before_any_training(tmp_path, capsys, tracker):
+    (tmp_path / "tiny.yaml").write_text(json.dumps(TINY))
+    (tmp_path / "a-file").write_text("in the way")
+    study = tmp_path / "study"
+    assert main(["run", str(tmp_path / "tiny.yaml"), "--out", str(study), "--track", tracker, "--track-to",
+                 str(tmp_path / "a-file" / "logs"), "--no-report"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mtlab: error: {tracker} tracking cannot start at {tmp_path / 'a-file' / 'logs'}: "
+                   f"NotADirectoryError: [Errno 20] not a directory: '{tmp_path / 'a-file'}'"]  # fmt: skip
+    assert not study.exists()

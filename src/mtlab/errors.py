@@ -1,7 +1,8 @@
 """User-facing errors.
 
 Anything raised as a :class:`MtlabError` is the user's to fix (a config key, a data file, a flag): the command line
-prints its message on one line and exits with code 2, without a traceback. Everything else is a bug in mtlab.
+prints its message on one line and exits with code 2, without a traceback (a :class:`UserCodeError` is followed by
+the frames of the user's own code that raised). Everything else is a bug in mtlab.
 A name the user mistyped (a key, a method, a study) comes with the closest valid one: :func:`did_you_mean`.
 """
 
@@ -21,6 +22,16 @@ class ConfigError(MtlabError):
 
 class DataError(MtlabError):
     """A dataset file is missing, truncated or corrupt; the message names the file and how to get it."""
+
+
+class UserCodeError(MtlabError):
+    """The user's own code (a model factory, its network) raised: the message names that code, what it was given
+    and what it raised; ``frames`` are the traceback lines in the user's own files (never mtlab's), which the
+    command line prints after the message as they are."""
+
+    def __init__(self, message: str, frames: str = ""):
+        super().__init__(message)
+        self.frames = frames
 
 
 def closest(word: object, choices: Iterable[object]) -> str | None:

@@ -28,7 +28,7 @@ from mtlab.cli import (
     train_cmd,
     weightings_cmd,
 )
-from mtlab.errors import MtlabError
+from mtlab.errors import MtlabError, UserCodeError
 
 # Each command module offers ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``. Importing
 # them and registering stays light (no torch, pandas or matplotlib): that is all `mtlab --help` waits for.
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func(args) or 0)
         except MtlabError as e:
             print_error(str(e))
+            if isinstance(e, UserCodeError) and e.frames:
+                print(e.frames, end="", file=sys.stderr)  # where in the user's own code, as Python shows it
             return 2
         except OSError as e:
             if e.filename is None:

@@ -62,6 +62,11 @@ class ReplicaBatches:
     Yields (inputs (K, B, C, H, W) float32, labels ``{task: (K, B)}``). Replica k draws its permutation and its
     augmentation from ``generators[k]`` exactly as a solo run with that generator would, so replica k sees the
     same batches as the solo run. The splits are stacked once (K, N, ...) so each batch is a single gather.
+
+    The last, partial batch is kept (every example is seen once per epoch), unless it has fewer than
+    ``smallest_last`` examples: then it is merged into the batch before it, which is up to ``smallest_last - 1``
+    examples larger. The training loop asks for this for a method that splits each batch into samples (double
+    sampling: two examples a half, so that batch norm never normalises one image's 1 x 1 map).
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class ReplicaBatches:
         crop_padding: int = 0,
         flip: bool = False,
         tasks: list[str] | None = None,
+        smallest_last: int = 1,
     ):
         if (shuffle or crop_padding or flip) and generators is None:
             raise ValueError("shuffling or augmenting needs one generator per replica")
@@ -95,6 +101,7 @@ class ReplicaBatches:
         self.shift = torch.stack([n.shift for n in normalizers]).to(device)
         self.rows = torch.arange(len(splits), device=device)[:, None]  # (K, 1) replica index for gathers
         self.batch_size = batch_size
+        self.smallest_last = smallest_last
         self.shuffle = shuffle
         self.generators = generators
         self.crop_padding = crop_padding
@@ -105,19 +112,27 @@ class ReplicaBatches:
         return self.images.shape[0]
 
     def __len__(self) -> int:
-        return -(-self.length // self.batch_size)
+        return len(self._bounds())
+
+    def _bounds(self) -> list[tuple[int, int]]:
+        """(start, end) of each batch: ``batch_size`` examples, the last partial one merged into the one before it
+        when it is smaller than ``smallest_last``."""
+        bounds = [(a, min(a + self.batch_size, self.length)) for a in range(0, self.length, self.batch_size)]
+        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < self.smallest_last:
+            bounds[-2:] = [(bounds[-2][0], self.length)]
+        return bounds
 
     def __iter__(self) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
         device = self.images.device
         order = None
         if self.shuffle:
             order = torch.stack([torch.randperm(self.length, generator=g) for g in self.generators]).to(device)
-        for start in range(0, self.length, self.batch_size):
+        for start, end in self._bounds():
             if order is None:
-                x = self.images[:, start : start + self.batch_size]  # (K, B, C, H, W), a view
-                y = {t: v[:, start : start + self.batch_size] for t, v in self.labels.items()}
+                x = self.images[:, start:end]  # (K, B, C, H, W), a view
+                y = {t: v[:, start:end] for t, v in self.labels.items()}
             else:
-                index = order[:, start : start + self.batch_size]  # (K, B)
+                index = order[:, start:end]  # (K, B)
                 x = self.images[self.rows, index]
                 y = {t: v[self.rows, index] for t, v in self.labels.items()}
             x = x.float() * self.scale + self.shift

@@ -6,14 +6,22 @@ Each worker has its own pipe, so the driver always knows which task a worker hol
 (killed, out of memory) its task is given once more to a fresh worker (infrastructure failures are often
 transient), and if that worker dies too, only the task's runs fail, with the reason; the other workers go on.
 Workers are started with ``spawn`` (a fork of a driver that has started torch's thread pool can deadlock), and
-ignore Ctrl-C: the driver handles it and stops them.
+ignore Ctrl-C: the driver handles it and stops them. A worker dies with its driver, even one killed by SIGKILL
+(which runs no clean-up): on Linux the kernel sends it SIGKILL when the driver ends (``prctl(PR_SET_PDEATHSIG)``,
+strictly: when the driver thread that started it ends - the executor is used from one thread), and everywhere a
+thread of the worker ends it once its parent is no longer the driver. Nobody would record what an orphan trains.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
+import os
 import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,10 +31,33 @@ from typing import Any
 from mtlab.execute.work import GroupResult, GroupTask, run_group
 
 RETRIES = 1  # a task whose worker dies is run once more before its runs fail
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_SECONDS = 0.2
 
 
-def _worker_main(conn: Connection, threads: int | None, gpu: int | None, work: Callable) -> None:
+def die_with_parent(parent: int) -> None:
+    """End this process as soon as ``parent`` (the pid of the process that started it) has ended, however it ended.
+
+    On Linux the kernel delivers SIGKILL to this process when its parent ends (``prctl(PR_SET_PDEATHSIG)``); a
+    daemon thread also polls ``os.getppid()`` (an orphan is adopted by another process) on every platform, in case
+    the call is refused. A parent that ended before this was set up is seen at once."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the signal was armed: nothing will send it
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="mtlab-parent-watch").start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)  # no clean-up: the driver that would record the work is gone
+
+
+def _worker_main(conn: Connection, threads: int | None, gpu: int | None, work: Callable, parent: int) -> None:
     """A worker's life: receive a task, train it while sending events, send the result; ``None`` means stop."""
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the driver decides
     import torch
 
@@ -94,9 +125,8 @@ class ProcessExecutor:
 
     def _start(self, gpu: int | None) -> _Worker:
         ours, theirs = self.context.Pipe()
-        process = self.context.Process(
-            target=_worker_main, args=(theirs, self.threads, gpu, self.work), daemon=True, name="mtlab-worker"
-        )
+        args = (theirs, self.threads, gpu, self.work, os.getpid())
+        process = self.context.Process(target=_worker_main, args=args, daemon=True, name="mtlab-worker")
         process.start()
         theirs.close()
         return _Worker(process, ours, gpu)

@@ -9,7 +9,9 @@ so the store's ``running`` runs are the ones actually training.
 Faults: Ray reruns a task whose worker process or node died once (``max_retries=1``); if that fails too, its runs
 fail with Ray's reason and the study goes on. Progress events travel through a :class:`ray.util.queue.Queue` actor.
 Workers need mtlab installed and the data where they run (``MTLAB_DATA`` or the cache on each node); they write
-nothing, results come back to the driver.
+nothing, results come back to the driver. A driver killed by SIGKILL leaves no Ray work behind by Ray's own rules,
+not mtlab's: the private instance's processes are started by Ray to share the driver's fate (``PR_SET_PDEATHSIG`` on
+Linux; its workers end with their raylet), and a cluster ends the tasks of a job whose driver has died.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ which tasks' losses reach each parameter (autograd: each task's summed output is
 says which parameters are shared through a ``shared_parameters()`` method of its own (the others are still assigned
 by autograd). A parameter that no task reaches would never train: it is an error, as is a frozen one
 (``requires_grad=False``; a fixed tensor belongs in a buffer).
+The user's code raising - the factory file when it is run, the factory, the network's probe forward - is the
+user's error (:class:`~mtlab.errors.UserCodeError`): one line naming the factory, its options and the exception,
+then the traceback frames in the user's own files, never mtlab's.
 
 Parts (:meth:`CustomNet.parts`): the module tree is cut into the largest subtrees whose parameters all have the same
 reaching tasks, each a :class:`~mtlab.models.base.Part` holding the real submodule (its ``name`` is its path, so
@@ -43,6 +46,8 @@ import importlib.util
 import inspect
 import re
 import sys
+import sysconfig
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -52,7 +57,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from mtlab.config.base import ModelExample, ModelKind, TrunkOptions, register_model_kind
-from mtlab.errors import MtlabError
+from mtlab.errors import MtlabError, UserCodeError
 from mtlab.models.base import FASHION_TASKS, MultiTaskNet, Part
 
 if TYPE_CHECKING:
@@ -146,9 +151,13 @@ class CustomModel(ModelKind):
             pass  # no signature to check (a builtin): the call itself will tell
         try:
             module = build(dict(outputs), tuple(input_shape), **self.options)
-        except Exception as e:
-            e.add_note(f"raised by model.factory {self.factory} with options {self.options}")
+        except MtlabError:
             raise
+        except Exception as e:  # the user's code: what it raised and where in it, not mtlab's traceback
+            raise UserCodeError(
+                f"model.factory {self.factory} with options {self.options} raised {_one_line(e)}",
+                user_frames(e, source_dir(build)),
+            ) from e
         if not isinstance(module, nn.Module):
             raise MtlabError(f"model.factory {self.factory}: returned a {type(module).__name__}, not a torch.nn.Module")
         reason = None if self.stackable() else "model.stack is 'never'"
@@ -230,6 +239,10 @@ def _load_file(factory: str, path: Path) -> Any:
     sys.path.insert(0, folder)  # so that the file can import its sibling modules while it is executed
     try:
         spec.loader.exec_module(module)
+    except Exception as e:  # the user's file: what it raised and where in it
+        sys.modules.pop(name, None)
+        raise UserCodeError(f"model.factory {factory}: running {path} raised {_one_line(e)}",
+                            user_frames(e, path.parent)) from e  # fmt: skip
     except BaseException:
         sys.modules.pop(name, None)
         raise
@@ -238,6 +251,38 @@ def _load_file(factory: str, path: Path) -> Any:
             sys.path.remove(folder)
     _FILE_MODULES[path] = (mtime, module)
     return module
+
+
+def _one_line(error: BaseException) -> str:
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def source_dir(code: Any) -> Path | None:
+    """The directory of the file that defines the function ``code`` (None for a builtin)."""
+    filename = getattr(getattr(code, "__code__", None), "co_filename", None)
+    return Path(filename).resolve().parent if filename and not filename.startswith("<") else None
+
+
+def user_frames(error: BaseException, own_dir: Path | None) -> str:
+    """The traceback lines of ``error`` in the user's own code, as Python prints them: the frames in ``own_dir``
+    (where the user's factory is), or in neither mtlab, the standard library nor an installed package."""
+    mtlab_dir = Path(__file__).resolve().parents[1]
+    paths = sysconfig.get_paths()
+    libraries = [Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
+
+    def is_users(filename: str) -> bool:
+        if filename.startswith("<"):
+            return False
+        path = Path(filename).resolve()
+        if path.is_relative_to(mtlab_dir):
+            return False
+        if own_dir is not None and path.is_relative_to(own_dir):
+            return True
+        return not any(path.is_relative_to(lib) for lib in libraries)
+
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if is_users(f.filename)]
+    return "".join(traceback.format_list(frames))
 
 
 # ------------------------------------------------------------------------------------------------------------ parts
@@ -424,7 +469,15 @@ class CustomNet(MultiTaskNet):
         x = torch.randn(PROBE_BATCH, *self.input_shape, generator=generator).to(first.device, first.dtype)
         with _restored(self), torch.enable_grad():
             self.eval()
-            out = self.net(x)
+            try:
+                out = self.net(x)
+            except MtlabError:
+                raise
+            except Exception as e:  # the user's forward: what it raised and where in it
+                raise UserCodeError(
+                    f"{self._where()}: the network's forward on a random batch {tuple(x.shape)} raised {_one_line(e)}",
+                    user_frames(e, source_dir(type(self.net).forward)),
+                ) from e
             self.check_outputs(out, PROBE_BATCH)
             params = list(named.values())
             reached: dict[str, set[str]] = {n: set() for n in named}

@@ -36,15 +36,34 @@ FINISHED = ("done", "failed")
 
 
 def create_trackers(names: Sequence[str], experiment: str, directory: Path, to: str | None) -> dict[str, Tracker]:
-    """The trackers ``names`` for ``experiment``, each at ``to`` or its default destination for ``directory``.
+    """The trackers ``names`` for ``experiment``, each at ``to`` or its default destination for ``directory``,
+    created and checked (:meth:`~mtlab.trackers.base.Tracker.check`) before anything is trained.
 
-    Raises a one-line :class:`MtlabError` for an unknown name or a missing client (before anything is trained)."""
-    trackers = {}
-    for name in dict.fromkeys(names):
-        if name not in TRACKERS:
-            raise MtlabError(f"--track: no tracker {name!r}; choose from {', '.join(TRACKERS.names())}")
-        kind = TRACKERS.get(name)
-        trackers[name] = kind(experiment, to or kind.default_destination(directory))
+    Raises a one-line :class:`MtlabError` for an unknown name, a missing client, or a tracker that cannot start
+    (its client's own message, with the tracker's advice); the trackers already created are closed."""
+    trackers: dict[str, Tracker] = {}
+    try:
+        for name in dict.fromkeys(names):
+            if name not in TRACKERS:
+                raise MtlabError(f"--track: no tracker {name!r}; choose from {', '.join(TRACKERS.names())}")
+            kind = TRACKERS.get(name)
+            destination = to or kind.default_destination(directory)
+            try:
+                tracker = kind(experiment, destination)
+                trackers[name] = tracker
+                tracker.check()
+            except MtlabError:
+                raise
+            except Exception as e:  # the client refuses: the user's setup to fix, before any training
+                message = " ".join(str(e).split()).rstrip(".") or "(no message)"
+                advice = kind.start_advice(destination)
+                raise MtlabError(f"{name} tracking cannot start at {destination}: {type(e).__name__}: {message}"
+                                 + (f"; {advice}" if advice else "")) from None  # fmt: skip
+    except BaseException:
+        for tracker in trackers.values():
+            with contextlib.suppress(Exception):
+                tracker.close()
+        raise
     return trackers
 
 

@@ -3,15 +3,17 @@
 A tracker is a *view* of the results store: it never decides anything, it is told (by
 :class:`~mtlab.study.tracking.Tracking`, fed by the study driver) to open the study's experiment, open runs (a
 variant's parent run, a seed's run nested in it), log epochs with ``step = epoch``, log final values and artifacts,
-and end a run with its status. Every call may raise (server down, disk full): the caller turns that into one warning
-and stops using the tracker; the results store records only what a tracker has accepted, so the next
-``mtlab export`` sends the rest.
+and end a run with its status. Creating it and its ``check`` happen before anything is trained: a failure there is
+one error line, and nothing is trained or written. Every later call may raise (server down, disk full): the caller
+turns that into one warning and stops using the tracker; the results store records only what a tracker has
+accepted, so the next ``mtlab export`` sends the rest.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +65,15 @@ class Tracker(ABC):
         parametrised over the registry track a small run there); by default :meth:`default_destination`."""
         return cls.default_destination(directory)
 
+    @classmethod
+    def start_advice(cls, destination: str) -> str:
+        """What the user can do when the tracker cannot start at ``destination`` ('' when its client says it)."""
+        return ""
+
+    def check(self) -> None:  # noqa: B027  (a tracker that writes files has nothing to reach before its first run)
+        """Reach the destination once, before anything is trained, and raise what the client raises when it cannot
+        work there (a store it refuses, a server that does not answer). Creates nothing the study would not."""
+
     @abstractmethod
     def open_experiment(self, existing: str | None) -> str:
         """Create (or reopen, by the id ``existing``) the study's experiment / project; its id."""
@@ -89,6 +100,17 @@ class Tracker(ABC):
 
     def close(self) -> None:  # noqa: B027  (most trackers hold nothing to release)
         """Flush and release whatever the tracker holds open."""
+
+
+def check_directory(destination: str) -> None:
+    """Raise the :class:`OSError` that creating files under ``destination`` would raise (a file in the way, no
+    permission), without creating anything: the check of a tracker that writes to a directory."""
+    path = Path(destination).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(20, "not a directory", str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(13, "cannot create files in it", str(existing))
 
 
 def import_client(module: str, extra: str) -> ModuleType:

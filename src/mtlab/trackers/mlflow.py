@@ -50,6 +50,16 @@ class MlflowTracker(Tracker):
     def default_destination(cls, directory: Path) -> str:
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(directory).resolve() / 'mlflow.db'}"
 
+    @classmethod
+    def start_advice(cls, destination: str) -> str:
+        if destination == os.environ.get("MLFLOW_TRACKING_URI"):
+            return ("the store is MLFLOW_TRACKING_URI's: unset it for mtlab's default (an SQLite file beside the "
+                    "runs), or name another store with --track-to (export: --to)")
+        return ""
+
+    def check(self) -> None:
+        self.client.search_experiments(max_results=1)  # a server that does not answer, a store that refuses
+
     def _artifact_root(self) -> str | None:
         """Artifacts beside an SQLite store (MLflow's default would be ``./mlartifacts`` of the current directory)."""
         if self.destination.startswith("sqlite:///"):

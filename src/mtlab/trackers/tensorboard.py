@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlab.trackers import TRACKERS
-from mtlab.trackers.base import TrackedRun, Tracker, import_client
+from mtlab.trackers.base import TrackedRun, Tracker, check_directory, import_client
 
 TEXT_ARTIFACTS = (".yaml", ".yml", ".json", ".txt", ".md")  # shown in the Text tab; a report.html is not
 
@@ -61,6 +61,9 @@ class TensorBoardTracker(Tracker):
     @classmethod
     def default_destination(cls, directory: Path) -> str:
         return str(Path(directory).resolve() / "tensorboard")
+
+    def check(self) -> None:
+        check_directory(self.destination)
 
     def _writer(self, run_id: str):
         if run_id not in self._writers:

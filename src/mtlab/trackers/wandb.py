@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlab.trackers import TRACKERS
-from mtlab.trackers.base import TrackedRun, Tracker, import_client
+from mtlab.trackers.base import TrackedRun, Tracker, check_directory, import_client
 
 MAX_TAG = 64  # W&B refuses longer tags
 
@@ -48,6 +48,9 @@ class WandbTracker(Tracker):
     @classmethod
     def default_destination(cls, directory: Path) -> str:
         return str(Path(directory).resolve())
+
+    def check(self) -> None:
+        check_directory(self.destination)
 
     def open_experiment(self, existing: str | None) -> str:
         Path(self.destination).mkdir(parents=True, exist_ok=True)

@@ -167,6 +167,15 @@ def fit_replicas(
     normalizers = [Normalizer.fit(s.images, standardize=config.data.normalize) for s in train_splits]
     augment = config.data.augment
 
+    # One generator per replica from its own seed, so a stacked replica draws what its solo run draws.
+    method = create_method(
+        config.loss, tasks, k_count, generators=[seeding.generator(c.seed, "weighting") for c in configs]
+    ).to(device)
+    # A method that splits each batch into samples (double sampling) gets at least two examples a sample from the
+    # last, partial batch of an epoch: a smaller one is merged into the batch before it (batch norm cannot
+    # normalise one image's 1 x 1 map, as DeepLab's image pooling does). Full batches are split as they are.
+    smallest_last = 2 * method.samples if method.samples > 1 else 1
+
     def training_batches(stream: str, shuffle: bool) -> ReplicaBatches:
         return ReplicaBatches(
             train_splits,
@@ -177,6 +186,7 @@ def fit_replicas(
             crop_padding=augment.crop_padding,
             flip=augment.horizontal_flip,
             tasks=tasks,
+            smallest_last=smallest_last,
         )
 
     train_batches = training_batches("batches", config.train.shuffle)
@@ -190,10 +200,6 @@ def fit_replicas(
         t: task.task_type.bind(task, [s.labels[t] for s in train_splits], device) for t, task in task_of.items()
     }
 
-    # One generator per replica from its own seed, so a stacked replica draws what its solo run draws.
-    method = create_method(
-        config.loss, tasks, k_count, generators=[seeding.generator(c.seed, "weighting") for c in configs]
-    ).to(device)
     views = parameter_views(models[0], replicas)
     method.bind(views)
     optimizer = build_optimizer(config.optim, replicas.parameters(), extra=method.parameters())

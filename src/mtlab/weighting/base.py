@@ -129,6 +129,12 @@ class WeightingMethod(nn.Module):
     """Bilevel: the loop draws a meta batch from the training split and calls ``look_ahead`` before each step."""
     weights_note: ClassVar[str] = ""
     """How ``loss.weights`` act on this method when not (only) as multipliers of the task losses ('' = they are)."""
+    samples: ClassVar[int] = 1
+    """Independent gradient samples per step (a loss-based method: 1). 2 (double sampling, MoDo and SDMGrad): the
+    loop splits each batch into two disjoint halves, takes the task Jacobian of each, and ``aggregate`` gets their
+    mean (the batch's Jacobian) as ``jacobian`` and the cross product ``J_1 J_2^T`` (K, T, T), not symmetric, in
+    place of the Gramian. Such a method never gets a half of fewer than two examples from an epoch's last, partial
+    batch: the loop merges a smaller one into the batch before it (full batches of 2 or 3 still give halves of one)."""
 
     def __init__(
         self,
@@ -203,10 +209,6 @@ class GradientMethod(WeightingMethod):
     """Options under which the update conflicts with no task gradient (d . g_t >= 0), or None."""
     when_gradients_agree: ClassVar[Literal["mean", "sum", "along"]] = "along"
     """The update for T identical gradients g: exactly g (mean), T g (sum), or some vector along g."""
-    samples: ClassVar[int] = 1
-    """Independent gradient samples per step. 2 (double sampling, MoDo and SDMGrad): the loop splits each batch into
-    two disjoint halves, takes the task Jacobian of each, and ``aggregate`` gets their mean (the batch's Jacobian)
-    as ``jacobian`` and the cross product ``J_1 J_2^T`` (K, T, T), not symmetric, in place of the Gramian."""
 
     def task_objectives(self, losses: Tensor) -> tuple[Tensor, Tensor]:
         """losses (K, T), differentiable -> (the objectives whose gradients the method balances (K, T), and their
