@@ -112,6 +112,7 @@ def test_every_tracker_tracks_a_run_at_its_example_destination(name, tmp_path):
     kind = TRACKERS.get(name)
     tracker = kind("demo", kind.example(tmp_path))
     try:
+        tracker.check()
         experiment = tracker.open_experiment(None)
         run = tracker.open_run(TrackedRun("r1", "r1", "shared", seed=0, params={"seed": "0"}), None, None)
     except MtlabError as e:  # its client library is not installed here
