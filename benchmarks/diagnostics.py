@@ -53,7 +53,7 @@ def build_step(model: str, method: str, every: int | None):
     weighting.bind(views)
     optimizer = build_optimizer(config.optim, replicas.parameters(), extra=weighting.parameters())
     step = make_step(replicas, net, weighting, optimizer, TaskLosses(config, torch.device("cpu")), views,
-                     diagnostics=config.train.diagnostics, grad_clip=None)
+                     diagnostics=config.train.diagnostics, grad_clip=None, steps_per_epoch=10**9)
     g = torch.Generator().manual_seed(0)
     batch = config.train.batch_size
     x = torch.randn(1, batch, *shape, generator=g)

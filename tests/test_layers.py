@@ -47,7 +47,8 @@ LAYERS = [
 # Every mtlab module, by its longest prefix here, belongs to one layer. A new top-level module or package must be
 # placed here (an unplaced one fails test_every_module_has_a_layer).
 PLACES = {
-    "mtlab": "core",  # the package's __init__: the version string only
+    "mtlab": "cli",  # the package's __init__: the public façade (mtlab.Weighting, loaded on first use)
+    "mtlab.version": "core",
     "mtlab.errors": "core",
     "mtlab.atomic": "core",
     "mtlab.seeding": "core",
@@ -141,8 +142,11 @@ def import_graph(modules: dict[str, Path]) -> dict[str, dict[str, int]]:
 
 
 def layer_of(module: str) -> str | None:
-    name = module
-    while name:
+    """The layer of ``module``'s longest placed prefix; the package's ``__init__`` is placed for itself only."""
+    if module in PLACES:
+        return PLACES[module]
+    name = module.rpartition(".")[0]
+    while name and name != "mtlab":
         if name in PLACES:
             return PLACES[name]
         name = name.rpartition(".")[0]

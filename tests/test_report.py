@@ -334,7 +334,7 @@ def test_figure_format_option_on_report_and_run():
     commands = parser.add_subparsers()
     report_cmd.register(commands)
     study_cmd.register(commands)
-    assert parser.parse_args(["report", "d"]).figure_format == "png"
+    assert parser.parse_args(["report", "d"]).figure_format is None  # the directory's last format, else png
     assert parser.parse_args(["report", "d", "--figure-format", "svg"]).figure_format == "svg"
     assert parser.parse_args(["run", "fashion-mtl", "--figure-format", "pdf"]).figure_format == "pdf"
     with pytest.raises(SystemExit):

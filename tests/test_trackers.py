@@ -438,7 +438,7 @@ def test_mtlab_train_tracks_one_run(tmp_path):
     assert main(["train", str(config), "--out", str(out), "--track", "tensorboard"]) == 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(str(tmp_path / "runs" / "tensorboard" / "one"))
+    accumulator = EventAccumulator(str(out / "tensorboard" / "one"))  # in the run directory, as mtlab run
     accumulator.Reload()
     assert [e.step for e in accumulator.Scalars("train.loss")] == [1, 2]
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-import mtlab
+from mtlab.version import __version__
 
 _PACKAGES = ("torch", "numpy", "pydantic", "pyyaml")
 
 
 def git_sha(where: Path | None = None) -> str | None:
     """The commit checked out at ``where`` (default: mtlab's own source tree), with ``+dirty`` if modified."""
-    where = where or Path(mtlab.__file__).resolve().parent
+    where = where or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5, check=True
@@ -39,7 +39,7 @@ def git_sha(where: Path | None = None) -> str | None:
 
 def describe(device: torch.device | str | None = None) -> dict[str, object]:
     """A JSON-ready description of the software and machine."""
-    versions = {"python": sys.version.split()[0], "mtlab": mtlab.__version__}
+    versions = {"python": sys.version.split()[0], "mtlab": __version__}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)

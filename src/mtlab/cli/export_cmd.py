@@ -5,6 +5,7 @@ sent to an experiment tracker (MLflow, TensorBoard, W&B: :data:`~mtlab.trackers.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mtlab.cli.report_cmd import print_unfinished
@@ -55,16 +56,20 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--to: only with a tracker format ({', '.join(TRACKERS.names())}); use --out")
         from mtlab.report import export_tables  # pandas: only when an export is asked for
 
-        for path in export_tables(args.study_dir, args.fmt, args.out):
+        paths = export_tables(args.study_dir, args.fmt, args.out)
+        for path in paths:
             print(path)
+        if args.fmt == "latex" and not any(p.name == "ranking.tex" for p in paths):
+            print("note: no ranking.tex: a ranking needs a control and three or more variants with finished runs "
+                  "(tables.tex says so)", file=sys.stderr)  # fmt: skip
     else:
         if args.out is not None:
             raise ConfigError(f"--out: only with a file format ({', '.join(EXPORT_FORMATS)}); use --to")
-        from mtlab.report.tracking import export_study
+        from mtlab.report.tracking import send_study
 
-        destinations = export_study(args.study_dir, [args.fmt], args.to)
-        if args.fmt not in destinations:  # the tracker failed: its warning says how
+        sent = send_study(args.study_dir, [args.fmt], args.to)
+        if args.fmt not in sent:  # the tracker failed: its warning says how
             raise MtlabError(f"--format {args.fmt}: the export did not finish; run the same command again")
-        print(f"{args.fmt}: {destinations[args.fmt]}")
+        print(f"{args.fmt}: {sent[args.fmt]}")
     print_unfinished(args.study_dir)
     return 0

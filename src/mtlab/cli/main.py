@@ -78,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _owners(parser: argparse.ArgumentParser, command: str, extra: list[str]) -> str:
+    """``; --figure-format is an option of `mtlab report` and `mtlab run`, not of `mtlab export```: for each unknown
+    option that another command has, which commands do (of those already built: none is built just for this)."""
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    said: list[str] = []
+    for option in dict.fromkeys(e.split("=", 1)[0] for e in extra if e.startswith("--")):
+        owners = {f"`{sub.prog}`" for name, sub in commands.items() if option in sub._option_string_actions}
+        if owners:
+            listed = sorted(owners)
+            owned = listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} and {listed[-1]}"
+            said.append(f"{option} is an option of {owned}, not of `{parser.prog} {command}`")
+    return "; " + "; ".join(said) if said else ""
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"mtlab: warning: {message}\n"
 
@@ -91,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:
         if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            parser.error(f"unrecognized arguments: {' '.join(extra)}{_owners(parser, args.command, extra)}")
         args.overrides = [*args.overrides, *extra]
     with _sigterm_as_exception():
         try:

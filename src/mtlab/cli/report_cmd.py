@@ -27,9 +27,9 @@ def add_figure_format_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--figure-format",
         choices=FIGURE_FORMATS,
-        default="png",
-        help="figures as png (default), svg (vector, embedded in report.html) or pdf (vector, for a paper; written "
-        "beside a png, which report.html embeds)",
+        default=None,
+        help="figures as png, svg (vector, embedded in report.html) or pdf (vector, for a paper; written beside a png, "
+        "which report.html embeds); the study directory remembers it (default: its last format, else png)",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<config>-s<seed>-<time>)")
     add_speed_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="reuse a non-empty run directory")
-    add_track_options(parser, "the directory holding OUT")
+    add_track_options(parser, "OUT")
     parser.set_defaults(func=run)
 
 
@@ -54,16 +55,29 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{args.config.stem}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     console = make_console(stderr=True)
     tracking = None
+    overwrite = args.overwrite
     if args.track:
         from mtlab.study.tracking import RunTracking
+        from mtlab.train.rundir import RunDirectory
 
         if args.track_to and len(set(args.track)) != 1:
             raise ConfigError("--track-to: give exactly one --track with it (each tracker has its own kind of URI)")
-        tracking = RunTracking(args.track, config, out, args.track_to)
+        # The trackers write into the run directory (as `mtlab run` into its study directory): it is checked and
+        # made first, as training would, since a tracker's files are in it by the time training starts; a tracker
+        # that cannot start leaves nothing behind.
+        made = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)
+        RunDirectory(out, overwrite=overwrite)
+        overwrite = True
+        try:
+            tracking = RunTracking(args.track, config, out, args.track_to)
+        except MtlabError:
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
+            raise
     try:
         with fit_progress(primary_metrics(config), console) as progress:
             observer = FanOut(progress, tracking)
-            outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=observer, overwrite=args.overwrite)
+            outcome = train_run(config, out, argv=["mtlab", *sys.argv[1:]], observer=observer, overwrite=overwrite)
     except TrainingDiverged as e:
         if tracking is not None:
             tracking.finish({}, "failed", str(e))
@@ -73,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     _print_summary(console, outcome, primary_metrics(config))
     console.print(training_setup(config), markup=False, highlight=False)
+    for note in outcome.extras.get("notes", []):  # what the data decided that the config did not say
+        console.print(f"note: {note}", markup=False, highlight=False)
+    for name, destination in (tracking.destinations if tracking is not None else {}).items():
+        console.print(f"{name}: {destination}", markup=False, highlight=False)
     return 0
 
 

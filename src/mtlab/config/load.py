@@ -109,14 +109,25 @@ def read_yaml_file(path: str | Path) -> tuple[dict[str, Any], YamlFile]:
         finally:
             loader.dispose()
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} invalid YAML ({getattr(e, 'problem', None) or e})") from None
+        raise ConfigError(f"{path}: {_yaml_problem(e)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(raw).__name__}")
     return raw, YamlFile(str(path), root)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """``line 3 invalid YAML (expected ',' or '}', but got ':'), in the flow mapping that starts on line 1``: where
+    YAML found the problem, and where what it was reading began (``context_mark``: an unclosed brace, quote or
+    bracket is seen only on a later line)."""
+    mark, context, start = (getattr(error, name, None) for name in ("problem_mark", "context", "context_mark"))
+    where = f"line {mark.line + 1} " if mark is not None else ""
+    text = f"{where}invalid YAML ({getattr(error, 'problem', None) or error})"
+    if start is not None and (mark is None or start.line != mark.line):
+        what = str(context or "").removeprefix("while parsing ").removeprefix("while scanning ").removeprefix("a ")
+        text += f", in the {what or 'block'} that starts on line {start.line + 1}"
+    return text
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -146,10 +157,17 @@ class Origins:
         self.file = file
         self.under = under
         self._overrides: list[tuple[tuple[str, ...], Origin]] = []
+        self.nulls: set[tuple[str, ...]] = set()
+        """Keys an override set to null: where the key takes no null, that unsets it (:func:`validate_run`)."""
 
-    def override(self, key: str, origin: Origin) -> None:
-        """Record that ``key`` was set (after everything recorded before) by what ``origin`` says."""
+    def override(self, key: str, origin: Origin, value: Any = ...) -> None:
+        """Record that ``key`` was set (after everything recorded before) to ``value`` by what ``origin`` says."""
         self._overrides.append((key_parts(key), origin))
+        parts = key_parts(key)
+        if value is None:
+            self.nulls.add(parts)
+        else:
+            self.nulls = {null for null in self.nulls if null[: len(parts)] != parts}
 
     def of(self, path: str) -> Origin | None:
         """The origin of the value at ``path``: the last override that set it, a key in it or a section holding it,
@@ -212,7 +230,7 @@ def apply_overrides(
                 raise
             raise ConfigError(f"{origin.label}: {e}") from None
         if origins is not None:
-            origins.override(key, origin)
+            origins.override(key, origin, value)
     return raw
 
 
@@ -241,10 +259,57 @@ def parse_config(raw: dict[str, Any], base: Path | None = None, origins: Origins
     """Validate a raw mapping; raise :class:`ConfigError` naming every bad key (one line each, starting with where
     ``origins`` says it was written). File paths in it (a table, a model file) are relative to ``base`` when given
     (the config file's directory)."""
+    return validate_run(raw, base, origins)
+
+
+def validate_run(raw: dict[str, Any], base: Path | None, origins: Origins | None, prefix: str = "") -> RunConfig:
+    """:class:`RunConfig` of ``raw`` (see :func:`parse_config`; ``prefix``: context for :func:`format_error`).
+
+    A key an override set to null (``loss.weights=null``) where the key takes no null is unset instead: it takes
+    its default, as if the file had never written it."""
+    context = {"base": base} if base is not None else None
     try:
-        return RunConfig.model_validate(raw, context={"base": base} if base is not None else None)
+        return RunConfig.model_validate(raw, context=context)
     except ValidationError as e:
-        raise ConfigError(format_error(e, raw, origins=origins)) from None
+        unset = _refused_nulls(e, raw, origins)
+        if not unset:
+            raise ConfigError(format_error(e, raw, prefix=prefix, origins=origins)) from None
+    raw = copy.deepcopy(raw)
+    for parts in unset:
+        node = raw
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        del node[parts[-1]]
+    try:
+        return RunConfig.model_validate(raw, context=context)
+    except ValidationError as e:
+        raise ConfigError(format_error(e, raw, prefix=prefix, origins=origins)) from None
+
+
+def _refused_nulls(error: ValidationError, raw: dict[str, Any], origins: Origins | None) -> list[tuple[str, ...]]:
+    """The keys of mappings that an override set to null and that an error of ``error`` refuses."""
+    if origins is None or not origins.nulls:
+        return []
+    found: list[tuple[str, ...]] = []
+    for err in error.errors():
+        parts = key_parts(_key_path(err["loc"], raw))
+        for null in origins.nulls:
+            if parts[: len(null)] == null and null not in found and _holder(raw, null) is not None:
+                found.append(null)
+    return found
+
+
+def _holder(raw: Any, parts: tuple[str, ...]) -> dict[str, Any] | None:
+    """The mapping that holds the key at ``parts`` (with that key set to null), else None."""
+    node = raw
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node if isinstance(node, dict) and parts[-1] in node and node[parts[-1]] is None else None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, overrides_from: str | None = None) -> RunConfig:
@@ -400,6 +465,47 @@ def _unknown_key(err: dict[str, Any], model: type[BaseModel], path: str) -> str:
     return f"unknown key; did you mean {path[: len(path) - len(key)]}{match}?" if match else "unknown key"
 
 
+def _missing_key(err: dict[str, Any], model: type[BaseModel]) -> str:
+    """``required key is missing; for example conv: [{filters: 16, kernel: 3, pool: 2}]``: the key with a value its
+    options give as an example (a field's ``examples``, or an options section built from its required keys')."""
+    key = err["loc"][-1]
+    section = _section_at(model, err["loc"])
+    field = section.model.model_fields.get(key) if section is not None and isinstance(key, str) else None
+    example = _field_example(field) if field is not None else None
+    if example is None:
+        return "required key is missing"
+    return f"required key is missing; for example {key}: {_flow(example)}"
+
+
+def _field_example(field: Any, depth: int = 0) -> Any:
+    """A value for ``field``: its first ``examples`` entry, else (for an options section) the section's required keys
+    with theirs, the tag of a tagged union's first member included; None when there is none to give."""
+    if field.examples:
+        return field.examples[0]
+    members, tag_field = _union_members(field.annotation, field.discriminator if isinstance(field.discriminator, str)
+                                        else None)  # fmt: skip
+    if not members or depth > 3:
+        return None
+    member = members[0]
+    example: dict[str, Any] = {}
+    tags = _tag_values(member, tag_field)
+    if tag_field and tags:
+        example[tag_field] = tags[0]
+    for name, inner in member.model_fields.items():
+        if inner.is_required() and name != tag_field:
+            value = _field_example(inner, depth + 1)
+            if value is None:
+                return None
+            example[name] = value
+    return example
+
+
+def _flow(value: Any) -> str:
+    """A value as one line of YAML flow style (``{type: cnn, conv: [{filters: 16}]}``)."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000)
+    return text.strip().removesuffix("...").strip()  # a scalar document ends with "..."
+
+
 def _and(names: list[str], most: int = 4) -> str:
     if len(names) > most:
         return f"{', '.join(names[: most - 1])} and {len(names) - most + 1} others"
@@ -419,7 +525,7 @@ def _message(err: dict[str, Any], model: type[BaseModel], path: str) -> str:
     if kind == "extra_forbidden":
         return _unknown_key(err, model, path)
     if kind == "missing":
-        return "required key is missing"
+        return _missing_key(err, model)
     if kind == "union_tag_invalid":
         return _unknown_tag(err, model)
     if kind == "union_tag_not_found":

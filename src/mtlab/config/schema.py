@@ -275,7 +275,9 @@ class RunConfig(Strict):
     seed: int = Field(0, ge=0)
     data: DataConfig  # the union of every registered dataset's options, by forward reference (see the docstring)
     tasks: list[str] | None = Field(None, description="Tasks to train (default: all of the dataset's tasks).")
-    model: ModelConfig  # likewise, of every model kind's options
+    model: ModelConfig = Field(  # likewise, of every model kind's options
+        examples=[{"trunk": {"type": "mlp", "widths": [64]}}]
+    )
     loss: LossConfig = Field(
         default_factory=lambda: method_class("fixed").Options(),
         description="The weighting method and its options (``mtlab weightings`` lists them); default fixed.",

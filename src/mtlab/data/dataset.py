@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -51,6 +51,7 @@ class Dataset:
 
     ``origin`` says where the files were found (a directory, or ``embedded``), for run records and ``mtlab data``;
     ``val`` is a validation split the data itself gives (a table's ``split`` column), used instead of carving one.
+    ``notes``: what the data decided that the config did not say.
     """
 
     name: str
@@ -59,6 +60,9 @@ class Dataset:
     test: Split
     origin: str
     val: Split | None = None
+    notes: list[str] = field(default_factory=list)
+    """What the data decided that the config did not say (a task's classes, found in its column): for the train
+    summary, the run record and the study report's header, so a typo in the data is seen."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -25,11 +25,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from mtlab import __version__
 from mtlab.data.cifar import extract_archive
 from mtlab.data.idx import read_bytes
 from mtlab.data.sources import RawFile, Source
 from mtlab.errors import DataError
+from mtlab.version import __version__
 
 TIMEOUT_SECONDS = 60
 _CHUNK = 1 << 16

@@ -194,7 +194,8 @@ class TableData(DataBase):
 
     dataset: Literal["table"]
     path: Path = Field(
-        description="The CSV (.csv, .tsv, .txt) or Parquet (.parquet, .pq) file; relative to the config."
+        description="The CSV (.csv, .tsv, .txt) or Parquet (.parquet, .pq) file; relative to the config.",
+        examples=["labels.csv"],
     )
     image_column: str | None = Field(
         None, description="Column of image paths (PNG / JPEG), relative to the table's directory or absolute."
@@ -212,7 +213,10 @@ class TableData(DataBase):
     split_seed: int = Field(
         0, ge=0, description="Seed of the test_fraction draw (the same test split for every run seed)."
     )
-    tasks: dict[str, TableTask] = Field(description="Task name -> {type, column or columns, ...}, in order.")
+    tasks: dict[str, TableTask] = Field(
+        description="Task name -> {type, column or columns, ...}, in order.",
+        examples=[{"shape": {"type": "multiclass", "column": "shape"}}],
+    )
 
     @field_validator("tasks")
     @classmethod
@@ -712,10 +716,13 @@ def load_table(options: TableData) -> Dataset:
     train_rows = torch.from_numpy(np.flatnonzero(codes == _TRAIN))
     tasks: dict[str, Task] = {}
     targets: dict[str, Tensor] = {}
+    notes: list[str] = []
     for name, spec in options.tasks.items():
         task, y = task_targets(table, name, spec)
         check_labelled(table.path, task, spec, y[train_rows])
         tasks[name], targets[name] = task, y
+        if is_class_type(spec.type) and spec.classes is None:
+            notes.append(found_classes_note(name, spec.source_columns[0], task.class_names))
 
     # The inputs last: decoding is the slow part, and every cheap check has passed by now.
     if options.image_column is not None:
@@ -731,6 +738,17 @@ def load_table(options: TableData) -> Dataset:
         test=splits[_TEST],
         origin=str(options.path),
         val=splits[_VAL] if (codes == _VAL).any() else None,
+        notes=notes,
+    )
+
+
+def found_classes_note(task: str, column: str, names: Sequence[str], most: int = 20) -> str:
+    """``task shape: 4 classes found in column 'shape': circle, square, squre, triangle (...)``: the classes of a
+    task that declares none, every value of its column one of them - a typo in the data makes a class of its own."""
+    listed = ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+    return (
+        f"task {task}: {len(names)} classes found in column {column!r}: {listed} (declare data.tasks.{task}.classes "
+        "to have any other value refused)"
     )
 
 

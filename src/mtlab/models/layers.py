@@ -19,7 +19,7 @@ from mtlab.errors import ConfigError
 class ConvLayer(Strict):
     """One convolution, then ReLU, then optional max-pool, then optional batch-norm (the order of the reference)."""
 
-    filters: int = Field(gt=0)
+    filters: int = Field(gt=0, examples=[16])
     kernel: int = Field(3, gt=0)
     stride: int = Field(1, gt=0)
     padding: Annotated[int, Field(ge=0)] | Literal["same", "valid"] = Field(

@@ -29,6 +29,7 @@ RUN_COLUMNS = [
     "reason",
     "attempts",
     "seconds",
+    "train_seconds",
     "parameters",
     "best_epoch",
     "epochs_run",

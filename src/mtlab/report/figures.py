@@ -290,6 +290,7 @@ def accuracy_dots(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figu
     fig = Figure(figsize=(WIDTH, 0.42 * len(shown) + 1.3), layout="constrained")
     axes = fig.subplots(1, len(tasks), sharey=True, squeeze=False)[0]
     test = study.metrics[study.metrics["split"] == "test"]
+    spans: list[tuple] = []  # (panel, data span, label column width in inches)
     for ax, task in zip(axes, tasks, strict=True):
         metric, higher = study.measure[task]
         factor = scale(metric)
@@ -306,20 +307,44 @@ def accuracy_dots(study: StudyData, summary: pd.DataFrame, colors: dict) -> Figu
         ax.scatter(mean, y, s=60, color=[colors[v] for v in shown["variant"]], edgecolor="#222", lw=0.7, zorder=4)
         measured = np.concatenate([mean, *seeds])
         everything = np.concatenate([measured, low[ok], high[ok]])
-        ax.set_xlim(*dot_axis_limits(
-            everything, percent=is_fraction(metric), nonnegative=bool(np.nanmin(measured) >= 0)
-        ))
+        data_span = dot_axis_limits(everything, percent=is_fraction(metric), nonnegative=bool(np.nanmin(measured) >= 0))
         digits = decimals(metric, float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else None)
-        right_margin = blended_transform_factory(ax.transAxes, ax.transData)
-        for i, m in enumerate(mean):
-            if not np.isnan(m):  # the means as a column right of the panel: read without hunting along the axis
-                ax.text(1.01, y[i], f"{m:.{digits}f}", transform=right_margin, va="center", fontsize=8.5)
+        texts = [f"{m:.{digits}f}" if not np.isnan(m) else "" for m in mean]
+        panel_inches = (WIDTH - 2.0) / len(tasks)  # the variant names take about 2 inches (corrected below)
+        label_inches = max(map(len, texts)) * LABEL_CHAR_INCHES + 0.12
+        _span_with_label_column(ax, data_span, label_inches / panel_inches)
+        column = blended_transform_factory(ax.transAxes, ax.transData)
+        for i, text in enumerate(texts):
+            if text:  # the means as a column inside the panel's right end: read without hunting along the axis
+                ax.text(0.985, y[i], text, transform=column, ha="right", va="center", fontsize=8.5)
+        spans.append((ax, data_span, label_inches))
         ax.set_title(f"Test {phrase(metric)} — {task}")
         ax.set_xlabel(label(metric, higher) + ("" if higher else ", lower is better"))
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(y, [variant_label(r) for r in shown.to_dict("records")])
     axes[0].set_ylim(len(shown) - 0.5, -0.5)  # first variant on top
+    fig.draw_without_rendering()  # the panels' widths, now known: the label columns made just wide enough
+    for ax, data_span, label_inches in spans:
+        _span_with_label_column(ax, data_span, label_inches / (ax.get_position().width * fig.get_figwidth()))
     return fig
+
+
+LABEL_CHAR_INCHES = 0.6 * 8.5 / 72  # a digit's width at the value labels' 8.5 points
+
+
+def _span_with_label_column(ax, data_span: tuple[float, float], share: float) -> None:
+    """The x axis spans ``data_span`` and, right of it, a column for the value labels taking ``share`` of the
+    panel (behind a thin rule; no ticks there), so the labels sit inside their own panel."""
+    from matplotlib.ticker import MaxNLocator
+
+    share = min(max(share + 0.03, 0.08), 0.5)
+    lo, hi = data_span
+    right = lo + (hi - lo) / (1 - share)
+    for line in [line for line in ax.lines if line.get_gid() == "label-column"]:
+        line.remove()
+    ax.axvline(hi, color="#d0d0d0", lw=0.8, zorder=1, gid="label-column")
+    ax.set_xlim(lo, right)
+    ax.set_xticks([t for t in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi])
 
 
 def confusion_figure(study: StudyData, variants: list[str]) -> Figure | None:

@@ -3,7 +3,8 @@
 One ``.tex`` file per table - ``summary.tex`` (every variant: each task's primary test metric as mean ± std with its
 95% interval, Δm), ``comparisons.tex`` (each variant against its control) and ``ranking.tex`` (mean rank) - each a
 ``table`` float built with booktabs rules, to ``\\input`` into a paper whose preamble loads ``booktabs``; and
-``tables.tex``, a small document that inputs them all, so the files can be checked by compiling it.
+``tables.tex``, a small document that inputs them all, so the files can be checked by compiling it (it says why
+``ranking.tex`` is missing when the study has no ranking: that takes a control and three or more variants).
 
 The numbers are the report's (:mod:`mtlab.report.tables`, the same statistics and rounding). Bold marks the best mean
 of a column among the variants the report ranks (two or more finished runs), by the metric's direction - the
@@ -26,7 +27,9 @@ from mtlab.report.tables import (
     comparison_frame,
     format_p,
     load_study,
+    no_ranking_reason,
     ranked,
+    ranking_caption_apart,
     ranking_frame,
     summary_frame,
 )
@@ -63,6 +66,7 @@ WORSE_MARK = r"\textsuperscript{\dag}"
 ARROWS = {True: r"$\uparrow$", False: r"$\downarrow$"}
 PREAMBLE = r"""\documentclass{article}
 \usepackage[T1]{fontenc}
+\usepackage{lmodern}
 \usepackage[utf8]{inputenc}
 \usepackage{booktabs}
 \usepackage[margin=1.5cm,landscape]{geometry}
@@ -77,7 +81,8 @@ def escape(text: str) -> str:
 
 def write_latex(directory: Path, out: Path) -> list[Path]:
     """Write the study's tables as ``<name>.tex`` and ``tables.tex`` (a document inputting them) into ``out``."""
-    tables = latex_tables(load_study(directory))
+    study = load_study(directory)
+    tables = latex_tables(study)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, tex in tables.items():
@@ -86,6 +91,9 @@ def write_latex(directory: Path, out: Path) -> list[Path]:
         written.append(path)
     document = out / "tables.tex"
     inputs = "\n".join(rf"\input{{{p.stem}}}" for p in written)
+    if "ranking" not in tables:  # said in the document, where the table would be (ranking.tex is not written)
+        reason = no_ranking_reason(study, summary_frame(study)) or "No ranking."
+        inputs += f"\n% ranking.tex is not written\n\\par\\noindent{{\\footnotesize {escape(reason)}}}"
     atomic.write_text(document, PREAMBLE + inputs + "\n\\end{document}\n")
     return [*written, document]
 
@@ -212,21 +220,22 @@ def ranking_latex(study: StudyData, ranking: pd.DataFrame) -> str:
         + r" & W/T/L \\"
     ]
     rows = []
-    for i, r in enumerate(ranking.to_dict("records"), 1):
+    for r in ranking.to_dict("records"):
         dm = r["delta_m"]
         wtl = f"{r['wins']}/{r['ties']}/{r['losses']}" if r["compared"] else ("control" if r["is_control"] else "--")
         rows.append([
-            str(i),
+            str(int(r["rank"])) if _ok(r["rank"]) else "--",
             escape(r["variant"]),
-            f"{r['mean_rank']:.2f}",
+            f"{r['mean_rank']:.2f}" if _ok(r["mean_rank"]) else "not ranked",
             f"{dm:+.2f}" if _ok(dm) else "--",
             *(_or_dash(format_value(study.primary(t), r[f"{t}.{study.primary(t)}.mean"])) for t in tasks),
             wtl,
         ])
     note = (
         "Variants by mean rank (1 = best) over every (task, seed) cell of each task's primary test metric. "
-        f"W/T/L: tasks better / not distinguishable / worse than the control at Holm-adjusted $p < {ALPHA:g}$."
-    )
+        f"W/T/L: tasks better / not distinguishable / worse than the control at Holm-adjusted $p < {ALPHA:g}$. "
+        + escape(ranking_caption_apart(ranking))
+    ).strip()
     return _table("rlr" + "r" + "r" * len(tasks) + "l", header, rows, "Ranking of the variants", note, "ranking")
 
 

@@ -99,8 +99,9 @@ def dot_axis_limits(
     """The range of a dot-and-interval axis holding every value (means, interval ends, seeds): the data with a
     margin, at least ``min_span`` wide (default 5 percentage points for percentages, else 5% of the largest
     magnitude) so that a fraction of a point does not fill the panel, and inside [0, 100] for percentages (or
-    above 0 for ``nonnegative`` values). Dots mark values by position, not length, so the axis need not start at 0;
-    the minimum span keeps small differences looking small."""
+    above 0 for ``nonnegative`` values) unless a value itself lies outside (an interval's end). Dots mark values
+    by position, not length, so the axis need not start at 0; the minimum span keeps small differences looking
+    small."""
     finite = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
     if finite.size == 0:
         return (0.0, 100.0) if percent else (0.0, 1.0)
@@ -113,6 +114,8 @@ def dot_axis_limits(
         middle = (lo + hi) / 2
         lo, hi = middle - min_span / 2, middle + min_span / 2
     floor, ceiling = (0.0, 100.0) if percent else (0.0 if nonnegative else -math.inf, math.inf)
+    floor = floor if finite.min() >= floor else -math.inf  # a value past a bound (an interval reaching below 0, past
+    ceiling = ceiling if finite.max() <= ceiling else math.inf  # 100 %) is shown whole, with its margin
     if lo < floor:
         lo, hi = floor, min(ceiling, hi + floor - lo)
     if hi > ceiling:

@@ -34,23 +34,28 @@ from mtlab.report.tables import (
     failed_table,
     format_p,
     load_study,
+    no_ranking_reason,
     ranked,
     ranking_frame,
     ranking_table,
+    store_path,
     summary_frame,
     summary_table,
 )
 from mtlab.report.units import format_value, phrase
 from mtlab.study.definition import format_overrides
+from mtlab.study.store import DATA_NOTES, ResultStore
 
 UNKNOWN = "not recorded"
 
 
-def build_report(directory: Path, figure_format: str = "png") -> dict[str, Path]:
+def build_report(directory: Path, figure_format: str | None = None) -> dict[str, Path]:
     """Rebuild ``<directory>/report.md``, ``report.html`` and ``figures/`` from the study's store alone, the figures
     as ``figure_format`` (:data:`~mtlab.report.FIGURE_FORMATS`: png; svg, which the HTML embeds as vectors; or pdf,
-    written beside PNGs the HTML embeds)."""
+    written beside PNGs the HTML embeds). The format is remembered in the store: None means the directory's last
+    one (png for a study never reported), so a resumed ``mtlab run`` keeps the figures a ``mtlab report`` chose."""
     directory = Path(directory)
+    figure_format = remembered_figure_format(directory, figure_format)
     study = load_study(directory)
     summary = summary_frame(study)
     comparisons = comparison_frame(study)
@@ -61,6 +66,20 @@ def build_report(directory: Path, figure_format: str = "png") -> dict[str, Path]
     atomic.write_text(md_path, to_markdown(blocks, directory))
     atomic.write_text(html_path, to_html(blocks, title=f"{study.info.get('name', directory.name)} — mtlab report"))
     return {"md": md_path, "html": html_path, "figures": figures_dir}
+
+
+def remembered_figure_format(directory: Path, asked: str | None) -> str:
+    """The figure format to write: ``asked`` (then stored as the directory's), else the stored one, else png."""
+    with ResultStore(store_path(directory)) as store:
+        if asked is not None:
+            if store.info().get(FIGURE_FORMAT_KEY) != asked:
+                store.set_info(**{FIGURE_FORMAT_KEY: asked})
+            return asked
+        return str(store.info().get(FIGURE_FORMAT_KEY) or "png")
+
+
+FIGURE_FORMAT_KEY = "figure_format"
+"""The study info key that holds the directory's figure format (the last one asked for)."""
 
 
 def report_blocks(
@@ -93,6 +112,7 @@ def report_blocks(
         blocks.append(Text("Superseded: the runs of earlier definitions of this directory stay in the store, out of "
                            "the numbers below (see Earlier definitions, after Reproduction).", muted=True))  # fmt: skip
     blocks += [Text(note, muted=True) for note in study.notes]
+    blocks += [Text(f"Data: {note}.", muted=True) for note in info.get(DATA_NOTES) or []]
 
     blocks.append(Heading("Summary"))
     if counts["done"] == 0:
@@ -105,6 +125,8 @@ def report_blocks(
     if len(ranking):
         blocks += [Heading("Ranking", 3), ranking_table(study, ranking, comparisons)]
         blocks.append(Heading("All variants", 3))
+    elif counts["done"] and (reason := no_ranking_reason(study, summary)):
+        blocks.append(Text(reason, muted=True))
     blocks.append(summary_table(study, summary))
     if summary["delta_m"].notna().any():
         blocks.append(Text(DELTA_M_DEFINITION, muted=True))

@@ -172,9 +172,10 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
     stats = {m: summarize(study.metrics, "test", m).set_index(["variant", "task"]) for m in [*names, "loss"]}
     dm = delta_m(study.metrics, study.controls, "test", study.measure).set_index("variant")
     step = step_seconds(study)
+    times = run_times(study)
     controls = set(study.control_variants)
     columns = ["variant", "runs", "done", "failed", "is_control", "delta_m", "delta_m.ci_low", "delta_m.ci_high",
-               "delta_m.n", "parameters", "seconds", "step_seconds"]
+               "delta_m.n", "parameters", "seconds", "train_seconds", "wall_seconds", "step_seconds"]
     for task in study.tasks:
         for metric in study.task(task).metrics:
             columns += [f"{task}.{metric}.{s}" for s in ("n", "mean", "std", "ci_low", "ci_high")]
@@ -195,6 +196,8 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
             "delta_m.n": float(dm["n_seeds"].get(variant, math.nan)),  # the paired seeds of both; NaN: no delta_m
             "parameters": float(done["parameters"].median()) if len(done) else math.nan,
             "seconds": float(done["seconds"].mean()) if len(done) else math.nan,
+            "train_seconds": _mean(times["train_seconds"].reindex(done["run_id"])),
+            "wall_seconds": _mean(times["wall_seconds"].reindex(done["run_id"])),
             "step_seconds": float(step.get(variant, math.nan)),
         }
         for task in study.tasks:
@@ -208,6 +211,25 @@ def summary_frame(study: StudyData) -> pd.DataFrame:
                 row[f"{task}.loss.{stat}"] = float(b[stat]) if b is not None else math.nan
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
+
+
+def run_times(study: StudyData) -> pd.DataFrame:
+    """Per finished run (index: run_id): ``train_seconds``, its training time (the epochs, training and validation:
+    as stored, or for a store written before it, the history's per-epoch seconds added up), and ``wall_seconds``,
+    from the start of the run to its record (the worker's start-up, data loading and test evaluation included; the
+    fit's time where the store has no start)."""
+    runs = study.runs[study.runs["status"] == "done"].set_index("run_id")
+    epochs = study.history[study.history["metric"] == "seconds"].groupby("run_id")["value"].sum()
+    stored = runs["train_seconds"] if "train_seconds" in runs else pd.Series(math.nan, index=runs.index)
+    train = stored.astype(float).fillna(epochs.reindex(runs.index))
+    wall = (runs["finished"] - runs["started"]).astype(float)
+    wall = wall.where(wall >= 0).fillna(runs["seconds"].astype(float))
+    return pd.DataFrame({"train_seconds": train, "wall_seconds": wall}, index=runs.index)
+
+
+def _mean(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(values.mean()) if len(values) else math.nan
 
 
 def step_seconds(study: StudyData) -> pd.Series:
@@ -228,10 +250,49 @@ def ranking_frame(study: StudyData, summary: pd.DataFrame, comparisons: pd.DataF
     and the time per step; empty unless the study has a control and three or more variants with finished runs."""
     if not study.controls or (summary["done"] > 0).sum() < 3:
         return pd.DataFrame()
-    ranking = rank_variants(study.metrics, comparisons, "test", study.measure)
+    apart = partial_controls(study)
+    metrics = study.metrics
+    ranking = rank_variants(metrics[~metrics["variant"].isin(apart)], comparisons, "test", study.measure)
+    ranking["rank"] = [float(i) for i in range(1, len(ranking) + 1)]
+    if apart:  # listed after the ranks, without one: mean_rank and rank NaN
+        left_out = rank_variants(metrics[metrics["variant"].isin(apart)], comparisons, "test", study.measure)
+        left_out[["mean_rank", "rank"]] = math.nan
+        ranking = pd.concat([ranking, left_out], ignore_index=True)
     keep = ["variant", "is_control", "delta_m", "delta_m.ci_low", "delta_m.ci_high", "delta_m.n", "step_seconds",
             "done", *(f"{t}.{study.primary(t)}.mean" for t in study.tasks)]
     return ranking.merge(summary[keep], on="variant", how="left")
+
+
+def partial_controls(study: StudyData) -> list[str]:
+    """The controls that train fewer tasks than the study (single-task baselines): out of the ranking, whose cells
+    they would enter only on their own task - a mean rank over 2 cells beside one over 6 is no comparison."""
+    test = study.metrics[(study.metrics["split"] == "test") & (study.metrics["task"] != "")]
+    trained = test.groupby("variant")["task"].agg(lambda tasks: set(tasks))
+    return [v for v in study.control_variants if v in trained and trained[v] < set(study.tasks)]
+
+
+def ranking_caption_apart(ranking: pd.DataFrame) -> str:
+    """The caption's sentence on the controls left out of the ranks (empty when none is)."""
+    apart = list(ranking.loc[ranking["rank"].isna(), "variant"]) if len(ranking) else []
+    if not apart:
+        return ""
+    names = ", ".join(apart)
+    return (
+        f"Not ranked: the single-task control{'s' if len(apart) > 1 else ''} {names}, listed after the ranks - a "
+        "control trains fewer tasks than the variants it controls, so it would be ranked on its own task's cells "
+        "alone; read it through the variants' Δm and W/T/L instead."
+    )
+
+
+def no_ranking_reason(study: StudyData, summary: pd.DataFrame) -> str | None:
+    """Why :func:`ranking_frame` has no rows (a sentence for the report and the LaTeX notes); None when it has."""
+    done = int((summary["done"] > 0).sum())
+    if study.controls and done >= 3:
+        return None
+    needs = "a control and three or more variants with finished runs"
+    has = f"{'a control' if study.controls else 'no control'} and {done} variant{'s' if done != 1 else ''} with " \
+        "finished runs"  # fmt: skip
+    return f"No ranking: it needs {needs} (this study has {has})."
 
 
 def beats_control(comparisons: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -312,7 +373,7 @@ def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:
         info = study.task(task)
         headers += [f"{task} test {label(m, info.higher_is_better(m))}" for m in info.metrics]
         headers.append(f"{task} test {label('loss', False)}")
-    headers += ["Δm (%)", "Parameters", "Train time"]
+    headers += ["Δm (%)", "Parameters", "Training time", "Wall time"]
     candidates = ranked(summary)
     best = {}
     for task in study.tasks:
@@ -333,7 +394,8 @@ def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:
             cells.append(Cell(f"{loss:.3f} ± {_num(r[f'{task}.loss.std'], '.3f')}" if _ok(loss) else MISSING))
         cells.append(delta_m_cell(r))
         cells.append(Cell(f"{int(r['parameters']):,}" if _ok(r["parameters"]) else MISSING))
-        cells.append(Cell(_duration(r["seconds"])))
+        cells.append(Cell(_duration(r["train_seconds"])))
+        cells.append(Cell(_duration(r["wall_seconds"])))
         rows.append(cells)
     caption = (
         "Test metrics of each task (↑ higher is better, ↓ lower is better): mean ± sample std over seeds, best mean "
@@ -342,7 +404,7 @@ def summary_table(study: StudyData, summary: pd.DataFrame) -> Table:
         "few finished runs. Accuracy, F1 and AUROC in percent; MAE and RMSE in the target's units; R² and losses "
         "as they are. n = finished runs. Δm: mean relative change of each task's primary metric against the "
         "control over the tasks both train, signed so that positive is better (Maninis et al., 2019), with its "
-        f"{DELTA_M_CI}. Train time: mean per run."
+        f"{DELTA_M_CI}. {TIMES}"
     )
     return Table(headers, rows, caption)
 
@@ -373,6 +435,11 @@ def _primaries(study: StudyData) -> str:
     return ", ".join(f"{phrase(m)} for {' and '.join(tasks)}" for m, tasks in by_metric.items())
 
 
+TIMES = (
+    "Training time: the epochs (training and validation), mean per run; wall time: from the start of a run to its "
+    "result, mean per run, with the worker's start-up, the data loading and the test evaluation (the first run of a "
+    "worker pays most of them; seeds trained together share their group's)."
+)
 DELTA_M_CI = (
     "95% seed-paired percentile bootstrap interval in brackets, Δm and interval both over the n seeds the variant "
     "and its controls share (n beside the interval; a seed only one side finished counts in neither) "
@@ -406,9 +473,12 @@ def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataF
     headers += [f"{t} test {label(*study.measure[t])}" for t in study.tasks]
     headers += ["Time per step", f"vs control (W/T/L, Holm α={ALPHA:g})"]
     rows = []
-    for i, r in enumerate(ranking.to_dict("records"), 1):
-        rank = Cell(f"{r['mean_rank']:.2f}", note=f"({r['cells']} cells)")
-        cells = [Cell(str(i)), Cell(variant_label(r), kind="text"), rank, delta_m_cell(r)]
+    for r in ranking.to_dict("records"):
+        if _ok(r["rank"]):
+            position, rank = Cell(str(int(r["rank"]))), Cell(f"{r['mean_rank']:.2f}", note=f"({r['cells']} cells)")
+        else:
+            position, rank = Cell(MISSING), Cell("not ranked", note=f"(single-task control, {r['cells']} cells)")
+        cells = [position, Cell(variant_label(r), kind="text"), rank, delta_m_cell(r)]
         cells += [Cell(format_value(study.primary(t), r[f"{t}.{study.primary(t)}.mean"])) for t in study.tasks]
         cells.append(Cell(_step_time(r["step_seconds"])))
         if r["compared"]:
@@ -422,11 +492,13 @@ def ranking_table(study: StudyData, ranking: pd.DataFrame, comparisons: pd.DataF
         "Variants by mean rank (1 = best) over every (task, seed) cell of each task's primary test metric "
         f"({_primaries(study)}; ↑ higher, ↓ lower is better): in each cell the variants that trained the task and "
         "finished the seed are ranked, ties sharing the mean rank. Δm with its "
-        f"{DELTA_M_CI}. Time per step: wall time of one optimiser step, mean over epochs and runs (for stacked seeds, "
+        f"{DELTA_M_CI}. Time per step: the training time of one optimiser step (no start-up, data loading or "
+        "evaluation: not the wall time), mean over epochs and runs (for stacked seeds, "
         "the group's time divided by the seeds). W/T/L: tasks on which the variant is better / not distinguishable / "
         f"worse than its control at Holm-adjusted p < {ALPHA:g} (paired t-test; the family is the {family} "
         "comparisons of the comparisons table with a defined test; an undefined test counts as T)."
     )
+    caption = f"{caption} {ranking_caption_apart(ranking)}".strip()
     return Table(headers, rows, caption)
 
 

@@ -41,7 +41,7 @@ from mtlab.study.checks import validate_study
 from mtlab.study.definition import as_json, definition_change, superseded_entry
 from mtlab.study.lock import StudyLock
 from mtlab.study.spec import RunSpec, StudySpec, expand
-from mtlab.study.store import ResultStore
+from mtlab.study.store import DATA_NOTES, ResultStore
 from mtlab.train.device import resolve_device
 from mtlab.train.fit import FitObserver, FitResult
 from mtlab.train.replicas import stacking_pays
@@ -296,12 +296,16 @@ def record_group(
             zip(group, outcomes, strict=True)]  # fmt: skip
     # One transaction for the group: after a kill, a resumed study regroups exactly the same seeds, so its
     # numbers equal an uninterrupted study's (grouped and solo training agree only to float tolerance).
+    known = store.info().get(DATA_NOTES) or []
+    notes = list(dict.fromkeys([*known, *(n for o in outcomes if o.reason is None for n in o.extras.get("notes", []))]))
     with store.atomic():
         for run, outcome, fit in zip(group, outcomes, fits, strict=True):
             if outcome.reason is not None:
                 store.record_failed(run.run_id, outcome.reason)
             else:
                 store.record_done(run.run_id, fit, parameters=outcome.parameters, environment=outcome.environment)
+        if notes != known:  # what the data decided (a task's classes found in its column), for the report header
+            store.set_info(**{DATA_NOTES: notes})
     return [outcome.reason for outcome in outcomes]
 
 

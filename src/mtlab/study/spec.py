@@ -23,7 +23,17 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mtlab.config.load import Origin, Origins, Overrides, Parts, YamlFile, format_error, read_yaml_file, set_dotted
+from mtlab.config.load import (
+    Origin,
+    Origins,
+    Overrides,
+    Parts,
+    YamlFile,
+    format_error,
+    read_yaml_file,
+    set_dotted,
+    validate_run,
+)
 from mtlab.config.schema import RunConfig, Strict
 from mtlab.errors import ConfigError, did_you_mean
 from mtlab.study.reference import Reference, check_reference
@@ -106,7 +116,10 @@ class Control(Strict):
 class StudySpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    base: dict[str, Any] = Field(description="The run config every run starts from.")
+    base: dict[str, Any] = Field(
+        description="The run config every run starts from: its keys, or the path of a run config file (relative to "
+        "the study file), whose content the study stores."
+    )
     grid: dict[str, Axis] = Field(default_factory=dict, description="Axes applied to every variant.")
     variants: dict[str, Variant] = Field(default_factory=dict)
     seeds: int | list[int] = Field(3, description="A count (seeds 0..n-1) or an explicit list.")
@@ -114,8 +127,9 @@ class StudySpec(Strict):
     budgets: dict[str, Budget] = Field(default_factory=dict)
     default_budget: str | None = None
     reference: Reference | None = Field(None, description="The original study's numbers and claims.")
-    _base: Path | None = PrivateAttr(None)  # the spec file's directory: run configs' file paths are relative to it
+    _base: Path | None = PrivateAttr(None)  # run configs' file paths are relative to it: the base file's directory
     _file: YamlFile | None = PrivateAttr(None)  # the spec file, to name the line of a bad value in errors
+    _base_file: YamlFile | None = PrivateAttr(None)  # the run config file ``base`` named, if it named one
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -211,17 +225,42 @@ def expand(spec: StudySpec, budget: str | None = None, overrides: dict[str, Any]
 
 
 def load_study_spec(path: str | Path) -> StudySpec:
+    """The study of a YAML file, every run config of every budget validated. ``base: run.yaml`` reads that run
+    config (a path relative to the study file); the spec holds its content, so a later edit of the file is a change
+    of the study's definition. File paths in the run configs are relative to the file the base came from: the run
+    config file, as `mtlab train` reads them, else the study file."""
     raw, file = read_yaml_file(path)
+    base_file = None
+    if isinstance(raw.get("base"), str):
+        raw["base"], base_file = _read_base(Path(path), raw["base"], file)
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_error(e, raw, model=StudySpec, origins=Origins(file))) from None
-    spec._base = Path(path).resolve().parent
+    spec._base = Path(base_file.name if base_file is not None else path).resolve().parent
     spec._file = file
+    spec._base_file = base_file
     check_reference(spec, expand(spec))  # validates every run config of the default budget up front
     for budget in spec.budgets:
         expand(spec, budget)
     return spec
+
+
+def _read_base(study: Path, name: str, file: YamlFile) -> tuple[dict[str, Any], YamlFile]:
+    """The run config file a study's ``base`` names (relative to the study file) and its node tree."""
+    where = file.where(("base",))
+    base = Path(name).expanduser()
+    base = base if base.is_absolute() else study.resolve().parent / base
+    if not base.is_file():
+        problem = "is a directory" if base.is_dir() else "no such file"
+        raise ConfigError(
+            f"{where}: base: {name}: {problem} ({base}); give a run config file (as `mtlab train` takes), relative "
+            "to the study file, or the run config's keys"
+        )
+    try:
+        return read_yaml_file(base)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: base: {e}") from None
 
 
 def _spec_origin(spec: StudySpec, parts: Parts) -> Origin:
@@ -255,7 +294,7 @@ def _resolve(spec: StudySpec, setters: dict[str, tuple[Any, Origin]], variant: s
     starts with its origin (the spec file's line, the command line), then the variant (unless it came from the
     command line, which set it for every variant)."""
     raw = copy.deepcopy(spec.base)
-    origins = Origins(spec._file, under=("base",))
+    origins = Origins(spec._base_file) if spec._base_file is not None else Origins(spec._file, under=("base",))
     context = f"variant {variant or 'base'!r}: "
     if spec._file is None:
         context = f"study {spec.name}, {context}"
@@ -265,9 +304,6 @@ def _resolve(spec: StudySpec, setters: dict[str, tuple[Any, Origin]], variant: s
         except ConfigError as e:
             where = f"{origin.label}: " if origin.label is not None else ""
             raise ConfigError(f"{where}{'' if origin.alone else context}{e}") from None
-        origins.override(key, origin)
+        origins.override(key, origin, value)
     raw.setdefault("name", spec.name)
-    try:
-        return RunConfig.model_validate(raw, context={"base": spec._base} if spec._base is not None else None)
-    except ValidationError as e:
-        raise ConfigError(format_error(e, raw, prefix=context, origins=origins)) from None
+    return validate_run(raw, spec._base, origins, prefix=context)

@@ -24,6 +24,11 @@ Tables::
                                     or ``study``) the tracker's own id, the last epoch logged and the status shown,
                                     so a resumed study or a second export neither duplicates nor loses anything
 
+Times of a finished run: ``started`` and ``finished`` (its wall time, the worker's start-up and data loading
+included), ``seconds`` (the fit: data to device, epochs, test) and ``train_seconds`` (the epochs alone, the sum of
+the history's ``seconds``). A store written before ``train_seconds`` gets the column, empty; readers add up the
+history then.
+
 A store written before typed tasks has no ``tasks`` table: opening it adds the (empty) table, and a task without a
 row reads as the classification task every run then trained (``TaskInfo(name)``: ``multiclass``, primary ``acc``,
 ``loss`` lower and ``acc`` higher is better). Nothing else changes, so such a store reports as before. A store
@@ -58,6 +63,7 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL,
     finished REAL,
     seconds REAL,
+    train_seconds REAL,
     parameters INTEGER,
     best_epoch INTEGER,
     epochs_run INTEGER,
@@ -91,6 +97,11 @@ CREATE TABLE IF NOT EXISTS tracked (
 """
 
 UNFINISHED = ("pending", "running")
+DATA_NOTES = "data_notes"
+"""The study info key of what the data decided that the run configs did not say (a task's classes found in its
+column: :attr:`mtlab.data.dataset.Dataset.notes`), which the report's header shows."""
+ADDED_RUN_COLUMNS = {"train_seconds": "REAL"}
+"""Columns of ``runs`` a store written before them lacks: opening it adds them, NULL in its finished runs."""
 
 
 # ------------------------------------------------------------------------------------------------- task info
@@ -196,12 +207,20 @@ class ResultStore:
             self.db.execute("PRAGMA synchronous=FULL")  # a committed run survives power loss, not just a kill
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
+            self._add_columns()
         except sqlite3.DatabaseError as e:
             self.db.close()
             if isinstance(e, sqlite3.OperationalError):
                 raise  # locked, read-only, out of space: not a damaged file
             raise damaged_store(self.path, e) from None
         self._depth = 0  # nesting of open transactions (see atomic)
+
+    def _add_columns(self) -> None:
+        """Columns added to ``runs`` since the first stores, added (empty) to a store written before them."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+        for column, sql_type in ADDED_RUN_COLUMNS.items():
+            if column not in have:
+                self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
 
     def close(self) -> None:
         self.db.close()
@@ -315,11 +334,12 @@ class ResultStore:
                     ],
                 )
             self.db.execute(
-                "UPDATE runs SET status = 'done', reason = NULL, finished = ?, seconds = ?, parameters = ?, "
-                "best_epoch = ?, epochs_run = ?, environment = ? WHERE run_id = ?",
+                "UPDATE runs SET status = 'done', reason = NULL, finished = ?, seconds = ?, train_seconds = ?, "
+                "parameters = ?, best_epoch = ?, epochs_run = ?, environment = ? WHERE run_id = ?",
                 (
                     time.time(),
                     result.seconds,
+                    epochs_seconds(result.history),
                     parameters,
                     result.best_epoch,
                     len(result.history),
@@ -499,6 +519,13 @@ class _Transaction:
         self.store._depth -= 1
         if self.store._depth == 0:
             self.store.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def epochs_seconds(history: Iterable[Mapping[str, Any]]) -> float | None:
+    """The training time of a run: its epochs' ``seconds`` added up (training and validation; none of the worker's
+    start-up, the data loading or the test evaluation). None for a history that records no time."""
+    times = [float(record["seconds"]) for record in history if "seconds" in record]
+    return sum(times) if times else None
 
 
 def damaged_store(path: Path, error: sqlite3.DatabaseError) -> MtlabError:

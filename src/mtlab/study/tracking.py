@@ -22,6 +22,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,7 @@ class Tracking(_Guarded):
         self.info = store.info()
         self.rows = {name: store.tracked(name, t.destination) for name, t in self.trackers.items()}
         self.opened: set[tuple[str, str]] = set()  # (tracker, key) opened by this process
+        self.sent = {name: Sent(t.destination) for name, t in self.trackers.items()}  # what this process sent
 
     # ---------------------------------------------------------------------------------------------- identity
 
@@ -201,6 +203,8 @@ class Tracking(_Guarded):
             tracker.log_artifact(tracked_id, config)
         tracker.end_run(tracked_id, status, record["reason"])
         self._set(name, run_id, TrackedRow(tracked_id, sent, status))
+        self.sent[name].runs += 1
+        self.sent[name].epochs += len(history)
 
     # -------------------------------------------------------------------------------------------- after the fact
 
@@ -294,6 +298,21 @@ def final_values(values: Mapping[str, float]) -> dict[str, float]:
     return _finite({(f"selected.{k}" if k.startswith("val.") else k): v for k, v in values.items()})
 
 
+@dataclass
+class Sent:
+    """What a tracker at ``destination`` was sent: finished runs (with their final values) and their epochs."""
+
+    destination: str
+    runs: int = 0
+    epochs: int = 0
+
+    def __str__(self) -> str:
+        """``sent 4 runs (8 epochs) to DEST``, or that the destination had them all."""
+        if not self.runs:
+            return f"nothing new for {self.destination}: it holds every finished run already"
+        return f"sent {self.runs} run{'s' if self.runs != 1 else ''} ({self.epochs} epochs) to {self.destination}"
+
+
 def experiment_name(info: Mapping[str, Any]) -> str:
     """The tracker experiment / project of a study: ``<study>-<budget>``, as its default directory is named."""
     budget = info.get("budget")
@@ -303,21 +322,27 @@ def experiment_name(info: Mapping[str, Any]) -> str:
 class RunTracking(_Guarded, FitObserver):
     """``mtlab train --track``: one run, outside any study, followed live (a :class:`FitObserver`).
 
-    Experiment ``mtlab-train`` (one per destination, by default the directory holding the run directory, so
-    successive runs land side by side); the run is named after its directory. There is no store to catch up from:
-    a tracker that fails is one warning, and the run directory keeps everything."""
+    Experiment ``mtlab-train``, by default in the run directory itself, as ``mtlab run`` writes into its study
+    directory (:attr:`destinations` says where, for the command to print); the run is named after its directory.
+    There is no store to catch up from: a tracker that fails is one warning, and the run directory keeps
+    everything."""
 
     EXPERIMENT = "mtlab-train"
 
     def __init__(self, names: Sequence[str], config: Any, out: Path, to: str | None = None):
         out = Path(out)
-        super().__init__(create_trackers(names, self.EXPERIMENT, out.parent, to),
+        super().__init__(create_trackers(names, self.EXPERIMENT, out, to),
                          "the run goes on, and its directory keeps everything")  # fmt: skip
         self.out = out
         tags = {"seed": str(config.seed), "run_dir": str(out), "status": "running"}
         self.run = TrackedRun(out.name, out.name, out.name, int(config.seed), flatten(config.model_dump(mode="json")),
                               tags)  # fmt: skip
         self.ids: dict[str, str] = {}
+
+    @property
+    def destinations(self) -> dict[str, str]:
+        """Where each tracker still following the run writes."""
+        return {name: tracker.destination for name, tracker in self.trackers.items()}
 
     def on_fit_start(self, epochs: int, batches_per_epoch: int) -> None:
         def start(name: str, tracker: Tracker) -> None:

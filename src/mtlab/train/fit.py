@@ -201,7 +201,6 @@ def fit_replicas(
     }
 
     views = parameter_views(models[0], replicas)
-    method.bind(views)
     optimizer = build_optimizer(config.optim, replicas.parameters(), extra=method.parameters())
     schedule = build_schedule(
         config.optim, optimizer, config.train.epochs * len(train_batches), steps_per_epoch=len(train_batches)
@@ -222,6 +221,8 @@ def fit_replicas(
         autocast=autocast,
         scaler=scaler,
         meta_batches=meta_batches,
+        steps_per_epoch=len(train_batches),
+        epochs=config.train.epochs,
     )
     stop = config.train.early_stopping
     mode = config.metric_direction(stop.metric) if stop else "min"  # the metric's direction, from its task type
@@ -246,7 +247,7 @@ def fit_replicas(
             totals.add(task_losses.total(out.losses), losses, out.logits, y, out.weights)
             for state in states:
                 state.observer.on_batch_end(epoch, batch)
-        method.after_epoch(totals.mean_losses())
+        step.weighting.end_epoch(totals.mean_losses())
         # Wall time of the optimiser steps alone (no validation), per step and replica: a method's cost.
         step_seconds = (time.perf_counter() - epoch_start) / (len(train_batches) * k_count)
         conflict = step.diagnostics.summary() if step.diagnostics is not None else [{}] * k_count

@@ -20,41 +20,36 @@ from torch import Tensor
 Batch = tuple[Tensor, dict[str, Tensor]]
 
 
-class ModelLookAhead:
-    """The probe over the loop's replicas (SingleReplica or StackedReplicas), their losses and optimiser."""
+class ParameterLookAhead:
+    """The probe over any parameters: ``evaluate("step" | "meta")`` gives the (K, T) task losses, scaled by
+    ``loss.weights``, of that batch at the parameters' current values; ``buffers`` (batch-norm running statistics)
+    are put back after each evaluation. The virtual step reads the optimiser's first group (the model's)."""
 
     def __init__(
         self,
-        replicas,
-        losses,
+        parameters: list[Tensor],
+        buffers: list[Tensor],
         optimizer: torch.optim.Optimizer,
-        step: Batch,
-        meta: Batch,
-        autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+        evaluate: Callable[[Literal["step", "meta"]], Tensor],
+        replicas: int = 1,
     ):
-        self.model = replicas
-        self.task_losses = losses
+        self.parameters = [p for p in parameters if p.requires_grad]
+        self.buffers = list(buffers)
         self.optimizer = optimizer
-        self.batches = {"step": step, "meta": meta}
-        self.autocast = autocast
-        self.replicas = replicas.count
-        self.parameters = [p for p in replicas.parameters() if p.requires_grad]
+        self.evaluate = evaluate
+        self.replicas = replicas
         group = optimizer.param_groups[0]  # the model's group (a method's own parameters are the second)
         self.step_size = float(group["lr"])
         self.weight_decay = float(group.get("weight_decay", 0.0))
         self.momentum = float(group.get("momentum", 0.0))  # SGD only; Adam's groups have none
 
     def losses(self, batch: Literal["step", "meta"]) -> Tensor:
-        x, y = self.batches[batch]
-        buffers = self.model.buffer_tensors()
-        saved = [b.clone() for b in buffers]
-        with self.autocast():
-            raw = self.task_losses.raw(self.model(x), y)  # (K, T)
+        saved = [b.clone() for b in self.buffers]
+        losses = self.evaluate(batch)  # (K, T)
         with torch.no_grad():
-            for b, value in zip(buffers, saved, strict=True):
+            for b, value in zip(self.buffers, saved, strict=True):
                 b.copy_(value)
-        raw = raw.to(torch.promote_types(raw.dtype, torch.float32))  # bf16 / fp16 under autocast: float32
-        return torch.stack(self.task_losses.scaled(raw), dim=1)
+        return losses.to(torch.promote_types(losses.dtype, torch.float32))  # bf16 / fp16 under autocast: float32
 
     def gradients(self, objective: Tensor) -> list[Tensor]:
         if not objective.requires_grad:  # every task left out: nothing reaches the parameters
@@ -88,3 +83,28 @@ class ModelLookAhead:
             with torch.no_grad():
                 for p, value in zip(self.parameters, saved, strict=True):
                     p.copy_(value)
+
+
+class ModelLookAhead(ParameterLookAhead):
+    """The probe over the loop's replicas (SingleReplica or StackedReplicas), their losses and optimiser."""
+
+    def __init__(
+        self,
+        replicas,
+        losses,
+        optimizer: torch.optim.Optimizer,
+        step: Batch,
+        meta: Batch,
+        autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+    ):
+        batches = {"step": step, "meta": meta}
+
+        def evaluate(batch: Literal["step", "meta"]) -> Tensor:
+            x, y = batches[batch]
+            with autocast():
+                raw = losses.raw(replicas(x), y)  # (K, T)
+            raw = raw.to(torch.promote_types(raw.dtype, torch.float32))
+            return torch.stack(losses.scaled(raw), dim=1)
+
+        super().__init__(replicas.parameters(), replicas.buffer_tensors(), optimizer, evaluate, replicas.count)
+        self.batches = batches

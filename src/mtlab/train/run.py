@@ -159,6 +159,7 @@ def train_runs(
             # Type, primary metric and every metric's direction: what a report needs without the dataset.
             "task_types": {t: tasks[t].describe() for t in c.task_names},
             "input_shape": list(datasets[0].input_shape),
+            **({"notes": list(dataset.notes)} if dataset.notes else {}),  # what the data decided (classes found)
         }
         if run_dir is not None:
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

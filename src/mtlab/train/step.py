@@ -1,21 +1,26 @@
-"""The two ways one optimiser step can go, chosen once before the first epoch from the weighting method's kind.
+"""One optimiser step of mtlab's trainer, through :class:`~mtlab.train.weighting.Weighting` - the object a user's own
+loop steps with - so that ``mtlab run`` and a user's loop compute the same update (one code path, K stacked replicas
+as K = 1).
 
-* :class:`ScalarStep` - a loss-based method turns the task losses (K, T) into one objective (K,), back-propagated
-  once (the replicas share no parameters, so the gradient of the sum is each replica's own gradient).
-* :class:`JacobianStep` - a gradient-based method: T backward passes give the per-task gradients of the shared
-  parameters as a Jacobian (K, T, P) - or, with ``loss.gradients: representation``, of the shared representation
-  (K, T, B * F), whose combined gradient then goes down the trunk in one more pass (MGDA-UB, Sener & Koltun 2018) -
-  the method combines them into the update, and task-owned parameters keep their own task's gradient. What is
-  differentiated are the method's ``task_objectives`` of the losses (the losses themselves unless the method
-  transforms them: DB-MTL's log-losses, IMTL's learned scales, whose parameters get their gradient here too); a
-  method declaring ``samples = 2`` (double sampling) gets two half-batches, one Jacobian each.
+The step forwards the batch (or each half of it, for a double-sampling method: the object's closure form) and hands
+the raw task losses (K, T) to the object, which does what the method's kind needs:
 
-Both apply ``loss.weights`` to the task losses first, share mixed precision (autocast; a GradScaler on CUDA fp16),
-per-replica gradient clipping and the fused optimiser step, and call the method's ``after_step`` hook; a bilevel
-method (``needs_meta_batch``) first gets its ``look_ahead`` on the next meta batch. With
-``train.diagnostics`` both hand the task gradients' Gramian of a measured step to
-:class:`~mtlab.train.diagnostics.ConflictDiagnostics` (the Jacobian step reuses its own Jacobian; the scalar step
-takes T extra backward passes before its own); the update itself is unchanged.
+* a loss-based method turns them into one objective (K,), back-propagated once (the replicas share no parameters,
+  so the gradient of the sum is each replica's own gradient);
+* a gradient-based method: T backward passes give the per-task gradients of the shared parameters as a Jacobian
+  (K, T, P) - or, with ``loss.gradients: representation``, of the shared representation (K, T, B * F), whose
+  combined gradient then goes down the trunk in one more pass (MGDA-UB, Sener & Koltun 2018) - the method combines
+  them into the update, and task-owned parameters keep their own task's gradient. What is differentiated are the
+  method's ``task_objectives`` of the losses (DB-MTL's log-losses, IMTL's learned scales).
+
+The object applies ``loss.weights``, skips a replica's non-finite step leaving the method's state untouched, and
+checks the hooks; the step adds mixed precision (autocast; a GradScaler on CUDA fp16), per-replica gradient clipping,
+the fused optimiser step, the hooks themselves (``look_ahead`` on the next meta batch for a bilevel method, the losses
+after the step, the end of an epoch in :mod:`mtlab.train.fit`) and, with ``train.diagnostics``, the task gradients'
+Gramian of a measured step for :class:`~mtlab.train.diagnostics.ConflictDiagnostics` (a gradient-based step reuses
+its own Jacobian; a loss-based one takes T extra backward passes before its own); the update itself is unchanged.
+A skipped step (every replica, or a GradScaler's overflow) takes no optimiser step; in a stacked run a replica
+skipped alone gets a zero gradient for that step while the others step.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from mtlab.tasks import Objective
 from mtlab.train.diagnostics import ConflictDiagnostics
 from mtlab.train.lookahead import ModelLookAhead
 from mtlab.train.replicas import SingleReplica, StackedReplicas, clip_grad_norms
+from mtlab.train.weighting import Half, Weighting
 from mtlab.weighting import WeightingMethod
-from mtlab.weighting.jacobian import ParameterViews, flatten, gramian, task_jacobian, write_update
+from mtlab.weighting.jacobian import ParameterViews, flatten, gramian
 
 Replicas = SingleReplica | StackedReplicas
 
@@ -76,12 +82,14 @@ class TaskLosses:
 
 
 class TrainStep:
-    """Shared by both strategies: the optimiser step with scaling, clipping and the method's hooks."""
+    """One optimiser step: the forward pass of the step's batch (or of each half, for a double-sampling method)
+    handed to the run's :class:`~mtlab.train.weighting.Weighting` - the object a user's own loop steps with - then
+    scaling, clipping, the optimiser step and the method's hooks."""
 
     def __init__(
         self,
         replicas: Replicas,
-        method: WeightingMethod,
+        weighting: Weighting,
         optimizer: torch.optim.Optimizer,
         losses: TaskLosses,
         *,
@@ -90,11 +98,14 @@ class TrainStep:
         scaler=None,
         diagnostics: ConflictDiagnostics | None = None,
         meta_batches: Iterator[tuple[Tensor, dict[str, Tensor]]] | None = None,
+        representation_key: str | None = None,
     ):
+        method = weighting.method
         if method.needs_meta_batch and meta_batches is None:
             raise ValueError(f"{method.name} looks ahead on a meta batch; pass meta_batches")
         self.meta_batches = meta_batches if method.needs_meta_batch else None
         self.replicas = replicas
+        self.weighting = weighting
         self.method = method
         self.optimizer = optimizer
         self.losses = losses
@@ -102,19 +113,62 @@ class TrainStep:
         self.autocast = autocast
         self.scaler = scaler
         self.diagnostics = diagnostics
+        self.representation_key = representation_key  # balance this feature's gradients instead of the parameters'
 
     def _measured(self) -> bool:
         return self.diagnostics is not None and self.diagnostics.due()
 
     def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
-        raise NotImplementedError
-
-    def _look_ahead(self, x: Tensor, y: dict[str, Tensor]) -> None:
-        """A bilevel method's look-ahead on the next meta batch, before the step's own forward pass."""
-        if self.meta_batches is not None:
+        if self.meta_batches is not None:  # a bilevel method's look-ahead, before the step's own forward pass
             probe = ModelLookAhead(self.replicas, self.losses, self.optimizer, (x, y), next(self.meta_batches),
                                    self.autocast)
-            self.method.look_ahead(probe)
+            self.weighting.look_ahead_with(probe)
+        self.optimizer.zero_grad(set_to_none=True)
+        measured = self._measured()
+        scale = self._scale()
+        parts: list[tuple[Half, dict[str, Tensor], Tensor]] = []
+
+        def closure(half: Half):
+            xs, ys = half(x, dim=1), {t: half(v, dim=1) for t, v in y.items()}
+            with self.autocast():
+                if self.representation_key is not None:
+                    features = self.replicas.features(xs)  # {key: (K, B, F)}
+                    logits = self.replicas.heads(features)
+                else:
+                    features, logits = None, self.replicas(xs)  # {task: (K, B, O)}
+                raw = self.losses.raw(logits, ys)  # (K, T)
+            parts.append((half, logits, raw))
+            if measured and self.method.step == "scalar":
+                self.diagnostics.record_losses(list(raw.unbind(1)), scale)
+            return raw if features is None else (raw, features[self.representation_key])
+
+        inspect = self._inspect if measured and self.method.step != "scalar" else None
+        bad = self.weighting.backward_per_replica(closure, scaler=self.scaler, inspect=inspect)  # (K,) skipped
+        if self.scaler is not None or not bool(bad.all()):
+            if bool(bad.any()) and self.scaler is None:  # a stacked run: the skipped replicas' rows get no gradient
+                for p in self.replicas.parameters():
+                    if p.grad is not None:
+                        p.grad.masked_fill_(bad.to(p.device).view(-1, *([1] * (p.dim() - 1))), 0.0)
+            self._step()
+        after = None
+        if self.method.needs_losses_after_step:
+            after = self._losses_without_side_effects(x, y)
+        self.weighting.after_step(after)
+        logits = {t: torch.cat([logit[t] for _, logit, _ in parts], dim=1) for t in parts[0][1]}
+        raw = sum(half.share * r for half, _, r in parts) if len(parts) > 1 else parts[0][2]
+        weights = self.weighting.last_weights
+        if weights is None:  # every step so far skipped
+            weights = self.losses.static.expand(self.replicas.count, -1)
+        return StepOutput(raw.detach(), logits, weights)
+
+    def _inspect(self, jacobian: Tensor, cross: Tensor, representation: Tensor | None) -> None:
+        """The diagnostics of a measured gradient-based step, from the Jacobian the method balanced."""
+        if self.representation_key is None:
+            # The batch's own Gramian: computed for a double-sampling method only when diagnostics ask for it.
+            gram = gramian(jacobian) if self.method.samples == 2 else cross
+            self.diagnostics.record_jacobian(jacobian, self.losses.static, gram)
+        else:  # the rows are gradients of the representation: take them down to the trunk's parameters
+            self.diagnostics.record_jacobian(self._trunk_jacobian(representation, jacobian), self.losses.static)
 
     def _step(self) -> None:
         if self.scaler is not None and self.grad_clip is not None:
@@ -126,12 +180,6 @@ class TrainStep:
         else:
             self.scaler.step(self.optimizer)
             self.scaler.update()
-
-    def _after(self, x: Tensor, y: dict[str, Tensor], scaled: list[Tensor]) -> None:
-        after = None
-        if self.method.needs_losses_after_step:
-            after = torch.stack(self.losses.scaled(self._losses_without_side_effects(x, y)), dim=1)
-        self.method.after_step(torch.stack([s.detach() for s in scaled], dim=1), after)
 
     @torch.no_grad()
     def _losses_without_side_effects(self, x: Tensor, y: dict[str, Tensor]) -> Tensor:
@@ -146,124 +194,6 @@ class TrainStep:
 
     def _scale(self) -> float:
         return 1.0 if self.scaler is None else float(self.scaler.get_scale())
-
-
-class ScalarStep(TrainStep):
-    """A loss-based method's step: ``objective.sum().backward()``."""
-
-    def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
-        self._look_ahead(x, y)
-        with self.autocast():
-            logits = self.replicas(x)  # {task: (K, B, classes)}
-            raw = self.losses.raw(logits, y)  # (K, T)
-            scaled = self.losses.scaled(raw)
-            objective, weights = self.method(torch.stack(scaled, dim=1))  # (K,), (K, T)
-        if self._measured():
-            self.diagnostics.record_losses(list(raw.unbind(1)), self._scale())
-        self.optimizer.zero_grad(set_to_none=True)
-        total = objective.sum()
-        (total if self.scaler is None else self.scaler.scale(total)).backward()
-        self._step()
-        self._after(x, y, scaled)
-        return StepOutput(raw.detach(), logits, weights * self.losses.static)
-
-
-@dataclass
-class _Sample:
-    """One sample's forward pass and Jacobian (times its share of the batch)."""
-
-    share: float
-    logits: dict[str, Tensor]
-    raw: Tensor  # (K, T)
-    scaled: list[Tensor]  # T tensors (K,)
-    factor: Tensor  # (K, T) d objective / d loss
-    jacobian: Tensor  # (K, T, P)
-    representation: Tensor | None
-
-
-class JacobianStep(TrainStep):
-    """A gradient-based method's step: per-task gradients, the method's combination, then the optimiser."""
-
-    def __init__(self, *args, views: ParameterViews, representation_key: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.views = views
-        self.owned = [views.owned.get(t, []) for t in self.losses.tasks]
-        self.representation_key = representation_key  # balance this feature's gradients instead of the parameters'
-        self.method_parameters = list(self.method.parameters())  # trained on the task objectives (IMTL's scales)
-        if not views.shared:
-            raise MtlabError(
-                f"loss.method {self.method.name}: the model has no parameters that two tasks share "
-                "(independent trunks without label reuse), so there are no gradients to balance"
-            )
-
-    def __call__(self, x: Tensor, y: dict[str, Tensor]) -> StepOutput:
-        self._look_ahead(x, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        scale = self._scale()
-        size = x.shape[1]
-        # Double sampling (method.samples = 2): two disjoint halves of the batch, each its own Jacobian, both taken
-        # with the weight of their share of the batch so that together they are the batch's gradient. A batch of
-        # one example cannot be split: its Jacobian serves as both samples.
-        cut = size // 2 if self.method.samples == 2 and size >= 2 else size
-        parts = [self._sample(x[:, a:b], {t: v[:, a:b] for t, v in y.items()}, (b - a) / size, scale)
-                 for a, b in ((0, cut), (cut, size)) if b > a]
-        jacobian = sum(p.jacobian for p in parts)  # (K, T, P): the batch's
-        if self.method.samples == 2:
-            first, second = parts[0], parts[-1]
-            cross = torch.einsum("ktp,ksp->kts", first.jacobian, second.jacobian) / (first.share * second.share)
-        else:
-            cross = gramian(jacobian)  # (K, T, T)
-        update, weights = self.method.aggregate(jacobian, cross)  # (K, P), (K, T)
-        if self._measured():
-            if self.representation_key is None:
-                # The batch's own Gramian: computed for a double-sampling method only when diagnostics ask for it.
-                gram = gramian(jacobian) if self.method.samples == 2 else cross
-                self.diagnostics.record_jacobian(jacobian, self.losses.static, gram)
-            else:  # the rows are gradients of the representation: take them down to the trunk's parameters
-                self.diagnostics.record_jacobian(
-                    self._trunk_jacobian(parts[0].representation, jacobian), self.losses.static
-                )
-        if self.representation_key is not None:
-            representation = parts[0].representation
-            representation.backward((update * scale).view_as(representation).to(representation.dtype))
-        else:
-            write_update(update * scale, self.views.shared)
-        self._step()
-        scaled = [sum(p.share * p.scaled[t] for p in parts) for t in range(len(self.losses.tasks))]
-        self._after(x, y, scaled)
-        logits = {t: torch.cat([p.logits[t] for p in parts], dim=1) for t in parts[0].logits}
-        raw = sum(p.share * p.raw for p in parts)
-        factor = sum(p.share * p.factor for p in parts)  # d objective / d loss, for the recorded weights
-        return StepOutput(raw.detach(), logits, weights.detach() * factor * self.losses.static)
-
-    def _sample(self, x: Tensor, y: dict[str, Tensor], share: float, scale: float) -> _Sample:
-        """Forward one sample (the batch, or half of it) and take the Jacobian of its task objectives, times
-        ``share``; task-owned parameters (and the method's own) accumulate their gradients of the same."""
-        with self.autocast():
-            representation = None
-            if self.representation_key is not None:
-                features = self.replicas.features(x)  # {key: (K, B, F)}
-                key = self.representation_key
-                representation = features[key]
-                leaf = representation.detach().requires_grad_()
-                logits = self.replicas.heads({**features, key: leaf})
-                inputs = [leaf]
-                # Above the representation, shared head parameters (label-reuse sources) get the sum of their tasks'
-                # gradients, accumulated by task_jacobian like owned ones.
-                owned = [mine + self.views.above_representation_shared for mine in self.owned]
-            else:
-                logits = self.replicas(x)
-                inputs, owned = self.views.shared, self.owned
-            raw = self.losses.raw(logits, y)
-            scaled = self.losses.scaled(raw)
-            objectives, factor = self.method.task_objectives(torch.stack(scaled, dim=1))  # (K, T) each
-        # A task of weight 0 stays detached (its loss carries no graph), whatever the method makes of it.
-        objectives = [o * share if s.requires_grad else o.detach() for o, s in zip(objectives.unbind(1), scaled,
-                                                                                     strict=True)]
-        for_grad = objectives if self.scaler is None else [self.scaler.scale(o) for o in objectives]
-        owned = [mine + self.method_parameters for mine in owned]
-        jacobian, _ = task_jacobian(for_grad, inputs, owned, self.replicas.count)  # (K, T, P)
-        return _Sample(share, logits, raw, scaled, factor.detach(), jacobian.float() / scale, representation)
 
     def _trunk_jacobian(self, representation: Tensor, jacobian: Tensor) -> Tensor:
         """(K, T, B * F) representation gradients -> (K, T, P) gradients of the diagnostics' shared tensors (the
@@ -287,6 +217,8 @@ def make_step(
     losses: TaskLosses,
     views: ParameterViews,
     diagnostics: Diagnostics | None = None,
+    steps_per_epoch: int | None = None,
+    epochs: int | None = None,
     **kwargs,
 ) -> TrainStep:
     """The step strategy for ``method``'s kind, checked against the model before any training; with
@@ -301,11 +233,22 @@ def make_step(
             )
         key = representation[0]
     probe = _conflict_diagnostics(diagnostics, replicas, views, losses.tasks, trunk_only=key is not None)
-    if method.step == "scalar":
-        return ScalarStep(replicas, method, optimizer, losses, diagnostics=probe, **kwargs)
-    return JacobianStep(
-        replicas, method, optimizer, losses, views=views, representation_key=key, diagnostics=probe, **kwargs
+    if method.step != "scalar" and not views.shared:
+        raise MtlabError(
+            f"loss.method {method.name}: the model has no parameters that two tasks share "
+            "(independent trunks without label reuse), so there are no gradients to balance"
+        )
+    # Above the representation, shared head parameters (label-reuse sources) get the sum of their tasks' gradients.
+    above = views.above_representation_shared if key is not None else []
+    weighting = Weighting.of(
+        method,
+        shared=views.shared,
+        task_parameters={t: views.owned.get(t, []) + above for t in losses.tasks},
+        last_shared=views.last_shared,
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
     )
+    return TrainStep(replicas, weighting, optimizer, losses, diagnostics=probe, representation_key=key, **kwargs)
 
 
 def _conflict_diagnostics(

@@ -67,8 +67,8 @@ class MethodOptions(Strict):
     def _weights_can_act(cls, weights: dict[str, float]) -> dict[str, float]:
         if cls.weights_refused and any(w not in (0.0, 1.0) for w in weights.values()):
             name = cls.model_fields["method"].default
-            raise ValueError(f"{name} {cls.weights_refused}, so weights have no effect; remove them (a weight of 0, "
-                             "which leaves a task out, is allowed)")
+            raise ValueError(f"{name} {cls.weights_refused}, so weights have no effect; remove them (on the command "
+                             "line: loss.weights=null; a weight of 0, which leaves a task out, is allowed)")
         return weights
 
 

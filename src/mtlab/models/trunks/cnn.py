@@ -18,7 +18,9 @@ class CnnTrunk(DenseOptions, TrunkOptions):
     """Convolutions (see :class:`ConvLayer`), flatten, then optional dense layers."""
 
     type: Literal["cnn"]
-    conv: list[ConvLayer] = Field(min_length=1)
+    conv: list[ConvLayer] = Field(
+        min_length=1, examples=[[{"filters": 16, "kernel": 3, "pool": 2}, {"filters": 32, "kernel": 3, "pool": 2}]]
+    )
     dense: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
 
     def build(self, input_shape: InputShape) -> tuple[StagedTrunk, int]:
