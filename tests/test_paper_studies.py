@@ -176,3 +176,13 @@ def test_reference_baselines_name_known_tasks_metrics_and_variants():
     with pytest.raises(ValidationError, match=r"single_task names no variant for the baseline tasks \['depth'\]"):
         Reference.model_validate({**raw, "single_task": {"segmentation": "single segmentation"}})
     check(delta_m={"mtan, nash_mtl": {"mean": -4.0, "note": "a made-up number, for this test only"}})
+
+
+def test_cityscapes_auto_lambda_learns_its_weights_at_the_authors_rate():
+    """Auto-Lambda's authors use a weight learning rate of 3e-5 on Cityscapes (1e-4 elsewhere, mtlab's default)."""
+    spec, _ = find_study("cityscapes-weighting")
+    for budget in spec.budgets:
+        lrs = {r.config.loss.lr for r in expand(spec, budget) if r.config.loss.method == "auto_lambda"}
+        assert lrs == {3e-5}, budget
+    spec, _ = find_study("nyuv2-weighting")
+    assert {r.config.loss.lr for r in expand(spec, "full") if r.config.loss.method == "auto_lambda"} == {1e-4}

@@ -349,6 +349,9 @@ class RunConfig(Strict):
                 "loss.method",
                 f"{method.name} balances {method.min_tasks} or more tasks; this run trains {len(tasks)} ({tasks})",
             )
+        problem = self.loss.run_problem(self.train.epochs)
+        if problem is not None:
+            raise _at(f"loss.{problem[0]}", problem[1])
         self.data.check_run(self)
         self._check_pairs()
         self._check_dense_augment(tasks)

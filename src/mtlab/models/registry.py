@@ -39,4 +39,7 @@ def build_model(config: RunConfig, tasks: Mapping[str, Task], input_shape: Input
     Parameters are initialised from torch's global generator: seed it (``torch.manual_seed``) for a repeatable net.
     """
     picked = dict(zip(config.task_names, pick_tasks(tasks, config.task_names), strict=True))  # keyed as ``tasks``
-    return config.model.build(picked, tuple(input_shape))
+    net = config.model.build(picked, tuple(input_shape))
+    epochs = config.train.epochs
+    net.start_epoch(epochs, epochs)  # outside a run, a scheduled network (LTB) is in its last epoch's state
+    return net
