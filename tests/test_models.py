@@ -386,3 +386,14 @@ def test_random_small_models_build_with_right_shapes(raw, shape):
     out = model(torch.randn(2, *shape))
     assert {task: tuple(logits.shape) for task, logits in out.items()} == {"item": (2, 10), "group": (2, 3)}
     assert_partition(model)
+
+
+def test_build_model_puts_a_scheduled_network_in_its_last_epochs_state():
+    """A kind builds from its own options only; the run's length reaches a scheduled network (LTB's temperature)
+    through ``start_epoch``, which build_model calls with the run's last epoch (a net built outside a run)."""
+    from mtlab.models.ltb import ltb_schedule
+
+    raw = {"data": {"dataset": "fashion-mnist"}, "model": {"kind": "ltb", "trunk": {"type": "mlp", "widths": [4, 4]}}}
+    config = parse_config({**raw, "train": {"epochs": 50}})
+    model = build_model(config, FASHION, (1, 8, 8))
+    assert [(c.warm_up, c.temperature) for c in model.choices] == [ltb_schedule(config.model, 50, 50)]
