@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 from mtlab.config.base import MODEL_KINDS, TRUNKS, shared_unions
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "mtlab" / "config"
-STILL_IMPORTED = {"mtlab.data.tasks"}  # h-data removes these (FashionData's default groups, moving with FashionData)
+STILL_IMPORTED: set[str] = set()  # config imports from data / models that are allowed for now (none)
 
 
 def imports(path: Path) -> set[str]:

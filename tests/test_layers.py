@@ -80,7 +80,6 @@ PLACES = {
 # test_allowed_edges_still_exist, so the list cannot go stale; the goal is an empty list.
 H_MODELS_H_DATA = "removed by h-models / h-data"  # config assembled in two steps; datasets and kinds one module each
 ALLOWED = {
-    ("mtlab.config.schema", "mtlab.data.tasks"): H_MODELS_H_DATA,  # FashionData's groups: h-data moves the class
 }
 
 

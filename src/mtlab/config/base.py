@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from mtlab.config.schema import RunConfig
     from mtlab.data.dataset import Dataset
+    from mtlab.data.sources import Source
     from mtlab.models.base import MultiTaskNet
     from mtlab.tasks import Task
 
@@ -152,9 +153,21 @@ class DataBase(FileRelative):
 
     @classmethod
     def example(cls, name: str, workdir: Path) -> dict[str, Any]:
-        """An example ``data`` section for dataset ``name`` that loads on any machine (the tests parametrised over
-        the registry load it); a dataset that reads the user's files writes small ones into ``workdir``."""
+        """An example ``data`` section for dataset ``name`` (the tests parametrised over the registry validate it,
+        and load it when its :meth:`sources` are all embedded): a dataset that reads the user's files writes small
+        ones into ``workdir``; one that needs downloaded files names them (the tests load those only where the
+        files are found)."""
         return {"dataset": name}
+
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The shape of one example, (C, H, W) for images or (D,) for feature vectors, as the options tell before
+        any file is read; None where only the files tell (checks of the shape are then left to the run)."""
+        return None
+
+    def sources(self) -> tuple[Source, ...]:
+        """The :class:`~mtlab.data.sources.Source` file sets the dataset reads (downloadable or embedded in the
+        package); empty for files put in place by hand, the user's own files, or generated data."""
+        return ()
 
     def task_types(self) -> dict[str, str]:
         """Task name -> task type name, in the dataset's order (known before any file is read)."""
@@ -167,7 +180,7 @@ class DataBase(FileRelative):
         """Raise :class:`KeyedError` for a rule of this dataset that needs the whole run."""
 
     def load(self, seed: int) -> Dataset:
-        """Read the dataset (a plug-in overrides this; mtlab's own datasets are loaded by :mod:`mtlab.data.catalog`)."""
+        """Read the dataset: its official splits as tensors (:func:`mtlab.data.catalog.load_dataset` calls this)."""
         raise NotImplementedError(f"dataset {getattr(self, 'dataset', '?')!r} has no loader")
 
 
@@ -240,6 +253,7 @@ class ModelKind(FileRelative):
 
     trunk_field: ClassVar[str] = "trunk"
     reads_pairs: ClassVar[bool] = False
+    """Whether it reads examples that are image pairs (a dataset that gives pairs needs one)."""
 
     def check_run(self, run: RunConfig) -> None:
         """Raise :class:`KeyedError` if this model cannot be trained on ``run``'s data and tasks."""
@@ -300,15 +314,7 @@ class DenseModelKind(ModelKind):
 DATASETS: Registry[type[DataBase]] = Registry(
     "dataset",
     entry_point_group="mtlab.datasets",
-    builtins=(
-        "mtlab.config.schema",  # the datasets whose options still live there (mnist, fashion, cifar100, pairs, multi)
-        "mtlab.data.arrays",
-        "mtlab.data.celeba",
-        "mtlab.data.cityscapes",
-        "mtlab.data.morpho_mnist",
-        "mtlab.data.nyuv2",
-        "mtlab.data.table",
-    ),
+    builtins=("mtlab.data.builtin",),  # imports every dataset module of mtlab, in the order mtlab lists them
 )
 TRUNKS: Registry[type[TrunkOptions]] = Registry(
     "trunk",

@@ -8,9 +8,9 @@ rules of a model kind (its dataset, its reuse edges) in the kind's own :meth:`Mo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest of mtlab imports from here)
     DATASETS,
@@ -30,7 +30,6 @@ from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest 
     unknown_task_key,
 )
 from mtlab.config.base import at as _at
-from mtlab.data.tasks import DEFAULT_FASHION_GROUPS
 from mtlab.weighting import LossConfig, method_class
 
 if TYPE_CHECKING:  # assembled from the registries (mtlab.config.base.assemble); for type checkers, their bases
@@ -52,114 +51,6 @@ def __getattr__(name: str) -> Any:
 
 def _either(names: list[str]) -> str:
     return " or ".join(repr(n) for n in names) or "(none registered)"
-
-
-# ----------------------------------------------------------------------------------------------------------- data
-
-
-@register_dataset
-class MnistData(DataBase):
-    """MNIST (LeCun et al., 1998): 28x28 grey digits, task ``digit``.
-
-    ``mnist-sample`` is the small real sample embedded in the package (no download needed).
-    """
-
-    dataset: Literal["mnist", "mnist-sample"]
-    offered_tasks: ClassVar[tuple[str, ...]] = ("digit",)
-
-
-@register_dataset
-class FashionData(DataBase):
-    """Fashion-MNIST (Xiao et al., 2017): tasks ``item`` (10 classes) and ``group`` (one class per group).
-
-    ``fashion-mnist-sample`` is the small real sample embedded in the package (no download needed).
-    """
-
-    dataset: Literal["fashion-mnist", "fashion-mnist-sample"]
-    offered_tasks: ClassVar[tuple[str, ...]] = ("item", "group")
-    groups: dict[str, list[int]] = Field(
-        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FASHION_GROUPS.items()},
-        description="Group name -> item classes; every item 0-9 in exactly one group.",
-    )
-
-    @field_validator("groups")
-    @classmethod
-    def _groups_partition_items(cls, groups: dict[str, list[int]]) -> dict[str, list[int]]:
-        items = sorted(i for members in groups.values() for i in members)
-        if items != list(range(10)):
-            raise ValueError(f"groups must place every item class 0-9 in exactly one group, got {items}")
-        if len(groups) < 2:
-            raise ValueError("groups needs at least two groups")
-        return groups
-
-
-@register_dataset
-class Cifar100Data(DataBase):
-    """CIFAR-100 (Krizhevsky, 2009): 32x32 colour images, tasks ``fine`` (100) and ``coarse`` (20)."""
-
-    dataset: Literal["cifar100"]
-    offered_tasks: ClassVar[tuple[str, ...]] = ("fine", "coarse")
-
-
-@register_dataset
-class MnistPairsData(DataBase):
-    """Digit pairs: two MNIST digits avg-pooled to 14x14; tasks ``leq`` (a <= b), ``digit_a``, ``digit_b``.
-
-    ``pairs`` pairs are drawn from the MNIST training set and, separately, ``pairs`` from the test set, both from
-    the run's seed.
-    """
-
-    dataset: Literal["mnist-pairs"]
-    offered_tasks: ClassVar[tuple[str, ...]] = ("leq", "digit_a", "digit_b")
-    gives_pairs: ClassVar[bool] = True
-    pairs: int = Field(1000, gt=1, description="Number of training pairs, and of test pairs.")
-    digits: Literal["mnist", "mnist-sample"] = Field(
-        "mnist", description="Where the digits come from: MNIST, or the sample embedded in the package."
-    )
-    pixel_scale: Literal["unit", "raw"] = Field(
-        "unit",
-        description="'unit': pixels / 255 before pooling, in [0, 1]; 'raw': the pooled 0-255 values, as the "
-        "course's generate_pair_sets gives them to the original study.",
-    )
-
-
-@register_dataset
-class MultiData(DataBase):
-    """MultiMNIST (Sener & Koltun, 2018) and its siblings MultiFashion and Multi-(Fashion+MNIST) (Lin et al., 2019):
-    two images on one canvas, tasks ``left`` (the top-left image's class) and ``right`` (the bottom-right one's).
-
-    Built by :mod:`mtlab.data.overlay` from the source's own train and test splits and cached on disk; the defaults
-    give Lin et al.'s 36 x 36 sets (120,000 / 20,000 from the full sources); ``per_image: 1, size: 28`` gives Sener &
-    Koltun's. The ``-sample`` variants are built from the samples embedded in the package.
-    """
-
-    dataset: Literal[
-        "multi-mnist",
-        "multi-fashion",
-        "multi-fashion-mnist",
-        "multi-mnist-sample",
-        "multi-fashion-sample",
-        "multi-fashion-mnist-sample",
-    ]
-    offered_tasks: ClassVar[tuple[str, ...]] = ("left", "right")
-    per_image: int = Field(2, gt=0, description="Composites per source image (it is the top-left image of each).")
-    canvas: int = Field(36, ge=28, description="Side of the square canvas the two 28x28 images are placed on.")
-    offset: int = Field(6, ge=0, description="Row and column of the bottom-right image's corner on the canvas.")
-    shift: int = Field(0, ge=0, description="Largest random shift of each image, in pixels, per axis.")
-    size: int = Field(36, gt=0, description="Side of the composites after a nearest-neighbour resize of the canvas.")
-    construction_seed: int = Field(
-        0, ge=0, description="Seed of the composites; the same for every run, so run seeds vary only the training."
-    )
-
-    @field_validator("offset")
-    @classmethod
-    def _right_image_on_canvas(cls, offset: int, info: ValidationInfo) -> int:
-        canvas = info.data.get("canvas", 36)  # declared before offset, so already validated
-        if offset + 28 > canvas:
-            raise ValueError(f"offset {offset} puts the 28x28 right image past the {canvas}-pixel canvas")
-        return offset
-
-
 
 
 # ---------------------------------------------------------------------------------------------------------- model

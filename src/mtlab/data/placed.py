@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtlab.config.base import DATASETS
 from mtlab.data.resolve import Place, search_places
 from mtlab.errors import DataError
 
@@ -35,19 +34,12 @@ class HandPlaced:
 
 
 HAND_PLACED: dict[str, HandPlaced] = {}
-"""By dataset name; filled as the dataset modules are imported (the dataset registry loads them)."""
+"""By dataset name; filled as the dataset modules are imported (:mod:`mtlab.data.builtin`, entry points)."""
 
 
 def register_hand_placed(spec: HandPlaced) -> HandPlaced:
     HAND_PLACED[spec.name] = spec
     return spec
-
-
-def hand_placed() -> dict[str, HandPlaced]:
-    """Every hand-placed dataset, after importing the dataset plug-ins that register them (mtlab's and those of
-    installed packages)."""
-    DATASETS.names()  # loads every dataset module, mtlab's and installed packages': each registers its own
-    return HAND_PLACED
 
 
 def places(spec: HandPlaced, data_dir: Path | None = None) -> list[Place]:
