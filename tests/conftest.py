@@ -13,6 +13,8 @@ import pytest
 from filelock import FileLock
 from hypothesis import settings
 
+from demo_plugins import load_demo_plugins
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `pytest -n auto` starts one worker per core: torch (imported later, by the test modules) and the processes the
     # tests start use one thread each, instead of every worker's threads fighting over every core.
@@ -22,6 +24,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # previous run's failures and is one file shared by the xdist workers); a test's own @settings add to these.
 settings.register_profile("mtlab", derandomize=True, database=None)
 settings.load_profile("mtlab")
+
+# The outside package's trunk, model kind, executor and tracker join mtlab's own before any test assembles the config
+# schema, so every test parametrised over a registry covers them too.
+load_demo_plugins()
 
 SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 

@@ -24,7 +24,8 @@ from mtlab.config import parse_config
 from mtlab.config.schema import Trunk, model_kind
 from mtlab.data.tasks import Task
 from mtlab.errors import ConfigError, MtlabError
-from mtlab.models import MODELS, TRUNKS, MultiTaskNet, build_model, create_trunk
+from mtlab.models import MODEL_KINDS, TRUNKS, MultiTaskNet, build_model, create_trunk
+from mtlab.models.cascade import HeadedModel
 from mtlab.models.dselect_k import selector_weights, smooth_step
 from mtlab.models.staged import StagedTrunk
 from mtlab.search.space import describe
@@ -44,8 +45,8 @@ DATASETS = {  # dataset -> (its tasks, the shape of one example)
     "fashion-mnist": (FASHION, (1, 28, 28)),
     "cifar100": (CIFAR, (3, 32, 32)),
 }
-SOFT_KINDS = [kind for kind in MODELS.names() if kind not in ("multitask", "pairs")]
-HEADED_KINDS = [kind for kind in MODELS.names() if kind != "pairs"]
+HEADED_KINDS = [name for name, cls in MODEL_KINDS.items() if issubclass(cls, HeadedModel)]
+SOFT_KINDS = [kind for kind in HEADED_KINDS if kind != "multitask"]
 
 TRUNKS_BY_TYPE: dict[str, dict[str, Any]] = {
     "mlp": {"type": "mlp", "widths": [8, 6], "batch_norm": True, "dropout": 0.1},
@@ -92,7 +93,8 @@ def test_the_soft_sharing_kinds_are_registered():
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)], ids=str)
 @pytest.mark.parametrize("name", TRUNKS.names())
 def test_every_trunk_runs_stage_by_stage_to_the_shapes_it_announces(name, shape):
-    trunk, width = buildable(lambda: create_trunk(TypeAdapter(Trunk).validate_python(TRUNKS_BY_TYPE[name]), shape))
+    config = TypeAdapter(Trunk).validate_python(TRUNKS.get(name).example())
+    trunk, width = buildable(lambda: create_trunk(config, shape))
     assert isinstance(trunk, StagedTrunk)
     trunk.eval()
     x = torch.randn(2, *shape)
@@ -197,7 +199,7 @@ def test_cgc_is_ple_with_one_level():
     assert "levels.0.shared_gate" not in counts
 
 
-@pytest.mark.parametrize("kind", MODELS.names())
+@pytest.mark.parametrize("kind", [*HEADED_KINDS, "pairs"])
 def test_each_kind_names_the_trunk_a_search_varies(kind):
     cls = model_kind(kind)
     assert cls.trunk_field in cls.model_fields
@@ -213,12 +215,12 @@ def test_each_kind_names_the_trunk_a_search_varies(kind):
 # ---------------------------------------------------------------------------- forward and backward, every dataset
 
 
-@pytest.mark.parametrize("trunk", sorted(TRUNKS_BY_TYPE))
+@pytest.mark.parametrize("trunk", TRUNKS.names())
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 @pytest.mark.parametrize("kind", HEADED_KINDS)
 def test_every_kind_trains_on_every_image_dataset(kind, dataset, trunk):
     torch.manual_seed(0)
-    model = buildable(lambda: net(kind, dataset, TRUNKS_BY_TYPE[trunk]))
+    model = buildable(lambda: net(kind, dataset, TRUNKS.get(trunk).example()))
     tasks, shape = DATASETS[dataset]
     out = model(torch.randn(4, *shape))
     assert list(out) == list(tasks)

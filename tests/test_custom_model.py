@@ -332,7 +332,7 @@ def test_the_probe_leaves_no_trace(tmp_path):
     bn = net.net.trunk[2]
     assert torch.equal(bn.running_mean, torch.zeros(6))
     assert bn.num_batches_tracked.item() == 0
-    assert net.stackable()  # the stacking trial leaves no trace either
+    assert net.stack_problem(StackedReplicas) is None  # the stacking trial leaves no trace either
     assert net.net.calls.item() == 0
     assert bn.num_batches_tracked.item() == 0
     assert net.training
@@ -343,17 +343,17 @@ def test_the_probe_leaves_no_trace(tmp_path):
 
 def test_a_plain_net_can_be_stacked(tmp_path):
     net = build(write(tmp_path, BRANCH))
-    assert net.stackable()
-    assert net.stack_problem() is None
+    assert net.stack_problem() is None  # not tried yet
+    assert net.stack_problem(StackedReplicas) is None
 
 
 @pytest.mark.parametrize("case", list(UNSTACKABLE))
 def test_a_net_that_vmap_cannot_run_says_why(tmp_path, case):
     net = build(write(tmp_path, WITH_BRANCH_IN_FORWARD.format(branch=UNSTACKABLE[case])))
     assert list(net(torch.randn(2, *SHAPE))) == ["item", "group"]  # a solo forward is fine
-    assert not net.stackable()
-    reason = net.stack_problem()
+    reason = net.stack_problem(StackedReplicas)
     assert reason is not None
+    assert net.stack_problem() == reason  # remembered
     assert "\n" not in reason
     assert reason.startswith("RuntimeError")
     assert "vmap" in reason or "data-dependent" in reason.lower() or "item" in reason
@@ -363,7 +363,7 @@ def test_a_net_that_vmap_cannot_run_says_why(tmp_path, case):
 
 def test_stack_never_forbids_stacking_without_trying(tmp_path):
     net = build(write(tmp_path, TWO_HEADS), stack="never")
-    assert net.stack_problem() == "model.stack is 'never'"
+    assert net.stack_problem(StackedReplicas) == "model.stack is 'never'"
 
 
 # ------------------------------------------------------------------------------------------------------- errors

@@ -80,24 +80,6 @@ PLACES = {
 # test_allowed_edges_still_exist, so the list cannot go stale; the goal is an empty list.
 H_MODELS_H_DATA = "removed by h-models / h-data"  # config assembled in two steps; datasets and kinds one module each
 ALLOWED = {
-    ("mtlab.config.plugins", "mtlab.data.builtin"): H_MODELS_H_DATA,  # every dataset module, one import (h-data)
-    ("mtlab.config.plugins", "mtlab.models.custom"): H_MODELS_H_DATA,
-    ("mtlab.config.plugins", "mtlab.models.deeplab"): H_MODELS_H_DATA,
-    ("mtlab.config.plugins", "mtlab.models.imagenet_resnet"): H_MODELS_H_DATA,
-    ("mtlab.config.plugins", "mtlab.models.segnet"): H_MODELS_H_DATA,
-    ("mtlab.config.plugins", "mtlab.models.timm_trunk"): H_MODELS_H_DATA,
-    ("mtlab.config.schema", "mtlab.config.plugins"): H_MODELS_H_DATA,
-    # The model registry loads the built-in kinds on first use, and they import it to register: one registry
-    # style with the built-ins loaded by the assembly step.
-    ("mtlab.models.registry", "mtlab.models.builtin"): H_MODELS_H_DATA,
-    # The tracker package imports its clients to register them, and they import its registry: built-ins loaded
-    # by module name on first use (h-models' one registry style).
-    ("mtlab.trackers", "mtlab.trackers.mlflow"): H_MODELS_H_DATA,
-    ("mtlab.trackers", "mtlab.trackers.tensorboard"): H_MODELS_H_DATA,
-    ("mtlab.trackers", "mtlab.trackers.wandb"): H_MODELS_H_DATA,
-    # A custom model's stacking probe builds train's StackedReplicas: the probe belongs in train/ (the trainer asks
-    # the net whether to try, then tries).
-    ("mtlab.models.custom", "mtlab.train.replicas"): "left: custom.py is being reshaped by h-models this round",
 }
 
 

@@ -76,7 +76,7 @@ def test_a_plug_in_method_joins_the_set(monkeypatch):
     class Plugged(Fixed):  # as an outside package's method registers itself (register_method)
         pass
 
-    registered = weighting_base.METHODS._items if hasattr(weighting_base, "METHODS") else weighting_base._METHODS
+    registered = weighting_base.METHODS._items
     monkeypatch.setitem(registered, "plugged", Plugged)  # what register_method does, undone after the test
     assert "plugged" in method_set("all")
     assert "plugged" in method_set("loss")

@@ -13,11 +13,12 @@ from pydantic import TypeAdapter
 from torch import nn
 
 from mtlab.config import parse_config
-from mtlab.config.schema import ConvLayer, Trunk
+from mtlab.config.schema import ModelConfig, Trunk
 from mtlab.data.tasks import Task
 from mtlab.errors import ConfigError, MtlabError
-from mtlab.models import MODELS, TRUNKS, MultiTaskNet, build_model, create_trunk
-from mtlab.models.registry import Registry
+from mtlab.models import MODEL_KINDS, TRUNKS, MultiTaskNet, build_model, create_trunk
+from mtlab.models.layers import ConvLayer
+from mtlab.registry import Registry
 
 
 def make_task(name: str, num_classes: int) -> Task:
@@ -81,76 +82,76 @@ def test_registry_registers_once_and_names_unknown_builders():
         registry.get("b")
 
 
-# One small config per registered trunk type: a new trunk must add one here, and is then tested below.
-TRUNK_SAMPLES: dict[str, dict[str, Any]] = {
-    "mlp": {"type": "mlp", "widths": [16, 8], "dropout": 0.1, "batch_norm": True},
-    "cnn": {"type": "cnn", "conv": [{"filters": 4, "pool": 2, "batch_norm": True}, {"filters": 6}], "dense": [8]},
-    "resnet": {"type": "resnet", "stem": 4, "widths": [4, 8], "blocks": 2},
-    "timm": {"type": "timm", "name": "resnet18"},
-    "imagenet_resnet": {"type": "imagenet_resnet", "depth": 18},
-}
 INPUT_SHAPES = [(1, 14, 14), (3, 32, 32), (2, 9, 7)]
 
 
-def test_every_registered_trunk_has_a_sample():
-    assert set(TRUNKS.names()) == set(TRUNK_SAMPLES)
-    assert {"mlp", "cnn", "resnet"} <= set(TRUNKS.names())
+def test_the_registries_hold_mtlabs_own_and_the_outside_plug_ins():
+    assert {"mlp", "cnn", "resnet", "timm", "imagenet_resnet", "demo_gated"} <= set(TRUNKS.names())
+    assert {"multitask", "pairs", "custom", "segnet", "deeplab", "demo_mlp"} <= set(MODEL_KINDS.names())
+    assert len(MODEL_KINDS.names()) >= 13
 
 
 @pytest.mark.parametrize("shape", INPUT_SHAPES, ids=str)
 @pytest.mark.parametrize("name", TRUNKS.names())
-def test_every_trunk_builds_and_runs(name, shape):
-    config = TypeAdapter(Trunk).validate_python(TRUNK_SAMPLES[name])
+def test_every_trunk_builds_its_example_and_runs(name, shape):
+    config = TypeAdapter(Trunk).validate_python(TRUNKS.get(name).example())
+    assert config.type == name
     try:
         trunk, width = create_trunk(config, shape)
     except MtlabError as e:  # a trunk from an optional library that cannot be imported here (timm)
         pytest.skip(str(e))
-    assert trunk(torch.randn(2, *shape)).shape == (2, width)
+    features = trunk(torch.randn(2, *shape))
+    assert features.shape == (2, width)
+    widths, label = config.layer_widths()  # what a search's table shows
+    assert all(isinstance(w, int) and w > 0 for w in widths)
+    assert label
+    if config.dense_only():
+        assert not any(isinstance(m, nn.Conv2d) for m in trunk.modules())
 
 
-MODEL_SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Task], tuple[int, int, int]]] = {
-    "multitask": (
-        {"data": {"dataset": "fashion-mnist"}, "model": {"trunk": TRUNK_SAMPLES["cnn"], "reuse": "group->item"}},
-        FASHION,
-        (1, 12, 12),
-    ),
-    "pairs": (
-        {"data": {"dataset": "mnist-pairs"}, "model": {"kind": "pairs", "branch": TRUNK_SAMPLES["cnn"]}},
-        PAIRS,
-        (2, 14, 14),
-    ),
-    **{
-        kind: ({"data": {"dataset": "fashion-mnist"}, "model": {"kind": kind, **model}}, FASHION, (1, 12, 12))
-        for kind, model in {
-            "cross_stitch": {"trunk": TRUNK_SAMPLES["cnn"], "reuse": "group->item"},
-            "mtan": {"trunk": TRUNK_SAMPLES["cnn"], "reuse": "item->group"},
-            "mmoe": {"trunk": TRUNK_SAMPLES["cnn"], "experts": 3},
-            "dselect_k": {"trunk": TRUNK_SAMPLES["cnn"], "experts": 2, "k": 1, "routing": "task"},
-            "ltb": {"trunk": TRUNK_SAMPLES["cnn"], "branches": 3},
-            "ple": {"levels": [TRUNK_SAMPLES["cnn"], {"type": "mlp", "widths": [6]}], "task_experts": 2},
-        }.items()
-    },
-}
+@pytest.mark.parametrize("name", TRUNKS.names())
+def test_a_trunk_that_ends_flat_feeds_one_that_reads_vectors(name):
+    """``ends_flat`` / ``reads_vectors`` are what PLE's levels are checked with: a flat output builds an MLP."""
+    config = TypeAdapter(Trunk).validate_python(TRUNKS.get(name).example())
+    try:
+        trunk, width = create_trunk(config, (3, 16, 16))
+    except MtlabError as e:
+        pytest.skip(str(e))
+    last = trunk.stage_info[-1].shape
+    assert config.ends_flat() == (len(last) == 1)
+    if config.reads_vectors():
+        assert create_trunk(config, (width,))[0](torch.randn(2, width)).ndim == 2
 
 
-def test_every_registered_model_has_a_sample():
-    assert set(MODELS.names()) == set(MODEL_SAMPLES)
-
-
-@pytest.mark.parametrize("kind", MODELS.names())
-def test_every_model_builds_runs_and_partitions_its_parameters(kind):
-    raw, tasks, shape = MODEL_SAMPLES[kind]
-    config = parse_config(raw)
-    model = build_model(config, tasks, shape)
+@pytest.mark.parametrize("kind", MODEL_KINDS.names())
+def test_every_model_kind_builds_its_example_runs_and_partitions_its_parameters(kind):
+    example = MODEL_KINDS.get(kind).example()
+    # A class registered under several names (segnet, segnet_mtan) gives one example, built under each name.
+    model_config = TypeAdapter(ModelConfig).validate_python({**example.options, "kind": kind})
+    assert type(model_config) is MODEL_KINDS.get(kind)
+    shape = example.input_shape
+    try:
+        model = model_config.build(example.tasks, shape)
+    except MtlabError as e:  # a trunk from an optional library that cannot be imported here
+        pytest.skip(str(e))
+    assert isinstance(model, MultiTaskNet)
+    model.eval()
     out = model(torch.randn(2, *shape))
-    assert list(out) == config.task_names == model.task_names
-    for task, logits in out.items():
-        assert logits.shape == (2, tasks[task].num_classes)
+    assert list(out) == list(example.tasks) == model.task_names
+    for task, outputs in out.items():
+        assert outputs.shape[:2] == (2, example.tasks[task].outputs)
     assert_partition(model)
-    features = model.features(torch.randn(2, *shape))
-    assert all(f.ndim == 2 and f.shape[0] == 2 for f in features.values())
-    convs = [m for trunk in model.staged_trunks().values() for m in trunk.modules() if isinstance(m, nn.Conv2d)]
-    assert len(convs) == 2 * len(model.staged_trunks())
+    assert model_config.sharing_label()
+    for trunk in model_config.trunk_configs():
+        assert trunk.type in TRUNKS
+
+
+def test_the_headed_examples_build_trunks_through_the_trunk_registry():
+    for kind in ("multitask", "cross_stitch", "mtan", "mmoe", "dselect_k", "ltb", "ple"):
+        example = MODEL_KINDS.get(kind).example()
+        model = TypeAdapter(ModelConfig).validate_python(example.options).build(example.tasks, example.input_shape)
+        convs = [m for trunk in model.staged_trunks().values() for m in trunk.modules() if isinstance(m, nn.Conv2d)]
+        assert len(convs) == 2 * len(model.staged_trunks())  # the cnn example's two convolutions, in every trunk
 
 
 def test_build_model_names_a_task_missing_from_the_dataset():
@@ -385,3 +386,14 @@ def test_random_small_models_build_with_right_shapes(raw, shape):
     out = model(torch.randn(2, *shape))
     assert {task: tuple(logits.shape) for task, logits in out.items()} == {"item": (2, 10), "group": (2, 3)}
     assert_partition(model)
+
+
+def test_build_model_puts_a_scheduled_network_in_its_last_epochs_state():
+    """A kind builds from its own options only; the run's length reaches a scheduled network (LTB's temperature)
+    through ``start_epoch``, which build_model calls with the run's last epoch (a net built outside a run)."""
+    from mtlab.models.ltb import ltb_schedule
+
+    raw = {"data": {"dataset": "fashion-mnist"}, "model": {"kind": "ltb", "trunk": {"type": "mlp", "widths": [4, 4]}}}
+    config = parse_config({**raw, "train": {"epochs": 50}})
+    model = build_model(config, FASHION, (1, 8, 8))
+    assert [(c.warm_up, c.temperature) for c in model.choices] == [ltb_schedule(config.model, 50, 50)]

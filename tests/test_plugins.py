@@ -1,7 +1,7 @@
 """Outside packages extend mtlab through entry points: the demo plug-in package (tests/plugin_package) - a dataset,
-a task type, a model kind, a weighting method and an executor - is installed into a fresh site directory (its
-``.dist-info`` with the entry points its pyproject declares, exactly what pip writes) and used from the ``mtlab``
-command in a new process, as a user who installed it would."""
+a task type, a trunk, a model kind, a weighting method, an executor and a tracker - is installed into a fresh site
+directory (its ``.dist-info`` with the entry points its pyproject declares, exactly what pip writes) and used from
+the ``mtlab`` command in a new process, as a user who installed it would."""
 
 from __future__ import annotations
 
@@ -82,6 +82,20 @@ def test_a_study_runs_on_the_plug_ins_executor(site, tmp_path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "s" / "results.sqlite").is_file()
     assert "demo_serial" in (tmp_path / "s" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_run_trains_the_plug_ins_trunk_and_is_tracked_by_its_tracker(site, tmp_path):
+    config = {**CONFIG, "model": {"trunk": {"type": "demo_gated", "width": 6}}, "loss": {"method": "fixed"}}
+    config["train"] = {"epochs": 2, "batch_size": 50}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    out = mtlab(site, tmp_path, "train", "run.yaml", "--out", "runs/one", "--track", "demo_jsonl")
+    assert out.returncode == 0, out.stderr
+    (events,) = list(tmp_path.rglob("events.jsonl"))
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["records"][0]["epoch"] for e in lines if e["event"] == "epochs"] == [1, 2]
+    assert lines[-1]["event"] == "end"
+    assert lines[-1]["status"] == "done"
 
 
 @pytest.mark.slow

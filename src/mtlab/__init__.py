@@ -33,18 +33,21 @@ PUBLIC: dict[str, str] = {
     "LossMethod": "mtlab.weighting.base",
     "GradientMethod": "mtlab.weighting.base",
     "MethodOptions": "mtlab.weighting.base",
+    "METHODS": "mtlab.weighting.base",
     "register_method": "mtlab.weighting.base",
     "registered_methods": "mtlab.weighting.base",
     # registries and plug-ins
     "Registry": "mtlab.registry",
     "DATASETS": "mtlab.config.base",
-    "TRUNK_TYPES": "mtlab.config.base",
+    "TRUNKS": "mtlab.config.base",
     "MODEL_KINDS": "mtlab.config.base",
     "register_dataset": "mtlab.config.base",
-    "register_trunk_type": "mtlab.config.base",
+    "register_trunk": "mtlab.config.base",
     "register_model_kind": "mtlab.config.base",
     "EXECUTORS": "mtlab.execute",
+    "register_executor": "mtlab.execute",
     "TRACKERS": "mtlab.trackers",
+    "register_tracker": "mtlab.trackers",
 }
 """Public name -> the module that defines it (the API reference documents each at that path)."""
 

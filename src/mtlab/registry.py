@@ -2,15 +2,23 @@
 
 The pattern is timm's (``timm/models/_registry.py``): a module registers its plug-ins on import, factories look them
 up by the config's tag, and the tests are parametrised over the registries, so a plug-in is tested the day it is
-added. A registry with an ``entry_point_group`` (``mtlab.datasets``, ``mtlab.models``, ``mtlab.tasks``,
-``mtlab.weightings``, ``mtlab.executors``, ``mtlab.trackers``) also loads, on first use, every entry point of that
-group that installed packages declare: loading the entry point's object (a module, or anything in it) is expected
-to register the plug-in as a side effect, exactly as mtlab's own modules do.
+added. Every concept has one :class:`Registry` (datasets, task types, trunks, model kinds, weighting methods,
+executors, trackers), and every registry loads its plug-ins the same way, on first use:
+
+1. its ``builtins`` - the names of mtlab's own plug-in modules, imported by name, so that a registry declared in a
+   low layer (the config's) lists plug-ins that live higher up (data, models) without importing them;
+2. every entry point of its ``entry_point_group`` (``mtlab.datasets``, ``mtlab.tasks``, ``mtlab.trunks``,
+   ``mtlab.models``, ``mtlab.weightings``, ``mtlab.executors``, ``mtlab.trackers``) that installed packages
+   declare: loading the entry point's object (a module, or anything in it) registers the plug-in as a side effect,
+   exactly as mtlab's own modules do.
+
+mtlab's own plug-ins and an outside package's are thus loaded by one mechanism and asked the same questions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -19,7 +27,8 @@ from mtlab.errors import MtlabError
 T = TypeVar("T")
 
 ENTRY_POINT_GROUPS = (
-    "mtlab.datasets", "mtlab.models", "mtlab.tasks", "mtlab.weightings", "mtlab.executors", "mtlab.trackers",
+    "mtlab.datasets", "mtlab.tasks", "mtlab.trunks", "mtlab.models", "mtlab.weightings", "mtlab.executors",
+    "mtlab.trackers",
 )
 _loaded_groups: set[str] = set()
 
@@ -47,11 +56,12 @@ def load_all_entry_points() -> None:
 
 
 class Registry(Generic[T]):
-    """Plug-ins by name, extended by installed packages through entry points.
+    """Plug-ins by name, loaded on first use: mtlab's own, then installed packages' through entry points.
 
     Args:
-        kind: What a plug-in is ("dataset", "trunk type", ...); only words the error messages.
+        kind: What a plug-in is ("dataset", "trunk", ...); only words the error messages.
         entry_point_group: The entry point group whose plug-ins load on first use (``mtlab.datasets``, ...).
+        builtins: Module names imported on first use (mtlab's own plug-ins, which register on import).
 
     Example:
         ```python
@@ -66,12 +76,18 @@ class Registry(Generic[T]):
         ```
     """
 
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+    def __init__(self, kind: str, entry_point_group: str | None = None, builtins: tuple[str, ...] = ()):
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.builtins = builtins
         self._items: dict[str, T] = {}
+        self._loaded = False
 
     def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True  # first: a built-in module that asks this registry while it is imported sees it
+            for module in self.builtins:
+                import_module(module)
         if self.entry_point_group is not None:
             load_entry_points(self.entry_point_group)
 

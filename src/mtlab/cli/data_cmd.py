@@ -59,10 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _load_datasets() -> None:
     """Import every dataset module, mtlab's and installed plug-ins': each registers its sources or hand-placed files."""
-    import mtlab.data.builtin  # noqa: F401  (registers)
-    from mtlab.registry import load_entry_points
+    from mtlab.config.base import DATASETS
 
-    load_entry_points("mtlab.datasets")
+    DATASETS.names()  # the registry loads mtlab's dataset modules (mtlab.data.builtin), then the entry points
 
 
 def sources() -> dict[str, Source]:

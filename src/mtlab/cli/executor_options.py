@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from mtlab.errors import ConfigError
+from mtlab.execute import EXECUTORS, executor_takes_address
 
 
 def add_executor_options(parser: argparse.ArgumentParser, what: str = "seed groups", default: str = "auto") -> None:
@@ -40,6 +41,7 @@ def executor_arguments(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--workers: a positive number or auto, not {args.workers!r}") from None
         if workers <= 0:
             raise ConfigError(f"--workers: must be positive, got {workers}")
-    if args.address is not None and args.executor != "ray":
-        raise ConfigError("--address: only with --executor ray")
+    if args.address is not None and not executor_takes_address(args.executor):
+        takers = [name for name in EXECUTORS.names() if executor_takes_address(name)]
+        raise ConfigError(f"--address: only with --executor {' or '.join(takers)}")
     return {"executor": args.executor, "workers": workers, "address": args.address}

@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
+from mtlab.execute import EXECUTORS, executor_is_parallel
 from mtlab.report.units import format_value
 from mtlab.study.runner import StudyObserver
 from mtlab.study.spec import RunSpec
@@ -62,6 +63,12 @@ def clock(seconds: float) -> str:
     whole = round(seconds)
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
+
+
+def _parallel(description: dict) -> bool:
+    """Whether the executor a study reports runs several tasks at once (its own answer; one it does not know: yes)."""
+    kind, workers = description.get("executor"), int(description.get("workers", 1))
+    return executor_is_parallel(kind, workers) if kind in EXECUTORS else workers > 1
 
 class _OneLineText(ProgressColumn):
     """A text column rich may narrow on a narrow terminal; its text is then cut with an ellipsis, never wrapped.
@@ -173,7 +180,7 @@ class RichStudyProgress(StudyObserver):
 
     def on_executor(self, description: dict) -> None:
         self._workers = int(description.get("workers", 1))
-        if self._workers > 1 or description.get("executor") == "ray":
+        if _parallel(description):
             where = f"{description['executor']}: {self._workers} workers x {description.get('threads')} thread(s)"
             self.progress.console.print(f"training on {where}")
 
@@ -263,7 +270,7 @@ class PlainStudyProgress(StudyObserver):
 
     def on_executor(self, description: dict) -> None:
         workers = int(description.get("workers", 1))
-        if workers > 1 or description.get("executor") == "ray":
+        if _parallel(description):
             self._print(f"training on {description['executor']}: {workers} workers x {description.get('threads')} "
                         "thread(s)")  # fmt: skip
 

@@ -23,8 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtlab.config.base import DATASETS
-    from mtlab.config.schema import RunConfig  # noqa: F401  (assembling the schema registers every dataset)
+    from mtlab.config.base import DATASETS  # loads every dataset module on first use (mtlab's, then plug-ins')
     from mtlab.tasks import TASK_TYPES
 
     types = Table(title="task types")

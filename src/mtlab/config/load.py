@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from mtlab.config.schema import DataConfig, KeyedError, LossConfig, ModelConfig, RunConfig, Trunk
+from mtlab.config.schema import KeyedError, LossConfig, RunConfig, shared_unions
 from mtlab.errors import ConfigError, closest, did_you_mean
 
 
@@ -32,9 +32,10 @@ def _literals(field: Any) -> tuple[str, ...]:
     return get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
 
 
-# Values that select the member of a tagged union; pydantic puts them in error locations, users never write them
-# as keys.
-_UNION_TAGS = {tag for union in (DataConfig, ModelConfig, Trunk, LossConfig) for tag in _tags(union)}
+def _union_tags() -> set[str]:
+    """Values that select the member of a tagged union; pydantic puts them in error locations, users never write
+    them as keys."""
+    return {tag for union in (*shared_unions().values(), LossConfig) for tag in _tags(union)}
 
 
 COMMAND_LINE = "command line override"
@@ -590,7 +591,7 @@ def _key_path(loc: tuple[Any, ...], raw: Any) -> str:
             parts.append(f"[{item}]")
             node = node[item] if isinstance(node, list) and item < len(node) else None
             continue
-        if isinstance(node, dict) and item not in node and item in _UNION_TAGS:
+        if isinstance(node, dict) and item not in node and item in _union_tags():
             continue  # pydantic's tag of the union member, not a key of the user's
         parts.append(f".{item}" if parts else str(item))
         node = node.get(item) if isinstance(node, dict) else None

@@ -8,338 +8,52 @@ rules of a model kind (its dataset, its reuse edges) in the kind's own :meth:`Mo
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest of mtlab imports from here)
     DATASETS,
     MODEL_KINDS,
-    TRUNK_TYPES,
+    TRUNKS,
     Augment,
     DataBase,
     KeyedError,
     ModelKind,
     Strict,
-    dense_tasks,
+    TrunkOptions,
     register_dataset,
     register_model_kind,
-    register_trunk_type,
+    register_trunk,
+    shared_unions,
     unknown_task,
     unknown_task_key,
 )
 from mtlab.config.base import at as _at
 from mtlab.weighting import LossConfig, method_class
 
+if TYPE_CHECKING:  # assembled from the registries (mtlab.config.base.assemble); for type checkers, their bases
+    DataConfig = DataBase
+    ModelConfig = ModelKind
+    Trunk = TrunkOptions
+
+_ASSEMBLED = ("DataConfig", "ModelConfig", "Trunk")
+
+
+def __getattr__(name: str) -> Any:
+    # ``from mtlab.config.schema import DataConfig`` (or ModelConfig, Trunk): the assembled union.
+    if name in _ASSEMBLED:
+        return shared_unions()[name]
+    if name == "TrunkConfig":
+        return TrunkOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _either(names: list[str]) -> str:
+    return " or ".join(repr(n) for n in names) or "(none registered)"
+
+
 # ---------------------------------------------------------------------------------------------------------- model
-
-
-class ConvLayer(Strict):
-    """One convolution, then ReLU, then optional max-pool, then optional batch-norm (the order of the reference)."""
-
-    filters: int = Field(gt=0, examples=[16])
-    kernel: int = Field(3, gt=0)
-    stride: int = Field(1, gt=0)
-    padding: Annotated[int, Field(ge=0)] | Literal["same", "valid"] = Field(
-        "same", description="Pixels, or 'same' / 'valid'."
-    )
-    pool: int = Field(1, gt=0, description="Max-pool size (and stride) after the activation; 1 = none.")
-    batch_norm: bool = False
-
-    @model_validator(mode="after")
-    def _same_needs_stride_one(self) -> ConvLayer:
-        if self.padding == "same" and self.stride != 1:
-            raise ValueError("padding 'same' needs stride 1; give the padding in pixels")
-        return self
-
-
-class DenseOptions(Strict):
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each hidden dense layer.")
-    batch_norm: bool = Field(False, description="Batch-norm after each hidden dense layer (after dropout).")
-
-
-@register_trunk_type
-class MlpTrunk(DenseOptions):
-    """Flatten, then dense layers of the given widths with ReLU."""
-
-    type: Literal["mlp"]
-    widths: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
-
-
-@register_trunk_type
-class CnnTrunk(DenseOptions):
-    """Convolutions (see :class:`ConvLayer`), flatten, then optional dense layers."""
-
-    type: Literal["cnn"]
-    conv: list[ConvLayer] = Field(
-        min_length=1, examples=[[{"filters": 16, "kernel": 3, "pool": 2}, {"filters": 32, "kernel": 3, "pool": 2}]]
-    )
-    dense: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
-
-
-@register_trunk_type
-class ResNetTrunk(Strict):
-    """A small ResNet of basic blocks (He et al., 2016): a 3x3 stem, then stages of basic blocks.
-
-    Each stage after the first halves the resolution; the output is global-average-pooled to ``widths[-1]`` features.
-    """
-
-    type: Literal["resnet"]
-    stem: int = Field(64, gt=0)
-    widths: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 128, 256], min_length=1)
-    blocks: int = Field(1, gt=0, description="Basic blocks per stage.")
-
-
-def _union(registry, tag: str):
-    """The discriminated union of every options class in ``registry`` (mtlab's own, then entry-point plug-ins)."""
-    classes = tuple(dict.fromkeys(cls for _, cls in registry.items()))
-    return Annotated[Union[classes], Field(discriminator=tag)]  # noqa: UP007  (built at run time)
-
-
-# mtlab's own plug-ins that live outside this module (datasets, trunks, model kinds) register on import, then the
-# outside packages' entry points; after that the unions of every registered options class are assembled.
-import mtlab.config.plugins  # noqa: E402, F401
-
-Trunk = _union(TRUNK_TYPES, "type")
-"""A trunk config: one options class per trunk type, selected by ``type``."""
-TrunkConfig = MlpTrunk | CnnTrunk | ResNetTrunk  # the built-in trunk configs, for type hints
-
-
-class Head(DenseOptions):
-    """Dense hidden layers of the given widths with ReLU, then a linear layer to the task's classes."""
-
-    widths: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
-
-
-class Reuse(Strict):
-    """Label reuse (a cascade): the source head's logits are concatenated into the target head's features.
-
-    ``at`` counts hidden layers of the target head: the logits join the features after that many layers (``None``:
-    after the middle one, ``len(widths) // 2``; the CIFAR-100 reference concatenates after 1024 -> 512, i.e. 2).
-    Gradients flow from the target's loss into the source head unless ``stop_gradient``.
-    """
-
-    source: str
-    target: str
-    at: int | None = Field(None, ge=0)
-    stop_gradient: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_arrow(cls, value: object) -> object:
-        # "coarse->fine" is shorthand for {source: coarse, target: fine}.
-        if isinstance(value, str):
-            source, sep, target = value.partition("->")
-            if not sep or not source.strip() or not target.strip():
-                raise ValueError(f"reuse edge {value!r} must look like 'source->target'")
-            return {"source": source.strip(), "target": target.strip()}
-        return value
-
-    @model_validator(mode="after")
-    def _not_self(self) -> Reuse:
-        if self.source == self.target:
-            raise ValueError(f"a task cannot reuse its own labels ({self.source}->{self.target})")
-        return self
-
-
-class HeadedModel(ModelKind):
-    """A kind whose tasks each read features through a :class:`Head`, optionally cascaded by label reuse."""
-
-    head: Head = Field(default_factory=Head, description="Head used for every task without its own entry in heads.")
-    heads: dict[str, Head] = Field(default_factory=dict, description="Per-task head overrides.")
-    reuse: list[Reuse] = Field(default_factory=list)
-
-    @field_validator("reuse", mode="before")
-    @classmethod
-    def _single_edge(cls, value: object) -> object:
-        # A grid axis may give one edge ("coarse->fine") or "none" instead of a list.
-        if value is None or value == "none":
-            return []
-        if isinstance(value, (str, dict)):
-            return [value]
-        return value
-
-    def check_run(self, run: RunConfig) -> None:
-        per_pixel = dense_tasks(run)
-        if per_pixel:
-            raise _at(
-                "model.kind",
-                f"tasks {per_pixel} predict a map per pixel; a {self.sharing_label()!r} model predicts one vector per "
-                "example - use kind segnet, segnet_mtan or deeplab",
-            )
-        tasks = run.task_names
-        for task in self.heads:
-            if task not in tasks:
-                raise _at(f"model.heads.{task}", unknown_task_key(f"model.heads.{task}", tasks))
-        targets: dict[str, str] = {}
-        for i, edge in enumerate(self.reuse):
-            for role in ("source", "target"):
-                if getattr(edge, role) not in tasks:
-                    name = getattr(edge, role)
-                    raise _at(f"model.reuse[{i}].{role}", unknown_task(name, tasks, f"tasks are {tasks}"))
-            if edge.target in targets:
-                raise _at(f"model.reuse[{i}].target", f"{edge.target!r} already reuses {targets[edge.target]!r}")
-            targets[edge.target] = edge.source
-            depth = len(self.heads.get(edge.target, self.head).widths)
-            if edge.at is not None and edge.at > depth:
-                raise _at(f"model.reuse[{i}].at", f"{edge.at} > the {depth} hidden layers of head {edge.target!r}")
-        # A cycle (a->b, b->a) has no order in which heads can be computed.
-        for start in targets:
-            seen, node = {start}, start
-            while node in targets:
-                node = targets[node]
-                if node in seen:
-                    raise _at("model.reuse", f"edges form a cycle through {node!r}")
-                seen.add(node)
-
-
-@register_model_kind
-class MultiTaskModel(HeadedModel):
-    """Hard parameter sharing: a trunk (shared by all tasks, or one copy per task) and one head per task."""
-
-    kind: Literal["multitask"] = "multitask"
-    trunk: Trunk
-    sharing: Literal["shared", "independent"] = "shared"
-
-    def sharing_label(self) -> str:
-        return self.sharing
-
-
-@register_model_kind
-class CrossStitchModel(HeadedModel):
-    """Cross-stitch networks (Misra et al., 2016): one trunk column per task, mixed after every trunk stage."""
-
-    kind: Literal["cross_stitch"]
-    trunk: Trunk = Field(description="The architecture of each task's column.")
-    self_weight: float = Field(
-        0.9, gt=0.0, le=1.0, description="Initial weight of a column's own features in its stitch (paper: 0.9)."
-    )
-
-
-@register_model_kind
-class MtanModel(HeadedModel):
-    """Multi-Task Attention Network (Liu, Johns & Davison, 2019): a shared trunk, per-task soft attention masks."""
-
-    kind: Literal["mtan"]
-    trunk: Trunk = Field(description="The shared trunk whose stage outputs the attention masks select from.")
-
-
-@register_model_kind
-class MmoeModel(HeadedModel):
-    """Multi-gate Mixture-of-Experts (Ma et al., 2018): expert trunks, one softmax gate per task."""
-
-    kind: Literal["mmoe"]
-    trunk: Trunk = Field(description="The architecture of each expert.")
-    experts: int = Field(4, gt=0, description="Number of expert trunks, all shared.")
-
-
-@register_model_kind
-class DselectKModel(HeadedModel):
-    """DSelect-k (Hazimeh et al., 2021): MMoE's experts with gates that select at most ``k`` of them, smoothly."""
-
-    kind: Literal["dselect_k"]
-    trunk: Trunk = Field(description="The architecture of each expert.")
-    experts: int = Field(4, ge=2, description="Number of expert trunks, a power of 2 (2, 4, 8, ...).")
-    k: int = Field(2, gt=0, description="Single-expert selectors per task: at most k experts get a non-zero weight.")
-    gamma: float = Field(1.0, gt=0.0, description="Width of the smooth-step's cubic region (paper: 1).")
-    routing: Literal["example", "task"] = Field(
-        "example", description="'example': each input chooses its experts (a linear map of the input); 'task': one "
-        "static choice per task."
-    )
-
-    def check_run(self, run: RunConfig) -> None:
-        super().check_run(run)
-        # The gate addresses experts by m-bit codes; with E < 2^m some codes name no expert and the paper needs an
-        # extra penalty to keep selectors off them - a power of 2 needs none.
-        if self.experts & (self.experts - 1):
-            power = 1 << (self.experts - 1).bit_length()
-            raise _at("model.experts", f"{self.experts} is not a power of 2; DSelect-k addresses experts by binary "
-                      f"codes - use {power // 2} or {power}")
-        if self.k > self.experts:
-            raise _at("model.k", f"{self.k} selectors for {self.experts} experts; k is at most model.experts")
-
-
-@register_model_kind
-class LtbModel(HeadedModel):
-    """Learning to Branch (Guo, Lee & Ulbricht, 2020): a tree super-graph whose child nodes choose their parent."""
-
-    kind: Literal["ltb"]
-    trunk: Trunk = Field(description="The layers of the super-graph: node n of layer s is stage s of copy n.")
-    branches: int | None = Field(None, gt=0, description="Nodes per layer (default: one per task).")
-    temperature: float | None = Field(
-        None, gt=0.0, description="A fixed Gumbel-softmax temperature of the parent choices; default (null): "
-        "LibMTL's schedule, epochs / 20 / sqrt(epoch) in epoch 1, 2, ... after the warm-up."
-    )
-    hard: bool = Field(
-        True, description="Train with hard (one-hot, straight-through) samples and evaluate the most probable tree, "
-        "as LibMTL; false: soft samples, evaluated as softmax(theta / temperature)."
-    )
-    warmup_fraction: float = Field(
-        0.01, ge=0.0, lt=1.0, description="Share of the epochs (LibMTL: epoch < epochs / 100, so at least the "
-        "first) in which every child reads the sum of all its parents, before any choice is sampled."
-    )
-    gumbel: bool = Field(
-        True, description="Sample parent choices with Gumbel noise while training (false: noise-free choices)."
-    )
-
-
-@register_model_kind
-class PleModel(HeadedModel):
-    """Progressive Layered Extraction (Tang et al., 2020): levels of task-specific and shared experts with gates.
-
-    One level is Customized Gate Control (CGC). Level ``l``'s experts are built for the output of level ``l - 1``
-    (its last stage, before flattening), so a level is any trunk config that accepts that shape.
-    """
-
-    kind: Literal["ple"]
-    levels: list[Trunk] = Field(min_length=1, description="Expert architecture per level (one level = CGC).")
-    task_experts: int = Field(1, gt=0, description="Experts per task per level.")
-    shared_experts: int = Field(1, gt=0, description="Shared experts per level.")
-
-    trunk_field: ClassVar[str] = "levels"
-
-    def trunk_configs(self) -> list[TrunkConfig]:
-        return list(self.levels)
-
-    def check_run(self, run: RunConfig) -> None:
-        super().check_run(run)
-        for i, (before, level) in enumerate(zip(self.levels, self.levels[1:], strict=False), start=1):
-            flat = before.type == "mlp" or (before.type == "cnn" and bool(before.dense))
-            if flat and level.type != "mlp":
-                raise _at(
-                    f"model.levels[{i}]",
-                    f"a {level.type} level needs a feature map, but level {i - 1} ends with dense layers; "
-                    "end the earlier levels with convolutions or make this level an mlp",
-                )
-
-    def sharing_label(self) -> str:
-        return "cgc" if len(self.levels) == 1 else f"ple ({len(self.levels)} levels)"
-
-
-@register_model_kind
-class PairModel(ModelKind):
-    """Siamese digit comparison (task ``leq``; with the auxiliary loss also ``digit_a`` and ``digit_b``).
-
-    Each 14x14 image goes through a branch (trunk, then a linear layer to 10 digit logits); the comparison head
-    reads both branches' logits (20 values). ``weight_sharing``: one branch used twice instead of two branches.
-    """
-
-    kind: Literal["pairs"]
-    branch: Trunk
-    head: Head = Field(default_factory=Head)
-    weight_sharing: bool = False
-
-    trunk_field: ClassVar[str] = "branch"
-    reads_pairs: ClassVar[bool] = True
-
-    def check_run(self, run: RunConfig) -> None:
-        if not run.data.gives_pairs:
-            raise _at("model.kind", "'pairs' models need data.dataset 'mnist-pairs'")
-        if "leq" not in run.task_names:
-            raise _at("tasks", "a pair model is trained on leq; add the digit tasks for the auxiliary loss")
-
-    def sharing_label(self) -> str:
-        return f"weight_sharing={self.weight_sharing}"
 
 
 def model_kind(kind: str) -> type[ModelKind]:
@@ -445,20 +159,16 @@ class TrainConfig(Strict):
         return self
 
 
-DataConfig = _union(DATASETS, "dataset")
-"""The ``data`` section: one options class per dataset, selected by ``dataset``."""
-ModelConfig = _union(MODEL_KINDS, "kind")
-"""The ``model`` section: one options class per model kind, selected by ``kind`` (default ``multitask``)."""
-
-
 class RunConfig(Strict):
     """Everything that defines one training run; the run directory stores it resolved."""
 
     name: str = "run"
     seed: int = Field(0, ge=0)
-    data: DataConfig
+    data: DataConfig  # the union of every registered dataset's options, by forward reference (see the docstring)
     tasks: list[str] | None = Field(None, description="Tasks to train (default: all of the dataset's tasks).")
-    model: ModelConfig = Field(examples=[{"trunk": {"type": "mlp", "widths": [64]}}])
+    model: ModelConfig = Field(  # likewise, of every model kind's options
+        examples=[{"trunk": {"type": "mlp", "widths": [64]}}]
+    )
     loss: LossConfig = Field(
         default_factory=lambda: method_class("fixed").Options(),
         description="The weighting method and its options (``mtlab weightings`` lists them); default fixed.",
@@ -497,6 +207,16 @@ class RunConfig(Strict):
                 f"crops and flips move only the images, not the per-pixel targets of {dense}; turn them off",
             )
 
+    def _check_pairs(self) -> None:
+        """Examples that are image pairs need a kind that compares pairs, and only they suit one."""
+        if self.data.gives_pairs and not self.model.reads_pairs:
+            kinds = [name for name, cls in MODEL_KINDS.items() if cls.reads_pairs]
+            raise _at("model.kind", f"{self.data.dataset} data needs a {_either(kinds)} model, "
+                      f"not {self.model.sharing_label()!r}")
+        if self.model.reads_pairs and not self.data.gives_pairs:
+            datasets = list(dict.fromkeys(name for name, cls in DATASETS.items() if cls.gives_pairs))
+            raise _at("model.kind", f"{self.model.kind!r} models need data.dataset {_either(datasets)}")
+
     @model_validator(mode="after")
     def _check_tasks(self) -> RunConfig:
         known = self.data.task_names()
@@ -524,6 +244,7 @@ class RunConfig(Strict):
         if problem is not None:
             raise _at(f"loss.{problem[0]}", problem[1])
         self.data.check_run(self)
+        self._check_pairs()
         self._check_dense_augment(tasks)
         self.model.check_run(self)
         stop = self.train.early_stopping

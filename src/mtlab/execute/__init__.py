@@ -74,13 +74,83 @@ EXECUTORS: Registry[ExecutorFactory] = Registry("executor", entry_point_group="m
 """Executors by ``--executor`` name; an outside package adds one through the ``mtlab.executors`` entry points."""
 
 
-@EXECUTORS.register("local")
+def _never(workers: int | str) -> bool:
+    return False
+
+
+def register_executor(
+    name: str,
+    *,
+    parallel: Callable[[int | str], bool] = _never,
+    takes_address: bool = False,
+    shared_storage: Callable[[int | str], bool] = _never,
+    example: dict[str, Any] | None = None,
+) -> Callable[[ExecutorFactory], ExecutorFactory]:
+    """Decorator: register an executor factory as ``name``, with what it answers about itself:
+
+    * ``parallel(workers)`` - whether it runs several tasks at once (or elsewhere), which progress output shows;
+    * ``takes_address`` - whether ``--address`` names what it joins (a cluster);
+    * ``shared_storage(workers)`` - whether its tasks run outside the driver's process, so that what they share
+      with it (a search's Optuna storage) must be storage several processes can write;
+    * ``example`` - keyword options with which it runs on any machine (None: it needs something not always there,
+      such as Ray); the tests parametrised over ``EXECUTORS`` create it with them.
+
+    Args:
+        name: What ``--executor NAME`` selects.
+        parallel: See above.
+        takes_address: See above.
+        shared_storage: See above.
+        example: See above.
+
+    Returns:
+        The decorator; it returns the factory unchanged.
+
+    Raises:
+        ValueError: An executor of that name is already registered.
+
+    Example:
+        See ``tests/plugin_package/mtlab_demo_plugin/executor.py`` and [Extending mtlab](../extending.md): an
+        outside package registers from the module its ``mtlab.executors`` entry point names.
+    """
+
+    def add(factory: ExecutorFactory) -> ExecutorFactory:
+        factory.parallel = parallel  # type: ignore[attr-defined]
+        factory.takes_address = takes_address  # type: ignore[attr-defined]
+        factory.shared_storage = shared_storage  # type: ignore[attr-defined]
+        factory.example = example  # type: ignore[attr-defined]
+        return EXECUTORS.register(name)(factory)
+
+    return add
+
+
+def executor_is_parallel(kind: str, workers: int | str) -> bool:
+    return getattr(EXECUTORS.get(kind), "parallel", _never)(workers)
+
+
+def executor_takes_address(kind: str) -> bool:
+    return bool(getattr(EXECUTORS.get(kind), "takes_address", False))
+
+
+def executor_needs_shared_storage(kind: str, workers: int | str) -> bool:
+    """Whether tasks of executor ``kind`` run outside this process (a plug-in that does not say: they may)."""
+    return getattr(EXECUTORS.get(kind), "shared_storage", lambda workers: True)(workers)
+
+
+def _several(workers: int | str) -> bool:
+    return workers != 1
+
+
+def _always(workers: int | str) -> bool:
+    return True
+
+
+@register_executor("local", parallel=_several, shared_storage=_several, example={"workers": 1})
 def _local(
     *, workers: int | str = 1, address: str | None = None, run_threads: int = 1, work=None, retries: int = 1
 ) -> Executor:
     """This machine: in process for one worker, else a pool of worker processes."""
     if address is not None:
-        raise ConfigError("--address: only with --executor ray")
+        raise ConfigError(f"--address: only with --executor {' or '.join(_address_takers())}")
     count = auto_workers(run_threads) if workers == "auto" else int(workers)
     if count <= 0:
         raise ConfigError(f"--workers: must be positive or auto, got {workers}")
@@ -94,7 +164,7 @@ def _local(
     return ProcessExecutor(count, threads=run_threads, work=work or run_group, retries=retries)
 
 
-@EXECUTORS.register("ray")
+@register_executor("ray", parallel=_always, takes_address=True, shared_storage=_always)
 def _ray(
     *, workers: int | str = 1, address: str | None = None, run_threads: int = 1, work=None, retries: int = 1
 ) -> Executor:
@@ -104,6 +174,10 @@ def _ray(
 
     slots = None if workers == "auto" else int(workers)
     return RayExecutor(address=address, threads=run_threads, max_slots=slots, work=work or run_group, retries=retries)
+
+
+def _address_takers() -> list[str]:
+    return [name for name in EXECUTORS.names() if executor_takes_address(name)]
 
 
 def create_executor(

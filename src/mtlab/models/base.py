@@ -15,7 +15,7 @@ the parameters. Batch-norm running statistics are buffers, not parameters, and b
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -75,8 +75,11 @@ class MultiTaskNet(nn.Module, ABC):
         have a :meth:`representation`."""
         raise NotImplementedError(f"{type(self).__name__} has no shared representation to split its forward at")
 
-    def stack_problem(self) -> str | None:
-        """Why K copies of this network cannot train as one vmapped model (one line), or None when they can."""
+    def stack_problem(self, stacked: Callable[[list[nn.Module]], nn.Module] | None = None) -> str | None:
+        """Why K copies of this network cannot train as one vmapped model (one line), or None when they can.
+
+        ``stacked`` is how the trainer stacks copies (``StackedReplicas``), for a network that only a trial can
+        vouch for (the user's own, :class:`~mtlab.models.custom.CustomNet`): it tries, the trainer never asks why."""
         return None
 
     @abstractmethod
@@ -112,3 +115,15 @@ def pick_tasks(tasks: Mapping[str, Task], names: list[str]) -> list[Task]:
     if missing:
         raise KeyError(f"tasks {missing} are not among the dataset's tasks {list(tasks)}")
     return [tasks[name] for name in names]
+
+
+def example_task(name: str, classes: int, type: str = "multiclass") -> Task:
+    """Task ``name`` with ``classes`` outputs named ``name0``, ``name1``, ... (for the kinds' ``example()``)."""
+    return Task(name, tuple(f"{name}{i}" for i in range(classes)), type=type)
+
+
+FASHION_TASKS = {"item": example_task("item", 10), "group": example_task("group", 3)}
+"""Fashion-MNIST's two tasks (item: 10 classes, group: 3), which most kinds' examples are built for."""
+
+DENSE_TASKS = {"seg": example_task("seg", 3, type="segmentation"), "depth": Task("depth", type="depth")}
+"""A segmentation task of 3 classes and a depth task, which the per-pixel kinds' examples are built for."""

@@ -22,17 +22,22 @@ first stage on. Only the heads (and what label reuse leaves them) are task param
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.schema import CrossStitchModel, RunConfig
+from mtlab.config.base import InputShape, ModelExample, register_model_kind
 from mtlab.data.tasks import Task
-from mtlab.models.base import MultiTaskNet, Part, pick_tasks
-from mtlab.models.cascade import Cascade
-from mtlab.models.registry import InputShape, create_trunk, register_model
+from mtlab.models.base import FASHION_TASKS, MultiTaskNet, Part
+from mtlab.models.cascade import Cascade, HeadedModel
+from mtlab.models.registry import create_trunk
 from mtlab.models.staged import StagedTrunk, TrunkInNetwork
+from mtlab.models.trunks.cnn import CnnTrunk
+
+if TYPE_CHECKING:
+    from mtlab.config.schema import Trunk
 
 
 def stitch_init(tasks: int, stages: int, self_weight: float) -> Tensor:
@@ -109,8 +114,21 @@ class CrossStitchNet(MultiTaskNet):
         return parts
 
 
-@register_model("cross_stitch")
-def build_cross_stitch(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> CrossStitchNet:
-    """:class:`CrossStitchNet` for ``config.model`` with heads for ``config.task_names``, in that order."""
-    assert isinstance(config.model, CrossStitchModel)
-    return CrossStitchNet(config.model, pick_tasks(tasks, config.task_names), input_shape)
+@register_model_kind
+class CrossStitchModel(HeadedModel):
+    """Cross-stitch networks (Misra et al., 2016): one trunk column per task, mixed after every trunk stage."""
+
+    kind: Literal["cross_stitch"]
+    trunk: Trunk = Field(description="The architecture of each task's column.")
+    self_weight: float = Field(
+        0.9, gt=0.0, le=1.0, description="Initial weight of a column's own features in its stitch (paper: 0.9)."
+    )
+
+    def build(self, tasks: dict[str, Task], input_shape: InputShape) -> CrossStitchNet:
+        """:class:`CrossStitchNet` with heads for ``tasks``, in that order."""
+        return CrossStitchNet(self, list(tasks.values()), input_shape)
+
+    @classmethod
+    def example(cls) -> ModelExample:
+        model = {"kind": "cross_stitch", "trunk": CnnTrunk.example(), "reuse": "group->item"}
+        return ModelExample(model, FASHION_TASKS, (1, 12, 12))

@@ -56,12 +56,11 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from mtlab.config.base import ModelKind, register_model_kind
+from mtlab.config.base import ModelExample, ModelKind, TrunkOptions, register_model_kind
 from mtlab.errors import MtlabError, UserCodeError
-from mtlab.models.base import MultiTaskNet, Part
+from mtlab.models.base import FASHION_TASKS, MultiTaskNet, Part
 
 if TYPE_CHECKING:
-    from mtlab.config.schema import RunConfig, TrunkConfig
     from mtlab.tasks import Task
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -110,7 +109,7 @@ class CustomModel(ModelKind):
         split_factory(factory)
         return factory
 
-    def trunk_configs(self) -> list[TrunkConfig]:
+    def trunk_configs(self) -> list[TrunkOptions]:
         return []  # no mtlab trunk: nothing for a search to vary or an analysis to hook
 
     def dense_only(self) -> bool:
@@ -133,11 +132,12 @@ class CustomModel(ModelKind):
         if is_file and not Path(where).expanduser().is_absolute():
             self.factory = f"{(Path(base) / where).resolve()}:{attr}"
 
-    def build(self, run: RunConfig, tasks: dict[str, Task], input_shape: tuple[int, ...]) -> CustomNet:
-        names = run.task_names
-        missing = [t for t in names if t not in tasks]
-        if missing:
-            raise KeyError(f"tasks {missing} are not among the dataset's tasks {list(tasks)}")
+    @classmethod
+    def example(cls) -> ModelExample:
+        return ModelExample({"kind": "custom", "factory": f"{__name__}:example_factory"}, FASHION_TASKS, (1, 12, 12))
+
+    def build(self, tasks: dict[str, Task], input_shape: tuple[int, ...]) -> CustomNet:
+        names = list(tasks)
         outputs = {t: tasks[t].outputs for t in names}
         build = load_factory(self.factory)
         try:
@@ -163,6 +163,26 @@ class CustomModel(ModelKind):
         reason = None if self.stackable() else "model.stack is 'never'"
         dense = frozenset(t for t in names if tasks[t].task_type.dense)
         return CustomNet(module, outputs, tuple(input_shape), factory=self.factory, stack_problem=reason, dense=dense)
+
+
+def example_factory(task_outputs: dict[str, int], input_shape: tuple[int, ...], hidden: int = 8) -> nn.Module:
+    """A factory of the form ``model.factory`` names (the kind's example): a shared dense layer, a linear head per
+    task; (B, *input_shape) -> ``{task: (B, outputs)}``."""
+
+    class TwoLayers(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            width = 1
+            for d in input_shape:
+                width *= d
+            self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(width, hidden), nn.ReLU())
+            self.heads = nn.ModuleDict({t: nn.Linear(hidden, n) for t, n in task_outputs.items()})
+
+        def forward(self, x: Tensor) -> dict[str, Tensor]:
+            h = self.trunk(x)  # (B, hidden)
+            return {t: head(h) for t, head in self.heads.items()}
+
+    return TwoLayers()
 
 
 # --------------------------------------------------------------------------------------------------------- factory
@@ -495,27 +515,24 @@ class CustomNet(MultiTaskNet):
 
     # --- stacking -----------------------------------------------------------------------------------------------
 
-    def stackable(self) -> bool:
-        """Whether K copies can be trained as one vmapped model (:class:`~mtlab.train.replicas.StackedReplicas`)."""
-        return self.stack_problem() is None
+    def stack_problem(self, stacked: Callable[[list[nn.Module]], nn.Module] | None = None) -> str | None:
+        """Why K copies of this net cannot be stacked, in one line, or None if they can.
 
-    def stack_problem(self) -> str | None:
-        """Why K copies of this net cannot be stacked, in one line, or None if they can; tried once (a train-mode
-        forward and backward and an eval-mode forward of 2 stacked copies on a tiny batch) and remembered."""
-        if not self._stack_checked:
-            self._stack_problem = self._try_stacking()
+        The trainer passes how it stacks copies (``stacked``: :class:`~mtlab.train.replicas.StackedReplicas`); the
+        first such call tries it (a train-mode forward and backward and an eval-mode forward of 2 stacked copies on a
+        tiny batch) and the answer is remembered. Without ``stacked``: what is known so far (None until tried)."""
+        if not self._stack_checked and stacked is not None:
+            self._stack_problem = self._try_stacking(stacked)
             self._stack_checked = True
         return self._stack_problem
 
-    def _try_stacking(self) -> str | None:
-        from mtlab.train.replicas import StackedReplicas
-
+    def _try_stacking(self, stacked: Callable[[list[nn.Module]], nn.Module]) -> str | None:
         first = next(self.parameters())
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(2, STACK_PROBE_BATCH, *self.input_shape, generator=generator).to(first.device, first.dtype)
         with _restored(self), torch.enable_grad():
             try:
-                replicas = StackedReplicas([self, self])
+                replicas = stacked([self, self])
                 replicas.train(True)
                 out = replicas(x)
                 self.check_outputs(out, STACK_PROBE_BATCH, prefix=(2,))

@@ -28,12 +28,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.base import DenseModelKind, register_model_kind
-from mtlab.models.base import MultiTaskNet, Part
+from mtlab.config.base import DenseModelKind, ModelExample, TrunkOptions, register_model_kind
+from mtlab.models.base import DENSE_TASKS, MultiTaskNet, Part
 from mtlab.models.imagenet_resnet import ImageNetResNetTrunk, build_imagenet_resnet
 
 if TYPE_CHECKING:
-    from mtlab.config.schema import RunConfig, TrunkConfig
     from mtlab.tasks import Task
 
 SHARED = "shared"
@@ -56,17 +55,20 @@ class DeepLabModel(DenseModelKind):
 
     trunk_field: ClassVar[str] = "encoder"
 
-    def trunk_configs(self) -> list[TrunkConfig]:
+    def trunk_configs(self) -> list[TrunkOptions]:
         return [self.encoder]
 
     def sharing_label(self) -> str:
         return "deeplab"
 
-    def build(self, run: RunConfig, tasks: dict[str, Task], input_shape: tuple[int, ...]) -> DeepLabNet:
-        missing = [t for t in run.task_names if t not in tasks]
-        if missing:
-            raise KeyError(f"tasks {missing} are not among the dataset's tasks {list(tasks)}")
-        return DeepLabNet(self, {t: tasks[t].outputs for t in run.task_names}, tuple(input_shape))
+    def build(self, tasks: dict[str, Task], input_shape: tuple[int, ...]) -> DeepLabNet:
+        return DeepLabNet(self, {t: task.outputs for t, task in tasks.items()}, tuple(input_shape))
+
+    @classmethod
+    def example(cls) -> ModelExample:
+        encoder = {"type": "imagenet_resnet", "depth": 18, "output_stride": 8}
+        return ModelExample({"kind": "deeplab", "encoder": encoder, "rates": [1, 2], "channels": 8}, DENSE_TASKS,
+                            (3, 32, 32))
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, dilation: int = 1) -> list[nn.Module]:

@@ -29,17 +29,22 @@ task's own.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.schema import DselectKModel, RunConfig
+from mtlab.config.base import InputShape, ModelExample, at, register_model_kind
 from mtlab.data.tasks import Task
-from mtlab.models.base import pick_tasks
+from mtlab.models.base import FASHION_TASKS
+from mtlab.models.cascade import HeadedModel
 from mtlab.models.mmoe import MmoeNet
-from mtlab.models.registry import InputShape, register_model
 from mtlab.models.staged import flat_width
+from mtlab.models.trunks.cnn import CnnTrunk
+
+if TYPE_CHECKING:
+    from mtlab.config.schema import RunConfig, Trunk
 
 
 def smooth_step(t: Tensor, gamma: float) -> Tensor:
@@ -102,8 +107,36 @@ class DselectKNet(MmoeNet):
         return DselectKGate(input_shape, config.experts, config.k, config.gamma, config.routing == "example")
 
 
-@register_model("dselect_k")
-def build_dselect_k(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> DselectKNet:
-    """:class:`DselectKNet` for ``config.model`` with heads for ``config.task_names``, in that order."""
-    assert isinstance(config.model, DselectKModel)
-    return DselectKNet(config.model, pick_tasks(tasks, config.task_names), input_shape)
+@register_model_kind
+class DselectKModel(HeadedModel):
+    """DSelect-k (Hazimeh et al., 2021): MMoE's experts with gates that select at most ``k`` of them, smoothly."""
+
+    kind: Literal["dselect_k"]
+    trunk: Trunk = Field(description="The architecture of each expert.")
+    experts: int = Field(4, ge=2, description="Number of expert trunks, a power of 2 (2, 4, 8, ...).")
+    k: int = Field(2, gt=0, description="Single-expert selectors per task: at most k experts get a non-zero weight.")
+    gamma: float = Field(1.0, gt=0.0, description="Width of the smooth-step's cubic region (paper: 1).")
+    routing: Literal["example", "task"] = Field(
+        "example", description="'example': each input chooses its experts (a linear map of the input); 'task': one "
+        "static choice per task."
+    )
+
+    def check_run(self, run: RunConfig) -> None:
+        super().check_run(run)
+        # The gate addresses experts by m-bit codes; with E < 2^m some codes name no expert and the paper needs an
+        # extra penalty to keep selectors off them - a power of 2 needs none.
+        if self.experts & (self.experts - 1):
+            power = 1 << (self.experts - 1).bit_length()
+            raise at("model.experts", f"{self.experts} is not a power of 2; DSelect-k addresses experts by binary "
+                      f"codes - use {power // 2} or {power}")
+        if self.k > self.experts:
+            raise at("model.k", f"{self.k} selectors for {self.experts} experts; k is at most model.experts")
+
+    def build(self, tasks: dict[str, Task], input_shape: InputShape) -> DselectKNet:
+        """:class:`DselectKNet` with heads for ``tasks``, in that order."""
+        return DselectKNet(self, list(tasks.values()), input_shape)
+
+    @classmethod
+    def example(cls) -> ModelExample:
+        model = {"kind": "dselect_k", "trunk": CnnTrunk.example(), "experts": 2, "k": 1, "routing": "task"}
+        return ModelExample(model, FASHION_TASKS, (1, 12, 12))

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.schema import Head
-from mtlab.models.layers import dense_block
+from mtlab.models.layers import DenseOptions, dense_block
+
+
+class Head(DenseOptions):
+    """Dense hidden layers of the given widths with ReLU, then a linear layer to the task's classes."""
+
+    widths: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
 
 
 class TaskHead(nn.Module):
     """Features (B, F) -> logits (B, num_classes) through ``config.widths`` hidden dense blocks and a linear layer.
 
     With ``side_features`` > 0 the head also takes a side input (B, side_features) - another task's logits in a
-    cascade (:class:`~mtlab.config.schema.Reuse`) - concatenated to its features after ``join_at`` hidden layers,
+    cascade (:class:`~mtlab.models.cascade.Reuse`) - concatenated to its features after ``join_at`` hidden layers,
     so hidden layer ``join_at`` (or the output layer, if ``join_at == len(widths)``) is ``side_features`` wider.
     """
 

@@ -29,15 +29,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.base import FileRelative, register_trunk_type
+from mtlab.config.base import InputShape, TrunkOptions, register_trunk
 from mtlab.errors import ConfigError
-from mtlab.models.registry import InputShape, register_trunk
 from mtlab.models.staged import StagedTrunk, StageInfo
 
 BLOCKS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]), 50: ("bottleneck", [3, 4, 6, 3]),
@@ -45,8 +44,8 @@ BLOCKS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]), 50: ("bottle
 PLANES = [64, 128, 256, 512]
 
 
-@register_trunk_type
-class ImageNetResNetTrunk(FileRelative):
+@register_trunk
+class ImageNetResNetTrunk(TrunkOptions):
     """A torchvision-layout ResNet (He et al., 2016), optionally dilated, globally average-pooled."""
 
     type: Literal["imagenet_resnet"]
@@ -61,6 +60,13 @@ class ImageNetResNetTrunk(FileRelative):
     def resolve_paths(self, base: Path) -> None:
         if self.weights is not None and not self.weights.expanduser().is_absolute():
             self.weights = base / self.weights.expanduser()
+
+    def build(self, input_shape: InputShape) -> tuple[StagedTrunk, int]:
+        return build_imagenet_resnet(self, input_shape)
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        return {"type": "imagenet_resnet", "depth": 18}
 
 
 class BasicBlock(nn.Module):
@@ -192,7 +198,6 @@ def load_torchvision_state(trunk: nn.Module, path: Path) -> None:
     trunk.load_state_dict(renamed)
 
 
-@register_trunk("imagenet_resnet")
 def build_imagenet_resnet(config: ImageNetResNetTrunk, input_shape: InputShape) -> tuple[StagedTrunk, int]:
     """Stages ``stem``, ``layer1``..``layer4``: (B, C, H, W) -> (B, 64, H / 4, W / 4) -> ... -> (B, 512 or 2048,
     H / s, W / s) with s = ``output_stride``, then global average pooling."""

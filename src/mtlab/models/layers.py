@@ -1,4 +1,5 @@
-"""Layer stacks the trunks and heads are made of: dense blocks, convolution blocks, residual basic blocks.
+"""Layer stacks the trunks and heads are made of - dense blocks, convolution blocks, residual basic blocks - and
+the options of a convolution and of dense layers.
 
 Every block is an ``nn.Sequential`` (or a small module) so that analysis tools can walk ``modules()`` and find the
 ``nn.Linear`` / ``nn.Conv2d`` layers by type.
@@ -6,10 +7,39 @@ Every block is an ``nn.Sequential`` (or a small module) so that analysis tools c
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from mtlab.config.schema import ConvLayer
+from mtlab.config.base import Strict
 from mtlab.errors import ConfigError
+
+
+class ConvLayer(Strict):
+    """One convolution, then ReLU, then optional max-pool, then optional batch-norm (the order of the reference)."""
+
+    filters: int = Field(gt=0, examples=[16])
+    kernel: int = Field(3, gt=0)
+    stride: int = Field(1, gt=0)
+    padding: Annotated[int, Field(ge=0)] | Literal["same", "valid"] = Field(
+        "same", description="Pixels, or 'same' / 'valid'."
+    )
+    pool: int = Field(1, gt=0, description="Max-pool size (and stride) after the activation; 1 = none.")
+    batch_norm: bool = False
+
+    @model_validator(mode="after")
+    def _same_needs_stride_one(self) -> ConvLayer:
+        if self.padding == "same" and self.stride != 1:
+            raise ValueError("padding 'same' needs stride 1; give the padding in pixels")
+        return self
+
+
+class DenseOptions(Strict):
+    """Options of the hidden dense layers of an MLP, a CNN's dense tail or a head."""
+
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each hidden dense layer.")
+    batch_norm: bool = Field(False, description="Batch-norm after each hidden dense layer (after dropout).")
 
 
 def dense_block(in_features: int, out_features: int, dropout: float, batch_norm: bool) -> nn.Sequential:

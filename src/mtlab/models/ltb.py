@@ -42,17 +42,22 @@ choices); a head and its own choice logits are its task's.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.schema import LtbModel, RunConfig
+from mtlab.config.base import InputShape, ModelExample, register_model_kind
 from mtlab.data.tasks import Task
-from mtlab.models.base import MultiTaskNet, Part, pick_tasks
-from mtlab.models.cascade import Cascade
-from mtlab.models.registry import InputShape, create_trunk, register_model
+from mtlab.models.base import FASHION_TASKS, MultiTaskNet, Part
+from mtlab.models.cascade import Cascade, HeadedModel
+from mtlab.models.registry import create_trunk
 from mtlab.models.staged import StagedTrunk, TrunkInNetwork
+from mtlab.models.trunks.cnn import CnnTrunk
+
+if TYPE_CHECKING:
+    from mtlab.config.schema import Trunk
 
 
 class ParentChoice(nn.Module):
@@ -166,8 +171,35 @@ class LtbNet(MultiTaskNet):
         return parts
 
 
-@register_model("ltb")
-def build_ltb(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> LtbNet:
-    """:class:`LtbNet` for ``config.model`` with heads for ``config.task_names``, in that order."""
-    assert isinstance(config.model, LtbModel)
-    return LtbNet(config.model, pick_tasks(tasks, config.task_names), input_shape, epochs=config.train.epochs)
+@register_model_kind
+class LtbModel(HeadedModel):
+    """Learning to Branch (Guo, Lee & Ulbricht, 2020): a tree super-graph whose child nodes choose their parent."""
+
+    kind: Literal["ltb"]
+    trunk: Trunk = Field(description="The layers of the super-graph: node n of layer s is stage s of copy n.")
+    branches: int | None = Field(None, gt=0, description="Nodes per layer (default: one per task).")
+    temperature: float | None = Field(
+        None, gt=0.0, description="A fixed Gumbel-softmax temperature of the parent choices; default (null): "
+        "LibMTL's schedule, epochs / 20 / sqrt(epoch) in epoch 1, 2, ... after the warm-up."
+    )
+    hard: bool = Field(
+        True, description="Train with hard (one-hot, straight-through) samples and evaluate the most probable tree, "
+        "as LibMTL; false: soft samples, evaluated as softmax(theta / temperature)."
+    )
+    warmup_fraction: float = Field(
+        0.01, ge=0.0, lt=1.0, description="Share of the epochs (LibMTL: epoch < epochs / 100, so at least the "
+        "first) in which every child reads the sum of all its parents, before any choice is sampled."
+    )
+    gumbel: bool = Field(
+        True, description="Sample parent choices with Gumbel noise while training (false: noise-free choices)."
+    )
+
+    def build(self, tasks: dict[str, Task], input_shape: InputShape) -> LtbNet:
+        """:class:`LtbNet` with heads for ``tasks``, in that order (the run's length reaches it through
+        :meth:`LtbNet.start_epoch`, which :func:`~mtlab.models.registry.build_model` and the loop call)."""
+        return LtbNet(self, list(tasks.values()), input_shape)
+
+    @classmethod
+    def example(cls) -> ModelExample:
+        model = {"kind": "ltb", "trunk": CnnTrunk.example(), "branches": 3}
+        return ModelExample(model, FASHION_TASKS, (1, 12, 12))

@@ -14,17 +14,22 @@ gate of task t is t's own, as is its head.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.schema import MmoeModel, RunConfig
+from mtlab.config.base import InputShape, ModelExample, register_model_kind
 from mtlab.data.tasks import Task
-from mtlab.models.base import MultiTaskNet, Part, pick_tasks
-from mtlab.models.cascade import Cascade
-from mtlab.models.registry import InputShape, create_trunk, register_model
+from mtlab.models.base import FASHION_TASKS, MultiTaskNet, Part
+from mtlab.models.cascade import Cascade, HeadedModel
+from mtlab.models.registry import create_trunk
 from mtlab.models.staged import flat_width
+from mtlab.models.trunks.cnn import CnnTrunk
+
+if TYPE_CHECKING:
+    from mtlab.config.schema import Trunk
 
 
 class Gate(nn.Module):
@@ -82,8 +87,19 @@ class MmoeNet(MultiTaskNet):
         return parts
 
 
-@register_model("mmoe")
-def build_mmoe(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> MmoeNet:
-    """:class:`MmoeNet` for ``config.model`` with heads for ``config.task_names``, in that order."""
-    assert isinstance(config.model, MmoeModel)
-    return MmoeNet(config.model, pick_tasks(tasks, config.task_names), input_shape)
+@register_model_kind
+class MmoeModel(HeadedModel):
+    """Multi-gate Mixture-of-Experts (Ma et al., 2018): expert trunks, one softmax gate per task."""
+
+    kind: Literal["mmoe"]
+    trunk: Trunk = Field(description="The architecture of each expert.")
+    experts: int = Field(4, gt=0, description="Number of expert trunks, all shared.")
+
+    def build(self, tasks: dict[str, Task], input_shape: InputShape) -> MmoeNet:
+        """:class:`MmoeNet` with heads for ``tasks``, in that order."""
+        return MmoeNet(self, list(tasks.values()), input_shape)
+
+    @classmethod
+    def example(cls) -> ModelExample:
+        model = {"kind": "mmoe", "trunk": CnnTrunk.example(), "experts": 3}
+        return ModelExample(model, FASHION_TASKS, (1, 12, 12))

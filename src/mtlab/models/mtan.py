@@ -22,18 +22,23 @@ t's own, as are its heads (label reuse can share them, as in ``multitask``). A t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.schema import MtanModel, RunConfig
+from mtlab.config.base import InputShape, ModelExample, register_model_kind
 from mtlab.data.tasks import Task
-from mtlab.models.base import MultiTaskNet, Part, pick_tasks
-from mtlab.models.cascade import Cascade
-from mtlab.models.registry import InputShape, create_trunk, register_model
+from mtlab.models.base import FASHION_TASKS, MultiTaskNet, Part
+from mtlab.models.cascade import Cascade, HeadedModel
+from mtlab.models.registry import create_trunk
 from mtlab.models.staged import StageInfo
+from mtlab.models.trunks.cnn import CnnTrunk
+
+if TYPE_CHECKING:
+    from mtlab.config.schema import Trunk
 
 
 def attention_block(stage: StageInfo, previous: tuple[int, ...] | None) -> nn.Sequential:
@@ -113,8 +118,18 @@ class MtanNet(MultiTaskNet):
         return parts
 
 
-@register_model("mtan")
-def build_mtan(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> MtanNet:
-    """:class:`MtanNet` for ``config.model`` with heads for ``config.task_names``, in that order."""
-    assert isinstance(config.model, MtanModel)
-    return MtanNet(config.model, pick_tasks(tasks, config.task_names), input_shape)
+@register_model_kind
+class MtanModel(HeadedModel):
+    """Multi-Task Attention Network (Liu, Johns & Davison, 2019): a shared trunk, per-task soft attention masks."""
+
+    kind: Literal["mtan"]
+    trunk: Trunk = Field(description="The shared trunk whose stage outputs the attention masks select from.")
+
+    def build(self, tasks: dict[str, Task], input_shape: InputShape) -> MtanNet:
+        """:class:`MtanNet` with heads for ``tasks``, in that order."""
+        return MtanNet(self, list(tasks.values()), input_shape)
+
+    @classmethod
+    def example(cls) -> ModelExample:
+        model = {"kind": "mtan", "trunk": CnnTrunk.example(), "reuse": "item->group"}
+        return ModelExample(model, FASHION_TASKS, (1, 12, 12))

@@ -7,15 +7,19 @@ head and its own trunk); everything else belongs to its task.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
 
 from torch import Tensor, nn
 
-from mtlab.config.schema import MultiTaskModel, RunConfig
+from mtlab.config.base import InputShape, ModelExample, register_model_kind
 from mtlab.data.tasks import Task
-from mtlab.models.base import MultiTaskNet, Part, pick_tasks
-from mtlab.models.cascade import Cascade
-from mtlab.models.registry import InputShape, create_trunk, register_model
+from mtlab.models.base import FASHION_TASKS, MultiTaskNet, Part
+from mtlab.models.cascade import Cascade, HeadedModel
+from mtlab.models.registry import create_trunk
+from mtlab.models.trunks.cnn import CnnTrunk
+
+if TYPE_CHECKING:
+    from mtlab.config.schema import Trunk
 
 SHARED = "shared"
 """Key of the single trunk when trunks are shared (independent trunks are keyed by task)."""
@@ -70,8 +74,22 @@ class MultiHeadNet(MultiTaskNet):
         return parts
 
 
-@register_model("multitask")
-def build_multitask(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> MultiHeadNet:
-    """:class:`MultiHeadNet` for ``config.model`` with heads for ``config.task_names``, in that order."""
-    assert isinstance(config.model, MultiTaskModel)
-    return MultiHeadNet(config.model, pick_tasks(tasks, config.task_names), input_shape)
+@register_model_kind
+class MultiTaskModel(HeadedModel):
+    """Hard parameter sharing: a trunk (shared by all tasks, or one copy per task) and one head per task."""
+
+    kind: Literal["multitask"] = "multitask"
+    trunk: Trunk
+    sharing: Literal["shared", "independent"] = "shared"
+
+    def sharing_label(self) -> str:
+        return self.sharing
+
+    def build(self, tasks: dict[str, Task], input_shape: InputShape) -> MultiHeadNet:
+        """:class:`MultiHeadNet` with heads for ``tasks``, in that order."""
+        return MultiHeadNet(self, list(tasks.values()), input_shape)
+
+    @classmethod
+    def example(cls) -> ModelExample:
+        model = {"kind": "multitask", "trunk": CnnTrunk.example(), "reuse": "group->item"}
+        return ModelExample(model, FASHION_TASKS, (1, 12, 12))

@@ -13,22 +13,30 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.schema import PairModel, RunConfig, Trunk
+from mtlab.config.base import InputShape, ModelExample, ModelKind, TrunkOptions, at, register_model_kind
 from mtlab.data.tasks import Task
-from mtlab.models.base import MultiTaskNet, Part, pick_tasks
-from mtlab.models.heads import TaskHead
-from mtlab.models.registry import InputShape, create_trunk, register_model
+from mtlab.models.base import MultiTaskNet, Part, example_task, pick_tasks
+from mtlab.models.heads import Head, TaskHead
+from mtlab.models.registry import create_trunk
+from mtlab.models.trunks.cnn import CnnTrunk
+
+if TYPE_CHECKING:
+    from mtlab.config.schema import RunConfig, Trunk
 
 LEQ, DIGIT_A, DIGIT_B = "leq", "digit_a", "digit_b"
+DIGITS = 10
+"""Digit classes a branch predicts when no digit task is trained (MNIST's)."""
 SHARED = "shared"
 """Key of the single branch under weight sharing (separate branches are keyed ``a`` and ``b``)."""
 
 
-def build_branch(config: Trunk, image_shape: InputShape, num_digits: int) -> nn.Sequential:
+def build_branch(config: TrunkOptions, image_shape: InputShape, num_digits: int) -> nn.Sequential:
     """One image (B, 1, H, W) -> digit logits (B, num_digits): ``trunk`` then a linear layer ``digits``."""
     trunk, features = create_trunk(config, image_shape)
     return nn.Sequential(OrderedDict(trunk=trunk, digits=nn.Linear(features, num_digits)))
@@ -38,14 +46,17 @@ class PairNet(MultiTaskNet):
     """Two digit branches (``branches["a"]``, ``branches["b"]``) or one shared (``branches["shared"]``), and the
     comparison ``head`` on their concatenated logits."""
 
-    def __init__(self, config: PairModel, tasks: Mapping[str, Task], task_names: list[str], input_shape: InputShape):
-        super().__init__(task_names)
+    def __init__(self, config: PairModel, tasks: Mapping[str, Task], input_shape: InputShape):
+        super().__init__(list(tasks))
         channels, height, width = input_shape
         if channels != 2:
             raise ValueError(f"a pair model needs inputs of 2 channels (one digit each), got shape {input_shape}")
-        num_digits = tasks[DIGIT_A].num_classes
-        if tasks[DIGIT_B].num_classes != num_digits:
+        pick_tasks(tasks, [LEQ])  # fails early, naming the comparison task when it is missing
+        # Each branch predicts the digit classes: the digit tasks' when they are trained, else MNIST's ten.
+        counts = {tasks[digit].num_classes for digit in (DIGIT_A, DIGIT_B) if digit in tasks}
+        if len(counts) > 1:
             raise ValueError(f"{DIGIT_A} and {DIGIT_B} must have the same classes to share a comparison head")
+        num_digits = counts.pop() if counts else DIGITS
         keys = [SHARED] if config.weight_sharing else ["a", "b"]
         image_shape = (1, height, width)
         self.branches = nn.ModuleDict({key: build_branch(config.branch, image_shape, num_digits) for key in keys})
@@ -85,9 +96,36 @@ class PairNet(MultiTaskNet):
         return parts
 
 
-@register_model("pairs")
-def build_pairs(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> PairNet:
-    """:class:`PairNet` for ``config.model``; outputs for ``config.task_names``, in that order."""
-    assert isinstance(config.model, PairModel)
-    pick_tasks(tasks, [LEQ, DIGIT_A, DIGIT_B])  # fails early, naming any task the dataset lacks
-    return PairNet(config.model, tasks, config.task_names, input_shape)
+
+@register_model_kind
+class PairModel(ModelKind):
+    """Siamese digit comparison (task ``leq``; with the auxiliary loss also ``digit_a`` and ``digit_b``).
+
+    Each 14x14 image goes through a branch (trunk, then a linear layer to 10 digit logits); the comparison head
+    reads both branches' logits (20 values). ``weight_sharing``: one branch used twice instead of two branches.
+    """
+
+    kind: Literal["pairs"]
+    branch: Trunk
+    head: Head = Field(default_factory=Head)
+    weight_sharing: bool = False
+
+    trunk_field: ClassVar[str] = "branch"
+
+    reads_pairs: ClassVar[bool] = True
+
+    def check_run(self, run: RunConfig) -> None:
+        if LEQ not in run.task_names:
+            raise at("tasks", "a pair model is trained on leq; add the digit tasks for the auxiliary loss")
+
+    def sharing_label(self) -> str:
+        return f"weight_sharing={self.weight_sharing}"
+
+    def build(self, tasks: dict[str, Task], input_shape: InputShape) -> PairNet:
+        """:class:`PairNet`; outputs for ``tasks`` (``leq``, and the digit tasks of the auxiliary loss), in order."""
+        return PairNet(self, tasks, input_shape)
+
+    @classmethod
+    def example(cls) -> ModelExample:
+        tasks = {LEQ: example_task(LEQ, 2), DIGIT_A: example_task(DIGIT_A, 10), DIGIT_B: example_task(DIGIT_B, 10)}
+        return ModelExample({"kind": "pairs", "branch": CnnTrunk.example()}, tasks, (2, 14, 14))

@@ -20,20 +20,25 @@ last two levels, and its head. CGC (L = 1): shared experts shared, everything el
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar, Literal
 
+from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.schema import PleModel, RunConfig, TrunkConfig
+from mtlab.config.base import InputShape, ModelExample, TrunkOptions, at, register_model_kind
 from mtlab.data.tasks import Task
-from mtlab.models.base import MultiTaskNet, Part, pick_tasks
-from mtlab.models.cascade import Cascade
+from mtlab.models.base import FASHION_TASKS, MultiTaskNet, Part
+from mtlab.models.cascade import Cascade, HeadedModel
 from mtlab.models.mmoe import Gate, mix
-from mtlab.models.registry import InputShape, create_trunk, register_model
+from mtlab.models.registry import create_trunk
 from mtlab.models.staged import StagedTrunk
+from mtlab.models.trunks.cnn import CnnTrunk
+
+if TYPE_CHECKING:
+    from mtlab.config.schema import RunConfig, Trunk
 
 
-def _experts(config: TrunkConfig, input_shape: tuple[int, ...], count: int) -> nn.ModuleList:
+def _experts(config: TrunkOptions, input_shape: tuple[int, ...], count: int) -> nn.ModuleList:
     return nn.ModuleList(create_trunk(config, input_shape)[0] for _ in range(count))  # type: ignore[arg-type]
 
 
@@ -42,7 +47,7 @@ class PleLevel(nn.Module):
     the last level, ``shared_gate``."""
 
     def __init__(
-        self, config: TrunkConfig, model: PleModel, tasks: list[str], input_shape: tuple[int, ...], *, last: bool
+        self, config: TrunkOptions, model: PleModel, tasks: list[str], input_shape: tuple[int, ...], *, last: bool
     ):
         super().__init__()
         k, s = model.task_experts, model.shared_experts
@@ -118,8 +123,42 @@ class PleNet(MultiTaskNet):
         return parts
 
 
-@register_model("ple")
-def build_ple(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> PleNet:
-    """:class:`PleNet` for ``config.model`` with heads for ``config.task_names``, in that order."""
-    assert isinstance(config.model, PleModel)
-    return PleNet(config.model, pick_tasks(tasks, config.task_names), input_shape)
+@register_model_kind
+class PleModel(HeadedModel):
+    """Progressive Layered Extraction (Tang et al., 2020): levels of task-specific and shared experts with gates.
+
+    One level is Customized Gate Control (CGC). Level ``l``'s experts are built for the output of level ``l - 1``
+    (its last stage, before flattening), so a level is any trunk config that accepts that shape.
+    """
+
+    kind: Literal["ple"]
+    levels: list[Trunk] = Field(min_length=1, description="Expert architecture per level (one level = CGC).")
+    task_experts: int = Field(1, gt=0, description="Experts per task per level.")
+    shared_experts: int = Field(1, gt=0, description="Shared experts per level.")
+
+    trunk_field: ClassVar[str] = "levels"
+
+    def trunk_configs(self) -> list[TrunkOptions]:
+        return list(self.levels)
+
+    def check_run(self, run: RunConfig) -> None:
+        super().check_run(run)
+        for i, (before, level) in enumerate(zip(self.levels, self.levels[1:], strict=False), start=1):
+            if before.ends_flat() and not level.reads_vectors():
+                raise at(
+                    f"model.levels[{i}]",
+                    f"a {level.type} level needs a feature map, but level {i - 1} ends with dense layers; "
+                    "end the earlier levels with convolutions or make this level an mlp",
+                )
+
+    def sharing_label(self) -> str:
+        return "cgc" if len(self.levels) == 1 else f"ple ({len(self.levels)} levels)"
+
+    def build(self, tasks: dict[str, Task], input_shape: InputShape) -> PleNet:
+        """:class:`PleNet` with heads for ``tasks``, in that order."""
+        return PleNet(self, list(tasks.values()), input_shape)
+
+    @classmethod
+    def example(cls) -> ModelExample:
+        model = {"kind": "ple", "levels": [CnnTrunk.example(), {"type": "mlp", "widths": [6]}], "task_experts": 2}
+        return ModelExample(model, FASHION_TASKS, (1, 12, 12))

@@ -1,56 +1,45 @@
-"""Name -> builder registries for trunks and models: one decorator to register, one factory to create.
+"""The two factories of the model layer: a trunk from its options, a network from a run config.
 
-The pattern is timm's (``timm/models/_registry.py``): a module registers its builders on import, the factories look
-them up by the config's tag (a trunk's ``type``, a model's ``kind``), and the tests are parametrised over the
-registries, so a new builder is tested the day it is added.
+A trunk's or a model kind's options class is the plug-in (one module each, registered in
+:data:`~mtlab.config.base.TRUNKS` / :data:`~mtlab.config.base.MODEL_KINDS` with :func:`register_trunk` /
+:func:`register_model_kind`); it builds its own network from its own options. These factories only pick the trained
+tasks and ask it, so every kind - mtlab's own and a plug-in's - goes through the same path, and the tests
+parametrised over the registries (through each plug-in's ``example()``) cover them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from torch import nn
 
-from mtlab.registry import Registry
+from mtlab.config.base import MODEL_KINDS, TRUNKS, InputShape, TrunkOptions, register_model_kind, register_trunk
+from mtlab.models.base import pick_tasks
 
 if TYPE_CHECKING:
-    from mtlab.config.schema import RunConfig, Trunk
+    from mtlab.config.schema import RunConfig
     from mtlab.data.tasks import Task
     from mtlab.models.base import MultiTaskNet
 
-InputShape = tuple[int, ...]
-"""Shape of one input example: (C, H, W) for images, (D,) for feature vectors."""
+__all__ = [
+    "MODEL_KINDS", "TRUNKS", "InputShape", "build_model", "create_trunk", "register_model_kind", "register_trunk",
+]  # fmt: skip
 
 
-TrunkBuilder = Callable[["Trunk", InputShape], tuple[nn.Module, int]]
-"""(trunk config, input shape) -> (module mapping (B, C, H, W) to (B, F), F)."""
-
-ModelBuilder = Callable[["RunConfig", Mapping[str, "Task"], InputShape], "MultiTaskNet"]
-"""(run config, every task of the dataset, input shape) -> network with heads for ``config.task_names``."""
-
-TRUNKS: Registry[TrunkBuilder] = Registry("trunk")
-MODELS: Registry[ModelBuilder] = Registry("model")
-
-register_trunk = TRUNKS.register
-register_model = MODELS.register
-
-
-def create_trunk(config: Trunk, input_shape: InputShape) -> tuple[nn.Module, int]:
-    """Build the trunk registered under ``config.type`` for inputs of ``input_shape``; return it and its width F."""
-    import mtlab.models.builtin  # noqa: F401  (registers the built-in trunks)
-
-    return TRUNKS.get(config.type)(config, input_shape)
+def create_trunk(config: TrunkOptions, input_shape: InputShape) -> tuple[nn.Module, int]:
+    """The trunk ``config`` describes, for inputs of ``input_shape``, and its width F: (B, *input_shape) -> (B, F)."""
+    return config.build(tuple(input_shape))
 
 
 def build_model(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> MultiTaskNet:
-    """Build the network registered under ``config.model.kind``, with outputs for ``config.task_names``.
+    """The network ``config.model`` describes, with outputs for ``config.task_names``, in that order.
 
     ``tasks`` holds every task of the dataset (for output sizes); ``input_shape`` is (C, H, W) of one example.
     Parameters are initialised from torch's global generator: seed it (``torch.manual_seed``) for a repeatable net.
     """
-    import mtlab.models.builtin  # noqa: F401  (registers the built-in kinds)
-
-    if config.model.kind in MODELS:
-        return MODELS.get(config.model.kind)(config, tasks, input_shape)
-    return config.model.build(config, dict(tasks), tuple(input_shape))  # a plug-in kind builds itself
+    picked = dict(zip(config.task_names, pick_tasks(tasks, config.task_names), strict=True))  # keyed as ``tasks``
+    net = config.model.build(picked, tuple(input_shape))
+    epochs = config.train.epochs
+    net.start_epoch(epochs, epochs)  # outside a run, a scheduled network (LTB) is in its last epoch's state
+    return net

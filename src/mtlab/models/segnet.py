@@ -47,12 +47,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from mtlab.config.base import DenseModelKind, register_model_kind
+from mtlab.config.base import DenseModelKind, ModelExample, TrunkOptions, register_model_kind
 from mtlab.errors import ConfigError
-from mtlab.models.base import MultiTaskNet, Part
+from mtlab.models.base import DENSE_TASKS, MultiTaskNet, Part
 
 if TYPE_CHECKING:
-    from mtlab.config.schema import RunConfig, TrunkConfig
     from mtlab.tasks import Task
 
 SHARED = "shared"
@@ -70,17 +69,18 @@ class SegNetModel(DenseModelKind):
         "divisible by 2^len(filters).",
     )
 
-    def trunk_configs(self) -> list[TrunkConfig]:
+    @classmethod
+    def example(cls) -> ModelExample:
+        return ModelExample({"kind": "segnet_mtan", "filters": [4, 8]}, DENSE_TASKS, (3, 16, 16))
+
+    def trunk_configs(self) -> list[TrunkOptions]:
         return []  # not built from an mtlab trunk: nothing for a search to vary or an analysis to hook
 
     def sharing_label(self) -> str:
         return "segnet-mtan" if self.kind == "segnet_mtan" else "segnet"
 
-    def build(self, run: RunConfig, tasks: dict[str, Task], input_shape: tuple[int, ...]) -> SegNetNet:
-        missing = [t for t in run.task_names if t not in tasks]
-        if missing:
-            raise KeyError(f"tasks {missing} are not among the dataset's tasks {list(tasks)}")
-        outputs = {t: tasks[t].outputs for t in run.task_names}
+    def build(self, tasks: dict[str, Task], input_shape: tuple[int, ...]) -> SegNetNet:
+        outputs = {t: task.outputs for t, task in tasks.items()}
         return SegNetNet(self.filters, outputs, tuple(input_shape), attention=self.kind == "segnet_mtan")
 
 

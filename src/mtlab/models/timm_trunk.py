@@ -20,20 +20,19 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from mtlab.config.base import FileRelative, register_trunk_type
+from mtlab.config.base import InputShape, TrunkOptions, register_trunk
 from mtlab.errors import ConfigError, MtlabError
-from mtlab.models.registry import InputShape, register_trunk
 from mtlab.models.staged import StagedTrunk, StageInfo
 
 
-@register_trunk_type
-class TimmTrunk(FileRelative):
+@register_trunk
+class TimmTrunk(TrunkOptions):
     """A timm backbone's feature stages, global-average-pooled (``pip install 'mtlab[timm]'``)."""
 
     type: Literal["timm"]
@@ -54,6 +53,13 @@ class TimmTrunk(FileRelative):
     def resolve_paths(self, base: Path) -> None:
         if self.weights is not None and not self.weights.is_absolute():
             self.weights = base / self.weights
+
+    def build(self, input_shape: InputShape) -> tuple[StagedTrunk, int]:
+        return build_timm(self, input_shape)
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        return {"type": "timm", "name": "resnet18"}
 
 
 def _timm():
@@ -106,7 +112,6 @@ def staged_modules(backbone: nn.Module) -> list[nn.Sequential]:
     return stages
 
 
-@register_trunk("timm")
 def build_timm(config: TimmTrunk, input_shape: InputShape) -> tuple[StagedTrunk, int]:
     """Stages ``levels.i`` of a timm backbone: (B, C, H, W) -> (B, C_i, H / r_i, W / r_i), then global average pool."""
     if len(input_shape) != 3:

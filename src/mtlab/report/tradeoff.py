@@ -16,6 +16,7 @@ from mtlab.report.layout import CHAR_WIDTH, place_labels
 from mtlab.report.stats import t_interval
 from mtlab.report.tables import StudyData
 from mtlab.report.units import label, phrase, scale
+from mtlab.weighting import METHODS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -62,13 +63,20 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
     return np.array(sorted(keep, key=lambda i: points[i, 0]), dtype=int)
 
 
+def _static(config: dict) -> bool:
+    """Whether a stored run config's weighting method is static (a stored config always names its method; one no
+    longer installed is not)."""
+    method = config.get("loss", {}).get("method")
+    return method in METHODS and METHODS.get(method).static
+
+
 def static_variants(study: StudyData) -> list[str]:
-    """Variants all of whose runs use ``loss.method: fixed`` and train two or more tasks: the static sweep."""
+    """Variants all of whose runs use a static method (constant weights: ``loss.method: fixed``) and train two or
+    more tasks: the static sweep."""
     found = []
     for variant, runs in study.runs.groupby("variant", sort=False):
         configs = [json.loads(c) for c in runs["config"]]
-        if all(c.get("loss", {}).get("method", "fixed") == "fixed" and len(c.get("tasks") or [None, None]) > 1
-               for c in configs):
+        if all(_static(c) and len(c.get("tasks") or [None, None]) > 1 for c in configs):
             found.append(variant)
     return [v for v in study.variants if v in found]
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mtlab.config.schema import RunConfig
+from mtlab.execute import executor_needs_shared_storage
 from mtlab.search.spec import SearchSpec
 from mtlab.search.trials import (
     TrialRecord,
@@ -105,7 +106,8 @@ def run_search(
     import optuna
 
     started = time.perf_counter()
-    url = storage or (default_storage(out) if workers == 1 and executor == "local" else default_journal(out))
+    shared = executor_needs_shared_storage(executor, workers)  # trials run in other processes: a journal they share
+    url = storage or (default_journal(out) if shared else default_storage(out))
     if storage is None:
         out.mkdir(parents=True, exist_ok=True)  # the default storage lives in it
     key = spec.objective_key()
@@ -121,7 +123,7 @@ def run_search(
     if is_journal(url):
         fail_orphans(study)
     remaining = target - len(study.get_trials(deepcopy=False, states=finished))
-    if remaining > 0 and (workers != 1 or executor != "local"):
+    if remaining > 0 and shared:
         run_trial_workers(spec, url, study, target, workers=workers, executor=executor, address=address,
                           on_trial=on_trial)  # fmt: skip
     elif remaining > 0:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mtlab.config.load import parse_config, set_dotted
-from mtlab.config.schema import CnnTrunk, MlpTrunk, RunConfig, model_kind
+from mtlab.config.schema import RunConfig, model_kind
 
 if TYPE_CHECKING:
     import optuna
@@ -113,12 +113,5 @@ class Architecture:
 def describe(config: RunConfig) -> Architecture:
     """The architecture of a multi-task model's trunk (the head's hidden layers are not counted)."""
     trunk = config.model.trunk_configs()[0]
-    if isinstance(trunk, MlpTrunk):
-        widths = tuple(trunk.widths)
-        return Architecture("mlp", len(widths), widths, "-".join(map(str, widths)) or "linear")
-    if isinstance(trunk, CnnTrunk):
-        widths = tuple(layer.filters for layer in trunk.conv)
-        parts = [f"{c.filters}k{c.kernel}" + (f"p{c.pool}" if c.pool > 1 else "") for c in trunk.conv]
-        dense = "".join(f"-d{w}" for w in trunk.dense)
-        return Architecture("cnn", len(widths), widths, "-".join(parts) + dense)
-    return Architecture(trunk.type, len(trunk.widths), tuple(trunk.widths), "-".join(map(str, trunk.widths)))
+    widths, label = trunk.layer_widths()
+    return Architecture(trunk.type, len(widths), tuple(widths), label)

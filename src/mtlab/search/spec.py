@@ -229,8 +229,8 @@ def _task_type(config: RunConfig, task: str):
 
 def _check_feature_map(config: RunConfig, label: str, where: str) -> None:
     """A convolution stack that leaves no pixels is a spec error, found now rather than in trial 17."""
-    from mtlab.config.schema import CnnTrunk
     from mtlab.models.layers import conv_output_size
+    from mtlab.models.trunks.cnn import CnnTrunk
 
     trunk = config.model.trunk_configs()[0]  # the one that reads the images
     shape = config.data.input_shape()  # (C, H, W) images; None where only the files tell

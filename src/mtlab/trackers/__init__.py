@@ -13,9 +13,12 @@ from __future__ import annotations
 from mtlab.registry import Registry
 from mtlab.trackers.base import Tracker, TrackerWarning
 
-TRACKERS: Registry[type[Tracker]] = Registry("tracker", entry_point_group="mtlab.trackers")
-"""Trackers by ``--track`` / ``--format`` name."""
+TRACKERS: Registry[type[Tracker]] = Registry(
+    "tracker",
+    entry_point_group="mtlab.trackers",
+    builtins=("mtlab.trackers.mlflow", "mtlab.trackers.tensorboard", "mtlab.trackers.wandb"),
+)
+"""Trackers by ``--track`` / ``--format`` name (mtlab's own loaded by module name on first use, then plug-ins)."""
+register_tracker = TRACKERS.register
 
-from mtlab.trackers import mlflow, tensorboard, wandb  # noqa: E402, F401  (each registers itself)
-
-__all__ = ["TRACKERS", "Tracker", "TrackerWarning"]
+__all__ = ["TRACKERS", "Tracker", "TrackerWarning", "register_tracker"]

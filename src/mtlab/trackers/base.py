@@ -60,6 +60,12 @@ class Tracker(ABC):
         """Where the tracker writes for the study directory ``directory`` when no ``--to`` is given."""
 
     @classmethod
+    def example(cls, directory: Path) -> str:
+        """A destination under ``directory`` that works on any machine without a server or an account (the tests
+        parametrised over the registry track a small run there); by default :meth:`default_destination`."""
+        return cls.default_destination(directory)
+
+    @classmethod
     def start_advice(cls, destination: str) -> str:
         """What the user can do when the tracker cannot start at ``destination`` ('' when its client says it)."""
         return ""

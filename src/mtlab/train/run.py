@@ -15,7 +15,7 @@ from mtlab.data.split import RunSplits, carve_splits
 from mtlab.models import MultiTaskNet, build_model
 from mtlab.train.device import resolve_device
 from mtlab.train.fit import FitObserver, FitResult, TrainingDiverged, fit_replicas
-from mtlab.train.replicas import stacking_pays
+from mtlab.train.replicas import StackedReplicas, stacking_pays
 from mtlab.train.rundir import RunDirectory
 
 
@@ -136,7 +136,7 @@ def train_runs(
         )
         torch.manual_seed(seeding.stream_seed(c.seed, "init"))
         models.append(build_model(c, dataset.tasks, dataset.input_shape))
-    problem = models[0].stack_problem() if len(models) > 1 else None
+    problem = models[0].stack_problem(StackedReplicas) if len(models) > 1 else None
     if problem is not None:  # a network vmap cannot run (the user's own): seeds train one after another
         warnings.warn(f"seeds train one after another: {problem}", RuntimeWarning, stacklevel=2)
         return [

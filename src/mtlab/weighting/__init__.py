@@ -2,6 +2,7 @@
 (:mod:`.catalog`) and the functional form of the gradient methods (:func:`aggregate`)."""
 
 from mtlab.weighting.base import (
+    METHODS,
     GradientMethod,
     GramianMethod,
     LossMethod,
@@ -16,6 +17,7 @@ from mtlab.weighting.catalog import LossConfig
 from mtlab.weighting.functional import aggregate, gradient_methods
 
 __all__ = [
+    "METHODS",
     "GradientMethod",
     "GramianMethod",
     "LossConfig",

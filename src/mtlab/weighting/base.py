@@ -44,6 +44,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from mtlab.config.base import Strict
+from mtlab.registry import Registry
 
 if TYPE_CHECKING:
     from mtlab.weighting.jacobian import ParameterViews
@@ -146,6 +147,9 @@ class WeightingMethod(nn.Module):
     paper: ClassVar[str] = ""
     step: ClassVar[Literal["scalar", "jacobian"]]
     min_tasks: ClassVar[int] = 2
+    static: ClassVar[bool] = False
+    """Whether the objective is the constant-weighted sum of the losses (``loss.weights`` only): a sweep of such
+    runs over the weights is the static trade-off the reports draw the adaptive methods against."""
     """Fewest tasks the method is meaningful for (checked when a config is validated, before any training)."""
     needs_losses_after_step: ClassVar[bool] = False
     needs_meta_batch: ClassVar[bool] = False
@@ -305,7 +309,9 @@ class GramianMethod(GradientMethod):
         return torch.einsum("kt,ktp->kp", weights, jacobian), weights
 
 
-_METHODS: dict[str, type[WeightingMethod]] = {}
+METHODS: Registry[type[WeightingMethod]] = Registry("weighting method", entry_point_group="mtlab.weightings")
+"""Weighting methods by ``loss.method``; mtlab's own register when :mod:`mtlab.weighting.catalog` imports them, an
+outside package's through the ``mtlab.weightings`` entry points."""
 
 
 def register_method(cls: type[WeightingMethod]) -> type[WeightingMethod]:
@@ -329,10 +335,8 @@ def register_method(cls: type[WeightingMethod]) -> type[WeightingMethod]:
     name = field.default
     if not isinstance(name, str):
         raise TypeError(f"{cls.__name__}.Options.method needs its registered name as default")
-    if name in _METHODS:
-        raise ValueError(f"weighting method {name!r} is registered twice")
+    METHODS.register(name)(cls)  # a name registered twice is a ValueError
     cls.name = name
-    _METHODS[name] = cls
     return cls
 
 
@@ -349,14 +353,13 @@ def registered_methods() -> list[str]:
         "pcgrad" in registered_methods()  # True
         ```
     """
-    return sorted(_METHODS, key=lambda name: (_METHODS[name].step != "scalar", name))
+    return sorted(METHODS.names(), key=lambda name: (METHODS.get(name).step != "scalar", name))
 
 
 def method_class(name: str) -> type[WeightingMethod]:
-    try:
-        return _METHODS[name]
-    except KeyError:
-        raise KeyError(f"unknown weighting method {name!r}; known: {registered_methods()}") from None
+    if name not in METHODS:
+        raise KeyError(f"unknown weighting method {name!r}; known: {registered_methods()}")
+    return METHODS.get(name)
 
 
 def create_method(

@@ -24,6 +24,7 @@ class Fixed(LossMethod):
     Options = FixedOptions
     paper = "linear scalarisation (the weighted sum of the task losses)"
     min_tasks = 1
+    static = True
 
     def forward(self, losses: Tensor) -> tuple[Tensor, Tensor]:
         return losses.sum(1), torch.ones_like(losses).detach()  # (K,), (K, T)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtlab.execute import EXECUTORS
+from mtlab.execute import register_executor
 from mtlab.execute.local import LocalExecutor
 
 
@@ -11,6 +11,6 @@ class SerialExecutor(LocalExecutor):
         return {**super().describe(), "executor": "demo_serial"}
 
 
-@EXECUTORS.register("demo_serial")
+@register_executor("demo_serial", example={"workers": 1})  # in process: not parallel, no shared storage
 def create(*, workers=1, address=None, run_threads=1, work=None, retries=1):
     return SerialExecutor(work=work)

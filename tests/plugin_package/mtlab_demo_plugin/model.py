@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from mtlab.config.base import ModelKind, register_model_kind
+from mtlab.config.base import ModelExample, ModelKind, register_model_kind
+from mtlab.tasks import Task
 
 
 @register_model_kind
@@ -20,13 +21,19 @@ class DemoMlp(ModelKind):
     def dense_only(self) -> bool:
         return True
 
-    def build(self, run, tasks, input_shape):
+    @classmethod
+    def example(cls):
+        tasks = {"cluster": Task("cluster", ("a", "b", "c")), "hits": Task("hits", ("hits",), type="regression")}
+        return ModelExample({"kind": "demo_mlp", "hidden": 4}, tasks, (5,))
+
+    def build(self, tasks, input_shape):
+        """The network for ``tasks`` (the trained tasks, in order) and inputs of ``input_shape``."""
         from torch import nn
 
         from mtlab.models.base import MultiTaskNet, Part
 
         hidden = self.hidden
-        names = run.task_names
+        names = list(tasks)
 
         class Net(MultiTaskNet):
             def __init__(self):
