@@ -10,6 +10,7 @@ import mtlab.data.table
 import mtlab.models.custom
 import mtlab.models.deeplab
 import mtlab.models.imagenet_resnet
+import mtlab.models.multi_lenet
 import mtlab.models.segnet
 import mtlab.models.timm_trunk  # noqa: F401  (each import registers its plug-in)
 from mtlab.registry import load_entry_points

@@ -8,9 +8,16 @@ rules of a model kind (its dataset, its reuse edges) in the kind's own :meth:`Mo
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest of mtlab imports from here)
     DATASETS,
@@ -532,6 +539,20 @@ class TrainConfig(Strict):
         "evaluations as the test metrics (the protocol of Liu et al. 2019 and Nash-MTL: no model selection, mean "
         "of the last 10 epochs); off (null): the test split is evaluated once, on the selected weights.",
     )
+    test_history: bool = Field(
+        False,
+        description="Also evaluate the test split after every epoch and record it in the history (test.<task>."
+        "<metric>), for a report that shows a paper's selection of the epoch by test metrics beside mtlab's; the "
+        "run's test metrics stay those of its selected weights. Costs one test pass per epoch.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_test_history(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out at its default, so the configs (and run ids) of every study from before this option are unchanged.
+        dumped = handler(self)
+        if not self.test_history:
+            dumped.pop("test_history", None)
+        return dumped
 
     @model_validator(mode="after")
     def _test_average_needs_no_selection(self) -> TrainConfig:

@@ -23,6 +23,7 @@ from mtlab.pages.render import to_html, to_markdown
 from mtlab.report.figures import make_figures
 from mtlab.report.frontier import frontier_table
 from mtlab.report.reference import reference_blocks
+from mtlab.report.selection import selection_blocks
 from mtlab.report.stats import ALPHA
 from mtlab.report.tables import (
     DELTA_M_DEFINITION,
@@ -145,6 +146,7 @@ def report_blocks(
         blocks.append(comparison_table(comparisons))
 
     blocks += reference_blocks(study)  # "Against the original study", when the spec has a reference
+    blocks += selection_blocks(study)  # "Two selections", when runs recorded test metrics every epoch
 
     frontier = frontier_table(study)
     if frontier is not None:  # two or three tasks: hypervolume and the static scalarisation front
