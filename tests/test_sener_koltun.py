@@ -1,0 +1,211 @@
+"""Sener & Koltun's MultiMNIST (NeurIPS 2018, Table 3) as budget ``sener-koltun`` of the multi-mnist study: their
+composites, their LeNet with its per-batch channel mask, the budget's protocol, and a tiny run of it whose report
+gives both selections (by validation, and the paper's by test) with verdicts against Table 3."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mtlab.config.schema import RunConfig, TrainConfig
+from mtlab.data.dataset import Split
+from mtlab.data.overlay import Geometry, compose_split, overlay
+from mtlab.models import build_model
+from mtlab.models.multi_lenet import MultiLeNet, batch_channel_mask
+from mtlab.report import build_report
+from mtlab.report.selection import selected_by_test, selection_frame
+from mtlab.report.tables import load_study
+from mtlab.study.catalog import find_study
+from mtlab.study.runner import run_study
+from mtlab.study.spec import expand
+from mtlab.tasks import Task
+
+SK = Geometry(canvas=36, offset=6, shift=0, size=28)
+"""Their loader's geometry: a 36 x 36 canvas, the partner at (6, 6), resized to 28 x 28."""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------------------------- composites
+
+
+def test_composite_pixels_by_hand():
+    """Single pixels traced through the construction: nearest resize from 36 to 28 reads canvas pixel
+    floor((i + 0.5) * 36 / 28) for output i - outputs 0, 5, 21 read canvas rows 0, 7, 27, and canvas rows 6 and 33
+    are read by no output."""
+    left = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    right = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    left[0, 0, 0, 0] = 10  # canvas (0, 0) -> output (0, 0)
+    left[0, 0, 27, 27] = 50  # canvas (27, 27), where right's (21, 21) lands too: the maximum, 80, wins
+    right[0, 0, 21, 21] = 80
+    right[0, 0, 27, 27] = 200  # canvas (33, 33): no output reads it
+    right[0, 0, 0, 27] = 90  # canvas (6, 33): neither row 6 nor column 33 is read
+    right[0, 0, 1, 1] = 70  # canvas (7, 7) -> output (5, 5)
+    out = overlay(left, right, SK, torch.Generator().manual_seed(0))[0, 0]
+    assert out.shape == (28, 28)
+    assert (out[0, 0], out[21, 21], out[5, 5]) == (10, 80, 70)
+    assert int((out > 0).sum()) == 3  # the 50 lost to the maximum, the 200 and the 90 to the resize
+
+
+def _their_composite(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The composite as their loader's read_image_file builds it, step by step (pixel stretch aside: see the study
+    header), resized with PIL's nearest neighbour, which scipy's imresize calls."""
+    pil = pytest.importorskip("PIL.Image")
+    canvas = np.zeros((36, 36))
+    canvas[0:28, 0:28] = left
+    canvas[6:34, 6:34] = right
+    canvas[6:28, 6:28] = np.maximum(left[6:28, 6:28], right[0:22, 0:22])
+    return np.asarray(pil.fromarray(canvas.astype(np.uint8)).resize((28, 28), pil.NEAREST))
+
+
+def test_composites_equal_their_loaders_construction_one_per_image():
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (12, 1, 28, 28), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(12) % 10
+    source = Split(images, {"digit": labels})
+    composed = compose_split(source, source, per_image=1, geometry=SK, seed=3, stream="multi-mnist/train")
+    assert composed.images.shape == (12, 1, 28, 28)  # one composite per source image
+    assert torch.equal(composed.labels["left"], labels)  # image i is the top-left digit of composite i
+    for i in range(12):
+        # the partner is the source image whose label the composite's right label is: find it by its pixels
+        partners = [j for j in range(12) if labels[j] == composed.labels["right"][i]]
+        expected = [_their_composite(images[i, 0].numpy(), images[j, 0].numpy()) for j in partners]
+        assert any(np.array_equal(composed.images[i, 0].numpy(), e) for e in expected), i
+    again = compose_split(source, source, per_image=1, geometry=SK, seed=3, stream="multi-mnist/train")
+    other = compose_split(source, source, per_image=1, geometry=SK, seed=4, stream="multi-mnist/train")
+    assert torch.equal(again.images, composed.images)  # a function of the seed
+    assert not torch.equal(other.images, composed.images)
+
+
+# ------------------------------------------------------------------------------------------------- network
+
+
+def _net(channel_drop=0.5, head_drop=0.5) -> MultiLeNet:
+    torch.manual_seed(0)
+    return MultiLeNet({"left": 10, "right": 10}, (1, 28, 28), channel_drop, head_drop)
+
+
+def test_their_lenet_has_their_shapes_and_parts():
+    net = _net()
+    counts = net.parameter_counts()
+    # conv 1->10 @5x5 (260), conv 10->20 @5x5 (5,020), dense 320->50 (16,050); per head 50->50 (2,550), 50->10 (510)
+    assert counts["shared"] == 260 + 5020 + 16050
+    assert counts["task:left"] == counts["task:right"] == 2550 + 510
+    assert net.representation() == ("shared", "trunk")
+    out = net.eval()(torch.randn(4, 1, 28, 28))
+    assert {t: o.shape for t, o in out.items()} == {"left": (4, 10), "right": (4, 10)}
+
+
+def test_channel_mask_is_one_draw_per_batch():
+    x = torch.randn(64, 20, 8, 8)
+    torch.manual_seed(0)
+    mask = batch_channel_mask(x, 0.5)
+    assert mask.shape == (1, 20, 1, 1)  # broadcast over the batch: every image loses the same channels
+    assert set(mask.unique().tolist()) == {0.0, 1.0}  # 0/1, not rescaled by 1 / keep
+    # The trunk in training: identical images give identical representations (nn.Dropout2d would drop channels per
+    # image, so they would differ); a second batch draws a new mask.
+    net = _net(head_drop=0.0).train()
+    batch = torch.randn(1, 1, 28, 28).expand(16, 1, 28, 28)
+    torch.manual_seed(1)
+    z = net.features(batch)["shared"]
+    assert torch.equal(z, z[:1].expand_as(z))
+    masks = []
+    for seed in range(8):
+        torch.manual_seed(seed)
+        masks.append(batch_channel_mask(x, 0.5))
+    assert len({tuple(m.flatten().tolist()) for m in masks}) > 1
+    # In evaluation nothing is masked; with nothing dropped, training equals evaluation (no rescaling anywhere).
+    unmasked = _net(channel_drop=0.0, head_drop=0.0)
+    assert torch.equal(unmasked.train()(batch)["left"], unmasked.eval()(batch)["left"])
+    assert not torch.equal(net.train().features(batch)["shared"], net.eval().features(batch)["shared"])
+
+
+def test_head_mask_is_drawn_per_image():
+    net = _net(channel_drop=0.0).train()
+    z = torch.rand(1, 50).expand(32, 50)
+    torch.manual_seed(0)
+    scores = net.heads["left"](z)
+    assert not torch.equal(scores, scores[:1].expand_as(scores))  # the same z, different units dropped per image
+
+
+# -------------------------------------------------------------------------------------------------- budget
+
+
+def test_budget_follows_their_protocol():
+    spec, _ = find_study("multi-mnist")
+    runs = expand(spec, "sener-koltun")
+    by_variant = {r.variant: r for r in runs if r.seed == 0}
+    assert set(by_variant) == {"single left", "single right", "uniform scaling", "uncertainty", "gradnorm", "mgda-ub"}
+    assert sorted({r.seed for r in runs}) == [0, 1, 2]
+    config = by_variant["mgda-ub"].config
+    assert (config.data.dataset, config.data.per_image, config.data.canvas, config.data.offset) == (
+        "multi-mnist", 1, 36, 6,
+    )  # fmt: skip
+    assert (config.data.size, config.data.shift) == (28, 0)
+    assert config.model.kind == "multi_lenet"
+    assert (config.optim.name, config.optim.lr, config.optim.momentum) == ("sgd", 0.05, 0.9)
+    assert (config.optim.schedule, config.optim.step_epochs, config.optim.step_gamma) == ("step", 10, 0.85)
+    assert config.optim.grad_clip is None
+    assert (config.train.epochs, config.train.batch_size, config.train.test_history) == (100, 256, True)
+    assert (config.loss.method, config.loss.gradients) == ("mgda", "representation")
+    uniform = by_variant["uniform scaling"].config.loss
+    assert (uniform.method, uniform.weights) == ("fixed", {"left": 0.5, "right": 0.5})
+    assert by_variant["single left"].config.task_names == ["left"]
+    assert spec.reference.budget == "sener-koltun"
+    assert spec.reference.values["mgda-ub"]["left"]["acc"].mean == 97.26
+    # The other budgets run the study as before: the Table 3 variants are not theirs, every method's is.
+    quick = {r.variant for r in expand(spec, "quick")}
+    assert "mgda-ub" not in quick
+    assert {"shared, fixed", "shared, gradnorm", "single left"} <= quick
+
+
+def test_test_history_is_left_out_of_configs_that_do_not_ask_for_it():
+    """Run ids hash the dumped config: the option's default leaves today's studies' ids as they were."""
+    assert "test_history" not in TrainConfig().model_dump()
+    assert TrainConfig(test_history=True).model_dump()["test_history"] is True
+
+
+def test_test_selection_takes_the_best_mean_epoch_the_first_on_a_tie():
+    history = pd.DataFrame(
+        [
+            (1, "test.left.acc", 0.5), (1, "test.right.acc", 0.7),
+            (2, "test.left.acc", 0.8), (2, "test.right.acc", 0.6),  # mean 0.70: best
+            (3, "test.left.acc", 0.6), (3, "test.right.acc", 0.8),  # mean 0.70: a tie, later
+            (3, "test.left.loss", 0.1),
+        ],
+        columns=["epoch", "metric", "value"],
+    )  # fmt: skip
+    epoch, values = selected_by_test(history, {"left": ("acc", 1.0), "right": ("acc", 1.0)})
+    assert (epoch, values) == (2, {"left": 0.8, "right": 0.6})
+
+
+@pytest.mark.slow
+def test_tiny_budget_reports_both_selections_against_table_3(tmp_path):
+    spec, _ = find_study("multi-mnist")
+    # The reference's budget made the tiny one, so that its verdicts show (the protocol's budget is sener-koltun).
+    spec = spec.model_copy(update={"reference": spec.reference.model_copy(update={"budget": "sener-koltun-tiny"})})
+    result = run_study(spec, tmp_path / "study", budget="sener-koltun-tiny")
+    assert not result.failed
+    assert result.trained == result.total == 12
+    report = build_report(tmp_path / "study")["md"].read_text()
+    assert "Two selections: by validation (mtlab) and by test (the paper's)" in report
+    assert "Each selection against the original" in report
+    assert "Against the original study" in report
+    study = load_study(tmp_path / "study")
+    frame = selection_frame(study)
+    assert len(frame) == 2 * (2 + 4 * 2)  # seeds x (two single-task runs of one task, four methods of two tasks)
+    # Each run's test-selected value is the best of its epochs by the mean test accuracy; its validation-selected
+    # value is its test metric, which the test-selected epoch can only match or beat on that mean.
+    per_run = frame.groupby(["variant", "seed"])[["validation", "test_selected"]].mean()
+    assert (per_run["test_selected"] >= per_run["validation"] - 1e-9).all()
+    model = build_model(RunConfig.model_validate(expand(spec, "sener-koltun-tiny")[0].config.model_dump()),
+                        {"left": Task("left", tuple("0123456789"))}, (1, 28, 28))  # fmt: skip
+    assert isinstance(model, MultiLeNet)
