@@ -18,6 +18,7 @@ from mtlab.report import build_report
 from mtlab.report.selection import selected_by_test, selection_frame
 from mtlab.report.tables import load_study
 from mtlab.study.catalog import find_study
+from mtlab.study.controls import resolve_controls
 from mtlab.study.runner import run_study
 from mtlab.study.spec import expand
 from mtlab.tasks import Task
@@ -162,6 +163,9 @@ def test_budget_follows_their_protocol():
     assert spec.reference.budget == "sener-koltun"
     assert spec.reference.values["mgda-ub"]["left"]["acc"].mean == 97.26
     # The other budgets run the study as before: the Table 3 variants are not theirs, every method's is.
+    controls = {v: set(c.values()) for v, c in resolve_controls(spec, runs).items()}
+    assert controls == {v: {"uniform scaling"} for v in by_variant if v != "uniform scaling"}  # equal weights, as
+    # the study's "shared, fixed" under the other budgets
     quick = {r.variant for r in expand(spec, "quick")}
     assert "mgda-ub" not in quick
     assert {"shared, fixed", "shared, gradnorm", "single left"} <= quick
