@@ -12,6 +12,7 @@ import torch
 from mtlab.config.schema import RunConfig, TrainConfig
 from mtlab.data.dataset import Split
 from mtlab.data.overlay import Geometry, compose_split, overlay
+from mtlab.errors import ConfigError
 from mtlab.models import build_model
 from mtlab.models.multi_lenet import MultiLeNet, batch_channel_mask
 from mtlab.report import build_report
@@ -213,3 +214,40 @@ def test_tiny_budget_reports_both_selections_against_table_3(tmp_path):
     model = build_model(RunConfig.model_validate(expand(spec, "sener-koltun-tiny")[0].config.model_dump()),
                         {"left": Task("left", tuple("0123456789"))}, (1, 28, 28))  # fmt: skip
     assert isinstance(model, MultiLeNet)
+
+
+# ------------------------------------------------------------------------ variants per budget, control lists
+
+_SPEC = {
+    "name": "budgets",
+    "seeds": 1,
+    "base": {
+        "data": {"dataset": "fashion-mnist-sample", "train_subset": 300, "test_subset": 200},
+        "model": {"trunk": {"type": "mlp", "widths": [16]}},
+        "train": {"epochs": 1, "batch_size": 64},
+    },
+    "variants": {
+        "equal": {"budgets": ["mine"]},
+        "uw": {"set": {"loss.method": "uncertainty"}, "budgets": ["paper"]},
+        "equal halves": {"set": {"loss.weights": {"item": 0.5, "group": 0.5}}, "budgets": ["paper"]},
+    },
+    "budgets": {"mine": {}, "paper": {}},
+    "control": ["equal", "equal halves"],
+}
+
+
+def test_a_variant_runs_under_its_budgets_only_and_the_control_is_the_first_the_budget_runs(tmp_path):
+    from mtlab.study.checks import check_control
+    from mtlab.study.spec import StudySpec
+
+    spec = StudySpec.model_validate(_SPEC)
+    assert [r.variant for r in expand(spec, "mine")] == ["equal"]
+    paper = expand(spec, "paper")
+    assert [r.variant for r in paper] == ["uw", "equal halves"]
+    assert resolve_controls(spec, paper) == {"uw": {"item": "equal halves", "group": "equal halves"}}
+    check_control(spec, paper)
+    with pytest.raises(ValueError, match=r"variant 'uw': budgets \['papr'\] are not among the budgets"):
+        StudySpec.model_validate({**_SPEC, "variants": {**_SPEC["variants"], "uw": {"budgets": ["papr"]}}})
+    none = StudySpec.model_validate({**_SPEC, "control": ["nothing", "neither"]})
+    with pytest.raises(ConfigError, match=r"none of \['nothing', 'neither'\] is a variant of these runs"):
+        check_control(none, paper)
