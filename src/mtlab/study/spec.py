@@ -254,7 +254,8 @@ def load_study_spec(path: str | Path) -> StudySpec:
     spec._file = file
     spec._base_file = base_file
     # Validates every run config of the default budget (or of the reference's, whose variants it names) up front.
-    check_reference(spec, expand(spec, spec.reference.budget if spec.reference is not None else None))
+    named = spec.reference.budget if spec.reference is not None else None
+    check_reference(spec, expand(spec, named if named in spec.budgets else None))  # an unknown one: its own error
     for budget in spec.budgets:
         expand(spec, budget)
     return spec
