@@ -88,6 +88,7 @@ ALLOWED = {
     ("mtlab.config.plugins", "mtlab.models.custom"): H_MODELS_H_DATA,
     ("mtlab.config.plugins", "mtlab.models.deeplab"): H_MODELS_H_DATA,
     ("mtlab.config.plugins", "mtlab.models.imagenet_resnet"): H_MODELS_H_DATA,
+    ("mtlab.config.plugins", "mtlab.models.multi_lenet"): H_MODELS_H_DATA,
     ("mtlab.config.plugins", "mtlab.models.segnet"): H_MODELS_H_DATA,
     ("mtlab.config.plugins", "mtlab.models.timm_trunk"): H_MODELS_H_DATA,
     ("mtlab.config.schema", "mtlab.config.plugins"): H_MODELS_H_DATA,
