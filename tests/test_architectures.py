@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 from typing import Any
 
 import pytest
@@ -414,7 +415,7 @@ def test_ltb_with_peaked_choices_is_the_tree_they_name():
 
 def test_ltb_samples_its_choices_only_while_training_unless_told_not_to():
     x = torch.randn(2, 1, 28, 28)
-    model = net("ltb", trunk=LTB_CNN)
+    model = net("ltb", trunk=LTB_CNN, hard=False)
     with torch.no_grad():
         for choice in model.choices:
             choice.theta.normal_()
@@ -424,6 +425,57 @@ def test_ltb_samples_its_choices_only_while_training_unless_told_not_to():
         torch.testing.assert_close(model.features(x)["item"], model.features(x)["item"])
     plain = net("ltb", trunk=LTB_CNN, gumbel=False)
     torch.testing.assert_close(plain.features(x)["group"], plain.features(x)["group"])
+
+
+def test_ltb_follows_libmtls_schedule_warm_up_then_a_decaying_temperature():
+    """LibMTL's LTB.py: epoch < epochs / 100 sums every parent; then tau = epochs / 20 / sqrt(epoch + 1) (epochs
+    from 0 there, from 1 here)."""
+    from mtlab.models.ltb import ltb_schedule
+
+    config = net("ltb", trunk=LTB_CNN).config
+    assert config.temperature is None
+    assert config.hard
+    assert config.warmup_fraction == 0.01
+    assert [ltb_schedule(config, e, 200) for e in (1, 2, 3, 4)] == [
+        (True, 200 / 20 / math.sqrt(1)), (True, 200 / 20 / math.sqrt(2)), (False, 200 / 20 / math.sqrt(3)),
+        (False, 5.0),
+    ]  # 200 epochs: epochs 0 and 1 of LibMTL (< 2) are the warm-up
+    assert [ltb_schedule(config, e, 5)[0] for e in range(1, 6)] == [True, False, False, False, False]
+    assert ltb_schedule(config, 5, 5)[1] == pytest.approx(0.25 / math.sqrt(5))
+    fixed = config.model_copy(update={"temperature": 2.0})  # the option of earlier versions still fixes tau
+    assert ltb_schedule(fixed, 3, 10) == (False, 2.0)
+    model = net("ltb", trunk=LTB_CNN, branches=3)
+    x = torch.randn(2, 1, 28, 28)
+    model.start_epoch(1, 10)  # warm-up: each child reads the sum of its parents
+    assert all(torch.equal(c(), torch.ones_like(c.theta)) for c in model.choices)
+    n = model.nodes
+    layer0 = [node.run_stage(0, x) for node in n]
+    layer1 = [node.run_stage(1, sum(layer0)) for node in n]
+    layer2 = [node.reduce(node.run_stage(2, sum(layer1))) for node in n]
+    torch.testing.assert_close(model.features(x)["item"], sum(layer2))
+    model.start_epoch(4, 10)
+    assert {c.temperature for c in model.choices} == {10 / 20 / 2}
+
+
+def test_ltb_trains_on_hard_one_hot_samples_with_the_soft_gradient_and_evaluates_the_tree():
+    model = net("ltb", trunk=LTB_CNN, branches=3)
+    model.start_epoch(5, 10)
+    choice = model.choices[0]
+    with torch.no_grad():
+        choice.theta.normal_()
+    for _ in range(5):
+        d = choice()
+        assert set(d.detach().flatten().tolist()) == {0.0, 1.0}
+        assert torch.equal(d.detach().sum(-1), torch.ones(3))
+    (choice() * torch.arange(3.0)).sum().backward()
+    assert choice.theta.grad is not None
+    assert choice.theta.grad.abs().sum() > 0
+    model.eval()
+    assert torch.equal(choice(), torch.nn.functional.one_hot(choice.theta.argmax(-1), 3).float())
+    soft = net("ltb", trunk=LTB_CNN, branches=3, hard=False)
+    soft.start_epoch(5, 10)
+    d = soft.choices[0]()
+    assert not set(d.detach().flatten().tolist()) <= {0.0, 1.0}
 
 
 def test_ltb_with_one_branch_is_hard_sharing():

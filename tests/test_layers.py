@@ -67,6 +67,7 @@ PLACES = {
     "mtlab.train": "train",
     "mtlab.execute": "execute, trackers",
     "mtlab.trackers": "execute, trackers",  # the clients; study/tracking.py feeds them a study, report/ an export
+    "mtlab.lightning": "execute, trackers",  # the Lightning integration: mtlab.Weighting (train) in a LightningModule
     "mtlab.study": "study",
     "mtlab.report": "report, analysis, search",
     "mtlab.analysis": "report, analysis, search",

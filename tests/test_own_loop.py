@@ -27,6 +27,7 @@ from mtlab.train.fit import as_task, fit
 from mtlab.train.optim import build_optimizer, build_schedule
 from mtlab.train.replicas import SingleReplica, parameter_views
 from mtlab.weighting import gradient_methods, registered_methods
+from mtlab.weighting.base import GradientMethod
 from test_replicas import PAIR_NETS, PAIR_TASKS, build, pair_splits
 
 CPU = torch.device("cpu")
@@ -344,13 +345,15 @@ def test_non_finite_step_is_skipped_and_counted(name, where):
     assert_same_tensors(model.state_dict(), reference.state_dict(), 1e-6)
 
 
-def test_skipped_step_under_a_grad_scaler_lowers_the_scale():
+@pytest.mark.parametrize("name", ["moco", "uncertainty", "famo"])
+def test_skipped_step_under_a_grad_scaler_lowers_the_scale(name):
     """With ``scaler=``: an overflowing step writes the non-finite gradient, so the scaler skips the optimiser step
-    and halves its scale, as for ``scaler.scale(loss).backward()``; the method's state stays."""
+    and halves its scale, as for ``scaler.scale(loss).backward()``; the method's state stays. Loss-based methods
+    (uncertainty, famo) too: before, they wrote no gradient and ``scaler.step`` raised "No inf checks were recorded"."""
     torch.manual_seed(0)
     model = TwoHeads()
-    weighting = mtlab.Weighting("moco", tasks=["a", "b"], shared=model.trunk.parameters())
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    weighting = mtlab.Weighting(name, tasks=["a", "b"], shared=model.trunk.parameters())
+    optimizer = torch.optim.SGD([*model.parameters(), *weighting.parameters()], lr=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
@@ -358,11 +361,18 @@ def test_skipped_step_under_a_grad_scaler_lowers_the_scale():
     weighting.backward(task_losses(model, data[0]), scaler=scaler)
     scaler.step(optimizer)
     scaler.update()
+    if weighting.needs_losses_after_step:
+        with torch.no_grad():
+            weighting.after_step(task_losses(model, data[0]))
     state, before = method_state(weighting), copy.deepcopy(model.state_dict())
     optimizer.zero_grad()
-    hook = model.trunk[0].weight.register_hook(lambda g: g * math.inf)
-    assert not weighting.backward(task_losses(model, data[1]), scaler=scaler)
-    hook.remove()
+    if isinstance(weighting.method, GradientMethod):
+        hook = model.trunk[0].weight.register_hook(lambda g: g * math.inf)
+        assert not weighting.backward(task_losses(model, data[1]), scaler=scaler)
+        hook.remove()
+    else:  # an overflow in the losses themselves
+        assert not weighting.backward({t: v * math.inf for t, v in task_losses(model, data[1]).items()},
+                                      scaler=scaler)
     scaler.step(optimizer)
     scaler.update()
     assert scaler.get_scale() == 2.0
@@ -536,18 +546,13 @@ class StackedNet:
         return losses
 
 
-# MoCo's decaying step sizes beta / k^sigma read replica 0's step counter for every replica (moco.py: steps[0]), so
-# a replica skipped alone shifts the others' schedules; the counter should be per replica (left to moco's owner).
-# With constant step sizes (sigma = 0, the authors' defaults once issue 29 lands) the test passes.
-SHARED_STEP_COUNTER = {"moco"}
+# MoCo with LibMTL's decaying step sizes beta / k^sigma: each replica's schedule follows its own step count.
+LIBMTL_MOCO = {"beta": 0.5, "beta_sigma": 0.5, "gamma": 0.1, "gamma_sigma": 0.5, "rho": 0.0}
 
 
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(reason="decaying steps read replica 0's counter", strict=False))
-    if name in SHARED_STEP_COUNTER else name for name in registered_methods()
-])
-def test_a_replica_skipped_alone_leaves_the_others_as_their_solo_runs(name):
+@pytest.mark.parametrize(("name", "extra"), [(name, {}) for name in registered_methods()] + [("moco", LIBMTL_MOCO)])
+def test_a_replica_skipped_alone_leaves_the_others_as_their_solo_runs(name, extra):
     """K = 2 stacked replicas (mtlab's trainer), replica 0's losses infinite at step 2: replica 0's method state
     stays as it was and its rows get no gradient; replica 1 goes on exactly as its solo run."""
     from mtlab.weighting import create_method
@@ -555,7 +560,7 @@ def test_a_replica_skipped_alone_leaves_the_others_as_their_solo_runs(name):
     if mtlab.Weighting(name, tasks=["a", "b"], shared=[torch.zeros(1)], last_shared=[torch.zeros(1)],
                        steps_per_epoch=9, epochs=1).needs_meta_batch:
         pytest.skip("the look-ahead probe over stacked leaves is the trainer's (tested through test_replicas)")
-    options = {"method": name, **SHORT_RUN.get(name, {})}
+    options = {"method": name, **SHORT_RUN.get(name, {}), **extra}
     g = torch.Generator().manual_seed(4)
     data = [(torch.randn(2, 8, 6, generator=g), {"a": torch.randint(0, 3, (2, 8), generator=g),
                                                  "b": torch.randint(0, 2, (2, 8), generator=g)}) for _ in range(3)]

@@ -4,15 +4,18 @@ constructed numbers, and the report section "Against the original study" rebuilt
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from scipy import stats
 
 from mtlab.errors import ConfigError
 from mtlab.report import build_report
+from mtlab.report.published import delta_m_check_frame, recomputed_delta_m, row_delta_m, type_higher, values_frame
 from mtlab.report.reference import (
     agreement,
     claim_verdict,
@@ -21,11 +24,11 @@ from mtlab.report.reference import (
     holm,
     study_reference,
 )
-from mtlab.report.tables import STORE_NAME, load_study
+from mtlab.report.tables import STORE_NAME, StudyData, load_study
 from mtlab.study.catalog import builtin_study_paths
-from mtlab.study.reference import OriginalValue
+from mtlab.study.reference import OriginalValue, Published, PublishedTable, Spread, parse_printed
 from mtlab.study.spec import StudySpec, expand, load_study_spec
-from mtlab.study.store import ResultStore
+from mtlab.study.store import ResultStore, TaskInfo
 from test_report import CONTROL, GOLDEN, fake_fit, morpho_fit, morpho_spec, study_spec
 
 # ------------------------------------------------------------------------------------------- verdict logic
@@ -156,6 +159,30 @@ def test_unknown_variant_task_or_budget_fails_naming_the_key(tmp_path, change, m
     assert "unknown" in str(error.value)
 
 
+PUBLISHED = {
+    "methods": {"EW": CONTROL, "Ours": GOLDEN, "Other": None},
+    "tables": [{"source": "A paper, Table 1", "protocol": "p", "budget": "quick", "columns": ["item.acc", "mr"],
+                "rows": {"EW": ["90.00", "2.0"], "Ours": ["85.00", "1.0"]}}],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p["methods"].update(Ours="shared, nope"), "reference.published.methods.'Ours': unknown variant"),
+        (lambda p: p["tables"][0].update(budget="huge"), "reference.published.tables[0].budget: unknown budget"),
+        (lambda p: p["tables"][0].update(columns=["colour.acc", "mr"]), "tables[0].columns: unknown task 'colour'"),
+        (lambda p: p["tables"][0].update(columns=["item.mae", "mr"]), "tables[0].columns: unknown metric 'mae'"),
+    ],
+)
+def test_published_tables_name_known_variants_budgets_tasks_and_metrics(tmp_path, change, message):
+    published = yaml.safe_load(yaml.safe_dump(PUBLISHED))
+    assert load_study_spec(spec_file(tmp_path, {**REFERENCE, "published": published})).reference.published
+    change(published)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_study_spec(spec_file(tmp_path, {**REFERENCE, "published": published}))
+
+
 def test_structural_errors_name_the_key_path(tmp_path):
     reference = yaml.safe_load(yaml.safe_dump(REFERENCE))
     reference["values"][GOLDEN]["item"]["acc"]["std"] = -1
@@ -175,7 +202,7 @@ def test_every_builtin_study_has_a_valid_reference(name):
         pytest.skip(f"{name} reproduces no original study, so it has no reference to compare with")
     assert spec.reference is not None
     assert spec.reference.source
-    assert spec.reference.values or spec.reference.claims or spec.reference.baselines
+    assert spec.reference.values or spec.reference.claims or spec.reference.baselines or spec.reference.published
     assert spec.reference.budget in spec.budgets
 
 
@@ -305,3 +332,204 @@ def test_claims_on_a_regression_task_are_tested_in_its_direction(tmp_path):
     assert "uncertainty explains more variance | **supported (1 supported)**" in claims[2]
     # This study's Δ is signed so that > 0 is better: MAE 0.45 vs 0.51 gives +0.06 for uncertainty.
     assert "| uncertainty | better than | fixed | thickness mae | – | +0.06000 |" in section
+
+
+# ------------------------------------------------------------------------------- the papers' tables as data
+
+DENSE_TYPES = {"segmentation": "segmentation", "depth": "depth", "normal": "normals"}
+
+
+def builtin_published(name: str) -> Published:
+    """A built-in study's published tables, read without validating the study (no method need be registered)."""
+    raw = yaml.safe_load(Path(builtin_study_paths()[name]).read_text())
+    return Published.model_validate(raw["reference"]["published"])
+
+
+def test_a_printed_cell_keeps_its_value_spread_and_digits():
+    assert parse_printed("38.88 ±0.54") == parse_printed("38.88±0.54")
+    cell = parse_printed("0.5474 ±0.0016")
+    assert (cell.value, cell.spread, cell.decimals, cell.spread_decimals) == (0.5474, 0.0016, 4, 4)
+    assert cell.half_unit == pytest.approx(0.00005)
+    assert parse_printed("+0.30").value == 0.30
+    assert parse_printed("26.2").decimals == 1  # as printed: a half unit of 0.05, not 0.005
+    assert parse_printed("") is None
+    with pytest.raises(ValueError, match="not a printed number"):
+        parse_printed("3,4")
+
+
+def test_a_standard_error_counts_as_a_std_over_its_runs():
+    assert Spread(kind="standard_error", n=3).as_std(0.54) == pytest.approx(0.54 * math.sqrt(3))
+    assert Spread(kind="std", n=3).as_std(0.54) == 0.54
+    assert Spread(kind="unstated", n=3).as_std(0.54) is None  # not usable for an interval
+    assert Spread(kind="standard_error").as_std(0.54) is None  # no run count
+
+
+def _nyuv2_table(source: str) -> PublishedTable:
+    return next(t for t in builtin_published("nyuv2-weighting").tables if t.source.endswith(source))
+
+
+def test_nyuv2_imtl_g_printed_delta_m_is_flagged_and_every_other_row_gives_its_own():
+    # GOLDEN (../shared/published/README.md, item 1): Nash-MTL Table 2 and FAMO Table 1 print -0.76 for IMTL-G; its
+    # own row gives -0.60 (Aligned-MTL Table 2, which recomputes Δm, prints -0.59).
+    higher = type_higher(DENSE_TYPES)
+    for source in ("ICML 2022, arXiv:2202.01017), Table 2", "NeurIPS 2023, arXiv:2306.03792), Table 1"):
+        table = _nyuv2_table(source)
+        imtl = recomputed_delta_m(table, "IMTL-G", higher)
+        assert imtl.printed == -0.76
+        assert imtl.recomputed == pytest.approx(-0.600, abs=0.005)
+        assert not imtl.consistent
+        check = delta_m_check_frame(table, higher).set_index("method")
+        assert check.loc[check["consistent"]].shape[0] == len(check) - 1
+        assert check.loc["LS", "recomputed"] == pytest.approx(5.59, abs=0.01)
+        assert check.loc["Nash-MTL", "recomputed"] == pytest.approx(-4.05, abs=0.01)
+    aligned = _nyuv2_table("CVPR 2023, arXiv:2305.19000), Table 2")  # depth errors to 2 decimals; IMTL-G -0.59
+    imtl = recomputed_delta_m(aligned, "IMTL-G", higher)
+    assert imtl.printed == -0.59
+    assert imtl.consistent  # rounding the depth errors to 0.54 / 0.68 moves Δm by up to about 0.5
+    assert imtl.bound > 0.4
+    assert delta_m_check_frame(aligned, higher)["consistent"].all()
+
+
+def test_cityscapes_printed_delta_m_all_given_by_their_rows():
+    higher = type_higher(DENSE_TYPES)
+    tables = builtin_published("cityscapes-weighting").tables
+    checked = [delta_m_check_frame(t, higher) for t in tables]
+    assert sum(len(c) for c in checked) == 11 + 12 + 13  # Nash-MTL T3, FAMO T3, Aligned-MTL T4 have STL rows
+    assert all(c["consistent"].all() for c in checked)
+    nash = checked[0].set_index("method")
+    assert nash.loc["MGDA", "recomputed"] == pytest.approx(44.14, abs=0.01)  # GOLDEN: printed 44.14
+    famo = next(t for t in tables if t.source.endswith("Table 3") and "FAMO" in t.source)
+    assert "copy error" in famo.errata["LS"]
+
+
+def test_row_delta_m_by_hand():
+    table = PublishedTable(
+        source="a constructed table",
+        protocol="none",
+        budget=None,
+        columns=["segmentation.miou", "depth.abs_err", "mr", "delta_m"],
+        single_task=["40.00", "0.500", "", ""],
+        rows={"A": ["44.00", "0.450", "1.0", "-10.00"], "B": ["36.00", "0.550", "2.0", "+9.99"]},
+    )
+    higher = type_higher(DENSE_TYPES)
+    # A: miou +10% (better: -10 in the papers' sign), abs_err -10% (better: -10): Δm = -10.
+    value, bound = row_delta_m(table, "A", higher)
+    assert value == pytest.approx(-10.0)
+    # bound: miou 100 * (0.005 / 40 + 44 * 0.005 / 40^2), abs_err 100 * (0.0005 / 0.5 + 0.45 * 0.0005 / 0.25); mean
+    assert bound == pytest.approx((100 * (0.005 / 40 + 44 * 0.005 / 1600) + 100 * (0.001 + 0.45 * 0.0005 / 0.25)) / 2)
+    assert recomputed_delta_m(table, "A", higher).consistent
+    b = recomputed_delta_m(table, "B", higher)  # gives +10.00: 9.99 is within rounding (bound ~0.12)
+    assert b.recomputed == pytest.approx(10.0)
+    assert b.consistent
+    # Other values (this study's means) against the same row: only the single-task row's rounding is left.
+    mine = row_delta_m(table, "A", higher, {("segmentation", "miou"): 40.0, ("depth", "abs_err"): 0.5})
+    assert mine == (0.0, pytest.approx((100 * 40 * 0.005 / 1600 + 100 * 0.5 * 0.0005 / 0.25) / 2))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rows": {"A": ["1.0"]}}, "row 'A': 1 cells for 2 columns"),
+        ({"rows": {"A": ["1.0", "x"]}}, r"row 'A', column 'delta_m': 'x' is not a printed number"),
+        ({"columns": ["miou", "delta_m"]}, r"column 'miou': 'task.metric', or one of"),
+        ({"errata": {"B": "why"}}, r"errata name methods without a row: \['B'\]"),
+    ],
+)
+def test_a_malformed_published_table_fails_naming_the_cell(change, message):
+    from pydantic import ValidationError
+
+    raw = {"source": "s", "protocol": "p", "budget": None, "columns": ["segmentation.miou", "delta_m"],
+           "rows": {"A": ["1.0", "2.0"]}, **change}  # fmt: skip
+    with pytest.raises(ValidationError, match=message):
+        PublishedTable.model_validate(raw)
+
+
+def test_every_table_method_needs_a_mapping():
+    from pydantic import ValidationError
+
+    table = {"source": "T9", "protocol": "p", "budget": None, "columns": ["delta_m"], "rows": {"X": ["1.0"]}}
+    with pytest.raises(ValidationError, match=r"T9: methods \['X'\] are not in 'methods'"):
+        Published.model_validate({"methods": {"LS": "a"}, "tables": [table]})
+
+
+def _study(values: dict[tuple[str, int, str, str], float]) -> StudyData:
+    """A study of constructed test metrics: (variant, seed, task, metric) -> stored value."""
+    rows = [{"run_id": f"{v}-{s}", "variant": v, "seed": s, "split": "test", "task": t, "metric": m, "value": x}
+            for (v, s, t, m), x in values.items()]  # fmt: skip
+    metrics = pd.DataFrame(rows)
+    variants = list(dict.fromkeys(metrics["variant"]))
+    info = {
+        "segmentation": TaskInfo("segmentation", "segmentation", "miou", {"miou": "max", "loss": "min"}, False),
+        "depth": TaskInfo("depth", "depth", "abs_err", {"abs_err": "min", "loss": "min"}, False),
+    }
+    return StudyData(Path("."), {}, pd.DataFrame(), metrics, pd.DataFrame(), {}, variants, list(info), [], info)
+
+
+def test_verdicts_per_metric_and_on_delta_m_against_the_tables_single_task_row():
+    table = PublishedTable(
+        source="T",
+        protocol="p",
+        budget="full",
+        spread=Spread(kind="standard_error", n=3),
+        columns=["segmentation.miou", "depth.abs_err", "delta_m"],
+        single_task=["40.00", "0.5000", ""],
+        rows={"LS": ["44.00 ±1.00", "0.4500", "-10.00"], "SI": ["50.00", "0.5000", "-12.50"]},
+        errata={"SI": "constructed"},
+    )
+    # Three seeds of "mtan, fixed": miou 0.43, 0.44, 0.45 (43, 44, 45 %), abs_err 0.40, 0.45, 0.50.
+    values = {}
+    for seed, (miou, err) in enumerate([(0.43, 0.40), (0.44, 0.45), (0.45, 0.50)]):
+        values[("mtan, fixed", seed, "segmentation", "miou")] = miou
+        values[("mtan, fixed", seed, "depth", "abs_err")] = err
+    frame = values_frame(_study(values), table, {"LS": "mtan, fixed", "SI": "mtan, si"}).set_index("column")
+    assert set(frame["method"]) == {"LS"}  # SI's row is a known error: shown, not compared
+    miou = frame.loc["segmentation.miou"]
+    # mean 44 (std 1, n 3) against 44.00 ± 1.00 SE over 3 runs (std sqrt 3): Welch, within.
+    assert (miou["mean"], miou["difference"], miou["verdict"]) == (pytest.approx(44.0), pytest.approx(0.0), "within")
+    assert miou["se"] == pytest.approx(math.sqrt(1 / 3 + 1.0))
+    err = frame.loc["depth.abs_err"]  # mean 0.45, std 0.05; exact original 0.45: within
+    assert err["verdict"] == "within"
+    # Δm per seed, the papers' sign: -((43 - 40) / 40 - (0.40 - 0.5) / 0.5) / 2 * 100 = -(7.5 + 20) / 2 = -13.75,
+    # then -(10 + 10) / 2 = -10, then -(12.5 + 0) / 2 = -6.25: mean -10, std 3.75; printed -10.00: within.
+    dm = frame.loc["delta_m"]
+    assert dm["mean"] == pytest.approx(-10.0)
+    assert dm["std"] == pytest.approx(3.75)
+    assert dm["verdict"] == "within"
+    far = table.model_copy(update={"rows": {**table.rows, "LS": ["30.00 ±0.10", "0.9000", "+5.00"]}, "errata": {}})
+    frame = values_frame(_study(values), far, {"LS": "mtan, fixed", "SI": "mtan, si"})
+    si = frame[frame["variant"] == "mtan, si"]  # not an erratum any more, and no run of it
+    assert set(si["verdict"]) == {"too few runs"}
+    frame = frame[frame["method"] == "LS"].set_index("column")
+    assert frame.loc["segmentation.miou", "verdict"] == "above"
+    assert frame.loc["depth.abs_err", "verdict"] == "below"
+    assert frame.loc["delta_m", "verdict"] == "below"
+    assert frame.loc["segmentation.miou", "n"] == 3
+
+
+def test_a_table_of_another_budget_is_shown_with_its_checks_and_no_verdicts():
+    from mtlab.pages.blocks import Bullets, Heading, Table
+    from mtlab.report.published import published_blocks
+
+    published = builtin_published("nyuv2-weighting")
+    reference = {"source": "s", "budget": "full", "published": published.model_dump(mode="json")}
+    study = _study({("mtan, fixed", s, "segmentation", "miou"): 0.4 for s in range(3)})
+    study.info.update(budget="selected", overrides={}, spec={"reference": reference})
+    blocks = published_blocks(study)
+    assert blocks[0] == Heading("The papers' tables")
+    titles = [b.text for b in blocks if isinstance(b, Heading) and b.level == 3]
+    assert len(titles) == len(published.tables)
+    assert "Qin et al. (NTKMTL, NeurIPS 2025), Table 1 (secondary copy)" in titles
+    facts = [item for b in blocks if isinstance(b, Bullets) for item in b.items]
+    reason = "Not set against this study's runs: this study ran budget 'selected', not the original protocol's budget"
+    reason += " 'full'."
+    assert facts.count(reason) == len(published.tables) - 1
+    assert "Not set against this study's runs: no budget of this study follows this protocol." in facts  # LibMTL's
+    assert "Spread: ± is a standard error over 3 runs." in facts
+    # The flag needs no run; no table of verdicts.
+    flags = [item for b in blocks if isinstance(b, Bullets) for item in b.items if ": printed Δm " in item]
+    assert len(flags) == 2  # no finished run of normal: the directions come from the task types
+    assert all("IMTL-G: printed Δm -0.76, its row gives -0.60" in f for f in flags)
+    tables = [b for b in blocks if isinstance(b, Table)]
+    assert not any("This study" in b.headers and "Metric" in b.headers for b in tables)
+    delta = [b for b in tables if "Printed Δm" in b.headers]
+    assert all(row[7].text == "–" for b in delta for row in b.rows)  # no verdict on Δm either

@@ -75,7 +75,7 @@ def test_registry_has_every_method_of_the_issue():
         "fixed", "uncertainty", "dwa", "rlw", "famo", "gls", "gradnorm",
         "mean", "pcgrad", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "dualproj", "graddrop",
         "gradvac", "fairgrad", "sdmgrad", "moco", "modo", "config", "excess_mtl", "db_mtl", "imtl",
-        "stch", "imtl_l", "auto_lambda",
+        "stch", "imtl_l", "auto_lambda", "scale_invariant",
     }  # fmt: skip
     assert set(registered_methods()) == expected
     for name in registered_methods():
@@ -220,11 +220,11 @@ NOT_IN_TORCHJD = {"moco", "db_mtl", "imtl"}
 def torchjd_aggregator(name: str, tasks: int):
     A = pytest.importorskip("torchjd.aggregation")
     return {
-        "fairgrad": (A.FairGrad(alpha=2.0), {"alpha": 2.0, "max_norm": 0.0}),
+        # FairGrad and SDMGrad: mtlab multiplies by T as the authors do (TorchJD does not), clip off.
+        "fairgrad": (lambda j: tasks * A.FairGrad(alpha=2.0)(j), {"alpha": 2.0, "max_norm": 0.0}),
         "config": (A.ConFIG(), {}),
-        "excess_mtl": (A.ExcessMTL(), {"step_size": 1.0}),
         "modo": (torchjd_weighted(A.MoDoWeighting()), {}),
-        "sdmgrad": (torchjd_weighted(A.SDMGradWeighting()), {}),
+        "sdmgrad": (lambda j: tasks * torchjd_weighted(A.SDMGradWeighting())(j), {"max_norm": 0.0}),
         "mean": (A.Mean(), {}),
         "upgrad": (A.UPGrad(), {}),
         "dualproj": (A.DualProj(), {}),
@@ -249,6 +249,8 @@ TOLERANCE = {"mgda": 1e-4, "cagrad": 1e-3, "nash_mtl": 1e-2, "fairgrad": 1e-5}
 def test_agrees_with_torchjd(name, tasks, kind):
     if name in NOT_IN_TORCHJD:
         pytest.skip(f"TorchJD 0.18 has no {name}; checked by hand below")
+    if name == "excess_mtl":
+        pytest.skip("one step: mtlab keeps the authors' uniform first step, TorchJD does not (tested below)")
     if name in ("pcgrad", "gradvac") and tasks > 2:
         pytest.skip("random task orders for T > 2 are drawn differently (checked against the two-task form)")
     if name == "nash_mtl" and kind == "scaled":
@@ -268,14 +270,13 @@ def stateful_torchjd(name: str):
     """TorchJD's stateful weighting for ``name`` and mtlab's options matching it."""
     A = pytest.importorskip("torchjd.aggregation")
     return {
-        "excess_mtl": (A.ExcessMTLWeighting(robust_step_size=0.7), {"step_size": 0.7}),
         "excess_mtl_warmup": (A.ExcessMTLWeighting(n_warmup_steps=2), {"warmup_steps": 2, "step_size": 1.0}),
         "modo": (A.MoDoWeighting(gamma=0.05, rho=0.2), {"gamma": 0.05, "rho": 0.2}),
-        "sdmgrad": (A.SDMGradWeighting(lr=5.0, lambda_=0.4), {"lr": 5.0, "lam": 0.4}),
+        "sdmgrad": (A.SDMGradWeighting(lr=5.0, lambda_=0.4), {"lr": 5.0, "lam": 0.4, "max_norm": 0.0}),
     }[name]
 
 
-@pytest.mark.parametrize("case", ["excess_mtl", "excess_mtl_warmup", "modo", "sdmgrad"])
+@pytest.mark.parametrize("case", ["excess_mtl_warmup", "modo", "sdmgrad"])
 @pytest.mark.parametrize("tasks", [2, 4])
 def test_stateful_methods_agree_with_torchjd_over_several_steps(case, tasks):
     """Six steps on the same random draws; MoDo and SDMGrad get the cross matrix J_1 J_2^T of two independent
@@ -291,9 +292,47 @@ def test_stateful_methods_agree_with_torchjd_over_several_steps(case, tasks):
             expected = reference(j)
             _, mine = method.aggregate(j[None], (j @ j.T)[None])
         else:
-            expected = reference(j1 @ j2.T)
+            expected = reference(j1 @ j2.T) * (tasks if name == "sdmgrad" else 1)  # the authors' x T
             _, mine = method.aggregate(j[None], (j1 @ j2.T)[None])
         assert torch.allclose(mine[0], expected, rtol=1e-9, atol=1e-12), (step, mine[0], expected)
+
+
+@pytest.mark.parametrize("tasks", [2, 4])
+def test_excess_mtl_keeps_the_first_step_uniform_as_the_authors_and_otherwise_agrees_with_torchjd(tasks):
+    """The authors' code records the first step's excess risks E_1 as the baseline and keeps the weights uniform;
+    TorchJD 0.18 also takes a step exp(eta E_1) with the raw E_1 there (the documented difference). From then on
+    both take the same steps, so mtlab's weights are TorchJD's with that first factor divided out."""
+    A = pytest.importorskip("torchjd.aggregation")
+    eta = 0.7
+    reference = A.ExcessMTLWeighting(robust_step_size=eta)
+    method = create_method({"method": "excess_mtl", "step_size": eta}, [f"t{i}" for i in range(tasks)])
+    g = torch.Generator().manual_seed(tasks)
+    first = None
+    for step in range(6):
+        j = torch.randn(tasks, 30, generator=g, dtype=torch.float64) * (1 + step)
+        expected = reference(j)
+        update, mine = method.aggregate(j[None], (j @ j.T)[None])
+        if step == 0:
+            first = (j**2 / (j**2 + 1e-7).sqrt()).sum(-1)  # the raw E_1: the baseline
+            uniform = torch.full((tasks,), 1.0 / tasks, dtype=torch.float64)
+            assert torch.equal(mine[0], uniform)
+            assert torch.allclose(update[0], j.mean(0))
+            assert torch.allclose(expected, torch.softmax(eta * first, 0), rtol=1e-9)  # TorchJD's step at call 1
+            assert not torch.allclose(expected, uniform, atol=1e-3)
+        else:
+            divided = expected * torch.exp(-eta * first)
+            assert torch.allclose(mine[0], divided / divided.sum(), rtol=1e-9, atol=1e-12), (step, mine[0])
+
+
+def test_excess_mtl_first_step_does_not_fix_the_weights_on_large_gradients():
+    """The defect: with E_1 unscaled, one step on gradients of many parameters took the weights far from uniform
+    (3 tasks on an MLP: [.49 .05 .47]). Now step 1 is uniform and the later steps are of order eta."""
+    j = torch.randn(3, 100_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    j[1] *= 0.3
+    method = create_method({"method": "excess_mtl"}, ["a", "b", "c"])
+    for _ in range(3):
+        _, weights = method.aggregate(j[None], (j @ j.T)[None])
+    assert (weights - 1 / 3).abs().max() < 0.02, weights
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0, 3.0])
@@ -302,13 +341,61 @@ def test_fairgrad_solves_its_fairness_condition(alpha):
     A = pytest.importorskip("torchjd.aggregation")
     j = spread_jacobian(5, 1e3, seed=1)
     d = aggregate("fairgrad", j, alpha=alpha, max_norm=0.0)
-    expected = A.FairGrad(alpha=alpha)(j)
+    expected = 5 * A.FairGrad(alpha=alpha)(j)  # the authors' x T
     assert relative_error(d, expected) < 1e-5
     if alpha > 0:
-        w = torch.linalg.lstsq(j.T, d[:, None]).solution[:, 0]
-        assert torch.allclose(j @ d, w.pow(-1 / alpha), rtol=1e-6)
+        w = torch.linalg.lstsq(j.T, d[:, None]).solution[:, 0] / 5  # the solver's w (d = 5 J^T w)
+        assert torch.allclose(j @ d / 5, w.pow(-1 / alpha), rtol=1e-6)
     # The authors' clipping: the update is no longer than max_norm.
     assert aggregate("fairgrad", 100 * j, alpha=alpha).norm() <= 1.0 + 1e-9
+
+
+def test_fairgrad_multiplies_by_the_task_count_before_clipping_as_the_authors():
+    """OptMN-Lab/fairgrad: d = T J^T w, then clip_grad_norm_(max_norm = 1). At alpha = 2 on gradients with
+    1/T < |J^T w| < 1 the clip engages only with the factor T (it did not before)."""
+    from mtlab.weighting.solvers import fair_allocation
+
+    def bare(j):  # J^T w, w the solver's fairness weights
+        return fair_allocation((j @ j.T)[None], 2.0)[0][0] @ j
+
+    j = jacobian(3, "conflicting", seed=2)
+    j = j * (0.5 / bare(j).norm()) ** -3  # J^T w scales as |g|^((1 - alpha) / (1 + alpha)) = |g|^(-1/3)
+    assert bare(j).norm().item() == pytest.approx(0.5, rel=1e-6)
+    assert torch.allclose(aggregate("fairgrad", j, alpha=2.0, max_norm=0.0), 3 * bare(j), rtol=1e-9)
+    clipped = aggregate("fairgrad", j, alpha=2.0)
+    assert clipped.norm().item() == pytest.approx(1.0, rel=1e-9)  # |3 J^T w| = 1.5, clipped to 1
+    assert torch.allclose(clipped, bare(j) / bare(j).norm(), rtol=1e-6)
+
+
+def test_fairgrad_reports_a_solve_that_stopped_short():
+    j = spread_jacobian(6, 1e4, seed=3)
+    method = create_method({"method": "fairgrad", "alpha": 2.0, "newton_steps": 1}, [f"t{i}" for i in range(6)])
+    gram = (j @ j.T)[None]
+    with pytest.warns(RuntimeWarning, match="fairgrad: .*loss.newton_steps"):
+        method.aggregate(j[None], gram)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once
+        method.aggregate(j[None], gram)
+    assert method.unconverged.tolist() == [2]
+    assert "unconverged" in method.replica_state(0)
+
+
+def test_sdmgrad_multiplies_by_the_task_count_and_clips_to_1_as_the_authors():
+    """OptMN-Lab/sdmgrad: g = T (J^T w + lambda g0) / (1 + lambda), then clip_grad_norm_(max_norm = 1)."""
+    g = torch.Generator().manual_seed(5)
+    j1, j2 = (torch.randn(3, 50, generator=g, dtype=torch.float64) for _ in range(2))
+    j = (j1 + j2) / 2
+    free = create_method({"method": "sdmgrad", "max_norm": 0.0}, ["a", "b", "c"])
+    update, weights = free.aggregate(j[None], (j1 @ j2.T)[None])
+    assert weights.sum().item() == pytest.approx(3.0)  # (w + lambda / T) / (1 + lambda) sums to 1, times T
+    assert update[0].norm() > 1
+    clipped = create_method({"method": "sdmgrad"}, ["a", "b", "c"])
+    short, short_weights = clipped.aggregate(j[None], (j1 @ j2.T)[None])
+    assert short[0].norm().item() == pytest.approx(1.0)
+    assert torch.allclose(short[0], update[0] / update[0].norm())
+    assert torch.allclose(torch.einsum("kt,ktp->kp", short_weights, j[None]), short)  # recorded = applied
+    small, _ = clipped.aggregate(1e-3 * j[None], 1e-6 * (j1 @ j2.T)[None])
+    assert small[0].norm() < 1  # shorter updates pass unclipped
 
 
 def test_config_has_equal_cosines_and_the_summed_projections_as_length():
@@ -320,7 +407,8 @@ def test_config_has_equal_cosines_and_the_summed_projections_as_length():
 
 
 def test_moco_tracks_the_gradients_and_steps_its_weights_by_hand():
-    method = create_method({"method": "moco", "rho": 0.1}, ["a", "b"])
+    libmtl_steps = {"beta": 0.5, "beta_sigma": 0.5, "gamma": 0.1, "gamma_sigma": 0.5}
+    method = create_method({"method": "moco", "rho": 0.1, **libmtl_steps}, ["a", "b"])
     g1 = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]], dtype=torch.float64)
     g2 = torch.tensor([[[3.0, 0.0], [0.0, 2.0]]], dtype=torch.float64)
     update, lam = method.aggregate(g1, g1 @ g1.mT)
@@ -335,6 +423,24 @@ def test_moco_tracks_the_gradients_and_steps_its_weights_by_hand():
     y = y - beta * (y - g2[0])
     assert torch.allclose(method.tracked[0], y)
     assert torch.allclose(update[0], y.T @ method.lam[0])
+
+
+def test_moco_defaults_are_the_authors_and_keep_both_tasks_where_rho_0_collapses():
+    """Trade-Off-MOL's MoCo: beta = gamma = rho = 0.1, constant steps. Gradients with g_1 . g_2 >= |g_2|^2 make the
+    min-norm weights one-hot: with rho = 0 (LibMTL's default, mtlab's before) lambda reaches (0, 1); with the
+    authors' rho = 0.1 it settles inside the simplex, at the minimiser of lambda^T (G + rho I) lambda."""
+    options = create_method({"method": "moco"}, ["a", "b"]).options
+    assert (options.beta, options.beta_sigma, options.gamma, options.gamma_sigma, options.rho) == (0.1, 0, 0.1, 0, 0.1)
+    j = torch.tensor([[[0.3, 0.0], [0.1, 0.1]]], dtype=torch.float64)  # g1 . g2 = 0.03 >= |g2|^2 = 0.02
+    final = {}
+    for rho in (0.0, 0.1):
+        method = create_method({"method": "moco", "rho": rho}, ["a", "b"])
+        for _ in range(3000):
+            _, lam = method.aggregate(j, j @ j.mT)
+        final[rho] = lam[0]
+    assert final[0.0][0].item() == 0.0  # collapsed onto task b
+    # (G + 0.1 I) = [[0.19, 0.03], [0.03, 0.12]]: the minimiser on the simplex is a = 0.09 / 0.25 = 0.36.
+    assert final[0.1][0].item() == pytest.approx(0.36, abs=1e-3)
 
 
 def test_db_mtl_balances_the_moving_averages_of_the_log_loss_gradients_by_hand():
@@ -416,6 +522,7 @@ def test_loss_methods_map_losses_to_one_objective_per_replica(name):
     method = create_method({"method": name}, ["a", "b", "c"], replicas=2)
     if name == "gradnorm":
         pytest.skip("needs a model (tested through training)")
+    method.plan(epochs=2, steps_per_epoch=5)  # the run's length, as the loop gives it before the first step
     objective, weights = method(losses)
     assert objective.shape == (2,)
     assert weights.shape == (2, 3)
@@ -423,6 +530,26 @@ def test_loss_methods_map_losses_to_one_objective_per_replica(name):
     assert not weights.requires_grad
     objective.sum().backward()
     assert torch.isfinite(losses.grad).all()
+
+
+def test_scale_invariant_is_the_sum_of_log_losses_and_ignores_each_loss_scale():
+    """SI (Navon et al. 2022, Table 2): L = sum_t log L_t, gradient 1 / L_t; loss.weights are the coefficients of the
+    log-losses, as the authors' task weights, and a weight of 0 leaves a task out."""
+    losses = torch.tensor([[0.5, 2.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    objective, weights = create_method({"method": "scale_invariant"}, ["a", "b", "c"])(losses)
+    assert objective.item() == pytest.approx(math.log(0.5 * 2.0 * 1.0))
+    objective.sum().backward()
+    assert torch.allclose(losses.grad, 1 / losses.detach())
+    assert torch.allclose(weights, 1 / losses.detach())
+    scaled = torch.tensor([[50.0, 0.002, 1.0]], dtype=torch.float64, requires_grad=True)  # 100x, 1/1000x, 1x
+    create_method({"method": "scale_invariant"}, ["a", "b", "c"])(scaled)[0].sum().backward()
+    assert torch.allclose(scaled.grad * scaled.detach(), torch.ones(1, 3, dtype=torch.float64))  # relative changes
+    # weights (2, 1, 0): the method sees (2 L_a, L_b, 0); objective 2 log(2 L_a) + log L_b, task c left out.
+    seen = torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float64)
+    objective, weights = create_method({"method": "scale_invariant", "weights": {"a": 2.0, "c": 0.0}},
+                                       ["a", "b", "c"])(seen)
+    assert objective.item() == pytest.approx(2 * math.log(1.0) + math.log(2.0))
+    assert weights[0].tolist() == pytest.approx([2.0, 0.5, 0.0])
 
 
 def test_fixed_gls_and_uncertainty_golden_values():
@@ -494,6 +621,55 @@ def test_stch_agrees_with_torchjd_before_and_after_its_warm_up():
             assert torch.allclose(weights[k], losses.grad[k], rtol=1e-9)
         method.after_epoch(nadir if epoch == 1 else torch.full((2, 3), 7.0, dtype=torch.float64))
     assert torch.equal(method.nadir, nadir.float())  # fixed at the last warm-up epoch, never moved after
+
+
+def test_stch_warm_up_is_a_share_of_the_run_and_ends_in_a_short_one():
+    """The defect: a warm-up of 5 epochs never ended in runs of 5 epochs or fewer, so stch was the sum of log-losses.
+    Now it is warmup_fraction (0.1) of the run's steps: 5 epochs of 4 steps -> 2 steps, the nadir their mean loss."""
+    method = create_method({"method": "stch", "mu": 0.5}, ["a", "b"], replicas=2)
+    method.plan(epochs=5, steps_per_epoch=4)
+    g = torch.Generator().manual_seed(0)
+    seen = []
+    for step in range(4):
+        losses = torch.rand(2, 2, generator=g, dtype=torch.float64) + 0.5
+        objective, _ = method(losses)
+        if step < 2:
+            assert torch.allclose(objective, losses.log().sum(1))  # warm-up: the sum of log-losses
+            seen.append(losses)
+        else:
+            nadir = torch.stack(seen).mean(0)
+            expected = 2 * 0.5 * torch.logsumexp((losses / nadir).log() / 0.5, dim=1)
+            assert torch.allclose(objective, expected, rtol=1e-6)
+        method.after_step(losses, None)
+    assert torch.allclose(method.nadir.double(), torch.stack(seen).mean(0), rtol=1e-6)
+    # A long run averages the warm-up's last epoch of steps, as the authors' last warm-up epoch: 100 x 10 steps,
+    # warm-up 100 steps, the nadir the mean of steps 91-100.
+    long = create_method({"method": "stch"}, ["a", "b"])
+    long.plan(epochs=100, steps_per_epoch=10)
+    for step in range(100):
+        long.after_step(torch.full((1, 2), float(step + 1)), None)
+    assert long.nadir.tolist() == [[95.5, 95.5]]
+    # Without plan() the share has no length: it says so rather than staying in the warm-up.
+    with pytest.raises(RuntimeError, match="plan"):
+        create_method({"method": "stch"}, ["a", "b"])(torch.ones(1, 2))
+
+
+def test_stch_keeps_the_old_warmup_epochs_option_and_every_study_listing_stch_validates():
+    from mtlab.study.catalog import builtin_study_paths, find_study
+    from mtlab.study.spec import expand
+
+    old = create_method({"method": "stch", "warmup_epochs": 5}, ["a", "b"]).options
+    assert old.warmup_epochs == 5
+    checked = 0
+    for name in builtin_study_paths():
+        spec, _ = find_study(name)
+        for budget in spec.budgets:
+            for run in expand(spec, budget):  # expanding validates every run config (the warm-up check included)
+                if run.config.loss.method == "stch":
+                    loss = run.config.loss
+                    assert loss.warmup_epochs is None or loss.warmup_epochs < run.config.train.epochs, (name, budget)
+                    checked += 1
+    assert checked > 0
 
 
 def test_stch_leaves_a_task_of_weight_0_out_and_refuses_other_weights():
@@ -734,6 +910,9 @@ def test_one_epoch_of_fashion_mtl_on_the_embedded_sample_stays_finite(name, tmp_
          "loss.weights: nash_mtl is invariant to the scale of each task's loss .*, so weights have no effect; remove"),
         (["loss.method=imtl_g", "loss.weights={item: 1, group: 0.5}"],
          "loss.weights: imtl_g is invariant to the scale of each task's loss .*, so weights have no effect; remove"),
+        (["loss.method=stch", "loss.weights={}", "loss.warmup_epochs=3", "train.epochs=3"],
+         "loss.warmup_epochs: a warm-up of 3 epochs covers every epoch of this 3-epoch run, so stch would train on "
+         "the sum of log-losses alone"),
     ],
 )
 def test_bad_loss_sections_name_the_key(override, message):

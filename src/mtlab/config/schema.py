@@ -383,9 +383,20 @@ class LtbModel(HeadedModel):
     kind: Literal["ltb"]
     trunk: Trunk = Field(description="The layers of the super-graph: node n of layer s is stage s of copy n.")
     branches: int | None = Field(None, gt=0, description="Nodes per layer (default: one per task).")
-    temperature: float = Field(1.0, gt=0.0, description="Gumbel-softmax temperature of the parent choices.")
+    temperature: float | None = Field(
+        None, gt=0.0, description="A fixed Gumbel-softmax temperature of the parent choices; default (null): "
+        "LibMTL's schedule, epochs / 20 / sqrt(epoch) in epoch 1, 2, ... after the warm-up."
+    )
+    hard: bool = Field(
+        True, description="Train with hard (one-hot, straight-through) samples and evaluate the most probable tree, "
+        "as LibMTL; false: soft samples, evaluated as softmax(theta / temperature)."
+    )
+    warmup_fraction: float = Field(
+        0.01, ge=0.0, lt=1.0, description="Share of the epochs (LibMTL: epoch < epochs / 100, so at least the "
+        "first) in which every child reads the sum of all its parents, before any choice is sampled."
+    )
     gumbel: bool = Field(
-        True, description="Sample parent choices with Gumbel noise while training (false: their plain softmax)."
+        True, description="Sample parent choices with Gumbel noise while training (false: noise-free choices)."
     )
 
 
@@ -639,6 +650,9 @@ class RunConfig(Strict):
                 "loss.method",
                 f"{method.name} balances {method.min_tasks} or more tasks; this run trains {len(tasks)} ({tasks})",
             )
+        problem = self.loss.run_problem(self.train.epochs)
+        if problem is not None:
+            raise _at(f"loss.{problem[0]}", problem[1])
         self.data.check_run(self)
         self._check_dense_augment(tasks)
         self.model.check_run(self)

@@ -56,6 +56,10 @@ class MultiTaskNet(nn.Module, ABC):
         Analysis tools find convolutions in them and hook their activations; :meth:`trunk_inputs` gives the inputs.
         """
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the training loop before each epoch (``epoch`` from 1, of ``epochs``), for networks whose
+        forward pass follows a schedule (LTB's temperature); the default does nothing."""
+
     def trunk_inputs(self, key: str, x: Tensor) -> Tensor:
         """What staged trunk ``key`` reads for model inputs ``x`` (B, C, H, W): the inputs themselves unless the
         kind routes them (a siamese branch reads one digit)."""

@@ -9,22 +9,39 @@ own choice over the N last nodes:
     d = softmax((theta + g) / tau),  g_i = -log(-log u_i),  u_i ~ U(0, 1)          (Jang et al., 2017)
     h_s[n] = stage_s^n( sum_p d_s[n, p] * h_{s-1}[p] ),     h_{-1}[p] = x   (B, C, H, W)
 
-Training samples the choices (a soft one-hot when tau is small), so the network weights and the branching
-distribution are learned together by gradient descent; where two tasks' paths choose the same parent they share it,
-and the tree that the highest-probability parents form is the learned branching (:meth:`LtbNet.tree`). Evaluation
-uses the choices without noise, softmax(theta / tau).
+The network weights and the branching distribution are learned together by gradient descent; where two tasks'
+paths choose the same parent they share it, and the tree that the highest-probability parents form is the learned
+branching (:meth:`LtbNet.tree`).
 
-What differs from the paper: the paper anneals tau and, once the branching is learned, reads off the argmax tree as
-the final architecture to train. mtlab keeps tau fixed (``model.temperature``) and evaluates the super-graph it
-trained (``tree()`` reports the branching); ``model.gumbel: false`` trains with the noise-free choices. The Gumbel
-noise is drawn independently per stacked replica, as dropout is, so stacked seeds equal solo runs only without it.
+Schedule (default): LibMTL's (``LibMTL/architecture/LTB.py``), the public implementation with explicit constants.
+In epoch e = 1, 2, ... of a run of E epochs:
+
+* warm-up, e - 1 < ``warmup_fraction`` x E (LibMTL: epoch < epochs / 100, so the first epoch at least): no choice
+  is sampled, every child reads the *sum* of all its parents (LibMTL's choices of all ones);
+* then tau_e = E / 20 / sqrt(e) (LibMTL's ``epochs / 20 / sqrt(epoch + 1)``, its epochs counted from 0), and the
+  choices are *hard* Gumbel samples: one-hot in the forward pass, the soft sample's gradient in the backward pass
+  (straight-through, torch's ``gumbel_softmax(hard=True)``).
+
+The paper anneals tau so that the sampled choices become one-hot as the branching is learned; mtlab could not obtain
+the paper's own annealing constants, so the default is LibMTL's schedule rather than a guess at the paper's.
+``model.temperature`` fixes tau instead (the behaviour of earlier mtlab versions, with ``hard: false``), and
+``hard: false`` trains with the soft samples. Evaluation draws no noise: hard choices evaluate the most probable
+tree (one-hot argmax theta: the paper's final architecture, without retraining it; LibMTL draws a fresh sample at
+test time), soft ones softmax(theta / tau); in the warm-up both read the sum, as training does.
+``model.gumbel: false`` trains with the noise-free choices. The Gumbel noise is drawn independently per stacked
+replica, as dropout is, so stacked seeds equal solo runs only without it. The loop tells the model each epoch
+(:meth:`LtbNet.start_epoch`); a model built outside a run (analysis, a checkpoint) is in its last epoch's state.
+
+What differs from the paper besides: once the branching is learned the paper reads off the argmax tree as the final
+architecture and trains it; mtlab evaluates the super-graph it trained (``tree()`` reports the branching).
 
 Shared parameters: every node and every layer's branching logits (each task's loss reaches all of them through the
-soft choices); a head and its own choice logits are its task's.
+choices); a head and its own choice logits are its task's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -40,27 +57,51 @@ from mtlab.models.staged import StagedTrunk, TrunkInNetwork
 
 class ParentChoice(nn.Module):
     """Branching logits ``theta`` (children, parents) and the choices they sample: (children, parents), rows sum
-    to 1. Initialised at 0: every parent equally likely."""
+    to 1 (all ones in the warm-up). Initialised at 0: every parent equally likely. ``temperature`` and ``warm_up``
+    are the schedule's current values (set by :meth:`LtbNet.start_epoch`; plain attributes, the same for every
+    stacked replica)."""
 
-    def __init__(self, children: int, parents: int, temperature: float, gumbel: bool):
+    def __init__(self, children: int, parents: int, temperature: float, gumbel: bool, hard: bool):
         super().__init__()
         self.theta = nn.Parameter(torch.zeros(children, parents))
-        self.temperature, self.gumbel = temperature, gumbel
+        self.temperature, self.gumbel, self.hard = temperature, gumbel, hard
+        self.warm_up = False
 
     def forward(self) -> Tensor:
         logits = self.theta
-        if self.training and self.gumbel:
+        if self.warm_up:
+            return torch.ones_like(logits)  # every parent, summed (LibMTL's warm-up)
+        if not self.training:
+            return _one_hot_max(logits) if self.hard else torch.softmax(logits / self.temperature, dim=-1)
+        if self.gumbel:
             u = torch.rand_like(logits).clamp(torch.finfo(logits.dtype).tiny, 1.0)
             logits = logits - torch.log(-torch.log(u))  # + Gumbel(0, 1) noise
-        return torch.softmax(logits / self.temperature, dim=-1)
+        soft = torch.softmax(logits / self.temperature, dim=-1)
+        if not self.hard:
+            return soft
+        return _one_hot_max(soft) - soft.detach() + soft  # one-hot forward, the soft sample's gradient
+
+
+def _one_hot_max(x: Tensor) -> Tensor:
+    """1 at each row's largest entry, 0 elsewhere (children, parents); vmap-safe (no index tensors)."""
+    return (x == x.amax(-1, keepdim=True)).to(x.dtype)
+
+
+def ltb_schedule(config: LtbModel, epoch: int, epochs: int) -> tuple[bool, float]:
+    """(warm-up, temperature) of epoch ``epoch`` (1, 2, ...) of ``epochs``: LibMTL's schedule unless
+    ``config.temperature`` fixes tau (the warm-up applies either way)."""
+    warm_up = epoch - 1 < config.warmup_fraction * epochs
+    tau = config.temperature if config.temperature is not None else epochs / 20 / math.sqrt(epoch)
+    return warm_up, tau
 
 
 class LtbNet(MultiTaskNet):
     """``nodes`` (N trunk copies, one per branch), ``choices`` (a :class:`ParentChoice` per layer after the first),
     ``head_choices`` (one per task over the last layer), one head per task."""
 
-    def __init__(self, config: LtbModel, tasks: list[Task], input_shape: InputShape):
+    def __init__(self, config: LtbModel, tasks: list[Task], input_shape: InputShape, epochs: int = 1):
         super().__init__([task.name for task in tasks])
+        self.config, self.epochs = config, epochs
         self.cascade = Cascade(config, tasks)
         branches = config.branches or len(self.task_names)
         nodes = []
@@ -70,12 +111,19 @@ class LtbNet(MultiTaskNet):
         self.nodes = nn.ModuleList(nodes)
         stages = len(nodes[0].stage_info)
         self.choices = nn.ModuleList(
-            ParentChoice(branches, branches, config.temperature, config.gumbel) for _ in range(max(stages - 1, 0))
+            ParentChoice(branches, branches, 1.0, config.gumbel, config.hard) for _ in range(max(stages - 1, 0))
         )
         self.head_choices = nn.ModuleDict(
-            {t: ParentChoice(1, branches, config.temperature, config.gumbel) for t in self.task_names}
+            {t: ParentChoice(1, branches, 1.0, config.gumbel, config.hard) for t in self.task_names}
         )
         self.heads = self.cascade.build_heads(config, tasks, features)
+        self.start_epoch(epochs, epochs)  # outside a run: the state of its last epoch
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Set the choices' schedule for epoch ``epoch`` (1, 2, ...) of ``epochs`` (see :func:`ltb_schedule`)."""
+        warm_up, tau = ltb_schedule(self.config, epoch, epochs)
+        for choice in [*self.choices, *self.head_choices.values()]:
+            choice.warm_up, choice.temperature = warm_up, tau
 
     def last_layer(self, x: Tensor) -> Tensor:
         """Inputs (B, C, H, W) -> every node's reduced output of the last layer, (N, B, F)."""
@@ -122,4 +170,4 @@ class LtbNet(MultiTaskNet):
 def build_ltb(config: RunConfig, tasks: Mapping[str, Task], input_shape: InputShape) -> LtbNet:
     """:class:`LtbNet` for ``config.model`` with heads for ``config.task_names``, in that order."""
     assert isinstance(config.model, LtbModel)
-    return LtbNet(config.model, pick_tasks(tasks, config.task_names), input_shape)
+    return LtbNet(config.model, pick_tasks(tasks, config.task_names), input_shape, epochs=config.train.epochs)

@@ -22,6 +22,7 @@ from mtlab.pages.blocks import Block, Bullets, Code, Facts, Heading, SavedFigure
 from mtlab.pages.render import to_html, to_markdown
 from mtlab.report.figures import make_figures
 from mtlab.report.frontier import frontier_table
+from mtlab.report.published import published_blocks
 from mtlab.report.reference import reference_blocks
 from mtlab.report.selection import selection_blocks
 from mtlab.report.stats import ALPHA
@@ -146,6 +147,7 @@ def report_blocks(
         blocks.append(comparison_table(comparisons))
 
     blocks += reference_blocks(study)  # "Against the original study", when the spec has a reference
+    blocks += published_blocks(study)  # "The papers' tables", when the reference carries them
     blocks += selection_blocks(study)  # "Two selections", when runs recorded test metrics every epoch
 
     frontier = frontier_table(study)

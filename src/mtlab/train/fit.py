@@ -238,6 +238,7 @@ def fit_replicas(
             break
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
+        replicas.start_epoch(epoch, config.train.epochs)  # a network's own schedule (LTB's temperature)
         replicas.train(True)
         totals = EpochTotals(objectives, k_count, device)
         for batch, (x, y) in enumerate(train_batches, 1):

@@ -80,6 +80,9 @@ class SingleReplica:
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.model.start_epoch(epoch, epochs)
+
     def state(self, k: int) -> dict[str, Tensor]:
         """Replica k's state dict (detached views; copy before keeping)."""
         return {name: v.detach() for name, v in self.model.state_dict().items()}
@@ -140,6 +143,9 @@ class StackedReplicas:
 
     def train(self, mode: bool = True) -> None:
         self.skeleton.train(mode)
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.skeleton.start_epoch(epoch, epochs)  # plain attributes: the skeleton's are every replica's
 
     def state(self, k: int) -> dict[str, Tensor]:
         return {name: v[k].detach() for name, v in {**self.params, **self.buffers}.items()}

@@ -450,8 +450,12 @@ class Weighting:
         scaled = self._scaled(raw)
         stacked = torch.stack(scaled, dim=1)
         bad = ~self._finite_losses(raw)
+        if scaler is not None and bool(bad.any()):
+            # As for gradient methods: the scaler skips the whole step, so every replica's state goes back, and the
+            # non-finite objective is still differentiated below so that ``scaler.step`` sees the overflow.
+            bad = torch.ones_like(bad)
         self._record(raw, stacked.detach(), bad)
-        if bool(bad.all()):
+        if bool(bad.all()) and scaler is None:
             return bad
         if self.diagnose:
             inputs = [features] if features is not None else (self.shared or [])
@@ -459,7 +463,7 @@ class Weighting:
                 self.last_gramian = gramian(self._rows(scaled, inputs))
         snapshot = self._snapshot(bad) if bool(bad.any()) or scaler is not None else None
         objective, weights = self.method(stacked)  # (K,), (K, T)
-        if bool(bad.any()):
+        if bool(bad.any()) and scaler is None:  # without a scaler, a replica with a non-finite loss gets no gradient
             objective = torch.where(bad.to(objective.device), torch.zeros_like(objective), objective)
         total = objective.sum()
         (total if scaler is None else scaler.scale(total)).backward()

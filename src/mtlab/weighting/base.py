@@ -13,10 +13,11 @@ stacked run holds exactly what a solo run of seed k would, and Adam (elementwise
 
 The loop picks its step strategy from ``method.step`` once, before the first epoch; it never looks at a method's
 name. Hooks with no-op defaults say what else a method needs: ``bind`` (the model's parameter views, for methods that
-look at "the last shared layer"), ``after_step`` (with the losses after the step on the same batch when
-``needs_losses_after_step``), ``after_epoch`` (epoch-mean training losses), and ``look_ahead`` for bilevel methods
-(``needs_meta_batch``): before each step the loop draws a *meta batch* from the training split - a second pass
-over it in an order of its own, never the validation or test split - and hands the method a :class:`LookAhead`
+look at "the last shared layer"), ``plan`` (the run's epochs and steps per epoch), ``after_step`` (with the losses
+after the step on the same batch when ``needs_losses_after_step``), ``after_epoch`` (epoch-mean training losses),
+and ``look_ahead`` for bilevel methods (``needs_meta_batch``): before each step the loop draws a *meta batch* from
+the training split - a second pass over it in an order of its own, never the validation or test split - and hands
+the method a :class:`LookAhead`
 probe: the task losses of the step's batch or of the meta batch at temporarily moved parameters, their gradients,
 and the virtual step the run's optimiser would take. With that the method can unroll one step and differentiate a
 meta objective through it (Auto-Lambda) without the loop knowing which method it runs. A gradient method may also
@@ -69,6 +70,12 @@ class MethodOptions(Strict):
             raise ValueError(f"{name} {cls.weights_refused}, so weights have no effect; remove them (on the command "
                              "line: loss.weights=null; a weight of 0, which leaves a task out, is allowed)")
         return weights
+
+    def run_problem(self, epochs: int) -> tuple[str, str] | None:
+        """Why these options cannot work in a run of ``epochs`` epochs, as (the option's name, the message), or None.
+        Checked when a run config is validated; the error names ``loss.<option>`` (STCH: a warm-up that covers every
+        epoch)."""
+        return None
 
 
 class LossOptions(MethodOptions):
@@ -158,6 +165,10 @@ class WeightingMethod(nn.Module):
 
     def bind(self, views: ParameterViews) -> None:
         """Called once before training with the model's parameter views (shared / task-owned / last shared)."""
+
+    def plan(self, epochs: int, steps_per_epoch: int) -> None:
+        """Called once before training with the run's length, for methods whose schedule is a share of the run
+        (STCH's warm-up); a loop of one's own calls it likewise."""
 
     def after_step(self, losses: Tensor, losses_after: Tensor | None) -> None:
         """Called after each optimiser step with the step's task losses (K, T) and, when the method asks for them

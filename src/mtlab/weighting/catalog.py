@@ -38,6 +38,7 @@ from mtlab.weighting import (  # noqa: F401  (each import registers its method)
     nash_mtl,
     pcgrad,
     rlw,
+    scale_invariant,
     sdmgrad,
     stch,
     uncertainty,

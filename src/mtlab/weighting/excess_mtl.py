@@ -7,12 +7,18 @@ sum of each task's squared gradients S_t <- S_t + g_t^2 (elementwise) as diagona
     E_t = sum_p g_tp^2 / sqrt(S_tp + 1e-7),   E_t <- E_t / E_t(first step)   (the paper's scale processing),
     alpha <- softmax(log alpha + eta E)      (exponentiated gradient, Eq. 9),   d = sum_t alpha_t g_t.
 
-The first step's E is the baseline (the authors' code; ``warmup_steps`` > 0 instead keeps uniform weights for that
-many steps and takes the mean E over them, the paper's Appendix C.1). As in TorchJD the baseline carries a 1e-7
-guard (a task without gradient) and the weights start at 1/T, as in the paper (the authors' code starts at 1 and
-renormalises to sum T: the same update, T times as long). eta = ``step_size``: 0.01, the authors' default
-(TorchJD's is 1.0). State tensors of the method, saved with the run: S (one row of P per replica and task, sized
-at the first step), alpha, the baseline and the step count.
+As in the authors' code (yifei-he/ExcessMTL, ``LibMTL/LibMTL/weighting/ExcessMTL.py``; LibMTL's
+``LibMTL/weighting/ExcessMTL.py`` is the same), the first step only records its E as the baseline and keeps the
+weights uniform (d is the mean gradient); the updates start at the second step, each with E divided by that
+baseline. ``warmup_steps`` > 0 instead keeps uniform weights for that many steps and takes the mean E over them as
+the baseline (the paper's Appendix C.1). Where mtlab differs from TorchJD 0.18: its ``ExcessMTLWeighting`` (with
+no warm-up) also takes an exponentiated step at the first call, with the raw E - which grows with the parameter
+count, so that one step fixes the weights for the rest of a run; mtlab's weights at every later step equal
+TorchJD's with that first step divided out (tests/test_weighting.py checks both). As in TorchJD the baseline
+carries a 1e-7 guard (a task without gradient) and the weights start at 1/T, as in the paper (the authors' code
+starts at 1 and renormalises to sum T: the same update, T times as long). eta = ``step_size``: 0.01, the authors'
+default (TorchJD's is 1.0). State tensors of the method, saved with the run: S (one row of P per replica and
+task, sized at the first step), alpha, the baseline and the step count.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ class ExcessMtlOptions(GradientOptions):
 class ExcessMTL(GradientMethod):
     Options = ExcessMtlOptions
     paper = "He et al., ICML 2024 (PMLR 235, he24n)"
-    linear_under_scaling = False  # E_t grows with |g| before the baseline exists, so the first step's weights do
+    # Uniform at the first step, then E / baseline, which is invariant to a common scale of the gradients.
     when_gradients_agree = "mean"
 
     def __init__(self, tasks, replicas, options, generators=None):
@@ -60,11 +66,10 @@ class ExcessMTL(GradientMethod):
         self.steps += 1
         if step < warmup:
             self.baseline += excess / warmup  # the warm-up mean, complete after the last warm-up step
+        elif step == 0:
+            self.baseline.copy_(excess)  # the authors' first step: the baseline only, the weights stay uniform
         else:
-            if step == 0:
-                self.baseline.copy_(excess)  # the first step's own E is the baseline: E is used unscaled once
-            else:
-                excess = excess / (self.baseline + 1e-7)
-            self.alpha.copy_(torch.softmax(self.alpha.log() + self.options.step_size * excess, dim=-1))
+            self.alpha.copy_(torch.softmax(self.alpha.log() + self.options.step_size * excess / (self.baseline + 1e-7),
+                                           dim=-1))
         weights = self.alpha.to(jacobian.dtype)
         return torch.einsum("kt,ktp->kp", weights, jacobian), weights

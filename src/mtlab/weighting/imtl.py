@@ -9,8 +9,11 @@ whose update has equal projections on every task's unit gradient:
 
 The paper's hybrid (IMTL): task-owned parameters and s take the gradient of the scaled losses, the shared ones the
 IMTL-G update. The scaled losses go through the method's ``task_objectives`` hook, so s_t (a parameter of the
-method, trained by the run's optimiser without weight decay, as the authors' LibMTL code does) gets the gradient
-``e^(s_t) L_t - 1`` from task t's backward pass. Recorded weights: ``w_t e^(s_t)``, the weight of g_t = grad L_t.
+method) gets the gradient ``e^(s_t) L_t - 1`` from task t's backward pass. mtlab's optimiser trains s without
+weight decay, as it does every method's parameters (:mod:`mtlab.train.optim`). That is not LibMTL's choice: its
+``LibMTL/weighting/IMTL.py`` registers the scales as an ``nn.Parameter`` of the model, so its single optimiser
+decays them with the model's weight decay (1e-5 by its config default). Recorded weights: ``w_t e^(s_t)``, the
+weight of g_t = grad L_t.
 """
 
 from __future__ import annotations

@@ -7,14 +7,14 @@ method on the equivalent convex problem (:func:`~mtlab.weighting.solvers.nash_ba
 replica at once, on the gradients' correlation matrix (the solution is invariant to each task's scale), until the
 Newton decrement shows convergence or after ``newton_steps`` steps. A solve that stops at that cap unconverged is
 counted in the state tensor ``unconverged`` (one count per replica, saved with the run's checkpoint under
-``weighting``) and reported once per run by a RuntimeWarning. As in the authors' code, the weights are recomputed
-every ``update_weights_every`` steps (kept in between) and the update is scaled down to norm ``max_norm`` when it is
-longer (0 = no limit). Defaults are the authors': max_norm 1.0, update_weights_every 1.
+``weighting``) and reported once per run by a RuntimeWarning (:class:`~mtlab.weighting.solvers.UnconvergedSolves`).
+As in the authors' code, the weights are recomputed every ``update_weights_every`` steps (kept in between) and the
+update is scaled down to norm ``max_norm`` when it is longer (0 = no limit). Defaults are the authors': max_norm
+1.0, update_weights_every 1.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar, Literal
 
 import torch
@@ -22,7 +22,7 @@ from pydantic import Field
 from torch import Tensor
 
 from mtlab.weighting.base import GradientOptions, GramianMethod, register_method
-from mtlab.weighting.solvers import nash_bargaining
+from mtlab.weighting.solvers import UnconvergedSolves, nash_bargaining
 
 
 class NashMtlOptions(GradientOptions):
@@ -42,7 +42,7 @@ class NashMtlOptions(GradientOptions):
 
 
 @register_method
-class NashMTL(GramianMethod):
+class NashMTL(UnconvergedSolves, GramianMethod):
     Options = NashMtlOptions
     paper = "Navon et al., ICML 2022 (arXiv:2202.01017)"
     linear_under_scaling = False  # its weights scale as 1 / |g|: the update does not grow with the gradients
@@ -51,24 +51,13 @@ class NashMTL(GramianMethod):
         super().__init__(tasks, replicas, options, generators)
         self.register_buffer("alpha", torch.ones(replicas, len(tasks), dtype=torch.float64))
         self.register_buffer("steps", torch.zeros(replicas, dtype=torch.long))
-        self.register_buffer("unconverged", torch.zeros(replicas, dtype=torch.long))  # solves stopped at the cap
-        self._warned = False
+        self.track_unconverged(replicas)
 
     def gramian_weights(self, gramian: Tensor) -> Tensor:
         if int(self.steps[0]) % self.options.update_weights_every == 0:
             alpha, converged = nash_bargaining(gramian, steps=self.options.newton_steps)
             self.alpha.copy_(alpha)
-            self.unconverged += (~converged).to(self.unconverged.dtype)
-            if not self._warned and not bool(converged.all()):
-                self._warned = True
-                warnings.warn(
-                    f"nash_mtl: the bargaining weights had not converged after loss.newton_steps="
-                    f"{self.options.newton_steps} Newton steps (replicas {(~converged).nonzero()[:, 0].tolist()}); "
-                    "the update uses them as they are. Raise loss.newton_steps; every such solve is counted in the "
-                    "method's state 'unconverged'. Warned once.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+            self.count_unconverged(converged, "the bargaining weights", "loss.newton_steps", self.options.newton_steps)
         self.steps += 1
         alpha = self.alpha
         if self.options.max_norm > 0:

@@ -7,13 +7,17 @@ momentum (``velocity <- momentum velocity + grad``, restarted each step; w kept 
 ``A = J_1 J_2^T / (mean_t sqrt(A_tt))^2`` (the scale normalisation of the paper's Section 6.1 and the authors'
 code), then
 
-    d = J^T (w + lambda w~) / (1 + lambda).
+    d = T J^T (w + lambda w~) / (1 + lambda),   scaled down to norm ``max_norm`` when longer (0 = no limit).
 
 J_1 and J_2 are the Jacobians of the two halves of each batch (the loop splits it for a method declaring
 ``samples = 2``; ``aggregate`` gets their mean and ``J_1 J_2^T`` in place of the Gramian). The paper's update takes
 a third sample's Jacobian; here it is the mean of the two (all the batch's data, as TorchJD's two-batch MoDo
-example does). Defaults are the authors' experiments' (and TorchJD's): lr 10, momentum 0.5, n_iter 20, lambda 0.3.
-State tensors: w.
+example does). The factor T and the clip are the authors' (OptMN-Lab/sdmgrad, ``methods/weight_methods.py``:
+``overwrite_grad`` multiplies the update by the task count, the scale of the summed losses' gradient, then
+``backward`` clips the shared parameters' gradient to ``max_norm = 1`` with ``clip_grad_norm_``); TorchJD's
+``SDMGradWeighting`` gives the weights (w + lambda w~) / (1 + lambda) alone. Defaults are the authors'
+experiments' (lr 10, momentum 0.5, n_iter 20, lambda 0.3 as in TorchJD, max_norm 1). Recorded weights:
+T (w + lambda w~) / (1 + lambda), times the clip's factor. State tensors: w.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class SdmgradOptions(GradientOptions):
     lr: float = Field(10.0, gt=0.0, description="Step of the inner projected gradient descent on w.")
     momentum: float = Field(0.5, ge=0.0, lt=1.0, description="Momentum of the inner descent.")
     n_iter: int = Field(20, gt=0, description="Inner steps per training step.")
+    max_norm: float = Field(1.0, ge=0.0, description="Longest update (0: no limit), the authors' clip.")
 
 
 @register_method
@@ -44,7 +49,7 @@ class SDMGrad(GramianMethod):
     Options = SdmgradOptions
     paper = "Xiao, Ban & Ji, NeurIPS 2023 (arXiv:2305.18409)"
     samples: ClassVar[int] = 2
-    when_gradients_agree = "mean"
+    linear_under_scaling = False  # the update is clipped to max_norm
 
     def __init__(self, tasks, replicas, options, generators=None):
         super().__init__(tasks, replicas, options, generators)
@@ -62,4 +67,12 @@ class SDMGrad(GramianMethod):
             velocity = grad if i == 0 else o.momentum * velocity + grad
             w = project_to_simplex(w - o.lr * velocity)
         self.w.copy_(w)
-        return ((w + o.lam * preferred) / (1 + o.lam)).to(gramian.dtype)
+        return (self.task_count * (w + o.lam * preferred) / (1 + o.lam)).to(gramian.dtype)  # the authors' x T
+
+    def aggregate(self, jacobian: Tensor, gramian: Tensor) -> tuple[Tensor, Tensor]:
+        update, weights = super().aggregate(jacobian, gramian)  # (K, P), (K, T)
+        if self.options.max_norm > 0:  # the gramian is J_1 J_2^T here, so |d| is measured on d itself
+            norm = update.double().norm(dim=-1)  # (K,)
+            factor = (self.options.max_norm / norm.clamp(min=self.options.max_norm)).to(update.dtype)  # (K,)
+            update, weights = update * factor[:, None], weights * factor[:, None]
+        return update, weights

@@ -20,6 +20,8 @@ many orders of magnitude. All arithmetic is in float64; callers cast back.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -416,3 +418,31 @@ def fair_allocation(gramian: Tensor, alpha: float, steps: int = 100, tol: float 
             break
     scale = torch.where(trace > 0, trace, torch.ones_like(trace)).pow(-alpha / (alpha + 1))
     return torch.where(live, w * scale[:, None], 0.0), converged
+
+
+class UnconvergedSolves:
+    """What a method whose weights come from an iterative solve with a step cap does with the solver's convergence
+    flag: a state tensor ``unconverged`` (K,) counts, per replica, the solves that stopped at the cap unconverged
+    (saved with the run's checkpoint under ``weighting``), and the first one is reported once per run by a
+    RuntimeWarning naming the option that raises the cap. Mixed into an ``nn.Module`` method class, which calls
+    :meth:`track_unconverged` in ``__init__`` and :meth:`count_unconverged` after each solve."""
+
+    unconverged: Tensor
+
+    def track_unconverged(self, replicas: int) -> None:
+        self.register_buffer("unconverged", torch.zeros(replicas, dtype=torch.long))  # solves stopped at the cap
+        self._warned_unconverged = False
+
+    def count_unconverged(self, converged: Tensor, what: str, cap_option: str, cap: int) -> None:
+        """``converged`` (K,) bool from this step's solve; ``what`` names the solution, ``cap_option`` the option
+        holding the cap ``cap`` (e.g. ``loss.newton_steps``)."""
+        self.unconverged += (~converged).to(self.unconverged.device, self.unconverged.dtype)
+        if not self._warned_unconverged and not bool(converged.all()):
+            self._warned_unconverged = True
+            warnings.warn(
+                f"{self.name}: {what} had not converged after {cap_option}={cap} Newton steps (replicas "
+                f"{(~converged).nonzero()[:, 0].tolist()}); the update uses them as they are. Raise {cap_option}; "
+                "every such solve is counted in the method's state 'unconverged'. Warned once.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
