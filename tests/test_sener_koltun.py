@@ -251,3 +251,42 @@ def test_a_variant_runs_under_its_budgets_only_and_the_control_is_the_first_the_
     none = StudySpec.model_validate({**_SPEC, "control": ["nothing", "neither"]})
     with pytest.raises(ConfigError, match=r"none of \['nothing', 'neither'\] is a variant of these runs"):
         check_control(none, paper)
+
+
+# ------------------------------------------------------------------- the tables against the papers' text copy
+
+# tables.md's MultiMNIST-family columns as the study's (its mean-of-two column and Recon's rows are not transcribed).
+_COLUMNS = {"left_digit_acc": "left.acc", "right_digit_acc": "right.acc", "task1_acc": "left.acc",
+            "task2_acc": "right.acc"}  # fmt: skip
+_TRANSCRIBED = [("MultiMNIST", "Sener&Koltun Table 3"), ("MultiMNIST", "F-MTL Table 1"),
+                ("MultiFashion", "F-MTL Table 1"), ("MultiFashion+MNIST", "F-MTL Table 1")]  # fmt: skip
+
+
+def test_published_tables_match_the_papers_text_copy():
+    from test_paper_studies import published_tables_md, tables_md_rows
+
+    path = published_tables_md()
+    if path is None:
+        pytest.skip("no text copy of the papers' tables (shared/published/tables.md) beside this checkout")
+    rows = tables_md_rows(path)
+    spec, _ = find_study("multi-mnist")
+    tables = spec.reference.published.tables
+    assert len(tables) == len(_TRANSCRIBED)
+    for table, key in zip(tables, _TRANSCRIBED, strict=True):
+        printed = rows[key]
+        assert [r["method"] for r in printed if r["method"] != "STL"] == list(table.rows), key
+        for r in printed:
+            cells = table.single_task if r["method"] == "STL" else table.rows[r["method"]]
+            for column, value in r.items():
+                if column in _COLUMNS and value:
+                    mine = str(cells[table.columns.index(_COLUMNS[column])])
+                    assert mine.replace(" ", "") == value.replace(" ", ""), (key, r["method"], column)
+    # Table 3 is also the reference's values, which give verdicts for the single-task networks too.
+    table3 = tables[0]
+    values = spec.reference.values
+    assert [values["single left"]["left"]["acc"].mean, values["single right"]["right"]["acc"].mean] == [
+        float(c) for c in table3.single_task
+    ]
+    names = spec.reference.published.methods
+    for method, cells in table3.rows.items():
+        assert [values[names[method]][t]["acc"].mean for t in ("left", "right")] == [float(c) for c in cells]
