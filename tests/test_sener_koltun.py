@@ -130,6 +130,24 @@ def test_channel_mask_is_one_draw_per_batch():
     assert not torch.equal(net.train().features(batch)["shared"], net.eval().features(batch)["shared"])
 
 
+def test_stacked_seeds_each_draw_one_channel_mask_per_batch():
+    """Seeds trained together (vmapped, randomness "different"): each replica's mask is shared by its batch."""
+    from mtlab.train.replicas import StackedReplicas
+
+    nets = [_net(head_drop=0.0), _net(head_drop=0.0)]
+    nets[1].load_state_dict(nets[0].state_dict())  # the same weights: only the masks can tell the replicas apart
+    replicas = StackedReplicas(nets)
+    replicas.train(True)
+    batch = torch.randn(1, 1, 1, 28, 28).expand(2, 16, 1, 28, 28)
+    found = set()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        z = replicas.features(batch)["shared"]  # (2, 16, 50)
+        assert torch.equal(z, z[:, :1].expand_as(z))
+        found.add(torch.equal(z[0], z[1]))
+    assert False in found  # the two replicas draw their own masks
+
+
 def test_head_mask_is_drawn_per_image():
     net = _net(channel_drop=0.0).train()
     z = torch.rand(1, 50).expand(32, 50)
