@@ -190,6 +190,22 @@ def test_budget_follows_their_protocol():
     assert {"shared, fixed", "shared, gradnorm", "single left"} <= quick
 
 
+def test_test_history_records_the_test_split_every_epoch_and_keeps_the_selected_weights_test():
+    from test_fit import config, run, toy_splits
+
+    splits = toy_splits(n=120, learnable=False)
+    cfg = config(epochs=6, early_stopping={"metric": "val.loss", "patience": 6}, test_history=True)
+    _, result = run(cfg, splits)
+    assert all(f"test.{t}.acc" in r and "test.loss" in r for r in result.history for t in ("item", "group"))
+    best = result.history[result.best_epoch - 1]
+    # The run's test metrics are those of its validation-selected weights: the history's record of that epoch.
+    for key, value in result.test.items():
+        assert best[key] == pytest.approx(value, rel=1e-6), key
+    _, without = run(config(epochs=6, early_stopping={"metric": "val.loss", "patience": 6}), splits)
+    assert not any(k.startswith("test.") for r in without.history for k in r)
+    assert without.test == result.test  # evaluating the test split every epoch changes nothing else
+
+
 def test_test_history_is_left_out_of_configs_that_do_not_ask_for_it():
     """Run ids hash the dumped config: the option's default leaves today's studies' ids as they were."""
     assert "test_history" not in TrainConfig().model_dump()
