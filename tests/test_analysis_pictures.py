@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,49 +45,43 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _train(tmp_path_factory, name: str, config: dict):
-    out = tmp_path_factory.mktemp("runs") / name
-    train_run(parse_config({"name": name, **config}), out)
-    return out
+def _train(root: Path, name: str, config: dict) -> Path:
+    train_run(parse_config({"name": name, **config}), root / name)
+    return root / name
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Tiny runs, trained once: a two-task CNN on the embedded sample, an MNIST CNN, a siamese pair CNN, an MLP."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MTLAB_OFFLINE", "1")
-        if SHARED_DATA.is_dir():
-            env.setenv("MTLAB_DATA", str(SHARED_DATA))
-        sample = {"dataset": "fashion-mnist-sample", "train_subset": 300, "test_subset": 60}
-        made = {
-            "fashion": _train(
-                tmp_path_factory, "fashion", {"data": sample, "model": {"trunk": {**CNN, "dense": [16]}}, "train": TINY}
-            ),
-            "mlp": _train(
-                tmp_path_factory,
-                "mlp",
-                {"data": sample, "model": {"trunk": {"type": "mlp", "widths": [8]}}, "train": TINY},
-            ),
-        }
-        if SHARED_DATA.is_dir():
-            made["mnist"] = _train(
-                tmp_path_factory,
-                "mnist",
-                {
-                    "data": {"dataset": "mnist", "train_subset": 300, "test_subset": 100},
-                    "model": {"trunk": {**CNN, "dense": [16]}},
-                    "train": TINY,
-                },
-            )
-            made["pairs"] = _train(
-                tmp_path_factory,
-                "pairs",
-                {
-                    "data": {"dataset": "mnist-pairs", "pairs": 200, "val_fraction": 0.0},
-                    "model": {"kind": "pairs", "weight_sharing": True, "branch": CNN},
-                    "train": TINY,
-                },
-            )
+def runs(built_once):
+    """Tiny runs, trained once for the session: a two-task CNN on the embedded sample, an MNIST CNN, a siamese pair
+    CNN, an MLP."""
+    return built_once("test_analysis_pictures-runs", _make_runs)
+
+
+def _make_runs(root: Path) -> dict[str, Path]:
+    sample = {"dataset": "fashion-mnist-sample", "train_subset": 300, "test_subset": 60}
+    made = {
+        "fashion": _train(root, "fashion", {"data": sample, "model": {"trunk": {**CNN, "dense": [16]}}, "train": TINY}),
+        "mlp": _train(root, "mlp", {"data": sample, "model": {"trunk": {"type": "mlp", "widths": [8]}}, "train": TINY}),
+    }
+    if SHARED_DATA.is_dir():
+        made["mnist"] = _train(
+            root,
+            "mnist",
+            {
+                "data": {"dataset": "mnist", "train_subset": 300, "test_subset": 100},
+                "model": {"trunk": {**CNN, "dense": [16]}},
+                "train": TINY,
+            },
+        )
+        made["pairs"] = _train(
+            root,
+            "pairs",
+            {
+                "data": {"dataset": "mnist-pairs", "pairs": 200, "val_fraction": 0.0},
+                "model": {"kind": "pairs", "weight_sharing": True, "branch": CNN},
+                "train": TINY,
+            },
+        )
     return made
 
 

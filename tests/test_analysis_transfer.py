@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,19 +32,20 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Three tiny runs, trained once: a shared two-task trunk, a single-task (item) trunk, and independent trunks
-    without a validation split."""
+def runs(built_once):
+    """Three tiny runs, trained once for the session: a shared two-task trunk, a single-task (item) trunk, and
+    independent trunks without a validation split."""
+    return built_once("test_analysis_transfer-runs", _make_runs)
+
+
+def _make_runs(root: Path) -> dict[str, Path]:
     configs = {
         "shared": {"data": SAMPLE, "model": {"trunk": TRUNK}},
         "item-only": {"data": SAMPLE, "tasks": ["item"], "model": {"trunk": TRUNK}},
         "independent": {"data": {**SAMPLE, "val_fraction": 0.0}, "model": {"trunk": TRUNK, "sharing": "independent"}},
     }
-    root = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MTLAB_OFFLINE", "1")
-        for name, config in configs.items():
-            train_run(parse_config({"name": name, **config, "train": TINY}), root / name)
+    for name, config in configs.items():
+        train_run(parse_config({"name": name, **config, "train": TINY}), root / name)
     return {name: root / name for name in configs}
 
 

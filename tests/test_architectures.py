@@ -532,19 +532,20 @@ STITCHED_CNN = {"type": "cnn", "conv": [{"filters": 4, "pool": 2}, {"filters": 6
 
 
 @pytest.fixture(scope="module")
-def stitched_run(tmp_path_factory):
-    """A tiny cross-stitch CNN trained once on the embedded sample."""
-    out = tmp_path_factory.mktemp("runs") / "stitch"
+def stitched_run(built_once):
+    """A tiny cross-stitch CNN trained once for the session on the embedded sample."""
     config = {
         "name": "stitch",
         "data": {"dataset": "fashion-mnist-sample", "train_subset": 300, "test_subset": 60},
         "model": {"kind": "cross_stitch", "trunk": STITCHED_CNN},
         "train": {"epochs": 1, "batch_size": 50, "device": "cpu"},
     }
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MTLAB_OFFLINE", "1")
-        train_run(parse_config(config), out)
-    return out
+
+    def make(root):
+        train_run(parse_config(config), root / "stitch")
+        return root / "stitch"
+
+    return built_once("test_architectures-stitched", make)
 
 
 def test_a_stitched_column_is_analysed_as_the_network_computes_it(stitched_run):

@@ -68,9 +68,12 @@ def _yaml(path: Path, data) -> None:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    """A workspace made once per module; each case works on a fresh copy."""
-    ws = tmp_path_factory.mktemp("template")
+def template(built_once) -> Path:
+    """A workspace made once for the session; each case works on a fresh copy."""
+    return built_once("test_bad_input-template", _make_template)
+
+
+def _make_template(ws: Path) -> Path:
     _yaml(ws / "tiny.yaml", TINY_RUN)
     _yaml(ws / "digits.yaml", DIGITS_RUN)
     _yaml(ws / "study.yaml", STUDY)

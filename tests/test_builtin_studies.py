@@ -130,6 +130,7 @@ def test_multi_mnist_study_compares_every_registered_weighting_method():
     assert {"single left", "single right"} <= set(spec.variants)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CIFAR_STUDIES)
 def test_cifar100_study_downloads_verifies_and_runs(name, tmp_path, monkeypatch):
     served = tmp_path / "served"

@@ -164,6 +164,7 @@ def test_train_summary_names_the_weighting_and_the_diagnostics(loss, diagnostics
     assert training_setup(config) == shown
 
 
+@pytest.mark.slow
 def test_piped_study_prints_a_line_per_finished_run(tmp_path):
     study = tmp_path / "tiny-study.yaml"
     study.write_text(yaml.safe_dump({"name": "tiny-study", "seeds": 2, "base": {**TINY_BASE, "train": {

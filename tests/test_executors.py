@@ -52,6 +52,7 @@ def _by_variant_and_seed(directory: Path):
     return frame.sort_values(["variant", "seed", "split", "task", "metric"]).reset_index(drop=True), runs, info
 
 
+@pytest.mark.slow
 def test_a_pool_of_two_workers_gives_the_in_process_numbers(tmp_path):
     spec = StudySpec.model_validate(SMALL)
     run_study(spec, tmp_path / "pool", workers=2)
@@ -95,6 +96,7 @@ def die_on_boom(task: GroupTask, emit) -> GroupResult:
     return GroupResult(task.key, [RunResult(run_id, summary={"pid": os.getpid()}) for run_id in task.run_ids])
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_retried_once_then_only_its_runs_fail():
     pool = ProcessExecutor(2, work=die_on_boom)
     try:
@@ -321,6 +323,7 @@ def ray_cluster(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time: the test kills Ray workers by their title
 def test_a_study_on_a_ray_cluster_survives_a_killed_worker_and_resumes(tmp_path, ray_cluster):
     spec_path = _slow_spec(tmp_path)
     directory = tmp_path / "study"
@@ -379,6 +382,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_pool_workers_exit_within_a_second_or_two_of_a_kill_9_of_their_driver(tmp_path):
     (tmp_path / "slow_step.py").write_text(SLOW_STEP)

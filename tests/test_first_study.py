@@ -202,6 +202,7 @@ def test_single_task_controls_are_left_out_of_the_ranks_and_the_caption_says_so(
 # ------------------------------------------------------------------------------------------- 8. the LaTeX export
 
 
+@pytest.mark.slow
 def test_latex_document_loads_lmodern_and_says_why_there_is_no_ranking(tmp_path, capsys):
     directory = fake_study(tmp_path / "study", {"ew": {}, "uw": {"set": {"loss.method": "uncertainty"}}}, "ew",
                            lambda run, task: 0.8 + 0.01 * run.seed)  # fmt: skip
@@ -219,6 +220,7 @@ def test_latex_document_loads_lmodern_and_says_why_there_is_no_ranking(tmp_path,
 # ------------------------------------------------------------------------------------ 6. the figure format stays put
 
 
+@pytest.mark.slow
 def test_the_figure_format_is_remembered_per_study_directory(tmp_path):
     directory = fake_study(tmp_path, {"ew": {}, "uw": {"set": {"loss.method": "uncertainty"}}}, "ew",
                            lambda run, task: 0.8 + 0.01 * run.seed)  # fmt: skip
@@ -303,6 +305,7 @@ def shapes_table(directory: Path) -> Path:
 FOUND = "task shape: 4 classes found in column 'shape': circle, square, squre, triangle (declare data.tasks.shape"
 
 
+@pytest.mark.slow
 def test_classes_found_in_a_column_are_said_by_train_and_in_the_report_header(tmp_path, capsys):
     run = shapes_table(tmp_path)
     assert main(["train", str(run), "--out", str(tmp_path / "run")]) == 0
@@ -316,6 +319,7 @@ def test_classes_found_in_a_column_are_said_by_train_and_in_the_report_header(tm
 # ----------------------------------------------------------------------------- 9. where a tracker writes, what it got
 
 
+@pytest.mark.slow
 def test_train_tracks_into_its_run_directory_and_says_where(tmp_path, capsys, monkeypatch):
     pytest.importorskip("mlflow")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -362,6 +366,7 @@ def test_the_documentation_marks_its_fragments_and_has_a_whole_run_config():
     assert any({"data", "model"} <= set(raw) for raw in configs)  # a whole run config, not only a study's base
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("where", "text"), yaml_blocks(), ids=[where for where, _ in yaml_blocks()])
 def test_every_whole_config_of_the_documentation_trains_as_written(where, text, tmp_path, monkeypatch, capsys):
     """A run config trains (one epoch); a study expands into valid run configs. A block whose first line is a

@@ -507,6 +507,7 @@ def test_example_runs_for_every_method(name, capsys):
     assert f"{name} after 2 steps: item" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_example_runs_as_a_script():
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "own_loop.py"), "--method", "dwa", "--steps", "2"],
                           capture_output=True, text=True, timeout=300)

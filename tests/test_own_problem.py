@@ -22,12 +22,16 @@ def mtlab(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("own")
-    out = mtlab(root, "data", "example", "my-problem")
-    assert out.returncode == 0, out.stderr
-    assert "mtlab train my-problem/table.yaml" in out.stdout
-    return root / "my-problem"
+def example(built_once) -> Path:
+    """The example, written once for the session (tests train from it; only the study test adds a file to it)."""
+
+    def make(root: Path) -> Path:
+        out = mtlab(root, "data", "example", "my-problem")
+        assert out.returncode == 0, out.stderr
+        assert "mtlab train my-problem/table.yaml" in out.stdout
+        return root / "my-problem"
+
+    return built_once("test_own_problem-example", make)
 
 
 @pytest.mark.parametrize("config", ["table.yaml", "arrays.yaml", "custom.yaml"])

@@ -58,6 +58,7 @@ def test_every_kind_of_plug_in_is_listed(site, tmp_path):
     assert "demo_softmax" in out.stdout
 
 
+@pytest.mark.slow
 def test_a_run_uses_the_plug_ins_dataset_task_type_model_and_method(site, tmp_path):
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(CONFIG))
     out = mtlab(site, tmp_path, "train", "run.yaml", "--out", "run")
@@ -68,6 +69,7 @@ def test_a_run_uses_the_plug_ins_dataset_task_type_model_and_method(site, tmp_pa
     assert metrics["test"]["test.cluster.acc"] > 0.5  # three well-separated blobs
 
 
+@pytest.mark.slow
 def test_a_study_runs_on_the_plug_ins_executor(site, tmp_path):
     study = {
         "name": "demo",
@@ -82,6 +84,7 @@ def test_a_study_runs_on_the_plug_ins_executor(site, tmp_path):
     assert "demo_serial" in (tmp_path / "s" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_without_the_package_its_names_are_unknown(tmp_path):
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(CONFIG))
     out = subprocess.run(

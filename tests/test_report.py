@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,8 +166,8 @@ def build_study(directory: Path, control: str | None = CONTROL, finish: bool = T
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict[str, Path]:
-    return build_report(build_study(tmp_path_factory.mktemp("study")))
+def report(built_once) -> dict[str, Path]:
+    return built_once("test_report-report", lambda directory: build_report(build_study(directory)))
 
 
 def failed_run_id(directory: Path) -> str:
@@ -298,6 +299,7 @@ def test_report_without_control_has_no_comparisons(tmp_path):
     assert (paths["figures"] / "confusion.png").is_file()
 
 
+@pytest.mark.slow
 def test_figures_as_svg_embed_as_vectors_and_as_pdf_beside_pngs(tmp_path):
     directory = build_study(tmp_path)
     paths = build_report(directory, figure_format="svg")
@@ -543,6 +545,7 @@ def chromium(*args: str, home: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a real browser
 def test_report_renders_in_headless_chromium(report, tmp_path):
     from matplotlib.image import imread
 
@@ -617,8 +620,11 @@ def weighting_fit(run) -> FakeFit:
 
 
 @pytest.fixture(scope="module")
-def weighting_report(tmp_path_factory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("weighting")
+def weighting_report(built_once) -> dict[str, Path]:
+    return built_once("test_report-weighting", build_weighting_report)
+
+
+def build_weighting_report(directory: Path) -> dict[str, Path]:
     spec = weighting_spec()
     runs = expand(spec)
     with ResultStore(directory / STORE_NAME) as store:
@@ -705,6 +711,7 @@ def test_pareto_front_and_numeric_axes():
     assert NUMBER.match("aux on") is None
 
 
+@pytest.mark.slow  # a real browser
 def test_weighting_report_renders_in_headless_chromium(weighting_report, tmp_path):
     url = weighting_report["html"].resolve().as_uri()
     dom = chromium("--dump-dom", url, home=tmp_path).stdout
@@ -783,8 +790,8 @@ def morpho_task_types(tasks: list[str]) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def morpho_study(tmp_path_factory) -> Path:
-    return build_morpho_study(tmp_path_factory.mktemp("morpho"))
+def morpho_study(built_once) -> Path:
+    return built_once("test_report-morpho", build_morpho_study)
 
 
 def build_morpho_study(directory: Path) -> Path:
@@ -814,8 +821,8 @@ def test_the_store_knows_each_tasks_type_primary_metric_and_directions(morpho_st
     assert not study.notes
 
 
-def test_report_of_a_regression_task_uses_its_units_and_directions(morpho_study):
-    md = build_report(morpho_study)["md"].read_text()
+def test_report_of_a_regression_task_uses_its_units_and_directions(morpho_study, tmp_path):
+    md = build_report(shutil.copytree(morpho_study, tmp_path / "morpho"))["md"].read_text()  # the fixture is shared
     summary = md.split("## Summary", 1)[1].split("## Comparisons", 1)[0]
     header = next(line for line in summary.splitlines() if line.startswith("| Variant | n |"))
     assert "digit test acc ↑ (%)" in header

@@ -263,6 +263,8 @@ def test_two_workers_run_exactly_the_trials_asked_none_twice_and_resume(tmp_path
     assert [t.params for t in more.trials[:4]] == [t.params for t in outcome.trials]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time (see test_executors)
 def test_a_search_runs_its_trials_on_the_ray_executor(tmp_path, monkeypatch):
     """Searches use the executor service studies use: here Ray tasks on a private local instance."""
     pytest.importorskip("ray", reason="--executor ray needs Ray (pip install 'mtlab[ray]')")

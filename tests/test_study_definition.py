@@ -1,12 +1,11 @@
 """A study directory is never silently redefined: a differing command is refused with what differs, ``--redefine``
-keeps the earlier runs; ^C / SIGTERM leave no run ``running``; the report shows the overrides and never counts runs
-as running when nothing runs; ``mtlab run --out`` refuses a run directory."""
+keeps the earlier runs; an interrupt leaves no run ``running`` (real signals to a real driver: test_crashes.py); the
+report shows the overrides and never counts runs as running when nothing runs; ``mtlab run --out`` refuses a run
+directory."""
 
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from mtlab.study.runner import run_study
 from mtlab.study.spec import StudySpec, expand
 from mtlab.study.store import ResultStore
 from mtlab.train.run import train_runs
-from processes import mtlab_process, run_statuses
 
 TINY = {
     "name": "tiny",
@@ -53,11 +51,14 @@ def info(directory: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """A finished tiny study (2 runs), to copy."""
-    directory = tmp_path_factory.mktemp("finished") / "study"
-    run_study(tiny(), directory, command=["mtlab", "run", "tiny.yaml"])
-    return directory
+def finished(built_once) -> Path:
+    """A finished tiny study (2 runs), trained once for the session, to copy."""
+
+    def make(directory: Path) -> Path:
+        run_study(tiny(), directory / "study", command=["mtlab", "run", "tiny.yaml"])
+        return directory / "study"
+
+    return built_once("test_study_definition-finished", make)
 
 
 @pytest.fixture
@@ -194,43 +195,6 @@ def test_an_interrupt_puts_the_runs_in_flight_back_and_says_how_many_are_kept(tm
     assert calls == [1, 1, 1]
     with ResultStore(tmp_path / "results.sqlite") as store:
         assert store.runs_frame().attempts.tolist() == [1, 2]  # the finished run was not redone
-
-
-@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
-                                                      (signal.SIGTERM, 143, "terminated (SIGTERM)")])  # fmt: skip
-def test_a_signal_mid_study_leaves_no_run_running_and_the_same_command_resumes(tmp_path, signum, code, said):
-    spec_file = tmp_path / "tiny.yaml"
-    spec_file.write_text(yaml.safe_dump({**TINY, "seeds": [0, 1], "base": {**TINY["base"], "train": {
-        **TINY["base"]["train"], "epochs": 2}}}))  # fmt: skip
-    out = tmp_path / "study"
-    argv = ["run", str(spec_file), "--out", str(out), "--no-report", "--workers", "1", "--group-seeds", "off"]
-    driver = mtlab_process(*argv, cwd=tmp_path)
-    deadline = time.time() + 180
-    while time.time() < deadline and driver.poll() is None:
-        rows = list(run_statuses(out).values())
-        if "done" in rows and "running" in rows:  # a run is in flight, another finished
-            break
-        time.sleep(0.02)
-    assert driver.poll() is None, driver.communicate()
-    driver.send_signal(signum)
-    _, err = driver.communicate(timeout=60)
-    assert driver.returncode == code, err
-    kept = sum(s == "done" for s in run_statuses(out).values())
-    assert err.strip().splitlines()[-1] == (
-        f"mtlab: {said} - {kept} run{'s' if kept != 1 else ''} kept; run the same command to resume"
-    )
-    assert "running" not in run_statuses(out).values()
-    assert 0 < kept < 4
-    finished = {r: s for r, s in run_statuses(out).items() if s == "done"}
-
-    resume = mtlab_process(*argv, cwd=tmp_path)
-    stdout, err = resume.communicate(timeout=300)
-    assert resume.returncode == 0, err
-    assert f"trained {4 - kept} now" in stdout
-    with ResultStore(out / "results.sqlite") as store:
-        runs = store.runs_frame()
-    assert set(runs.status) == {"done"}
-    assert (runs[runs.run_id.isin(finished)].attempts == 1).all()
 
 
 # ------------------------------------------------------------------------------------------------------ report

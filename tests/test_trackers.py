@@ -61,11 +61,15 @@ def shared_seed_1_diverges(configs, outs, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def finished_study(tmp_path_factory) -> Path:
-    """A tiny finished study (2 variants x 2 seeds, 2 epochs; one run failed), trained once for the module."""
-    directory = tmp_path_factory.mktemp("trackers") / "study"
-    run_study(tiny_spec(), directory, train=shared_seed_1_diverges)
-    return directory
+def finished_study(built_once) -> Path:
+    """A tiny finished study (2 variants x 2 seeds, 2 epochs; one run failed), trained once for the session (tests
+    read it or copy it)."""
+
+    def make(directory: Path) -> Path:
+        run_study(tiny_spec(), directory / "study", train=shared_seed_1_diverges)
+        return directory / "study"
+
+    return built_once("test_trackers-finished", make)
 
 
 def store_view(directory: Path) -> dict[str, dict]:
@@ -289,6 +293,7 @@ def test_an_export_reads_back_equal_to_the_store_and_a_second_one_adds_nothing(f
     assert {r.status for k, r in rows.items() if k in store_view(directory)} == {"done", "failed"}
 
 
+@pytest.mark.slow
 def test_mlflow_layout_tags_artifacts_and_failure_reason(finished_study, tmp_path):
     directory = tmp_path / "study"
     shutil.copytree(finished_study, directory)
@@ -335,6 +340,7 @@ def test_a_missing_client_is_one_line_naming_the_extra(finished_study, tmp_path,
 # ---------------------------------------------------------------------------------------------------------- live
 
 
+@pytest.mark.slow
 def test_live_tracking_through_the_process_pool(tmp_path):
     directory = tmp_path / "study"
     run_study(tiny_spec(), directory, workers=2, group_seeds="off", track=["mlflow", "tensorboard"])
@@ -349,6 +355,7 @@ def test_live_tracking_through_the_process_pool(tmp_path):
         assert_matches_store(directory, tracker)
 
 
+@pytest.mark.slow
 def test_a_resumed_study_neither_duplicates_nor_loses_runs_in_the_tracker(tmp_path):
     """The driver dies after the first epoch of a run (as on a kill); resuming retrains that run and the tracker
     shows every run once with every epoch once."""
@@ -396,6 +403,7 @@ def read_mlflow_partial(directory: Path):
     return seeds, runs, client
 
 
+@pytest.mark.slow
 def test_a_tracker_that_fails_mid_study_is_one_warning_and_the_next_export_catches_up(tmp_path, monkeypatch):
     from mtlab.trackers.mlflow import MlflowTracker
 
@@ -456,6 +464,7 @@ def ray_home(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time (see test_executors)
 def test_live_tracking_through_a_ray_cluster(tmp_path, ray_home, ray_cluster):  # noqa: F811
     directory = tmp_path / "study"
     run_study(tiny_spec(), directory, executor="ray", address=ray_cluster, group_seeds="off", workers=2,
@@ -468,6 +477,7 @@ def test_live_tracking_through_a_ray_cluster(tmp_path, ray_home, ray_cluster):  
 
 
 
+@pytest.mark.slow
 def test_an_export_whose_tracker_fails_says_so_and_exits_2(finished_study, tmp_path, monkeypatch, capsys):
     from mtlab.trackers.mlflow import MlflowTracker
 
