@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from mtlab.config.schema import RunConfig, TrainConfig
+from mtlab.config.schema import MultiData, RunConfig, TrainConfig
 from mtlab.data.dataset import Split
-from mtlab.data.overlay import Geometry, compose_split, overlay
+from mtlab.data.overlay import Geometry, compose_split, overlay, stretch_to_bytes
 from mtlab.errors import ConfigError
 from mtlab.models import build_model
 from mtlab.models.multi_lenet import MultiLeNet, batch_channel_mask
@@ -57,23 +57,41 @@ def test_composite_pixels_by_hand():
     assert int((out > 0).sum()) == 3  # the 50 lost to the maximum, the 200 and the 90 to the resize
 
 
+def test_stretch_spans_0_to_255_as_scipys_bytescale():
+    canvas = torch.tensor([[0, 100, 200], [50, 150, 200]], dtype=torch.uint8).view(1, 1, 2, 3)
+    # floor(v * 255 / 200 + 0.5): 100 -> 128 (127.5 + 0.5), 50 -> 64 (63.75 + 0.5), 150 -> 191 (191.25 + 0.5)
+    assert stretch_to_bytes(canvas).flatten().tolist() == [0, 128, 255, 64, 191, 255]
+    flat = torch.full((1, 1, 2, 2), 7, dtype=torch.uint8)
+    assert stretch_to_bytes(flat).flatten().tolist() == [0, 0, 0, 0]  # span 0 counts as 1: v - min
+    full = torch.tensor([0, 3, 255], dtype=torch.uint8).view(1, 1, 1, 3)
+    assert torch.equal(stretch_to_bytes(full), full)  # a canvas that spans 0-255 already is kept
+    left = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    left[0, 0, 0, 0] = 100  # the only ink: stretched to 255 only with stretch on
+    assert overlay(left, torch.zeros_like(left), SK, torch.Generator(), stretch=True)[0, 0, 0, 0] == 255
+    assert overlay(left, torch.zeros_like(left), SK, torch.Generator())[0, 0, 0, 0] == 100
+
+
 def _their_composite(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """The composite as their loader's read_image_file builds it, step by step (pixel stretch aside: see the study
-    header), resized with PIL's nearest neighbour, which scipy's imresize calls."""
+    """The composite as their loader's read_image_file builds it, step by step, then what scipy's imresize does to
+    the float canvas: bytescale (stretch to span 0-255, round) and PIL's nearest-neighbour resize."""
     pil = pytest.importorskip("PIL.Image")
     canvas = np.zeros((36, 36))
     canvas[0:28, 0:28] = left
     canvas[6:34, 6:34] = right
     canvas[6:28, 6:28] = np.maximum(left[6:28, 6:28], right[0:22, 0:22])
-    return np.asarray(pil.fromarray(canvas.astype(np.uint8)).resize((28, 28), pil.NEAREST))
+    low, span = canvas.min(), canvas.max() - canvas.min()
+    scaled = ((canvas - low) * (255.0 / (span or 1.0))).clip(0, 255) + 0.5
+    return np.asarray(pil.fromarray(scaled.astype(np.uint8)).resize((28, 28), pil.NEAREST))
 
 
 def test_composites_equal_their_loaders_construction_one_per_image():
     generator = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (12, 1, 28, 28), dtype=torch.uint8, generator=generator)
+    images[:6] //= 2  # half of the digits peak below 128, so that composites of two of them are stretched
     labels = torch.arange(12) % 10
     source = Split(images, {"digit": labels})
-    composed = compose_split(source, source, per_image=1, geometry=SK, seed=3, stream="multi-mnist/train")
+    composed = compose_split(source, source, per_image=1, geometry=SK, seed=3, stream="multi-mnist/train",
+                             stretch=True)  # fmt: skip
     assert composed.images.shape == (12, 1, 28, 28)  # one composite per source image
     assert torch.equal(composed.labels["left"], labels)  # image i is the top-left digit of composite i
     for i in range(12):
@@ -81,9 +99,11 @@ def test_composites_equal_their_loaders_construction_one_per_image():
         partners = [j for j in range(12) if labels[j] == composed.labels["right"][i]]
         expected = [_their_composite(images[i, 0].numpy(), images[j, 0].numpy()) for j in partners]
         assert any(np.array_equal(composed.images[i, 0].numpy(), e) for e in expected), i
-    again = compose_split(source, source, per_image=1, geometry=SK, seed=3, stream="multi-mnist/train")
-    other = compose_split(source, source, per_image=1, geometry=SK, seed=4, stream="multi-mnist/train")
+    again = compose_split(source, source, per_image=1, geometry=SK, seed=3, stream="multi-mnist/train", stretch=True)
+    other = compose_split(source, source, per_image=1, geometry=SK, seed=4, stream="multi-mnist/train", stretch=True)
     assert torch.equal(again.images, composed.images)  # a function of the seed
+    kept = compose_split(source, source, per_image=1, geometry=SK, seed=3, stream="multi-mnist/train")
+    assert not torch.equal(kept.images, composed.images)  # some composites here were stretched
     assert not torch.equal(other.images, composed.images)
 
 
@@ -169,7 +189,7 @@ def test_budget_follows_their_protocol():
     assert (config.data.dataset, config.data.per_image, config.data.canvas, config.data.offset) == (
         "multi-mnist", 1, 36, 6,
     )  # fmt: skip
-    assert (config.data.size, config.data.shift) == (28, 0)
+    assert (config.data.size, config.data.shift, config.data.stretch) == (28, 0, True)
     assert config.model.kind == "multi_lenet"
     assert (config.optim.name, config.optim.lr, config.optim.momentum) == ("sgd", 0.05, 0.9)
     assert (config.optim.schedule, config.optim.step_epochs, config.optim.step_gamma) == ("step", 10, 0.85)
@@ -210,6 +230,8 @@ def test_test_history_is_left_out_of_configs_that_do_not_ask_for_it():
     """Run ids hash the dumped config: the option's default leaves today's studies' ids as they were."""
     assert "test_history" not in TrainConfig().model_dump()
     assert TrainConfig(test_history=True).model_dump()["test_history"] is True
+    assert "stretch" not in MultiData(dataset="multi-mnist").model_dump(mode="json")
+    assert MultiData(dataset="multi-mnist", stretch=True).model_dump(mode="json")["stretch"] is True
 
 
 def test_test_selection_takes_the_best_mean_epoch_the_first_on_a_tie():

@@ -8,16 +8,9 @@ rules of a model kind (its dataset, its reuse edges) in the kind's own :meth:`Mo
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import (
-    Field,
-    SerializerFunctionWrapHandler,
-    ValidationInfo,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest of mtlab imports from here)
     DATASETS,
@@ -126,6 +119,7 @@ class MultiData(DataBase):
         "multi-fashion-mnist-sample",
     ]
     offered_tasks: ClassVar[tuple[str, ...]] = ("left", "right")
+    added_options: ClassVar[tuple[str, ...]] = ("stretch",)
     per_image: int = Field(2, gt=0, description="Composites per source image (it is the top-left image of each).")
     canvas: int = Field(36, ge=28, description="Side of the square canvas the two 28x28 images are placed on.")
     offset: int = Field(6, ge=0, description="Row and column of the bottom-right image's corner on the canvas.")
@@ -133,6 +127,10 @@ class MultiData(DataBase):
     size: int = Field(36, gt=0, description="Side of the composites after a nearest-neighbour resize of the canvas.")
     construction_seed: int = Field(
         0, ge=0, description="Seed of the composites; the same for every run, so run seeds vary only the training."
+    )
+    stretch: bool = Field(
+        False, description="Stretch each canvas's intensities to span 0-255 before the resize, as scipy's imresize "
+        "did in Sener & Koltun's loader (false: keep the pixels)."
     )
 
     @field_validator("offset")
@@ -550,20 +548,13 @@ class TrainConfig(Strict):
         "evaluations as the test metrics (the protocol of Liu et al. 2019 and Nash-MTL: no model selection, mean "
         "of the last 10 epochs); off (null): the test split is evaluated once, on the selected weights.",
     )
+    added_options: ClassVar[tuple[str, ...]] = ("test_history",)
     test_history: bool = Field(
         False,
         description="Also evaluate the test split after every epoch and record it in the history (test.<task>."
         "<metric>), for a report that shows a paper's selection of the epoch by test metrics beside mtlab's; the "
         "run's test metrics stay those of its selected weights. Costs one test pass per epoch.",
     )
-
-    @model_serializer(mode="wrap")
-    def _omit_default_test_history(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Left out at its default, so the configs (and run ids) of every study from before this option are unchanged.
-        dumped = handler(self)
-        if not self.test_history:
-            dumped.pop("test_history", None)
-        return dumped
 
     @model_validator(mode="after")
     def _test_average_needs_no_selection(self) -> TrainConfig:
