@@ -126,6 +126,21 @@ def test_their_lenet_has_their_shapes_and_parts():
     assert {t: o.shape for t, o in out.items()} == {"left": (4, 10), "right": (4, 10)}
 
 
+def test_flops_per_image_behind_the_studys_cost_estimate():
+    """The multi-mnist header's cost of budget sener-koltun starts from these counts (PyTorch's FLOP counter, a
+    multiply-add = 2 FLOPs): 0.97 MFLOP forward, 2.63 MFLOP forward and backward per 28 x 28 image, two tasks."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = _net().train()
+    x = torch.randn(8, 1, 28, 28)
+    with FlopCounterMode(display=False) as forward:
+        net(x)
+    with FlopCounterMode(display=False) as both:
+        sum(o.sum() for o in net(x).values()).backward()
+    assert forward.get_total_flops() / 8 == 972_000
+    assert both.get_total_flops() / 8 == 2_628_000
+
+
 def test_channel_mask_is_one_draw_per_batch():
     x = torch.randn(64, 20, 8, 8)
     torch.manual_seed(0)
