@@ -274,6 +274,7 @@ def test_tiny_budget_reports_both_selections_against_table_3(tmp_path):
     report = build_report(tmp_path / "study")["md"].read_text()
     assert "Two selections: by validation (mtlab) and by test (the paper's)" in report
     assert "Each selection against the original" in report
+    assert "selecting on the test split adds" in report
     assert "Against the original study" in report
     study = load_study(tmp_path / "study")
     frame = selection_frame(study)
