@@ -208,6 +208,7 @@ def test_budget_follows_their_protocol():
     assert config.model.kind == "multi_lenet"
     assert (config.optim.name, config.optim.lr, config.optim.momentum) == ("sgd", 0.05, 0.9)
     assert (config.optim.schedule, config.optim.step_epochs, config.optim.step_gamma) == ("step", 10, 0.85)
+    assert config.optim.step_offset == 1
     assert config.optim.grad_clip is None
     assert (config.train.epochs, config.train.batch_size, config.train.test_history) == (100, 256, True)
     assert (config.loss.method, config.loss.gradients) == ("mgda", "representation")
@@ -239,6 +240,32 @@ def test_test_history_records_the_test_split_every_epoch_and_keeps_the_selected_
     _, without = run(config(epochs=6, early_stopping={"metric": "val.loss", "patience": 6}), splits)
     assert not any(k.startswith("test.") for r in without.history for k in r)
     assert without.test == result.test  # evaluating the test split every epoch changes nothing else
+
+
+def test_step_offset_drops_the_rate_before_epochs_9_19_99_as_their_loop():
+    """Their loop multiplies the rate by 0.85 at the start of 0-based epochs 9, 19, ..., 99: epoch e trains at
+    0.05 * 0.85 ** ((e + 1) // 10). optim.step_offset 1 gives exactly that; 0 is PyTorch's StepLR (e // 10)."""
+    from mtlab.config.schema import OptimConfig
+    from mtlab.train.optim import build_schedule
+
+    def rates(offset: int, steps: int = 3) -> list[float]:
+        config = OptimConfig(name="sgd", lr=0.05, schedule="step", step_epochs=10, step_gamma=0.85, step_offset=offset)
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
+        schedule = build_schedule(config, optimizer, 100 * steps, steps_per_epoch=steps)
+        per_epoch = []
+        for _ in range(100):
+            per_epoch.append(optimizer.param_groups[0]["lr"])
+            for _ in range(steps):
+                optimizer.step()
+                schedule.step()
+        return per_epoch
+
+    theirs = [0.05 * 0.85 ** ((e + 1) // 10) for e in range(100)]
+    assert rates(1) == pytest.approx(theirs, rel=1e-12)
+    assert rates(0) == pytest.approx([0.05 * 0.85 ** (e // 10) for e in range(100)], rel=1e-12)
+    with pytest.raises(ValueError, match="step_offset 10 must be less than step_epochs 10"):
+        OptimConfig(schedule="step", step_epochs=10, step_offset=10)
+    assert "step_offset" not in OptimConfig().model_dump()  # run ids of today's studies unchanged
 
 
 def test_test_history_is_left_out_of_configs_that_do_not_ask_for_it():

@@ -465,6 +465,7 @@ def model_kind(kind: str) -> type[ModelKind]:
 
 
 class OptimConfig(Strict):
+    added_options: ClassVar[tuple[str, ...]] = ("step_offset",)
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
     weight_decay: float = Field(0.0, ge=0.0)
@@ -475,8 +476,18 @@ class OptimConfig(Strict):
         100, gt=0, description="Step schedule: multiply the learning rate by step_gamma every this many epochs."
     )
     step_gamma: float = Field(0.5, gt=0.0, le=1.0, description="Step schedule: the factor (PyTorch's StepLR gamma).")
+    step_offset: int = Field(
+        0, ge=0, description="Step schedule: the drops come this many epochs earlier - before 0-based epochs "
+        "step_epochs - offset, 2 step_epochs - offset, ... (Sener & Koltun's loop: 1); 0: PyTorch's StepLR."
+    )
     warmup_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="One-cycle: fraction of steps spent warming up.")
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the global gradient norm to this value.")
+
+    @model_validator(mode="after")
+    def _offset_within_a_period(self) -> OptimConfig:
+        if self.step_offset >= self.step_epochs:
+            raise ValueError(f"step_offset {self.step_offset} must be less than step_epochs {self.step_epochs}")
+        return self
 
 
 class EarlyStopping(Strict):
