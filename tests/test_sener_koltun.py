@@ -347,6 +347,10 @@ def test_a_variant_runs_under_its_budgets_only_and_the_control_is_the_first_the_
     check_control(spec, paper)
     with pytest.raises(ValueError, match=r"variant 'uw': budgets \['papr'\] are not among the budgets"):
         StudySpec.model_validate({**_SPEC, "variants": {**_SPEC["variants"], "uw": {"budgets": ["papr"]}}})
+    # A variant without budgets dumps as before, so the stored definitions of earlier studies read unchanged.
+    assert StudySpec.model_validate({**_SPEC, "variants": {"equal": {}}}).model_dump()["variants"] == {
+        "equal": {"set": {}, "grid": {}}
+    }
     none = StudySpec.model_validate({**_SPEC, "control": ["nothing", "neither"]})
     with pytest.raises(ConfigError, match=r"none of \['nothing', 'neither'\] is a variant of these runs"):
         check_control(none, paper)
@@ -389,3 +393,16 @@ def test_published_tables_match_the_papers_text_copy():
     names = spec.reference.published.methods
     for method, cells in table3.rows.items():
         assert [values[names[method]][t]["acc"].mean for t in ("left", "right")] == [float(c) for c in cells]
+
+
+def test_variants_of_other_budgets_leave_a_budgets_stored_definition_unchanged():
+    """Adding a paper's variants for its own budget (and naming the budgets of an existing variant) does not make a
+    store of another budget a different definition: `mtlab run` resumes it without --redefine."""
+    from mtlab.study.definition import _defining
+    from mtlab.study.spec import StudySpec
+
+    before = StudySpec.model_validate({**_SPEC, "variants": {"equal": {}}, "control": "equal"})
+    after = StudySpec.model_validate(_SPEC)
+    old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
+    assert _defining(old, "mine") == _defining(new, "mine")
+    assert _defining(old, "paper") != _defining(new, "paper")

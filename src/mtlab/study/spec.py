@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -72,6 +72,7 @@ def _label(value: Any) -> str:
 class Variant(Strict):
     """A named change of the base config: fixed overrides (``set``) and, optionally, its own grid axes."""
 
+    added_options: ClassVar[tuple[str, ...]] = ("budgets",)  # stored definitions of earlier studies stay the same
     set: dict[str, Any] = Field(default_factory=dict, description="Dotted config key -> value.")
     grid: dict[str, Axis] = Field(default_factory=dict, description="Axes that apply to this variant only.")
     budgets: list[str] | None = Field(
