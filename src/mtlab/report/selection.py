@@ -151,7 +151,8 @@ def _verdict_blocks(study: StudyData, frame: pd.DataFrame) -> list[Block]:
                 group = frame[(frame["variant"] == variant) & (frame["task"] == task) & (frame["metric"] == metric)]
                 if group.empty:
                     continue
-                cells = [Cell(variant, kind="text"), Cell(f"{task} {metric}", kind="text"), Cell(f"{original.mean}")]
+                cells = [Cell(variant, kind="text"), Cell(f"{task} {metric}", kind="text")]
+                cells.append(Cell(f"{original.mean:.2f}"))
                 for column in ("validation", "test_selected"):
                     a = agreement(group[column].dropna().to_numpy(), original)
                     cells.append(Cell(f"{a.mean:.2f}" if not math.isnan(a.mean) else MISSING, note=f"n={a.n}"))
