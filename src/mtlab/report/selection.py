@@ -39,10 +39,12 @@ def selected_by_test(history: pd.DataFrame, primaries: dict[str, tuple[str, floa
     """The epoch of one run's per-epoch test records ``history`` (columns epoch, metric, value; metrics
     ``test.<task>.<metric>``) whose mean over tasks of ``sign * value`` of the task's primary metric is largest
     (``primaries``: task -> (metric, +1 when higher is better, else -1)), the earliest on a tie; and each task's
-    primary test value at that epoch. Tasks without test records are left out."""
+    primary test value at that epoch. Tasks without test records are left out (none: epoch 0, no values)."""
     table = history.pivot_table(index="epoch", columns="metric", values="value", aggfunc="first").sort_index()
     columns = {task: f"{TEST}{task}.{metric}" for task, (metric, _) in primaries.items()}
     present = {task: column for task, column in columns.items() if column in table.columns}
+    if not present:
+        return 0, {}
     score = sum(primaries[task][1] * table[column] for task, column in present.items()) / len(present)
     epoch = int(score.idxmax())  # the first maximum
     return epoch, {task: float(table.at[epoch, column]) for task, column in present.items()}
