@@ -16,9 +16,10 @@ import os
 import tempfile
 import time
 
-from mtlab.config.schema import FashionData, MnistData, MultiData
-from mtlab.data import catalog, derived, load_dataset, resolve
-from mtlab.data.tasks import OVERLAYS
+from mtlab.data import derived, load_dataset, mnist, resolve
+from mtlab.data.fashion import FashionData
+from mtlab.data.mnist import MnistData
+from mtlab.data.multi_mnist import OVERLAYS, MultiData
 
 SOURCE_CONFIG = {
     "mnist": lambda: MnistData(dataset="mnist"),
@@ -30,7 +31,7 @@ SOURCE_CONFIG = {
 def timed(call) -> tuple[float, object]:
     """Seconds ``call()`` takes in a process that has read nothing yet, and its result."""
     resolve._DIGESTS.clear()
-    catalog._parse_once.cache_clear()
+    mnist._parse_once.cache_clear()
     derived._load.cache_clear()
     started = time.perf_counter()
     result = call()

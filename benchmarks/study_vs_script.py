@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtlab.config.schema import MnistData
 from mtlab.data.catalog import load_dataset
+from mtlab.data.mnist import MnistData
 from mtlab.data.pairs import make_pairs
 from mtlab.study.catalog import find_study
 from mtlab.study.runner import run_study

@@ -7,8 +7,8 @@ A stratified, seeded sample of the real dataset, kept in the original order, as 
   1000 test pairs of ``mnist-pairs`` with ``data.digits: mnist-sample``).
 
 The output is byte-for-byte reproducible (fixed seed, gzip mtime 0), and the script prints the SHA-256 digests of
-the decompressed files for the sample's ``Source`` in ``src/mtlab/data/sources.py``. Where the data comes from and
-under which licence it is shared: ``src/mtlab/embedded/README.md``.
+the decompressed files for the sample's ``Source`` in its dataset module (``src/mtlab/data/fashion.py`` or
+``mnist.py``). Where the data comes from and under which licence it is shared: ``src/mtlab/embedded/README.md``.
 
     python scripts/make_embedded_sample.py [--sample NAME] [--source DIR] [--out DIR]
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+import mtlab.data.builtin  # noqa: F401  (registers the sources)
 from mtlab.data.idx import read_bytes, read_idx, write_idx
 from mtlab.data.resolve import resolve
 from mtlab.data.sources import SOURCES

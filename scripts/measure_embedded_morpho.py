@@ -17,9 +17,9 @@ import sys
 
 import numpy as np
 
-from mtlab.config.schema import MnistData
 from mtlab.data import morpho
 from mtlab.data.catalog import load_dataset
+from mtlab.data.mnist import MnistData
 from mtlab.data.morpho_mnist import FORMAT, SHIPPED_MEASURES, source_digests
 
 

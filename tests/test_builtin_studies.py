@@ -15,8 +15,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from mtlab.data.sources import CIFAR100, SOURCES, RawFile
-from mtlab.data.tasks import OVERLAYS
+from mtlab.data.cifar100 import CIFAR100
+from mtlab.data.multi_mnist import OVERLAYS
+from mtlab.data.sources import SOURCES, RawFile
 from mtlab.report import build_report
 from mtlab.study.catalog import builtin_study_paths, find_study
 from mtlab.study.runner import run_study

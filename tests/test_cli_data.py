@@ -30,6 +30,17 @@ def test_list(capsys):
     assert "downloads off" in out
 
 
+def test_which_datasets_read_a_source_is_asked_of_the_datasets(capsys):
+    """'used by' and what `fetch DATASET` fetches come from each dataset's answer, so a dataset no source lists by
+    hand (morpho-mnist) is known to `mtlab data` and fetches its source."""
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist, mnist-pairs, multi-mnist, multi-fashion-mnist, morpho-mnist" in out
+    assert "fashion-mnist-sample, multi-fashion-sample, multi-fashion-mnist-sample" in out
+    assert main(["data", "fetch", "morpho-mnist"]) == 2  # the mnist source, which a test may not download
+    assert "downloads are off" in capsys.readouterr().err
+
+
 def test_verify_everything_found(capsys):
     shared = require_shared_data()
     assert main(["data", "verify"]) == 0
@@ -93,8 +104,8 @@ def test_unknown_dataset_is_a_usage_error(capsys):
 
 
 def test_list_shows_the_composite_datasets_and_their_cached_builds(capsys):
-    from mtlab.config.schema import MultiData
     from mtlab.data import load_dataset
+    from mtlab.data.multi_mnist import MultiData
 
     load_dataset(MultiData(dataset="multi-fashion-sample", per_image=1))
     assert main(["data", "list"]) == 0

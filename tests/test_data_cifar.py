@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtlab.config.schema import Cifar100Data
 from mtlab.data import cifar, load_dataset
+from mtlab.data.cifar100 import CIFAR100, Cifar100Data
 from mtlab.data.download import fetch
 from mtlab.data.resolve import resolve
-from mtlab.data.sources import CIFAR100, SOURCES, RawFile, Source
+from mtlab.data.sources import SOURCES, RawFile, Source
 from mtlab.errors import DataError
 from test_data_resolve import bypass_proxies, serve_directory
 

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from conftest import require_shared_data
-from mtlab.config.schema import FashionData, MultiData
 from mtlab.data import derived, load_dataset
-from mtlab.data.catalog import FASHION_CLASSES
 from mtlab.data.dataset import Split
+from mtlab.data.fashion import FASHION_CLASSES, FashionData
 from mtlab.data.idx import read_bytes, write_idx
+from mtlab.data.mnist import MNIST
+from mtlab.data.multi_mnist import OVERLAYS, MultiData
 from mtlab.data.overlay import Geometry, compose_split, overlay
 from mtlab.data.pairs import DIGITS
-from mtlab.data.sources import MNIST, SOURCES, RawFile
-from mtlab.data.tasks import OVERLAYS
+from mtlab.data.sources import SOURCES, RawFile
 from mtlab.errors import DataError
 
 # sha256 of the test composites of multi-fashion-sample (per_image 1, size 28, seed 0): images, then left, then right

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import require_shared_data
-from mtlab.config.schema import MnistPairsData
 from mtlab.data import Dataset, Split, Task, load_dataset
+from mtlab.data.mnist_pairs import MnistPairsData
 from mtlab.data.pairs import draw_pairs, make_pairs, pool
 from mtlab.errors import ConfigError
 

@@ -38,7 +38,7 @@ def write_toy_files(directory: Path, seed: int = 0) -> dict[str, bytes]:
 def toy_source(contents: dict[str, bytes], **changes) -> Source:
     """A source whose catalogue digests are those of ``contents`` (as written by :func:`write_toy_files`)."""
     files = tuple(RawFile(name, hashlib.sha256(content).hexdigest()) for name, content in contents.items())
-    source = Source(name="toy", dirname="toy", files=files, hint="get the toy files somewhere", datasets=("toy",))
+    source = Source(name="toy", dirname="toy", files=files, hint="get the toy files somewhere")
     return dataclasses.replace(source, **changes)
 
 

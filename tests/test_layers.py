@@ -80,12 +80,7 @@ PLACES = {
 # test_allowed_edges_still_exist, so the list cannot go stale; the goal is an empty list.
 H_MODELS_H_DATA = "removed by h-models / h-data"  # config assembled in two steps; datasets and kinds one module each
 ALLOWED = {
-    ("mtlab.config.plugins", "mtlab.data.arrays"): H_MODELS_H_DATA,
-    ("mtlab.config.plugins", "mtlab.data.celeba"): H_MODELS_H_DATA,
-    ("mtlab.config.plugins", "mtlab.data.cityscapes"): H_MODELS_H_DATA,
-    ("mtlab.config.plugins", "mtlab.data.morpho_mnist"): H_MODELS_H_DATA,
-    ("mtlab.config.plugins", "mtlab.data.nyuv2"): H_MODELS_H_DATA,
-    ("mtlab.config.plugins", "mtlab.data.table"): H_MODELS_H_DATA,
+    ("mtlab.config.plugins", "mtlab.data.builtin"): H_MODELS_H_DATA,  # every dataset module, one import (h-data)
     ("mtlab.config.plugins", "mtlab.models.custom"): H_MODELS_H_DATA,
     ("mtlab.config.plugins", "mtlab.models.deeplab"): H_MODELS_H_DATA,
     ("mtlab.config.plugins", "mtlab.models.imagenet_resnet"): H_MODELS_H_DATA,
@@ -93,8 +88,6 @@ ALLOWED = {
     ("mtlab.config.plugins", "mtlab.models.segnet"): H_MODELS_H_DATA,
     ("mtlab.config.plugins", "mtlab.models.timm_trunk"): H_MODELS_H_DATA,
     ("mtlab.config.schema", "mtlab.config.plugins"): H_MODELS_H_DATA,
-    ("mtlab.config.schema", "mtlab.data.tasks"): H_MODELS_H_DATA,
-    ("mtlab.data.placed", "mtlab.config.plugins"): H_MODELS_H_DATA,
     # The model registry loads the built-in kinds on first use, and they import it to register: one registry
     # style with the built-ins loaded by the assembly step.
     ("mtlab.models.registry", "mtlab.models.builtin"): H_MODELS_H_DATA,

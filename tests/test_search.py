@@ -85,6 +85,21 @@ def test_bad_specs_fail_with_the_key_named(tmp_path, changes, message):
         load_search_spec(spec_file(tmp_path, **changes))
 
 
+@pytest.mark.parametrize(("image_size", "pooled", "fits"), [(64, 5, True), (8, 4, False), (None, 7, True)])
+def test_the_feature_map_check_asks_the_dataset_its_input_size(tmp_path, image_size, pooled, fits):
+    """CelebA at image_size 64 has room for five 2x pools, at 8 not for four, at 178 x 218 for seven (the check
+    used to assume 28 pixels for every dataset but CIFAR-100 and the digit pairs)."""
+    base = {"data": {"dataset": "celeba", "image_size": image_size}, "tasks": ["Smiling"], "train": {"epochs": 1}}
+    space = {"type": "cnn", "depth": {"low": pooled, "high": pooled}, "filters": {"low": 4, "high": 4},
+             "pooled_layers": pooled}  # fmt: skip
+    path = spec_file(tmp_path, base=base, space=space, objective="val.Smiling.acc")
+    if fits:
+        load_search_spec(path)
+    else:
+        with pytest.raises(ConfigError, match=f"conv layer {pooled} leaves no pixels"):
+            load_search_spec(path)
+
+
 @pytest.mark.parametrize(
     ("objective", "direction"),
     [("val.digit.acc", "maximize"), ("val.digit.f1", "maximize"), ("val.digit.loss", "minimize")],

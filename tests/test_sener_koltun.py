@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from mtlab.config.schema import MultiData, RunConfig, TrainConfig
+from mtlab.config.schema import RunConfig, TrainConfig
 from mtlab.data.dataset import Split
+from mtlab.data.multi_mnist import MultiData
 from mtlab.data.overlay import Geometry, compose_split, overlay, stretch_to_bytes
 from mtlab.errors import ConfigError
 from mtlab.models import build_model

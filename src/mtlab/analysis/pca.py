@@ -39,6 +39,7 @@ def image_datasets() -> list[str]:
     the pixel analyses (PCA, ellipses per class) can take."""
     from mtlab.config.base import DATASETS
     from mtlab.config.schema import RunConfig  # noqa: F401  (assembling the schema registers every dataset)
+    from mtlab.tasks import TASK_TYPES
 
     names = []
     for name, options in DATASETS.items():
@@ -46,7 +47,7 @@ def image_datasets() -> list[str]:
             types = list(options.model_validate({"dataset": name}).task_types().values())
         except ValueError:  # needs more than its name (a table, an .npz)
             continue
-        if types and types[0] == "multiclass":
+        if types and TASK_TYPES.get(types[0]).class_indices:
             names.append(name)
     return names
 

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from mtlab.cli.console import make_console
-from mtlab.data.sources import SOURCES, Source
 from mtlab.errors import DataError, MtlabError, did_you_mean
 
 if TYPE_CHECKING:
     from mtlab.data.placed import HandPlaced
+    from mtlab.data.sources import Source
 
 # Reading, checking and building data (numpy, torch) is imported by the actions that do it: `mtlab --help` builds
 # this command's parser and must not wait for them.
@@ -31,14 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "you put in place by hand (nyuv2, cityscapes, celeba: `mtlab data list` says where to get them).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets)})
 
     listing = actions.add_parser("list", help="where each dataset's files were found")
     verifying = actions.add_parser(
         "verify", help="check every file's checksum, or counts and shapes (exit 1 on a problem)"
     )
-    # No argparse choices: the hand-placed datasets are known once the dataset plug-ins are imported (in the action).
-    verifying.add_argument("dataset", nargs="?", metavar="DATASET", help=f"{', '.join(names)}, or a hand-placed one")
+    # No argparse choices: the sources and datasets are known once the dataset modules are imported (in the action).
+    verifying.add_argument(
+        "dataset", nargs="?", metavar="DATASET", help="a source, a dataset built from one, or a hand-placed dataset"
+    )
     fetching = actions.add_parser("fetch", help="download a dataset into the user cache (or --data-dir)")
     fetching.add_argument("dataset", metavar="DATASET")
     for sub, handler in ((listing, list_data), (verifying, verify_data), (fetching, fetch_data)):
@@ -54,6 +55,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     example.add_argument("directory", type=Path, help="where to write (created; existing example files are replaced)")
     example.set_defaults(func=write_example)
+
+
+def _load_datasets() -> None:
+    """Import every dataset module, mtlab's and installed plug-ins': each registers its sources or hand-placed files."""
+    import mtlab.data.builtin  # noqa: F401  (registers)
+    from mtlab.registry import load_entry_points
+
+    load_entry_points("mtlab.datasets")
+
+
+def sources() -> dict[str, Source]:
+    """Every registered source: those of mtlab's own dataset modules and of installed plug-ins."""
+    from mtlab.data.sources import SOURCES
+
+    _load_datasets()
+    return SOURCES
+
+
+def hand_placed() -> dict[str, HandPlaced]:
+    """Every hand-placed dataset (mtlab's and installed plug-ins'), by name."""
+    from mtlab.data.placed import HAND_PLACED
+
+    _load_datasets()
+    return HAND_PLACED
+
+
+def readers() -> dict[str, list[str]]:
+    """Source name -> the datasets that read it, as each registered dataset answers (with its default options)."""
+    from mtlab.config.base import DATASETS
+
+    found: dict[str, list[str]] = {name: [] for name in sources()}
+    for name, options in DATASETS.items():
+        try:
+            config = options.model_validate({"dataset": name})
+        except ValueError:  # needs more than its name (a table, an .npz): the user's own files, no source
+            continue
+        for source in config.sources():
+            found.setdefault(source.name, []).append(name)
+    return found
 
 
 def write_example(args: argparse.Namespace) -> int:
@@ -74,11 +114,12 @@ def list_data(args: argparse.Namespace) -> int:
     table = Table(title="datasets")
     for column in ("source", "used by", "found in", "state"):
         table.add_column(column, overflow="fold")
-    for source in SOURCES.values():
+    used_by = readers()
+    for source in sources().values():
         found = resolve.locate(source, args.data_dir)
         where = str(found.place) if found is not None else "-"
         state = found.state if found is not None else "not found"
-        table.add_row(source.name, ", ".join(source.datasets), where, state)
+        table.add_row(source.name, ", ".join(used_by[source.name]), where, state)
     table.caption = (
         f"user cache {resolve.user_cache_root()}; downloads {'off' if resolve.offline() else 'on'}; "
         "`mtlab data verify` checks the contents"
@@ -97,7 +138,7 @@ def _hand_placed_table(data_dir: Path | None) -> Table:
     table = Table(title="datasets you put in place by hand (mtlab cannot download them)")
     for column in ("dataset", "found in", "state", "how to get it"):
         table.add_column(column, overflow="fold")
-    for spec in placed.hand_placed().values():
+    for spec in hand_placed().values():
         place = placed.locate(spec, data_dir)
         if place is None:
             table.add_row(spec.name, "-", "not found", spec.obtain)
@@ -110,17 +151,18 @@ def _hand_placed_table(data_dir: Path | None) -> Table:
 def _composites_table() -> Table:
     """The multi-* datasets: which sources they are drawn from, and the builds kept in the user cache."""
     from mtlab.data import derived
-    from mtlab.data.tasks import OVERLAYS
+    from mtlab.data.multi_mnist import OVERLAYS
 
     table = Table(title="composite datasets (built on first use, then loaded from the cache)")
     for column in ("dataset", "built from", "cached builds"):
         table.add_column(column, overflow="fold")
-    for name, sources in OVERLAYS.items():
-        missing = [s for s in dict.fromkeys(sources) if s not in SOURCES]
+    registered = sources()
+    for name, drawn_from in OVERLAYS.items():
+        missing = [s for s in dict.fromkeys(drawn_from) if s not in registered]
         entries = derived.cached_entries(name)
         size = sum(p.stat().st_size for p in entries) / 2**20
         cached = f"{len(entries)} ({size:.1f} MiB)" if entries else "none"
-        built_from = " + ".join(dict.fromkeys(sources))
+        built_from = " + ".join(dict.fromkeys(drawn_from))
         if missing:
             built_from += f" [yellow](not shipped: {', '.join(missing)})[/]"
         table.add_row(name, built_from, cached)
@@ -131,20 +173,18 @@ def _composites_table() -> Table:
 def verify_data(args: argparse.Namespace) -> int:
     """Check the files of one source, or of every source found somewhere; 1 if any file is not ok."""
     from mtlab.data import resolve
-    from mtlab.data.placed import hand_placed as registered
-
-    known = registered()
+    known = hand_placed()
     if args.dataset:
         _check_name(args.dataset)
-        hand_placed = [known[args.dataset]] if args.dataset in known else []
+        placed = [known[args.dataset]] if args.dataset in known else []
     else:
-        hand_placed = list(known.values())
-    sources = _sources(args.dataset) if args.dataset else list(SOURCES.values())
+        placed = list(known.values())
+    checked = _sources(args.dataset) if args.dataset else list(sources().values())
     table = Table(title="verify")
     for column in ("source", "file", "status", "detail"):
         table.add_column(column, overflow="fold")
-    problems = sum(_verify_hand_placed(spec, args.data_dir, table, asked=bool(args.dataset)) for spec in hand_placed)
-    for source in sources:
+    problems = sum(_verify_hand_placed(spec, args.data_dir, table, asked=bool(args.dataset)) for spec in placed)
+    for source in checked:
         found = resolve.locate(source, args.data_dir)
         if found is None:
             # Asked for by name, absence is a problem; in a survey of everything it is just a fact.
@@ -161,9 +201,7 @@ def verify_data(args: argparse.Namespace) -> int:
 
 def _check_name(name: str) -> None:
     """Raise unless ``name`` is a source, a dataset built from one, or a hand-placed dataset."""
-    from mtlab.data.placed import hand_placed
-
-    names = sorted({*SOURCES, *(d for s in SOURCES.values() for d in s.datasets), *hand_placed()})
+    names = sorted({*sources(), *(d for users in readers().values() for d in users), *hand_placed()})
     if name not in names:
         raise MtlabError(f"DATASET: unknown dataset {name!r}; " + did_you_mean(name, names, f"known: {names}"))
 
@@ -187,8 +225,6 @@ def _verify_hand_placed(spec: HandPlaced, data_dir: Path | None, table: Table, a
 
 def fetch_data(args: argparse.Namespace) -> int:
     """Download the files of every source of the dataset that are not already intact in the target directory."""
-    from mtlab.data.placed import hand_placed
-
     _check_name(args.dataset)
     if args.dataset in hand_placed():
         raise DataError(f"{args.dataset} cannot be downloaded by mtlab; {hand_placed()[args.dataset].obtain}")
@@ -222,6 +258,7 @@ def _fetch_source(source: Source, data_dir: Path | None) -> None:
 
 def _sources(name: str) -> list[Source]:
     """The sources a DATASET argument names: a source itself, or every source a dataset is built from."""
-    if name in SOURCES:
-        return [SOURCES[name]]
-    return [s for s in SOURCES.values() if name in s.datasets]
+    known = sources()
+    if name in known:
+        return [known[name]]
+    return [known[source] for source, users in readers().items() if name in users]

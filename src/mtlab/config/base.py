@@ -32,6 +32,7 @@ from mtlab.registry import Registry
 if TYPE_CHECKING:
     from mtlab.config.schema import RunConfig, TrunkConfig
     from mtlab.data.dataset import Dataset
+    from mtlab.data.sources import Source
     from mtlab.models.base import MultiTaskNet
     from mtlab.tasks import Task
 
@@ -114,6 +115,8 @@ class DataBase(FileRelative):
 
     offered_tasks: ClassVar[tuple[str, ...]] = ()
     """The tasks of a dataset whose tasks are fixed (all ``multiclass``); others override :meth:`task_types`."""
+    gives_pairs: ClassVar[bool] = False
+    """Whether each example is a pair of images, which only a model kind that ``reads_pairs`` can compare."""
 
     data_dir: Path | None = Field(None, description="Directory holding the dataset files (first place looked).")
     download: bool = Field(True, description="Download from the official source when the files are found nowhere.")
@@ -131,9 +134,21 @@ class DataBase(FileRelative):
 
     @classmethod
     def example(cls, name: str, workdir: Path) -> dict[str, Any]:
-        """An example ``data`` section for dataset ``name`` that loads on any machine (the tests parametrised over
-        the registry load it); a dataset that reads the user's files writes small ones into ``workdir``."""
+        """An example ``data`` section for dataset ``name`` (the tests parametrised over the registry validate it,
+        and load it when its :meth:`sources` are all embedded): a dataset that reads the user's files writes small
+        ones into ``workdir``; one that needs downloaded files names them (the tests load those only where the
+        files are found)."""
         return {"dataset": name}
+
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The shape of one example, (C, H, W) for images or (D,) for feature vectors, as the options tell before
+        any file is read; None where only the files tell (checks of the shape are then left to the run)."""
+        return None
+
+    def sources(self) -> tuple[Source, ...]:
+        """The :class:`~mtlab.data.sources.Source` file sets the dataset reads (downloadable or embedded in the
+        package); empty for files put in place by hand, the user's own files, or generated data."""
+        return ()
 
     def task_types(self) -> dict[str, str]:
         """Task name -> task type name, in the dataset's order (known before any file is read)."""
@@ -146,7 +161,7 @@ class DataBase(FileRelative):
         """Raise :class:`KeyedError` for a rule of this dataset that needs the whole run."""
 
     def load(self, seed: int) -> Dataset:
-        """Read the dataset (a plug-in overrides this; mtlab's own datasets are loaded by :mod:`mtlab.data.catalog`)."""
+        """Read the dataset: its official splits as tensors (:func:`mtlab.data.catalog.load_dataset` calls this)."""
         raise NotImplementedError(f"dataset {getattr(self, 'dataset', '?')!r} has no loader")
 
 
@@ -165,6 +180,8 @@ class ModelKind(FileRelative):
     """
 
     trunk_field: ClassVar[str] = "trunk"
+    reads_pairs: ClassVar[bool] = False
+    """Whether it reads examples that are image pairs (a dataset that gives pairs needs one)."""
 
     def check_run(self, run: RunConfig) -> None:
         """Raise :class:`KeyedError` if this model cannot be trained on ``run``'s data and tasks."""

@@ -1,12 +1,7 @@
 """mtlab's own plug-ins whose options live in their own modules, imported here so that each registers its options
 before :mod:`mtlab.config.schema` assembles the config unions; then the outside plug-ins (entry points)."""
 
-import mtlab.data.arrays
-import mtlab.data.celeba
-import mtlab.data.cityscapes
-import mtlab.data.morpho_mnist
-import mtlab.data.nyuv2
-import mtlab.data.table
+import mtlab.data.builtin
 import mtlab.models.custom
 import mtlab.models.deeplab
 import mtlab.models.imagenet_resnet

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest of mtlab imports from here)
     DATASETS,
@@ -29,120 +29,7 @@ from mtlab.config.base import (  # noqa: F401  (re-exported: the names the rest 
     unknown_task_key,
 )
 from mtlab.config.base import at as _at
-from mtlab.data.tasks import DEFAULT_FASHION_GROUPS
 from mtlab.weighting import LossConfig, method_class
-
-# ----------------------------------------------------------------------------------------------------------- data
-
-
-@register_dataset
-class MnistData(DataBase):
-    """MNIST (LeCun et al., 1998): 28x28 grey digits, task ``digit``.
-
-    ``mnist-sample`` is the small real sample embedded in the package (no download needed).
-    """
-
-    dataset: Literal["mnist", "mnist-sample"]
-    offered_tasks: ClassVar[tuple[str, ...]] = ("digit",)
-
-
-@register_dataset
-class FashionData(DataBase):
-    """Fashion-MNIST (Xiao et al., 2017): tasks ``item`` (10 classes) and ``group`` (one class per group).
-
-    ``fashion-mnist-sample`` is the small real sample embedded in the package (no download needed).
-    """
-
-    dataset: Literal["fashion-mnist", "fashion-mnist-sample"]
-    offered_tasks: ClassVar[tuple[str, ...]] = ("item", "group")
-    groups: dict[str, list[int]] = Field(
-        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FASHION_GROUPS.items()},
-        description="Group name -> item classes; every item 0-9 in exactly one group.",
-    )
-
-    @field_validator("groups")
-    @classmethod
-    def _groups_partition_items(cls, groups: dict[str, list[int]]) -> dict[str, list[int]]:
-        items = sorted(i for members in groups.values() for i in members)
-        if items != list(range(10)):
-            raise ValueError(f"groups must place every item class 0-9 in exactly one group, got {items}")
-        if len(groups) < 2:
-            raise ValueError("groups needs at least two groups")
-        return groups
-
-
-@register_dataset
-class Cifar100Data(DataBase):
-    """CIFAR-100 (Krizhevsky, 2009): 32x32 colour images, tasks ``fine`` (100) and ``coarse`` (20)."""
-
-    dataset: Literal["cifar100"]
-    offered_tasks: ClassVar[tuple[str, ...]] = ("fine", "coarse")
-
-
-@register_dataset
-class MnistPairsData(DataBase):
-    """Digit pairs: two MNIST digits avg-pooled to 14x14; tasks ``leq`` (a <= b), ``digit_a``, ``digit_b``.
-
-    ``pairs`` pairs are drawn from the MNIST training set and, separately, ``pairs`` from the test set, both from
-    the run's seed.
-    """
-
-    dataset: Literal["mnist-pairs"]
-    offered_tasks: ClassVar[tuple[str, ...]] = ("leq", "digit_a", "digit_b")
-    pairs: int = Field(1000, gt=1, description="Number of training pairs, and of test pairs.")
-    digits: Literal["mnist", "mnist-sample"] = Field(
-        "mnist", description="Where the digits come from: MNIST, or the sample embedded in the package."
-    )
-    pixel_scale: Literal["unit", "raw"] = Field(
-        "unit",
-        description="'unit': pixels / 255 before pooling, in [0, 1]; 'raw': the pooled 0-255 values, as the "
-        "course's generate_pair_sets gives them to the original study.",
-    )
-
-
-@register_dataset
-class MultiData(DataBase):
-    """MultiMNIST (Sener & Koltun, 2018) and its siblings MultiFashion and Multi-(Fashion+MNIST) (Lin et al., 2019):
-    two images on one canvas, tasks ``left`` (the top-left image's class) and ``right`` (the bottom-right one's).
-
-    Built by :mod:`mtlab.data.overlay` from the source's own train and test splits and cached on disk; the defaults
-    give Lin et al.'s 36 x 36 sets (120,000 / 20,000 from the full sources); ``per_image: 1, size: 28`` gives Sener &
-    Koltun's. The ``-sample`` variants are built from the samples embedded in the package.
-    """
-
-    dataset: Literal[
-        "multi-mnist",
-        "multi-fashion",
-        "multi-fashion-mnist",
-        "multi-mnist-sample",
-        "multi-fashion-sample",
-        "multi-fashion-mnist-sample",
-    ]
-    offered_tasks: ClassVar[tuple[str, ...]] = ("left", "right")
-    added_options: ClassVar[tuple[str, ...]] = ("stretch",)
-    per_image: int = Field(2, gt=0, description="Composites per source image (it is the top-left image of each).")
-    canvas: int = Field(36, ge=28, description="Side of the square canvas the two 28x28 images are placed on.")
-    offset: int = Field(6, ge=0, description="Row and column of the bottom-right image's corner on the canvas.")
-    shift: int = Field(0, ge=0, description="Largest random shift of each image, in pixels, per axis.")
-    size: int = Field(36, gt=0, description="Side of the composites after a nearest-neighbour resize of the canvas.")
-    construction_seed: int = Field(
-        0, ge=0, description="Seed of the composites; the same for every run, so run seeds vary only the training."
-    )
-    stretch: bool = Field(
-        False, description="Stretch each canvas's intensities to span 0-255 before the resize, as scipy's imresize "
-        "did in Sener & Koltun's loader (false: keep the pixels)."
-    )
-
-    @field_validator("offset")
-    @classmethod
-    def _right_image_on_canvas(cls, offset: int, info: ValidationInfo) -> int:
-        canvas = info.data.get("canvas", 36)  # declared before offset, so already validated
-        if offset + 28 > canvas:
-            raise ValueError(f"offset {offset} puts the 28x28 right image past the {canvas}-pixel canvas")
-        return offset
-
-
-
 
 # ---------------------------------------------------------------------------------------------------------- model
 
@@ -273,8 +160,6 @@ class HeadedModel(ModelKind):
         return value
 
     def check_run(self, run: RunConfig) -> None:
-        if run.data.dataset == "mnist-pairs":
-            raise _at("model.kind", f"mnist-pairs data needs a 'pairs' model, not {self.sharing_label()!r}")
         per_pixel = dense_tasks(run)
         if per_pixel:
             raise _at(
@@ -445,9 +330,10 @@ class PairModel(ModelKind):
     weight_sharing: bool = False
 
     trunk_field: ClassVar[str] = "branch"
+    reads_pairs: ClassVar[bool] = True
 
     def check_run(self, run: RunConfig) -> None:
-        if run.data.dataset != "mnist-pairs":
+        if not run.data.gives_pairs:
             raise _at("model.kind", "'pairs' models need data.dataset 'mnist-pairs'")
         if "leq" not in run.task_names:
             raise _at("tasks", "a pair model is trained on leq; add the digit tasks for the auxiliary loss")

@@ -1,7 +1,8 @@
 """Datasets as whole tensors: find, verify and parse the raw files, then hold both splits with one label per task.
 
-``load_dataset(config.data, seed)`` is the entry point; :mod:`.catalog` lists the datasets, :mod:`.resolve` where
-their files are looked for, :mod:`.sources` what those files must contain.
+``load_dataset(config.data, seed)`` is the entry point (:mod:`.catalog`). Each dataset is one module owning its
+options, files and loader (:mod:`.mnist`, :mod:`.fashion`, :mod:`.celeba`, ...; :mod:`.builtin` imports them all);
+:mod:`.sources` says what downloadable files must contain, :mod:`.resolve` where they are looked for.
 
 The exports are imported on first use (PEP 562): the config layer imports :mod:`mtlab.data.tasks`, and checking a
 config should not pay for importing torch.

@@ -22,8 +22,9 @@ Targets, per task type (a missing label: ``-1`` in an integer array, ``NaN`` in 
 * ``multilabel`` (N, L) 0/1; ``classes`` may name the L labels (default ``0`` .. ``L-1``);
 * ``regression`` (N,) for one output or (N, O); ``classes`` may name the outputs (default: the task's name for
   (N,), ``0`` .. ``O-1`` for (N, O)); NaN is missing, an infinite value is an error;
-* a plug-in's task type: read as class indices when its ``target_dtype`` is an integer type, else as floats (N,) or
-  (N, L).
+* a plug-in's task type: read as its ``target_format()`` says (``classes`` as class indices like ``multiclass``,
+  ``two_values`` like ``binary``, ``zero_one`` like ``multilabel``, ``numbers`` like ``regression``; by default
+  class indices for an integer ``target_dtype``, else numbers).
 
 Inputs must be finite (NaN in an input is an error). Every problem is one :class:`~mtlab.errors.DataError` line naming
 the file and the array (and, for two arrays that disagree, both).
@@ -40,9 +41,9 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from mtlab.config.base import DataBase, register_dataset
-from mtlab.data.table import TaskSpecBase, check_task_names, is_class_type
+from mtlab.data.table import TaskSpecBase, as_targets, check_task_names, default_loss
 from mtlab.errors import DataError
-from mtlab.tasks import Task
+from mtlab.tasks import TASK_TYPES, Task
 
 if TYPE_CHECKING:
     from mtlab.data.dataset import Dataset
@@ -180,10 +181,11 @@ def _floats(archive: Archive, key: str, array: np.ndarray, ndims: tuple[int, ...
     return values
 
 
+# Target format (TaskType.target_format) -> the array ranks it takes and how they are described.
 _FLOAT_SHAPES = {
-    "binary": ((1,), "(N,) 0/1 values"),
-    "multilabel": ((2,), "(N, L) 0/1 values, one column per label"),
-    "regression": ((1, 2), "(N,) for one output or (N, O)"),
+    "two_values": ((1,), "(N,) 0/1 values"),
+    "zero_one": ((2,), "(N, L) 0/1 values, one column per label"),
+    "numbers": ((1, 2), "(N,) for one output or (N, O)"),
 }
 
 
@@ -229,7 +231,7 @@ def load_arrays(options: ArraysData) -> Dataset:
         task, values = _task(archive, name, spec, raw)
         for split in splits:
             key = f"y_{split}_{name}"
-            y = torch.from_numpy(values[split]).to(task.task_type.target_dtype)
+            y = as_targets(torch.from_numpy(values[split]), task.task_type)
             problem = task.task_type.check_targets(task, y)
             if problem is not None:
                 raise archive.error(key, f"({spec.type} task {name!r}, data.tasks.{name}) {problem}")
@@ -254,7 +256,8 @@ def _task(
 ) -> tuple[Task, dict[str, np.ndarray]]:
     """The task (with its value names) and its targets per split, as NumPy arrays in the type's kind."""
     classes_key = f"data.tasks.{name}.classes"
-    if is_class_type(spec.type):
+    form = TASK_TYPES.get(spec.type).target_format()
+    if form == "classes":
         values = {split: _class_indices(archive, f"y_{split}_{name}", a) for split, a in raw.items()}
         if spec.classes is not None:
             names = tuple(spec.classes)
@@ -270,7 +273,7 @@ def _task(
             largest = max((int(y.max()) for y in values.values() if y.size), default=-1)
             names = tuple(str(i) for i in range(largest + 1))
     else:
-        ndims, shape_text = _FLOAT_SHAPES.get(spec.type, ((1, 2), "(N,) or (N, L) floats"))
+        ndims, shape_text = _FLOAT_SHAPES[form]
         values = {split: _floats(archive, f"y_{split}_{name}", a, ndims, shape_text) for split, a in raw.items()}
         widths = {split: (y.shape[1] if y.ndim == 2 else None) for split, y in values.items()}
         if len(set(widths.values())) > 1:
@@ -283,7 +286,7 @@ def _task(
                 f"({'(N,)' if wa is None else f'(N, {wa})'} and {'(N,)' if wb is None else f'(N, {wb})'})"
             )
         width = widths["train"]
-        if spec.type == "binary":
+        if form == "two_values":
             default: tuple[str, ...] = ("0", "1")
         elif width is None:
             default = (name,)
@@ -291,9 +294,9 @@ def _task(
             default = tuple(str(i) for i in range(width))
         names = tuple(spec.classes) if spec.classes is not None else default
         if len(names) != len(default):
-            what = {"binary": "values [negative, positive]"}.get(spec.type, "outputs" if width is None else "columns")
+            what = {"two_values": "values [negative, positive]"}.get(form, "outputs" if width is None else "columns")
             raise DataError(
                 f"{archive.path}: {classes_key} names {len(names)} values, but task {name!r} has {len(default)} "
                 f"{what} (array 'y_train_{name}' of shape {raw['train'].shape})"
             )
-    return Task(name=name, class_names=names, type=spec.type, loss=spec.loss or "mse"), values
+    return Task(name=name, class_names=names, type=spec.type, loss=spec.loss or default_loss(spec.type)), values

@@ -237,6 +237,9 @@ class CelebAData(DataBase):
     def task_types(self) -> dict[str, str]:
         return dict.fromkeys(self.attributes or ATTRIBUTES, "binary")
 
+    def input_shape(self) -> tuple[int, ...]:
+        return (3, self.image_size, self.image_size) if self.image_size else (3, NATIVE_SIZE[1], NATIVE_SIZE[0])
+
     @classmethod
     def example(cls, name: str, workdir: Path) -> dict[str, Any]:
         """Six random 178 x 218 JPEGs with random attributes, in the flat official layout (3 train, 1 val, 2 test)."""

@@ -45,10 +45,9 @@ def write_examples(out: Path, train: int = 600, test: int = 200, val: int = 100)
     """Write the example files into ``out`` (created); return the configs written. Deterministic."""
     from PIL import Image
 
-    from mtlab.config.schema import FashionData
-    from mtlab.data.catalog import FASHION_CLASSES, load_dataset
+    from mtlab.data.fashion import FASHION_CLASSES, FashionData
 
-    sample = load_dataset(FashionData(dataset="fashion-mnist-sample"))
+    sample = FashionData(dataset="fashion-mnist-sample").load(0)
     rng = np.random.default_rng(0)
     pick_train = np.sort(rng.choice(len(sample.train), train + val, replace=False))
     pick_test = np.sort(rng.choice(len(sample.test), test, replace=False))

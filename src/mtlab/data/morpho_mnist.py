@@ -25,6 +25,8 @@ import numpy as np
 from pydantic import Field
 
 from mtlab.config.base import DataBase, register_dataset
+from mtlab.data import mnist
+from mtlab.data.sources import Source
 
 FORMAT = 1  # bump when the measurement changes: cached measures of an older procedure are then rebuilt
 SHIPPED_MEASURES = Path(__file__).resolve().parents[1] / "embedded" / "morpho"  # <source>.npz
@@ -32,9 +34,7 @@ SHIPPED_MEASURES = Path(__file__).resolve().parents[1] / "embedded" / "morpho"  
 
 def source_digests(source: str) -> list[str]:
     """SHA-256 of the IDX files the digits come from (the verified content: what the measures depend on)."""
-    from mtlab.data.sources import SOURCES
-
-    return [raw.digest for raw in SOURCES[source].files]
+    return [raw.digest for raw in mnist.source(source).files]
 
 
 def shipped_measures(source: str) -> dict[str, np.ndarray] | None:
@@ -62,17 +62,26 @@ class MorphoMnistData(DataBase):
     def task_types(self) -> dict[str, str]:
         return {"digit": "multiclass", **{m: "regression" for m in self.measures}}
 
+    def input_shape(self) -> tuple[int, ...]:
+        return (1, *mnist.SIZE)
+
+    def sources(self) -> tuple[Source, ...]:
+        return (mnist.source(self._digits()),)
+
+    def _digits(self) -> str:
+        """The MNIST source of the digits: the embedded sample for ``morpho-mnist-sample``."""
+        return "mnist-sample" if self.dataset == "morpho-mnist-sample" else "mnist"
+
     def load(self, seed: int):
         import torch
 
         from mtlab.data import morpho
-        from mtlab.data.catalog import load_dataset
         from mtlab.data.dataset import Dataset, Split
         from mtlab.data.derived import cached_tensors
         from mtlab.tasks import Task
 
-        source = "mnist-sample" if self.dataset == "morpho-mnist-sample" else "mnist"
-        digits = load_dataset(_source_config(self, source), seed)
+        source = self._digits()
+        digits = mnist.MnistData(dataset=source, data_dir=self.data_dir, download=self.download).load(seed)
         description = {
             "dataset": self.dataset,
             "source": [source, source_digests(source)],
@@ -104,9 +113,3 @@ class MorphoMnistData(DataBase):
 
         return Dataset(self.dataset, tasks, split("train"), split("test"), digits.origin)
 
-
-def _source_config(config: MorphoMnistData, source: str):
-    """The MNIST data config the digits are read with (same directory and download setting)."""
-    from mtlab.config.schema import MnistData
-
-    return MnistData(dataset=source, data_dir=config.data_dir, download=config.download)

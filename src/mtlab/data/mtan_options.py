@@ -41,6 +41,9 @@ class MtanData(DataBase):
     def task_types(self) -> dict[str, str]:
         return {name: kind for name, (kind, _) in self.tasks.items()}
 
+    def input_shape(self) -> tuple[int, ...]:
+        return (3, *self.size)
+
     def load(self, seed: int):
         from mtlab.data.mtan_layout import cached_dataset, files_signature
 

@@ -19,10 +19,10 @@ from torch import Tensor
 
 from mtlab import seeding
 from mtlab.data.dataset import Dataset, Split
+from mtlab.data.mnist import DIGITS
 from mtlab.data.tasks import Task
 from mtlab.errors import ConfigError
 
-DIGITS = tuple(str(d) for d in range(10))
 PAIR_TASKS = {
     "leq": Task("leq", ("a > b", "a <= b")),
     "digit_a": Task("digit_a", DIGITS),

@@ -34,20 +34,12 @@ class HandPlaced:
 
 
 HAND_PLACED: dict[str, HandPlaced] = {}
-"""By dataset name; filled as the dataset modules are imported (:mod:`mtlab.config.plugins`)."""
+"""By dataset name; filled as the dataset modules are imported (:mod:`mtlab.data.builtin`, entry points)."""
 
 
 def register_hand_placed(spec: HandPlaced) -> HandPlaced:
     HAND_PLACED[spec.name] = spec
     return spec
-
-
-def hand_placed() -> dict[str, HandPlaced]:
-    """Every hand-placed dataset, after importing the dataset plug-ins that register them (mtlab's and those of
-    installed packages)."""
-    import mtlab.config.plugins  # noqa: F401  (registers)
-
-    return HAND_PLACED
 
 
 def places(spec: HandPlaced, data_dir: Path | None = None) -> list[Place]:

@@ -60,12 +60,13 @@ def stratified_pick(labels: Tensor, total: int, generator: torch.Generator) -> T
 
 
 def strata(split: Split, dataset: Dataset) -> Tensor | None:
-    """Class indices (N,) to stratify ``split`` on: the first ``multiclass`` or ``binary`` task with every label
-    present, or None (then the draws are uniform)."""
+    """Class indices (N,) to stratify ``split`` on: those of the first task whose type gives strata for its targets
+    (:meth:`~mtlab.tasks.TaskType.strata`: a ``multiclass`` or ``binary`` task with every label present), or None
+    (then the draws are uniform)."""
     for name, task in dataset.tasks.items():
-        y = split.labels[name]
-        if task.type in ("multiclass", "binary") and y.ndim == 1 and bool(task.task_type.labelled(y).all()):
-            return y.long()
+        classes = task.task_type.strata(split.labels[name])
+        if classes is not None:
+            return classes
     return None
 
 

@@ -25,8 +25,13 @@ feature or image is an error. Rows are numbered from 1 in error messages (the he
 * ``multilabel``: ``columns`` of 0/1 (or true/false) cells, one label per column;
 * ``regression``: numbers, one output per column (``column``: targets (N,); ``columns``: (N, O)); ``loss`` is
   ``mse`` (default), ``l1`` or ``huber``;
-* a task type registered by a plug-in: integer targets (an integer ``target_dtype``) are read as classes like
-  ``multiclass``, float targets as numbers like ``regression``; the type's own ``check_targets`` then has the last word.
+* a task type registered by a plug-in: read as its ``target_format()`` says - ``classes`` like ``multiclass``,
+  ``two_values`` like ``binary``, ``zero_one`` like ``multilabel``, ``numbers`` like ``regression`` (by default:
+  classes for an integer ``target_dtype``, else numbers); its ``losses`` are the ones ``loss`` may name; the type's
+  own ``check_targets`` then has the last word.
+
+Each rule above is the task type's answer (:class:`~mtlab.tasks.TaskType`: ``target_format``, ``one_column``,
+``losses``, ``missing_label``), never a check of its name.
 
 Splits. ``split_column`` assigns each row to ``train``, ``val`` (the validation split, used instead of carving
 ``val_fraction`` out of train) or ``test``. Without it, ``test_fraction`` of the rows, drawn with ``split_seed`` (the
@@ -59,7 +64,7 @@ from torch import Tensor
 
 from mtlab.config.base import DataBase, Strict, at, register_dataset
 from mtlab.errors import DataError, did_you_mean
-from mtlab.tasks import TASK_TYPES, Task
+from mtlab.tasks import TASK_TYPES, Task, TaskType
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,7 +75,6 @@ if TYPE_CHECKING:
 IMAGE_FORMAT = 1
 """Version of the decoded-image layout in the cache key; bump when decoding changes meaning."""
 
-REGRESSION_LOSSES = ("mse", "l1", "huber")
 SPLITS = ("train", "val", "test")
 _TRAIN, _VAL, _TEST = 0, 1, 2
 
@@ -108,9 +112,9 @@ def check_type_name(name: str) -> str:
     return name
 
 
-def is_class_type(type_name: str) -> bool:
-    """Whether a task type's targets are class indices (integers), as opposed to floats."""
-    return not TASK_TYPES.get(type_name).target_dtype.is_floating_point
+def default_loss(type_name: str) -> str:
+    """The loss of a task of this type when its config names none: the type's first, else ``mse``."""
+    return (TASK_TYPES.get(type_name).losses or ("mse",))[0]
 
 
 class TaskSpecBase(Strict):
@@ -120,7 +124,7 @@ class TaskSpecBase(Strict):
     classes: list[str] | None = Field(
         None, min_length=1, description="multiclass: the classes, in index order (a value outside them is an error)."
     )
-    loss: str | None = Field(None, description="regression: mse (default), l1 or huber.")
+    loss: str | None = Field(None, description="regression: mse (default), l1 or huber (the task type's losses).")
 
     @field_validator("type")
     @classmethod
@@ -143,11 +147,13 @@ class TaskSpecBase(Strict):
 
     @model_validator(mode="after")
     def _loss_fits_type(self) -> TaskSpecBase:
-        if self.loss is not None:
-            if self.type == "regression" and self.loss not in REGRESSION_LOSSES:
-                raise ValueError(f"loss {self.loss!r} is not one of {list(REGRESSION_LOSSES)}")
-            if self.type in ("multiclass", "binary", "multilabel"):
-                raise ValueError(f"loss applies to regression tasks; a {self.type} task has its own loss")
+        losses = TASK_TYPES.get(self.type).losses
+        if self.loss is not None and losses is not None:
+            if losses and self.loss not in losses:
+                raise ValueError(f"loss {self.loss!r} is not one of {list(losses)}")
+            if not losses:
+                choosing = " or ".join(name for name, kind in TASK_TYPES.items() if kind.losses)
+                raise ValueError(f"loss applies to {choosing} tasks; a {self.type} task has its own loss")
         return self
 
 
@@ -171,11 +177,12 @@ class TableTask(TaskSpecBase):
             raise ValueError("give exactly one of column (one column) or columns (a list)")
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise ValueError(f"columns {self.columns} name a column twice")
-        if self.type in ("binary", "multiclass") and self.columns is not None:
+        kind = TASK_TYPES.get(self.type)
+        if kind.one_column and self.columns is not None:
             raise ValueError(f"a {self.type} task reads one column; use column, not columns")
-        if self.classes is not None and not is_class_type(self.type):
+        if self.classes is not None and kind.target_format() != "classes":
             raise ValueError(f"classes apply to multiclass tasks, not {self.type}")
-        if self.positive is not None and self.type != "binary":
+        if self.positive is not None and kind.target_format() != "two_values":
             raise ValueError(f"positive applies to binary tasks, not {self.type}")
         return self
 
@@ -259,6 +266,10 @@ class TableData(DataBase):
 
     def task_types(self) -> dict[str, str]:
         return {name: spec.type for name, spec in self.tasks.items()}
+
+    def input_shape(self) -> tuple[int, ...] | None:
+        # Features: (D,). Images: grey or colour is known only once they are read.
+        return (len(self.feature_columns),) if self.feature_columns is not None else None
 
     def resolve_paths(self, base: Path) -> None:
         if not self.path.is_absolute():
@@ -475,24 +486,33 @@ def number_columns(table: Table, columns: list[str], key: str, *, what: str) -> 
     return out
 
 
+def as_targets(values: Tensor, kind: TaskType) -> Tensor:
+    """``values`` as read (class indices with -1 missing, or floats with NaN missing) in the dtype of the task type
+    ``kind``, each missing label stored as the type's marker."""
+    absent = torch.isnan(values) if values.is_floating_point() else values < 0
+    targets = torch.where(absent, torch.zeros_like(values), values).to(kind.target_dtype)
+    return targets.masked_fill(absent, kind.missing_label)
+
+
 def task_targets(table: Table, name: str, spec: TableTask) -> tuple[Task, Tensor]:
     """The task and its targets over every row, in the task type's dtype; checked by the type."""
     key = f"data.tasks.{name}.column" + ("s" if spec.columns is not None else "")
     columns = spec.source_columns
-    loss = spec.loss or "mse"
-    if spec.type == "binary":
+    loss = spec.loss or default_loss(spec.type)
+    form = TASK_TYPES.get(spec.type).target_format()
+    if form == "two_values":
         y, names = binary_targets(table, columns[0], key, spec.positive)
-    elif spec.type == "multilabel":
+    elif form == "zero_one":
         y = torch.from_numpy(np.stack([zero_one_column(table, c, key) for c in columns], axis=1)).float()
         names = tuple(columns)
-    elif is_class_type(spec.type):
+    elif form == "classes":
         y, names = class_targets(table, columns[0], key, spec.classes)
-    else:  # regression, or a plug-in's float type: numbers per column
+    else:  # numbers per column
         values = number_columns(table, columns, key, what=f"{spec.type} task {name!r} needs numbers")
         y = torch.from_numpy(values if spec.columns is not None else values[:, 0]).to(torch.float32)
         names = tuple(columns)
     task = Task(name=name, class_names=names, type=spec.type, loss=loss)
-    y = y.to(task.task_type.target_dtype)
+    y = as_targets(y, task.task_type)
     problem = task.task_type.check_targets(task, y)
     if problem is not None:
         where = ", ".join(repr(c) for c in columns)
@@ -721,7 +741,7 @@ def load_table(options: TableData) -> Dataset:
         task, y = task_targets(table, name, spec)
         check_labelled(table.path, task, spec, y[train_rows])
         tasks[name], targets[name] = task, y
-        if is_class_type(spec.type) and spec.classes is None:
+        if task.task_type.target_format() == "classes" and spec.classes is None:
             notes.append(found_classes_note(name, spec.source_columns[0], task.class_names))
 
     # The inputs last: decoding is the slow part, and every cheap check has passed by now.

@@ -233,9 +233,10 @@ def _check_feature_map(config: RunConfig, label: str, where: str) -> None:
     from mtlab.models.layers import conv_output_size
 
     trunk = config.model.trunk_configs()[0]  # the one that reads the images
-    if not isinstance(trunk, CnnTrunk):
+    shape = config.data.input_shape()  # (C, H, W) images; None where only the files tell
+    if not isinstance(trunk, CnnTrunk) or shape is None or len(shape) != 3:
         return
-    size = 32 if config.data.dataset == "cifar100" else 14 if config.data.dataset == "mnist-pairs" else 28
+    size = min(shape[1:])
     for i, layer in enumerate(trunk.conv):
         size = conv_output_size(size, layer)
         if size < 1:

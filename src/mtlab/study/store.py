@@ -183,8 +183,10 @@ def _type_has_confusion(type_name: str) -> bool:
         from mtlab.tasks import TASK_TYPES
 
         return bool(TASK_TYPES.get(type_name).has_confusion)
-    except (KeyError, MtlabError):  # a plug-in type no longer installed: only multiclass is known to have one
-        return type_name == "multiclass"
+    except (KeyError, MtlabError):
+        # The type cannot be asked (a plug-in no longer installed, or the plug-ins fail to load): only the type of
+        # the records from before typed tasks - TaskInfo's default - is known to record a confusion matrix.
+        return type_name == TaskInfo.type and TaskInfo.confusion
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from torch import Tensor
 from mtlab.registry import Registry
 
 Direction = Literal["max", "min"]
+TargetFormat = Literal["classes", "two_values", "zero_one", "numbers"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,18 @@ class TaskType(ABC):
     indices or (N, O, H, W) of values - not vectors (B, O) and targets (N[, L])."""
     target_dtype: ClassVar[torch.dtype]
     """dtype of the stored targets (an integer dtype: missing = -1; a float dtype: missing = NaN)."""
+    targets_from: ClassVar[TargetFormat | None] = None
+    """How a user's table cells or array values become this type's targets (:mod:`mtlab.data.table`,
+    :mod:`mtlab.data.arrays`): ``classes`` - one class per example, (N,) indices of the values the task's classes
+    name; ``two_values`` - (N,) 0/1 from a column of two values; ``zero_one`` - (N, L) 0/1, one column per label;
+    ``numbers`` - (N,) or (N, O) floats, one column per output. None: ``classes`` for an integer
+    :attr:`target_dtype`, else ``numbers`` (see :meth:`target_format`)."""
+    losses: ClassVar[tuple[str, ...] | None] = None
+    """The losses a task of this type may choose (``Task.loss``; the first is the default); ``()``: the type has
+    its own loss and a dataset config that names one is an error; None: not checked (a plug-in's choice)."""
+    stratifies: ClassVar[bool] = False
+    """Whether fully labelled (N,) targets of this type are classes a stratified draw can balance
+    (:meth:`strata`)."""
 
     @abstractmethod
     def outputs(self, task: Task) -> int:
@@ -132,6 +145,34 @@ class TaskType(ABC):
     @abstractmethod
     def bind(self, task: Task, train_targets: list[Tensor], device: torch.device) -> Objective:
         """The objective of K replicas; ``train_targets[k]`` is replica k's training-split targets (N_k[, L])."""
+
+    def target_format(self) -> TargetFormat:
+        """How the type's targets are read from a table or arrays (:attr:`targets_from`, or from the dtype)."""
+        if self.targets_from is not None:
+            return self.targets_from
+        return "numbers" if self.target_dtype.is_floating_point else "classes"
+
+    @property
+    def one_column(self) -> bool:
+        """Whether a task of this type reads exactly one column of a table (one value per example)."""
+        return self.target_format() in ("classes", "two_values")
+
+    @property
+    def class_indices(self) -> bool:
+        """Whether the targets are one class index per example, (N,) integers: what per-class pictures read."""
+        return self.target_format() == "classes" and not self.dense
+
+    @property
+    def missing_label(self) -> float:
+        """The value a missing label is stored as: -1 in integer targets, NaN in float ones."""
+        return float("nan") if self.target_dtype.is_floating_point else -1
+
+    def strata(self, targets: Tensor) -> Tensor | None:
+        """Class indices (N,) to stratify a draw of examples on, or None: the targets themselves when the type
+        :attr:`stratifies` and every example of ``targets`` (N,) is labelled."""
+        if self.stratifies and targets.ndim == 1 and bool(self.labelled(targets).all()):
+            return targets.long()
+        return None
 
     def labelled(self, targets: Tensor) -> Tensor:
         """Bool mask, same shape as ``targets``: where a label is present."""

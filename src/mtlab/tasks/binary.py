@@ -40,6 +40,9 @@ class Binary(TaskType):
     metrics: ClassVar[dict[str, Direction]] = {"acc": "max", "f1": "max", "auroc": "max"}
     primary = "acc"
     target_dtype = torch.float32
+    targets_from = "two_values"
+    losses = ()
+    stratifies = True
 
     def outputs(self, task: Task) -> int:
         return 1

@@ -20,6 +20,8 @@ class Multiclass(TaskType):
     primary = "acc"
     has_confusion = True
     target_dtype = torch.long
+    losses = ()
+    stratifies = True
 
     def outputs(self, task: Task) -> int:
         return task.num_classes

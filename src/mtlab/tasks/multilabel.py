@@ -35,6 +35,8 @@ class Multilabel(TaskType):
     metrics: ClassVar[dict[str, Direction]] = {"acc": "max", "f1": "max", "auroc": "max"}
     primary = "acc"
     target_dtype = torch.float32
+    targets_from = "zero_one"
+    losses = ()
 
     def outputs(self, task: Task) -> int:
         if not task.class_names:

@@ -46,6 +46,7 @@ class Regression(TaskType):
     metrics: ClassVar[dict[str, Direction]] = {"mae": "min", "rmse": "min", "r2": "max"}
     primary = "mae"
     target_dtype = torch.float32
+    losses = LOSSES
 
     def outputs(self, task: Task) -> int:
         if not task.class_names:
