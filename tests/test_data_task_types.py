@@ -4,10 +4,8 @@ cells, from arrays, in a stratified split) under its own name."""
 
 from __future__ import annotations
 
-import ast
 import csv
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,6 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-import mtlab
 from mtlab.data.arrays import ArraysData
 from mtlab.data.dataset import Dataset, Split
 from mtlab.data.split import carve_splits
@@ -142,38 +139,3 @@ def test_a_stratifying_plug_in_type_stratifies_the_validation_split(plug_in_type
     dataset = Dataset("ranks", {"rank": Task("rank", tuple("0123456789"), "ranked")}, split, split, "test")
     val = carve_splits(dataset, val_fraction=0.1, seed=3).val
     assert torch.bincount(val.labels["rank"]).tolist() == [10] * 10
-
-
-def _compared_names(tree: ast.AST) -> list[tuple[int, str]]:
-    """(line, text) of each string compared with an expression that reads a dataset or a type
-    (``config.data.dataset == "cifar100"``, ``task.type in ("multiclass", "binary")``, ``types[0] == "multiclass"``)."""
-    found = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Compare):
-            continue
-        sides = [node.left, *node.comparators]
-        read = [ast.unparse(side) for side in sides if not isinstance(side, ast.Constant)]
-        if not any(re.search(r"dataset|type", text) for text in read):
-            continue
-        for side in sides:
-            elements = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
-            found += [(node.lineno, e.value) for e in elements if isinstance(e, ast.Constant) and type(e.value) is str]
-    return found
-
-
-def test_no_module_but_its_own_names_a_dataset_or_a_task_type():
-    """Datasets and task types are asked, never named: a comparison of a dataset's or a task type's name happens
-    only in the module that defines that plug-in."""
-    from mtlab.config.base import DATASETS
-    from mtlab.config.schema import RunConfig  # noqa: F401  (registers every dataset)
-
-    owner = {name: options.__module__ for name, options in DATASETS.items()}
-    owner.update({name: type(kind).__module__ for name, kind in TASK_TYPES.items()})
-    root = Path(mtlab.__file__).parent
-    named = []
-    for path in sorted(root.rglob("*.py")):
-        module = ".".join(("mtlab", *path.relative_to(root).with_suffix("").parts))
-        for line, name in _compared_names(ast.parse(path.read_text())):
-            if name in owner and owner[name] != module.removesuffix(".__init__"):
-                named.append(f"{path.relative_to(root.parent)}:{line} names {name!r} (owned by {owner[name]})")
-    assert not named, "\n".join(named)

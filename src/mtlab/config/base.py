@@ -32,7 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    model_serializer,
+    model_validator,
+)
 
 from mtlab.errors import closest, did_you_mean
 from mtlab.registry import Registry
@@ -48,9 +56,24 @@ if TYPE_CHECKING:
 
 
 class Strict(BaseModel):
-    """Base for every config section: unknown keys are errors, values are validated on assignment."""
+    """Base for every config section: unknown keys are errors, values are validated on assignment.
+
+    ``added_options`` names options a section gained after studies were stored: each is left out of the dump while it
+    has its default, so the dumped configs - and the run ids hashed from them - of every earlier study stay the same.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    added_options: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_added_options_at_their_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        dumped = handler(self)
+        for name in self.added_options:
+            if name in dumped and getattr(self, name) == type(self).model_fields[name].get_default(
+                call_default_factory=True
+            ):
+                del dumped[name]
+        return dumped
 
     @classmethod
     def model_rebuild(
@@ -334,7 +357,7 @@ MODEL_KINDS: Registry[type[ModelKind]] = Registry(
     builtins=tuple(
         f"mtlab.models.{name}"
         for name in ("multitask", "cross_stitch", "mtan", "mmoe", "dselect_k", "ltb", "ple", "pairs", "custom",
-                     "segnet", "deeplab")
+                     "segnet", "deeplab", "multi_lenet")
     ),
 )
 """Model options classes by ``model.kind``; an outside kind registers through the ``mtlab.models`` entry points."""

@@ -8,7 +8,7 @@ rules of a model kind (its dataset, its reuse edges) in the kind's own :meth:`Mo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -65,6 +65,7 @@ def model_kind(kind: str) -> type[ModelKind]:
 
 
 class OptimConfig(Strict):
+    added_options: ClassVar[tuple[str, ...]] = ("step_offset",)
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
     weight_decay: float = Field(0.0, ge=0.0)
@@ -75,8 +76,18 @@ class OptimConfig(Strict):
         100, gt=0, description="Step schedule: multiply the learning rate by step_gamma every this many epochs."
     )
     step_gamma: float = Field(0.5, gt=0.0, le=1.0, description="Step schedule: the factor (PyTorch's StepLR gamma).")
+    step_offset: int = Field(
+        0, ge=0, description="Step schedule: the drops come this many epochs earlier - before 0-based epochs "
+        "step_epochs - offset, 2 step_epochs - offset, ... (Sener & Koltun's loop: 1); 0: PyTorch's StepLR."
+    )
     warmup_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="One-cycle: fraction of steps spent warming up.")
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the global gradient norm to this value.")
+
+    @model_validator(mode="after")
+    def _offset_within_a_period(self) -> OptimConfig:
+        if self.step_offset >= self.step_epochs:
+            raise ValueError(f"step_offset {self.step_offset} must be less than step_epochs {self.step_epochs}")
+        return self
 
 
 class EarlyStopping(Strict):
@@ -147,6 +158,13 @@ class TrainConfig(Strict):
         description="Evaluate the test split after each of the last N epochs and report the mean of those N "
         "evaluations as the test metrics (the protocol of Liu et al. 2019 and Nash-MTL: no model selection, mean "
         "of the last 10 epochs); off (null): the test split is evaluated once, on the selected weights.",
+    )
+    added_options: ClassVar[tuple[str, ...]] = ("test_history",)
+    test_history: bool = Field(
+        False,
+        description="Also evaluate the test split after every epoch and record it in the history (test.<task>."
+        "<metric>), for a report that shows a paper's selection of the epoch by test metrics beside mtlab's; the "
+        "run's test metrics stay those of its selected weights. Costs one test pass per epoch.",
     )
 
     @model_validator(mode="after")

@@ -59,6 +59,7 @@ class MultiData(DataBase):
         "multi-fashion-mnist-sample",
     ]
     offered_tasks: ClassVar[tuple[str, ...]] = ("left", "right")
+    added_options: ClassVar[tuple[str, ...]] = ("stretch",)
     per_image: int = Field(2, gt=0, description="Composites per source image (it is the top-left image of each).")
     canvas: int = Field(36, ge=28, description="Side of the square canvas the two 28x28 images are placed on.")
     offset: int = Field(6, ge=0, description="Row and column of the bottom-right image's corner on the canvas.")
@@ -66,6 +67,10 @@ class MultiData(DataBase):
     size: int = Field(36, gt=0, description="Side of the composites after a nearest-neighbour resize of the canvas.")
     construction_seed: int = Field(
         0, ge=0, description="Seed of the composites; the same for every run, so run seeds vary only the training."
+    )
+    stretch: bool = Field(
+        False, description="Stretch each canvas's intensities to span 0-255 before the resize, as scipy's imresize "
+        "did in Sener & Koltun's loader (false: keep the pixels)."
     )
 
     @field_validator("offset")

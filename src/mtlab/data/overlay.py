@@ -15,7 +15,9 @@ digit at the bottom right - the order is ours; the paper does not say which imag
   al., NeurIPS 2017, shift their MultiMNIST digits by up to 4 pixels); pixels pushed off the canvas are lost;
 - where the images overlap, the brighter pixel wins (pixel-wise maximum, as in Sener & Koltun's loader);
 - a nearest-neighbour resize to ``size`` x ``size`` (Sener & Koltun resize to 28; Lin et al.'s files stay 36 x 36 -
-  the default). Sener & Koltun's resize also rescaled each image's intensities to span 0-255; we keep the pixels.
+  the default). Sener & Koltun's resize (scipy's ``imresize`` of a float canvas) first stretched each canvas's
+  intensities to span 0-255 (scipy's ``bytescale``: ``floor((v - min) * 255 / (max - min) + 0.5)``); ``stretch``
+  does the same, off by default (the pixels are kept; they differ only where both images peak below 255).
 
 Train composites are drawn only from the source's training split and test composites only from its test split, each
 from its own named random stream of the construction seed (:mod:`mtlab.seeding`), so a composite set is a pure
@@ -48,8 +50,22 @@ class Geometry:
     size: int = 36
 
 
-def overlay(left: Tensor, right: Tensor, geometry: Geometry, generator: torch.Generator) -> Tensor:
-    """Compose ``left`` and ``right`` (N, 1, H, W) uint8 into (N, 1, size, size) uint8 composites.
+def stretch_to_bytes(canvas: Tensor) -> Tensor:
+    """(N, C, H, W) uint8 -> each image's intensities stretched to span 0-255, as scipy's ``bytescale`` does to the
+    float canvas that Sener & Koltun's loader hands ``imresize``: ``floor(clip((v - min) * (255 / span)) + 0.5)``,
+    span = max - min (1 for a flat image)."""
+    x = canvas.double()
+    low = x.amin(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1)
+    span = x.amax(dim=(1, 2, 3), keepdim=True) - low
+    span = torch.where(span == 0, torch.ones_like(span), span)
+    return ((x - low) * (255.0 / span)).clamp(0.0, 255.0).add(0.5).to(torch.uint8)  # truncation = floor (>= 0)
+
+
+def overlay(
+    left: Tensor, right: Tensor, geometry: Geometry, generator: torch.Generator, *, stretch: bool = False
+) -> Tensor:
+    """Compose ``left`` and ``right`` (N, 1, H, W) uint8 into (N, 1, size, size) uint8 composites (``stretch``: each
+    canvas stretched to span 0-255 before the resize, see :func:`stretch_to_bytes`).
 
     Draws two (N, 2) integer shifts from ``generator`` (the left image's first), even when ``shift`` is 0, so the
     stream's use does not depend on the geometry.
@@ -68,6 +84,8 @@ def overlay(left: Tensor, right: Tensor, geometry: Geometry, generator: torch.Ge
             window = (rows, slice(None), slice(top, top + height), slice(start, start + width))
             canvas[window] = torch.maximum(canvas[window], images[rows])
     canvas = canvas[:, :, s : s + geometry.canvas, s : s + geometry.canvas]
+    if stretch:
+        canvas = stretch_to_bytes(canvas)
     if geometry.size != geometry.canvas:
         # Nearest neighbour with pixel centres aligned (PIL's NEAREST): output i reads input floor((i + 0.5) * C / S).
         index = ((torch.arange(geometry.size) + 0.5) * geometry.canvas / geometry.size).floor().long()
@@ -76,7 +94,7 @@ def overlay(left: Tensor, right: Tensor, geometry: Geometry, generator: torch.Ge
 
 
 def compose_split(
-    left: Split, right: Split, *, per_image: int, geometry: Geometry, seed: int, stream: str
+    left: Split, right: Split, *, per_image: int, geometry: Geometry, seed: int, stream: str, stretch: bool = False
 ) -> Split:
     """``per_image * len(left)`` composites of one split: tasks ``left`` and ``right`` from each side's only task.
 
@@ -89,7 +107,7 @@ def compose_split(
     n = per_image * len(left)
     left_index = torch.arange(len(left)).repeat(per_image)  # (n,)
     right_index = torch.randint(len(right), (n,), generator=generator)  # (n,)
-    images = overlay(left.images[left_index], right.images[right_index], geometry, generator)
+    images = overlay(left.images[left_index], right.images[right_index], geometry, generator, stretch=stretch)
     (left_labels,), (right_labels,) = left.labels.values(), right.labels.values()
     return Split(images, {"left": left_labels[left_index], "right": right_labels[right_index]})
 
@@ -118,6 +136,8 @@ def overlay_dataset(name: str, left: Side, right: Side, config: Any) -> Dataset:
         "geometry": asdict(geometry),
         "seed": config.construction_seed,
     }
+    if config.stretch:  # named only when on, so the cache entries of the sets built before the option stay valid
+        description["stretch"] = True
 
     def build() -> dict[str, Tensor]:
         tensors = {}
@@ -129,6 +149,7 @@ def overlay_dataset(name: str, left: Side, right: Side, config: Any) -> Dataset:
                 geometry=geometry,
                 seed=config.construction_seed,
                 stream=f"{name}/{split}",
+                stretch=config.stretch,
             )
             tensors[f"{split}.images"] = composed.images
             tensors.update({f"{split}.{task}": y for task, y in composed.labels.items()})

@@ -24,6 +24,7 @@ from mtlab.report.figures import make_figures
 from mtlab.report.frontier import frontier_table
 from mtlab.report.published import published_blocks
 from mtlab.report.reference import reference_blocks
+from mtlab.report.selection import selection_blocks
 from mtlab.report.stats import ALPHA
 from mtlab.report.tables import (
     DELTA_M_DEFINITION,
@@ -147,6 +148,7 @@ def report_blocks(
 
     blocks += reference_blocks(study)  # "Against the original study", when the spec has a reference
     blocks += published_blocks(study)  # "The papers' tables", when the reference carries them
+    blocks += selection_blocks(study)  # "Two selections", when runs recorded test metrics every epoch
 
     frontier = frontier_table(study)
     if frontier is not None:  # two or three tasks: hypervolume and the static scalarisation front

@@ -65,7 +65,9 @@ def check_control(spec: StudySpec, runs: list[RunSpec]) -> None:
         return
     variants = list(dict.fromkeys(r.variant for r in runs))
     where = f"study {spec.name}: control"
-    if control.variant is not None and control.variant not in variants:
+    if isinstance(control.variant, list) and not any(v in variants for v in control.variant):
+        raise ConfigError(f"{where}: none of {control.variant} is a variant of these runs; variants: {variants}")
+    if isinstance(control.variant, str) and control.variant not in variants:
         known = did_you_mean(control.variant, variants, f"variants: {variants}")
         raise ConfigError(f"{where} {control.variant!r} is not a variant; {known}")
     if control.match is not None:

@@ -21,7 +21,9 @@ def resolve_controls(spec: StudySpec, runs: list[RunSpec]) -> dict[str, dict[str
     for variant, variant_tasks in tasks.items():
         chosen: dict[str, str] = {}
         for task in variant_tasks:
-            if control.variant is not None:
+            if isinstance(control.variant, list):  # the first of them these runs have
+                target = next((v for v in control.variant if v in tasks), control.variant[0])
+            elif control.variant is not None:
                 target = control.variant
             elif control.per_task is not None:
                 target = control.per_task.get(task)

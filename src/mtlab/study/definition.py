@@ -119,13 +119,19 @@ def _override_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> str
 
 
 def _defining(spec: Mapping[str, Any], budget: str | None) -> dict[str, Any]:
-    """The parts of a spec (as JSON) that decide its runs under ``budget``: base, grid, variants, seeds, the
-    budget's own settings."""
+    """The parts of a spec (as JSON) that decide its runs under ``budget``: base, grid, the variants that run under
+    it (their ``budgets`` lists aside), seeds, the budget's own settings."""
     chosen = (spec.get("budgets") or {}).get(budget) if budget else None
+    name = budget or spec.get("default_budget")
+    variants = {
+        variant: {key: value for key, value in body.items() if key != "budgets"}
+        for variant, body in (spec.get("variants") or {}).items()
+        if not isinstance(body, dict) or body.get("budgets") is None or name in body["budgets"]
+    }
     return {
         "base": spec.get("base"),
         "grid": spec.get("grid") or {},
-        "variants": spec.get("variants") or {},
+        "variants": variants,
         "seeds": spec.get("seeds"),
         **({f"budgets.{budget}": chosen} if chosen is not None else {}),
     }

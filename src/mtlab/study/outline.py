@@ -2,9 +2,9 @@
 
 Listing studies (``mtlab studies``) needs no run config: validating one assembles the whole schema (every registry,
 torch included) and takes seconds, where a listing should answer at once. The counts follow :func:`expand`'s
-rule - variants x grid points (a variant's own axes added to the study's) x seeds (the budget's, else the study's)
-- and a test holds them equal to it for every built-in study. A file that is not a valid study is found out when it
-is run, not here.
+rule - variants x grid points (a variant's own axes added to the study's) x seeds (the budget's, else the study's),
+counting only the variants that run under the budget - and a test holds them equal to it for every built-in study.
+A file that is not a valid study is found out when it is run, not here.
 """
 
 from __future__ import annotations
@@ -30,10 +30,14 @@ class StudyOutline:
 def read_outline(path: str | Path) -> StudyOutline:
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     seeds = raw.get("seeds", DEFAULT_SEEDS)
-    points = sum(_points({**(raw.get("grid") or {}), **((v or {}).get("grid") or {})}) for v in _variants(raw))
     runs = {}
     for budget, options in (raw.get("budgets") or {}).items():
         budget_seeds = (options or {}).get("seeds")
+        points = sum(
+            _points({**(raw.get("grid") or {}), **((v or {}).get("grid") or {})})
+            for v in _variants(raw)
+            if (v or {}).get("budgets") is None or budget in v["budgets"]  # a variant of other budgets only
+        )
         runs[str(budget)] = points * _count(seeds if budget_seeds is None else budget_seeds)
     return StudyOutline(str(raw.get("name", Path(path).stem)), str(raw.get("description", "")), runs)
 

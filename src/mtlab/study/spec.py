@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -72,8 +72,13 @@ def _label(value: Any) -> str:
 class Variant(Strict):
     """A named change of the base config: fixed overrides (``set``) and, optionally, its own grid axes."""
 
+    added_options: ClassVar[tuple[str, ...]] = ("budgets",)  # stored definitions of earlier studies stay the same
     set: dict[str, Any] = Field(default_factory=dict, description="Dotted config key -> value.")
     grid: dict[str, Axis] = Field(default_factory=dict, description="Axes that apply to this variant only.")
+    budgets: list[str] | None = Field(
+        None, description="The budgets this variant runs under (default: every budget); e.g. a paper's own methods "
+        "that only its protocol's budget runs."
+    )
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -97,14 +102,17 @@ class Control(Strict):
     the variant that is its baseline (e.g. the single-task models).
     """
 
-    variant: str | None = None
+    variant: str | list[str] | None = Field(
+        None, description="The control variant, or a list: the first of them that the budget runs (a budget whose "
+        "variants differ, see Variant.budgets)."
+    )
     match: dict[str, str] | None = None
     per_task: dict[str, str] | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
-        return {"variant": value} if isinstance(value, str) else value
+        return {"variant": value} if isinstance(value, (str, list)) else value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Control:
@@ -149,6 +157,10 @@ class StudySpec(Strict):
     def _budget_names(self) -> StudySpec:
         if self.default_budget is not None and self.default_budget not in self.budgets:
             raise ValueError(f"default_budget {self.default_budget!r} is not one of the budgets {list(self.budgets)}")
+        for name, variant in self.variants.items():
+            unknown = [b for b in variant.budgets or [] if b not in self.budgets]
+            if unknown:
+                raise ValueError(f"variant {name!r}: budgets {unknown} are not among the budgets {list(self.budgets)}")
         return self
 
 
@@ -192,6 +204,8 @@ def expand(spec: StudySpec, budget: str | None = None, overrides: dict[str, Any]
     variants = spec.variants or {"": Variant()}
     runs: list[RunSpec] = []
     for variant_name, variant in variants.items():
+        if variant.budgets is not None and name_of_budget not in variant.budgets:
+            continue  # this variant runs under other budgets only
         axes = {key: (("grid", key), axis) for key, axis in spec.grid.items()}
         axes.update({key: (("variants", variant_name, "grid", key), axis) for key, axis in variant.grid.items()})
         for point in _grid_points({key: axis for key, (_, axis) in axes.items()}):
@@ -240,7 +254,9 @@ def load_study_spec(path: str | Path) -> StudySpec:
     spec._base = Path(base_file.name if base_file is not None else path).resolve().parent
     spec._file = file
     spec._base_file = base_file
-    check_reference(spec, expand(spec))  # validates every run config of the default budget up front
+    # Validates every run config of the default budget (or of the reference's, whose variants it names) up front.
+    named = spec.reference.budget if spec.reference is not None else None
+    check_reference(spec, expand(spec, named if named in spec.budgets else None))  # an unknown one: its own error
     for budget in spec.budgets:
         expand(spec, budget)
     return spec

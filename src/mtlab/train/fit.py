@@ -263,11 +263,19 @@ def fit_replicas(
             earlier_tests.append(
                 evaluate(replicas, test_batches, objectives, config.loss.weights, autocast=autocast).summary("test")
             )
+        # train.test_history: the test split after every epoch, recorded beside the validation metrics (a paper's
+        # selection by test metrics, shown by the report; the run's own test metrics are still those below).
+        history_tests = (
+            evaluate(replicas, test_batches, objectives, config.loss.weights, autocast=autocast).summary("test")
+            if config.train.test_history
+            else None
+        )
         seconds = (time.perf_counter() - epoch_start) / k_count
         for k, state in enumerate(states):
             if state.active:
                 record = {"epoch": epoch, "lr": lr, **train_records[k]}
                 record.update(val_records[k] if val_records else {})
+                record.update(history_tests[k] if history_tests else {})
                 record.update(conflict[k])
                 record["step_seconds"] = step_seconds
                 record["seconds"] = seconds

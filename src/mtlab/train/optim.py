@@ -52,11 +52,13 @@ def build_schedule(
     cosine: from ``lr`` down to 0 (Loshchilov & Hutter, 2017, without restarts); onecycle: warm up to ``lr`` over
     ``warmup_fraction`` of the steps, then anneal (Smith & Topin, 2019); step: ``lr * step_gamma ** (epoch //
     step_epochs)`` for the steps of 0-based ``epoch`` - PyTorch's ``StepLR`` stepped once per epoch, as the MTAN,
-    Nash-MTL and FAMO trainers use it (100 epochs, 0.5); constant: ``lr`` throughout.
+    Nash-MTL and FAMO trainers use it (100 epochs, 0.5); with ``step_offset`` k, ``(epoch + k) // step_epochs`` (the
+    drops k epochs earlier: Sener & Koltun's loop, k = 1); constant: ``lr`` throughout.
     """
     if config.schedule == "step":
-        period = config.step_epochs * max(steps_per_epoch, 1)
-        return LambdaLR(optimizer, lambda step: config.step_gamma ** (step // period))
+        steps = max(steps_per_epoch, 1)
+        period, ahead = config.step_epochs * steps, config.step_offset * steps
+        return LambdaLR(optimizer, lambda step: config.step_gamma ** ((step + ahead) // period))
     if config.schedule == "cosine":
         return CosineAnnealingLR(optimizer, T_max=total_steps)
     if config.schedule == "onecycle":
