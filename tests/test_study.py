@@ -298,9 +298,11 @@ def test_kill_9_then_resume_gives_the_uninterrupted_numbers_without_redoing_runs
         assert resumed.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-def test_the_readme_study_example_is_valid():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+def test_the_studies_page_example_expands_to_its_runs_and_controls():
+    """The first study of docs/studies.md (every docs block also validates in test_docs): its run count and the
+    per-task control it names."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
+    block = page.split("```yaml\n", 1)[1].split("```", 1)[0]
     spec = StudySpec.model_validate(yaml.safe_load(block))
     runs = expand(spec, "quick")
     assert len(runs) == (2 + 2 * 2) * 2  # (item alone x sharing + two-head x sharing x lambda) x seeds
