@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
-import subprocess
 import time
 
 import torch
 import torch.nn.functional as F
+from machine import cpu_summary, load_average
 from torch import nn
 
 import mtlab
@@ -120,8 +119,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(_cpu())
-    print(f"load average before: {_load()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(cpu_summary())
+    print(f"load average before: {load_average()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (args.batch, args.tasks), generator=g)
@@ -144,25 +143,7 @@ def main() -> None:
         jd = median.get("torchjd mtl_backward")
         ratio_jd = f"{own / jd:10.2f}" if jd else f"{'-':>10}"
         print(f"{method:<12} {own * 1e3:8.2f} {own / median['sum().backward()']:7.2f} {ratio_jd}")
-    print(f"load average after: {_load()}")
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "unavailable"
-
-
-def _cpu() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "lscpu unavailable"
-    info = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = info.get("Flags", "").split()
-    wanted = [f for f in flags if f.startswith(("avx", "amx"))]
-    return f"{info.get('Model name', '?').strip()}, flags: {' '.join(wanted) or 'no AVX'}"
+    print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import sys
 import time
 
 import torch
+from machine import cpu_summary
 
 MODELS = {
     "pairs-cnn": ("mnist-pairs", "full", "CNN, sharing on, aux on", (2, 14, 14)),
@@ -111,7 +112,7 @@ def main() -> None:
 
     methods = args.methods.split(",") if args.methods else registered_methods()
     methods = ["fixed", *[m for m in methods if m != "fixed"]]
-    cpu = _cpu()
+    cpu = cpu_summary()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {cpu}")
     for model in args.models.split(","):
         for replicas in (int(k) for k in args.replicas.split(",")):
@@ -129,17 +130,6 @@ def main() -> None:
             for method, r in rows.items():
                 print(f"{method:<12} {r['ms']:8.1f} {r['ms'] / base['ms']:8.2f} {r['peak_mib']:9.0f} "
                       f"{r['peak_mib'] / base['peak_mib']:8.2f}")
-
-
-def _cpu() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "lscpu unavailable"
-    info = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = info.get("Flags", "").split()
-    wanted = [f for f in flags if f.startswith(("avx", "amx"))]
-    return f"{info.get('Model name', '?').strip()}, flags: {' '.join(wanted) or 'no AVX'}"
 
 
 if __name__ == "__main__":
