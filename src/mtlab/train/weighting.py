@@ -193,7 +193,7 @@ class Weighting:
         self.last_shared = list(last_shared) if last_shared is not None else None
         self.diagnose = diagnose
         self.representation = method.step == "jacobian" and method.options.gradients == "representation"
-        self.static = torch.tensor([method.options.weights.get(t, 1.0) for t in self.tasks])  # loss.weights (T,)
+        self.static = method.loss_weights()  # loss.weights (T,)
         self.has_after_step = _overrides(method, "after_step")
         self.has_end_epoch = _overrides(method, "after_epoch")
         if self.has_end_epoch and steps_per_epoch is None:

@@ -183,6 +183,10 @@ class WeightingMethod(nn.Module):
     def task_count(self) -> int:
         return len(self.tasks)
 
+    def loss_weights(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Tensor:
+        """(T,) ``loss.weights`` in the tasks' order (1 for a task not named; 0 leaves a task out of training)."""
+        return torch.tensor([self.options.weights.get(t, 1.0) for t in self.tasks], dtype=dtype, device=device)
+
     def draw(self, sample: Callable[[torch.Generator | None], Tensor]) -> Tensor:
         """Stack one draw per replica, each from the replica's own generator: (K, ...) on the CPU."""
         return torch.stack([sample(g) for g in self.generators])

@@ -53,7 +53,7 @@ class Famo(LossMethod):
 
     def _preference(self) -> Tensor:
         """(T,) loss.weights on the logits' device."""
-        return torch.tensor([self.options.weights.get(t, 1.0) for t in self.tasks], device=self.logits.device)
+        return self.loss_weights(self.logits.device)
 
     def _weights(self) -> Tensor:
         """z = softmax(xi) over the tasks of positive weight (K, T), 0 for the others."""

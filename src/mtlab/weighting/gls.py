@@ -32,9 +32,7 @@ class GeometricLoss(LossMethod):
     weights_note: ClassVar[str] = "exponents of a weighted geometric mean of the losses"
 
     def forward(self, losses: Tensor) -> tuple[Tensor, Tensor]:
-        preference = torch.tensor(
-            [self.options.weights.get(t, 1.0) for t in self.tasks], dtype=losses.dtype, device=losses.device
-        )
+        preference = self.loss_weights(losses.device, losses.dtype)
         p = preference / preference.sum()  # (T,); the config refuses all-zero weights
         kept = p > 0
         logs = torch.where(kept, losses, torch.ones_like(losses)).log()  # a left-out task's loss may be 0

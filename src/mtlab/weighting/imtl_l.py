@@ -36,7 +36,7 @@ class ImtlL(LossMethod):
         self.log_scale = nn.Parameter(torch.zeros(replicas, len(tasks)))  # s, (K, T)
 
     def forward(self, losses: Tensor) -> tuple[Tensor, Tensor]:
-        kept = torch.tensor([self.options.weights.get(t, 1.0) > 0 for t in self.tasks], device=losses.device)
+        kept = self.loss_weights(losses.device) > 0
         scale = torch.exp(self.log_scale)  # (K, T)
         terms = torch.where(kept, scale * losses - self.log_scale, torch.zeros_like(losses))
         return terms.sum(1), torch.where(kept, scale, torch.zeros_like(scale)).detach()

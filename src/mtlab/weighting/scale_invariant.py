@@ -33,9 +33,7 @@ class ScaleInvariant(LossMethod):
     weights_note: ClassVar[str] = "coefficients of the log-losses, as the task weights of the authors' code"
 
     def forward(self, losses: Tensor) -> tuple[Tensor, Tensor]:
-        w = torch.tensor(
-            [self.options.weights.get(t, 1.0) for t in self.tasks], dtype=losses.dtype, device=losses.device
-        )  # (T,)
+        w = self.loss_weights(losses.device, losses.dtype)  # (T,)
         kept = w > 0
         logs = torch.where(kept, losses, torch.ones_like(losses)).log()  # (K, T); a left-out task's loss may be 0
         objective = (w * logs).sum(1)  # (K,)

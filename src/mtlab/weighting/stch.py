@@ -101,7 +101,7 @@ class SmoothTchebycheff(LossMethod):
 
     def _kept(self, device) -> Tensor:
         """(T,) True for the tasks in training (loss.weights of 0 leave one out)."""
-        return torch.tensor([self.options.weights.get(t, 1.0) > 0 for t in self.tasks], device=device)
+        return self.loss_weights(device) > 0
 
     def forward(self, losses: Tensor) -> tuple[Tensor, Tensor]:
         kept = self._kept(losses.device)
