@@ -102,3 +102,15 @@ def require_shared_data() -> Path:
 
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: small convolutions on big images run fastest so, and far faster than on
+    several threads of a shared machine. Used by the modules that set ``pytestmark`` to it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -32,13 +32,7 @@ NYUV2_OUTPUTS = {"segmentation": 13, "depth": 1, "normals": 3}
 CITYSCAPES_OUTPUTS = {"segmentation": 7, "depth": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These small convolutions run fastest on one thread (and on a shared machine far faster than on several)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: fastest on one thread
 
 
 def count(module: nn.Module) -> int:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 from mtlab.config.base import DATASETS
@@ -28,13 +27,7 @@ SEEDS = {"cityscapes-weighting": 2}
 """Seeds of the tiny runs (default 1): two give the verdicts an interval on the smallest study."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions on big images: fastest on one thread, and far faster than several on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: fastest on one thread
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_STUDIES))

@@ -29,12 +29,7 @@ SK = Geometry(canvas=36, offset=6, shift=0, size=28)
 """Their loader's geometry: a 36 x 36 canvas, the partner at (6, 6), resized to 28 x 28."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: fastest on one thread
 
 
 # ----------------------------------------------------------------------------------------------- composites
