@@ -63,3 +63,36 @@ def test_test_average_excludes_early_stopping_and_fits_the_epochs():
                 "train": {"epochs": 4, "test_last_epochs": 2, "early_stopping": {"patience": 1}},
             }
         )
+
+
+def plateau_config(**optim):
+    raw = config(epochs=6).model_dump()
+    raw["data"]["val_fraction"] = 0.2
+    raw["optim"] = {"lr": 0.05, "schedule": "plateau", "plateau_factor": 0.5, "plateau_patience": 0, **optim}
+    return parse_config(raw)
+
+
+def test_plateau_schedule_cuts_the_rate_after_each_epoch_without_improvement_as_reduce_lr_on_plateau():
+    c = plateau_config(plateau_metric="val.item.acc", min_lr=0.02)
+    result = train(c)
+    rates = [r["lr"] for r in result.history]  # the rate each epoch trained with
+    # Replay PyTorch's ReduceLROnPlateau on the recorded validation accuracy (mode max, patience 0, threshold 1e-4).
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.05)
+    replay = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=0, min_lr=0.02)
+    expected = []
+    for record in result.history:
+        expected.append(optimizer.param_groups[0]["lr"])
+        replay.step(record["val.item.acc"])
+    assert rates == pytest.approx(expected)
+    assert min(rates) >= 0.02
+
+
+def test_plateau_schedule_needs_a_validation_metric_that_exists():
+    with pytest.raises(ConfigError, match="optim.plateau_metric"):
+        plateau_config(plateau_metric="val.item.mae")
+    with pytest.raises(ConfigError, match="a schedule never reads test"):
+        plateau_config(plateau_metric="test.item.acc")
+    raw = plateau_config().model_dump()
+    raw["data"]["val_fraction"] = 0.0
+    with pytest.raises(ConfigError, match="needs a validation split"):
+        parse_config(raw)

@@ -65,23 +65,59 @@ def model_kind(kind: str) -> type[ModelKind]:
 
 
 class OptimConfig(Strict):
-    added_options: ClassVar[tuple[str, ...]] = ("step_offset",)
+    added_options: ClassVar[tuple[str, ...]] = (
+        "step_offset",
+        "plateau_metric",
+        "plateau_factor",
+        "plateau_patience",
+        "min_lr",
+    )
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
     weight_decay: float = Field(0.0, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum (ignored by Adam/AdamW).")
     nesterov: bool = False
-    schedule: Literal["constant", "cosine", "onecycle", "step"] = "constant"
+    schedule: Literal["constant", "cosine", "onecycle", "step", "plateau"] = "constant"
     step_epochs: int = Field(
         100, gt=0, description="Step schedule: multiply the learning rate by step_gamma every this many epochs."
     )
     step_gamma: float = Field(0.5, gt=0.0, le=1.0, description="Step schedule: the factor (PyTorch's StepLR gamma).")
     step_offset: int = Field(
-        0, ge=0, description="Step schedule: the drops come this many epochs earlier - before 0-based epochs "
-        "step_epochs - offset, 2 step_epochs - offset, ... (Sener & Koltun's loop: 1); 0: PyTorch's StepLR."
+        0,
+        ge=0,
+        description="Step schedule: the drops come this many epochs earlier - before 0-based epochs "
+        "step_epochs - offset, 2 step_epochs - offset, ... (Sener & Koltun's loop: 1); 0: PyTorch's StepLR.",
     )
     warmup_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="One-cycle: fraction of steps spent warming up.")
+    plateau_metric: str = Field(
+        "val.loss",
+        description="Plateau schedule: the validation metric watched after each epoch ('val.loss' or "
+        "'val.<task>.<metric>'; its direction from the task type).",
+    )
+    plateau_factor: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Plateau schedule: multiply the learning rate by this when the metric has "
+        "not improved for plateau_patience epochs (PyTorch's ReduceLROnPlateau factor).",
+    )
+    plateau_patience: int = Field(10, ge=0, description="Plateau schedule: epochs without improvement before a cut.")
+    min_lr: float = Field(0.0, ge=0.0, description="Plateau schedule: the learning rate is never cut below this.")
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the global gradient norm to this value.")
+
+    @field_validator("plateau_metric")
+    @classmethod
+    def _plateau_on_validation(cls, metric: str) -> str:
+        parts = metric.split(".")
+        if not (parts == ["val", "loss"] or (len(parts) == 3 and parts[0] == "val" and all(parts))):
+            raise ValueError(f"{metric!r} is not 'val.loss' or 'val.<task>.<metric>' (a schedule never reads test)")
+        return metric
+
+    @property
+    def follows_validation(self) -> bool:
+        """Whether the learning rate follows each run's own validation metric (plateau): then seeds cannot share
+        one optimiser, and train one after another."""
+        return self.schedule == "plateau"
 
     @model_validator(mode="after")
     def _offset_within_a_period(self) -> OptimConfig:
@@ -229,8 +265,10 @@ class RunConfig(Strict):
         """Examples that are image pairs need a kind that compares pairs, and only they suit one."""
         if self.data.gives_pairs and not self.model.reads_pairs:
             kinds = [name for name, cls in MODEL_KINDS.items() if cls.reads_pairs]
-            raise _at("model.kind", f"{self.data.dataset} data needs a {_either(kinds)} model, "
-                      f"not {self.model.sharing_label()!r}")
+            raise _at(
+                "model.kind",
+                f"{self.data.dataset} data needs a {_either(kinds)} model, not {self.model.sharing_label()!r}",
+            )
         if self.model.reads_pairs and not self.data.gives_pairs:
             datasets = list(dict.fromkeys(name for name, cls in DATASETS.items() if cls.gives_pairs))
             raise _at("model.kind", f"{self.model.kind!r} models need data.dataset {_either(datasets)}")
@@ -276,16 +314,28 @@ class RunConfig(Strict):
                         unknown_task(stop.task, tasks, f"the trained tasks are {tasks}"),
                     )
                 self.metric_direction(stop.metric)  # an unknown metric of the task's type fails here, naming them
+        if self.optim.follows_validation:
+            self._check_validation_metric("optim.plateau_metric", self.optim.plateau_metric, tasks)
         return self
+
+    def _check_validation_metric(self, key: str, metric: str, tasks: list[str]) -> None:
+        """A metric read on the validation split after each epoch: there is one, and its task and metric exist."""
+        if self.data.val_fraction == 0:
+            raise _at(key, "needs a validation split (data.val_fraction > 0)")
+        parts = metric.split(".")
+        if len(parts) == 3:
+            if parts[1] not in tasks:
+                raise _at(key, unknown_task(parts[1], tasks, f"the trained tasks are {tasks}"))
+            self.metric_direction(metric, key)
 
     def task_type_names(self) -> dict[str, str]:
         """Trained task -> its task type's name."""
         types = self.data.task_types()
         return {t: types[t] for t in self.task_names}
 
-    def metric_direction(self, key: str) -> str:
+    def metric_direction(self, key: str, where: str = "train.early_stopping.metric") -> str:
         """``"min"`` or ``"max"`` for a history key such as ``val.loss``, ``val.age.mae``, ``test.gender.auroc``;
-        a metric the task's type does not report is a :class:`KeyedError` at ``train.early_stopping.metric``."""
+        a metric the task's type does not report is a :class:`KeyedError` at ``where``."""
         from mtlab.tasks import TASK_TYPES
 
         parts = key.split(".")
@@ -294,7 +344,7 @@ class RunConfig(Strict):
         task_type = TASK_TYPES.get(self.data.task_types()[parts[1]])
         if parts[2] not in task_type.metric_names():
             raise _at(
-                "train.early_stopping.metric",
+                where,
                 f"{parts[1]} is a {task_type.name} task, which reports {task_type.metric_names()}, not {parts[2]!r}",
             )
         return task_type.direction(parts[2])

@@ -31,7 +31,7 @@ from mtlab.data.split import RunSplits
 from mtlab.models.base import MultiTaskNet
 from mtlab.tasks import Objective, Task
 from mtlab.train.metrics import EpochTotals
-from mtlab.train.optim import build_optimizer, build_schedule
+from mtlab.train.optim import build_optimizer, build_plateau, build_schedule
 from mtlab.train.precision import autocast_for
 from mtlab.train.replicas import SingleReplica, StackedReplicas, channels_last_pays, parameter_views, replicate
 from mtlab.train.step import TaskLosses, make_step
@@ -205,6 +205,11 @@ def fit_replicas(
     schedule = build_schedule(
         config.optim, optimizer, config.train.epochs * len(train_batches), steps_per_epoch=len(train_batches)
     )
+    plateau = build_plateau(config.optim, optimizer, config.metric_direction(config.optim.plateau_metric))
+    if plateau is not None and (k_count > 1 or val_batches is None):
+        raise ValueError(
+            "optim.schedule plateau follows one run's validation metric: it needs a validation split and one replica"
+        )
     task_losses = TaskLosses(config, objectives, device)
     # A bilevel method's meta batches: the training split again, in an order of its own (Auto-Lambda's authors
     # use a second loader over the training set); never the validation split early stopping reads, nor the test.
@@ -243,7 +248,8 @@ def fit_replicas(
         totals = EpochTotals(objectives, k_count, device)
         for batch, (x, y) in enumerate(train_batches, 1):
             out = step(x, y)  # losses (K, T), outputs {task: (K, B, O)}, weights (K, T)
-            schedule.step()
+            if schedule is not None:
+                schedule.step()
             losses = {t: out.losses[:, i] for i, t in enumerate(tasks)}
             totals.add(task_losses.total(out.losses), losses, out.logits, y, out.weights)
             for state in states:
@@ -270,6 +276,8 @@ def fit_replicas(
             if config.train.test_history
             else None
         )
+        if plateau is not None:  # one replica (checked above): its own validation metric sets its learning rate
+            plateau.step(val_records[0][config.optim.plateau_metric])
         seconds = (time.perf_counter() - epoch_start) / k_count
         for k, state in enumerate(states):
             if state.active:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, OneCycleLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, OneCycleLR, ReduceLROnPlateau
 
 from mtlab.config.schema import OptimConfig
 
@@ -46,15 +46,18 @@ def build_optimizer(
 
 def build_schedule(
     config: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int = 1
-) -> LRScheduler:
+) -> LRScheduler | None:
     """A scheduler stepped once per optimiser step over the planned ``total_steps`` (epochs x batches).
 
     cosine: from ``lr`` down to 0 (Loshchilov & Hutter, 2017, without restarts); onecycle: warm up to ``lr`` over
     ``warmup_fraction`` of the steps, then anneal (Smith & Topin, 2019); step: ``lr * step_gamma ** (epoch //
     step_epochs)`` for the steps of 0-based ``epoch`` - PyTorch's ``StepLR`` stepped once per epoch, as the MTAN,
     Nash-MTL and FAMO trainers use it (100 epochs, 0.5); with ``step_offset`` k, ``(epoch + k) // step_epochs`` (the
-    drops k epochs earlier: Sener & Koltun's loop, k = 1); constant: ``lr`` throughout.
+    drops k epochs earlier: Sener & Koltun's loop, k = 1); constant: ``lr`` throughout. None for plateau, which
+    changes the rate only between epochs (:func:`build_plateau`) and must not be reset by a per-step scheduler.
     """
+    if config.schedule == "plateau":
+        return None
     if config.schedule == "step":
         steps = max(steps_per_epoch, 1)
         period, ahead = config.step_epochs * steps, config.step_offset * steps
@@ -64,3 +67,16 @@ def build_schedule(
     if config.schedule == "onecycle":
         return OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup_fraction)
     return LambdaLR(optimizer, lambda step: 1.0)
+
+
+def build_plateau(config: OptimConfig, optimizer: torch.optim.Optimizer, mode: str) -> ReduceLROnPlateau | None:
+    """For ``schedule: plateau``: PyTorch's ``ReduceLROnPlateau`` over every parameter group, stepped after each
+    epoch with the run's ``plateau_metric`` (``mode`` its direction, "min" or "max") - the learning rate times
+    ``plateau_factor`` after ``plateau_patience`` epochs without improvement, never below ``min_lr`` (PyTorch's
+    default relative threshold 1e-4). Nash-MTL's and FAMO's QM9 trainers: factor 0.7, patience 5, min_lr 1e-5.
+    None for the other schedules."""
+    if config.schedule != "plateau":
+        return None
+    return ReduceLROnPlateau(
+        optimizer, mode=mode, factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
+    )

@@ -117,6 +117,10 @@ def train_runs(
     device = resolve_device(config.train.device)
     observers = observers or [None] * len(configs)
     kwargs = {"argv": argv, "overwrite": overwrite, "stacking": stacking}
+    if len(configs) > 1 and config.optim.follows_validation:  # each seed's learning rate follows its own runs
+        return [
+            train_runs([c], [o], observers=[b], **kwargs)[0] for c, o, b in zip(configs, outs, observers, strict=True)
+        ]
     if len(configs) > 1 and stacking == "auto" and not stacking_pays(config, device):
         return [
             train_runs([c], [o], observers=[b], **kwargs)[0] for c, o, b in zip(configs, outs, observers, strict=True)
