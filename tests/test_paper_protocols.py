@@ -96,3 +96,18 @@ def test_plateau_schedule_needs_a_validation_metric_that_exists():
     raw["data"]["val_fraction"] = 0.0
     with pytest.raises(ConfigError, match="needs a validation split"):
         parse_config(raw)
+
+
+def test_method_lr_sets_the_learning_rate_of_the_methods_own_parameters_only():
+    raw = config().model_dump()
+    raw["optim"] = {"lr": 0.001, "method_lr": 0.025}
+    c = parse_config(raw)
+    optimizer = build_optimizer(
+        c.optim, [torch.nn.Parameter(torch.zeros(2))], extra=[torch.nn.Parameter(torch.zeros(3))]
+    )
+    assert [g["lr"] for g in optimizer.param_groups] == [0.001, 0.025]
+    assert optimizer.param_groups[1]["weight_decay"] == 0.0
+    default = build_optimizer(
+        config().optim, [torch.nn.Parameter(torch.zeros(2))], extra=[torch.nn.Parameter(torch.zeros(1))]
+    )
+    assert [g["lr"] for g in default.param_groups] == [config().optim.lr] * 2

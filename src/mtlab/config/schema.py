@@ -67,6 +67,7 @@ def model_kind(kind: str) -> type[ModelKind]:
 class OptimConfig(Strict):
     added_options: ClassVar[tuple[str, ...]] = (
         "step_offset",
+        "method_lr",
         "plateau_metric",
         "plateau_factor",
         "plateau_patience",
@@ -104,6 +105,12 @@ class OptimConfig(Strict):
     plateau_patience: int = Field(10, ge=0, description="Plateau schedule: epochs without improvement before a cut.")
     min_lr: float = Field(0.0, ge=0.0, description="Plateau schedule: the learning rate is never cut below this.")
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the global gradient norm to this value.")
+    method_lr: float | None = Field(
+        None,
+        gt=0.0,
+        description="Learning rate of the weighting method's own trained parameters (uncertainty's "
+        "log-variances, GradNorm's weights), in the same optimiser; default: lr (Nash-MTL's trainers: 0.025).",
+    )
 
     @field_validator("plateau_metric")
     @classmethod

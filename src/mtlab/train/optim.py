@@ -20,7 +20,8 @@ def build_optimizer(
     """The configured optimiser, fused where PyTorch has a fused kernel for the parameters' device.
 
     ``extra`` parameters (a weighting method's own, such as uncertainty's log-variances) join in a second group
-    with no weight decay: decaying them would pull the method towards its initial weights, which no paper does.
+    with no weight decay (decaying them would pull the method towards its initial weights, which no paper does) and
+    the learning rate ``method_lr`` where set (Nash-MTL's ``--method-params-lr``).
     The default (for-loop) implementation launches about ten elementwise kernels per parameter per step; on small
     models and on stacked seed replicas that was a fifth of the step time (measured in ``benchmarks/README.md``).
     The update rule is the same, elementwise per parameter, so replicas stay independent.
@@ -29,7 +30,8 @@ def build_optimizer(
     extra = [p for p in extra if p.requires_grad]
     everything = params + extra
     fused = bool(everything) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in everything)
-    groups = [{"params": params}] + ([{"params": extra, "weight_decay": 0.0}] if extra else [])
+    own = {"weight_decay": 0.0} | ({"lr": config.method_lr} if config.method_lr is not None else {})
+    groups = [{"params": params}] + ([{"params": extra, **own}] if extra else [])
     if config.name == "adam":
         return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     if config.name == "adamw":
