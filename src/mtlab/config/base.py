@@ -46,7 +46,9 @@ from mtlab.errors import closest, did_you_mean
 from mtlab.registry import Registry
 
 if TYPE_CHECKING:
-    from torch import nn
+    from collections.abc import Callable
+
+    from torch import Tensor, nn
 
     from mtlab.config.schema import RunConfig
     from mtlab.data.dataset import Dataset
@@ -254,11 +256,14 @@ class TrunkOptions(FileRelative):
 @dataclass(frozen=True)
 class ModelExample:
     """A small ``model`` section of a kind and a problem it is built for: the tests parametrised over
-    :data:`MODEL_KINDS` build it for ``tasks`` (every one trained) and inputs of ``input_shape``, and check it."""
+    :data:`MODEL_KINDS` build it for ``tasks`` (every one trained) and inputs of ``input_shape``, and check it.
+    ``inputs(k)`` gives k valid inputs (k, *input_shape) for a kind that reads structured examples (padded
+    molecules); None: any tensor of that shape will do."""
 
     options: dict[str, Any]
     tasks: dict[str, Task]
     input_shape: InputShape
+    inputs: Callable[[int], Tensor] | None = None
 
 
 class ModelKind(FileRelative):
@@ -357,7 +362,7 @@ MODEL_KINDS: Registry[type[ModelKind]] = Registry(
     builtins=tuple(
         f"mtlab.models.{name}"
         for name in ("multitask", "cross_stitch", "mtan", "mmoe", "dselect_k", "ltb", "ple", "pairs", "custom",
-                     "segnet", "deeplab", "multi_lenet")
+                     "segnet", "deeplab", "multi_lenet", "mpnn")
     ),
 )
 """Model options classes by ``model.kind``; an outside kind registers through the ``mtlab.models`` entry points."""
