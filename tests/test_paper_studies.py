@@ -1,4 +1,4 @@
-"""The papers' benchmark studies (nyuv2-weighting, cityscapes-weighting, celeba-weighting): their specs validate for
+"""The papers' benchmark studies (nyuv2-, cityscapes-, celeba- and qm9-weighting): their specs validate for
 every budget, they compare every registered weighting method with equal weights, and their tiny budget runs end to
 end - on a few synthetic files in each dataset's official layout - to a report with Δm against both baselines."""
 
@@ -22,7 +22,16 @@ from mtlab.study.runner import run_study
 from mtlab.study.spec import expand
 from mtlab.weighting import registered_methods
 
-PAPER_STUDIES = {"nyuv2-weighting": "nyuv2", "cityscapes-weighting": "cityscapes", "celeba-weighting": "celeba"}
+PAPER_STUDIES = {
+    "nyuv2-weighting": "nyuv2",
+    "cityscapes-weighting": "cityscapes",
+    "celeba-weighting": "celeba",
+    "qm9-weighting": "qm9",
+}
+SHARED = {"qm9-weighting": "shared"}
+"""The variant prefix of the shared network under each method (default: SegNet-MTAN's ``mtan``)."""
+LOWER = {"abs_err", "rel_err", "mean_angle", "median_angle", "mae"}
+"""The compared metrics that are better lower."""
 SEEDS = {"cityscapes-weighting": 2}
 """Seeds of the tiny runs (default 1): two give the verdicts an interval on the smallest study."""
 
@@ -68,6 +77,29 @@ def test_dense_paper_studies_follow_the_published_protocol(name):
     single = {r.variant: r.config for r in expand(spec, "full") if len(r.config.task_names) == 1}
     assert {c.model.kind for c in single.values()} == {"segnet"}
     assert set(spec.reference.single_task.values()) == set(single)
+
+
+def test_qm9_study_follows_nash_mtls_protocol():
+    """Nash-MTL's experiments/quantum_chemistry/trainer.py defaults (FAMO's trainer keeps them)."""
+    spec, _ = find_study("qm9-weighting")
+    runs = expand(spec, "full")
+    c = next(r for r in runs if r.variant == "shared, nash_mtl").config
+    assert (c.model.kind, c.model.dim, c.model.message_steps, c.model.set2set_steps) == ("mpnn", 64, 3, 3)
+    assert (c.optim.name, c.optim.lr, c.optim.method_lr) == ("adam", 1e-3, 0.025)
+    assert (c.optim.schedule, c.optim.plateau_factor, c.optim.plateau_patience, c.optim.min_lr) == (
+        "plateau",
+        0.7,
+        5,
+        1e-5,
+    )
+    assert (c.train.epochs, c.train.batch_size, c.data.test_size, c.data.val_size) == (300, 120, 10000, 10000)
+    assert c.task_names == ["mu", "alpha", "homo", "lumo", "r2", "zpve", "U0", "U", "H", "G", "cv"]
+    assert c.data.normalize is False
+    singles = {r.variant: r.config for r in runs if len(r.config.task_names) == 1}
+    for config in singles.values():  # --method stl --main-task k: the schedule and the selection on that task
+        task = config.task_names[0]
+        assert config.optim.plateau_metric == config.train.early_stopping.metric == f"val.{task}.mae"
+    assert set(spec.reference.single_task.values()) == set(singles)
 
 
 def small(spec, keep_methods=("fixed", "nash_mtl")):
@@ -133,20 +165,21 @@ def test_paper_study_runs_its_tiny_budget_on_files_in_the_official_layout(name, 
     assert "Δm against single-task baselines" in report
     # Δm by hand for one variant, against the paper's numbers and against this study's single-task runs.
     frame = delta_m_frame(study, reference).set_index("variant")
-    lower = {"abs_err", "rel_err", "mean_angle", "median_angle"}
+    shared = SHARED.get(name, "mtan")
     theirs, ours = [], []
     for task, per_metric in reference.baselines.values.items():
         for metric, base in per_metric.items():
-            sign = -1.0 if metric in lower else 1.0
-            mine = value("mtan, nash_mtl", task, metric)
+            sign = -1.0 if metric in LOWER else 1.0
+            mine = value(f"{shared}, nash_mtl", task, metric)
             own = value(reference.single_task[task], task, metric)
             theirs.append(sign * (mine - base) / base * 100)
             ours.append(sign * (mine - own) / own * 100)
-    row = frame.loc["mtan, nash_mtl"]
+    row = frame.loc[f"{shared}, nash_mtl"]
     assert row["mean"] == pytest.approx(sum(theirs) / len(theirs), rel=1e-9)
     assert row["own_mean"] == pytest.approx(sum(ours) / len(ours), rel=1e-9)
     assert math.isnan(row["published"])
-    assert set(frame.index) == {"hard sharing", "mtan, fixed", "mtan, nash_mtl"}  # single-task variants left out
+    hard = {"hard sharing"} if name != "qm9-weighting" else set()
+    assert set(frame.index) == hard | {f"{shared}, fixed", f"{shared}, nash_mtl"}  # single-task variants left out
 
 
 def check_papers_tables(name, report, study, value):
@@ -188,7 +221,6 @@ def check_papers_tables(name, report, study, value):
         assert rows.loc["avg_error", "verdict"] == "too few runs"
         return
     # Δm against the table's single-task row, the paper's sign (lower is better), by hand; its verdict by hand.
-    lower = {"abs_err", "rel_err", "mean_angle", "median_angle"}
     per_seed = []
     for seed in range(seeds):
         m = study.metrics[(study.metrics["split"] == "test") & (study.metrics["seed"] == seed)]
@@ -197,7 +229,7 @@ def check_papers_tables(name, report, study, value):
             scale = 100.0 if metric in ("miou", "pixel_acc") or metric.startswith("within") else 1.0
             mine = scale * m[(m.variant == variant) & (m.task == task) & (m.metric == metric)]["value"].iloc[0]
             base = table.cell("single_task", f"{task}.{metric}").value
-            terms.append((1.0 if metric in lower else -1.0) * (mine - base) / base * 100)
+            terms.append((1.0 if metric in LOWER else -1.0) * (mine - base) / base * 100)
         per_seed.append(np.mean(terms))
     dm = rows.loc["delta_m"]
     assert dm["mean"] == pytest.approx(np.mean(per_seed))
@@ -208,6 +240,12 @@ def check_papers_tables(name, report, study, value):
         assert dm["verdict"] == ("within" if low <= 0 <= high else "above" if low > 0 else "below")
     else:
         assert dm["verdict"] == "too few runs"
+    if name == "qm9-weighting":  # the text copy gives MR and Δm only: Δm is the one value compared, not recomputed
+        assert list(rows.index) == ["delta_m"]
+        line = next(x for x in section.splitlines() if x.startswith(f"| {method} | `{variant}` | {printed:+.2f}"))
+        assert "| consistent |" not in line
+        assert f"| {-printed:+.2f} | {-dm['mean']:+.2f} |" in line
+        return
     miou = rows.loc["segmentation.miou"]
     line = next(x for x in section.splitlines() if x.startswith(f"| {method} | `{variant}` | segmentation miou |"))
     assert f"| {table.cell(method, 'segmentation.miou').value:.2f} |" in line
@@ -246,6 +284,10 @@ TRANSCRIBED = {
         ("CelebA", "FAMO Table 3"), ("CelebA", "FAMO Table 7"), ("CelebA", "NTKMTL* NTKMTL Table 2"),
         ("CelebA", "EXTRA* Table 1"), ("CelebA", "Sener&Koltun Table 1"), ("CelebA", "F-MTL Table 2"),
         ("CelebA", "Recon Table 2"),
+    ],
+    "qm9-weighting": [
+        ("QM9 (Nash-MTL", "Nash-MTL Table 1"), ("QM9 (Nash-MTL", "Nash-MTL Table 6"), ("QM9 (Nash-MTL", "FAMO Table 2"),
+        ("QM9 (Nash-MTL", "FAMO Table 6"), ("QM9 (Nash-MTL", "NTKMTL* NTKMTL Table 6"), ("QM9 Delta_p", "DB-MTL Table 3"),
     ],
 }  # fmt: skip
 
