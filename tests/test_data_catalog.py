@@ -44,7 +44,8 @@ def test_every_dataset_validates_its_example_and_answers_before_reading_files(na
     assert list(types) == config.task_names()
     assert not any("." in task for task in types)  # task names appear in metric keys (val.<task>.<metric>)
     shape = config.input_shape()
-    assert shape is None or (len(shape) in (1, 3) and all(isinstance(d, int) and d > 0 for d in shape))
+    # (D,) feature vectors, (A, W) padded molecules (mtlab.data.molecules) or (C, H, W) images
+    assert shape is None or (len(shape) in (1, 2, 3) and all(isinstance(d, int) and d > 0 for d in shape))
     assert all(isinstance(source, Source) and source.name in SOURCES for source in config.sources())
     assert isinstance(config.gives_pairs, bool)
 
@@ -57,6 +58,8 @@ def test_every_dataset_loads_its_example_with_the_tasks_and_shape_it_declares(na
     absent = [s.name for s in config.sources() if not s.embedded and not getattr(locate(s), "complete", False)]
     if absent:
         pytest.skip(f"its files ({', '.join(absent)}) are not on this machine")
+    for module in getattr(config, "reads_with", ()):  # an optional package the dataset reads its files with
+        pytest.importorskip(module, reason=f"it reads its files with {module}, which is not installed")
     dataset = load_dataset(config)
     assert isinstance(dataset, Dataset)
     assert dataset.name == name
@@ -65,7 +68,7 @@ def test_every_dataset_loads_its_example_with_the_tasks_and_shape_it_declares(na
         assert dataset.input_shape == config.input_shape()
     for split in (dataset.train, dataset.test):
         assert split.images.dtype in (torch.uint8, torch.float32)
-        assert split.images.ndim in (2, 4)  # feature vectors or images
+        assert split.images.ndim in (2, 3, 4)  # feature vectors, padded molecules or images
         assert list(split.labels) == list(dataset.tasks)
         for task, labels in split.labels.items():
             kind = dataset.tasks[task].task_type

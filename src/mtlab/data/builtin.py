@@ -10,5 +10,6 @@ import mtlab.data.morpho_mnist
 import mtlab.data.celeba
 import mtlab.data.nyuv2
 import mtlab.data.cityscapes
+import mtlab.data.qm9
 import mtlab.data.table
 import mtlab.data.arrays  # noqa: F401  (each import registers its dataset)
