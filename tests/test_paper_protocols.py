@@ -88,7 +88,7 @@ def test_plateau_schedule_cuts_the_rate_after_each_epoch_without_improvement_as_
 
 
 def test_plateau_schedule_needs_a_validation_metric_that_exists():
-    with pytest.raises(ConfigError, match="optim.plateau_metric"):
+    with pytest.raises(ConfigError, match=r"optim\.plateau_metric"):
         plateau_config(plateau_metric="val.item.mae")
     with pytest.raises(ConfigError, match="a schedule never reads test"):
         plateau_config(plateau_metric="test.item.acc")

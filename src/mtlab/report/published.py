@@ -267,13 +267,19 @@ def _table_blocks(
     blocks.append(Bullets(facts))
     check = delta_m_check_frame(table, higher)
     values = pd.DataFrame() if reasons else values_frame(study, table, methods)
-    if not values.empty:
+    if not values.empty and (values["column"] != "delta_m").any():
         blocks.append(_values_table(table, values))
-    elif any(c not in ("delta_m", "mr") for c in table.columns):
+    elif _prints_metrics(table):
         blocks.append(_printed_table(table, methods))
     if "delta_m" in table.columns:
         blocks.append(_delta_m_table(table, check, values, methods))
     return blocks
+
+
+def _prints_metrics(table: PublishedTable) -> bool:
+    """Whether a method's row prints a value besides Δm and MR (QM9's text copy prints only those two)."""
+    columns = [c for c in table.columns if c not in ("delta_m", "mr")]
+    return any(table.cell(m, c) is not None for m in table.rows for c in columns)
 
 
 def _printed_table(table: PublishedTable, methods: Mapping[str, str | None]) -> Table:
