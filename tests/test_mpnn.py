@@ -129,13 +129,23 @@ def test_the_kind_computes_what_pytorch_geometric_computes_on_the_complete_graph
         for m in mols
     ]
     assert graphs[0].edge_attr.shape[1] == LAYOUT.bond_types + 1
-    with torch.no_grad():
-        expected = reference(Batch.from_data_list(graphs))  # (B, T)
-        out = model(packed(mols))
+    expected = reference(Batch.from_data_list(graphs))  # (B, T)
+    out = model(packed(mols))
     assert list(out) == names
     for t, task in enumerate(names):
         assert out[task].shape == (len(mols), 1)
         torch.testing.assert_close(out[task][:, 0], expected[:, t], atol=1e-5, rtol=1e-5)
+    # The same gradients: the edge network, run once and reused by the 3 steps, gets what NNConv's 3 runs give it.
+    (torch.stack([out[t][:, 0] for t in names], 1) * torch.arange(1.0, 3.0)).sum().backward()
+    (expected * torch.arange(1.0, 3.0)).sum().backward()
+    grads = dict(reference.named_parameters())
+    for key, parameter in model.named_parameters():
+        if key.startswith("trunk."):
+            theirs = grads[key.removeprefix("trunk.")]
+        else:
+            _, task, what = key.split(".")
+            theirs = grads[f"heads.{names.index(task)}.{what}"]
+        torch.testing.assert_close(parameter.grad, theirs.grad, atol=1e-5, rtol=1e-4, msg=key)
 
 
 def test_permuting_molecules_permutes_outputs_and_padding_carries_nothing():

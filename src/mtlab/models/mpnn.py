@@ -20,10 +20,14 @@ their ``last_shared_parameters()`` gives GradNorm, and what mtlab's parameter vi
 layer of the shared part. z is the shared representation that MGDA-UB's and Nash-MTL's representation gradients
 differentiate. Parameters keep PyTorch's (and PyTorch Geometric's) default initialisation, as in their code.
 
-Cost: the edge network's Linear(128, dim * dim) runs for every edge at every step - 128 dim^2 (524,288 at dim 64)
-multiply-adds per edge and step, about 99 % of the network's FLOPs, and its (E, dim^2) output is kept for the
-backward pass at each step. A QM9 molecule (18 atoms on average, so some 300 edges) costs about 0.5 GMAC forward,
-and a batch of 120 molecules keeps about 0.6 GB of edge matrices per step for the backward pass (1.8 GB in all).
+Cost: the edge network's Linear(128, dim * dim) maps every edge to its matrix - 128 dim^2 (524,288 at dim 64)
+multiply-adds per edge, nearly all of the network's FLOPs. Nash-MTL's code calls NNConv at each of the 3 steps, which
+runs the edge network again on the same edges each time; here it runs once and the 3 steps reuse its matrices
+(:func:`edge_conditioned` computes what NNConv computes, given them): the same function and the same gradients (the
+3 steps' contributions to the edge network's gradient are summed either way), a third of the edge network's cost,
+and one (E, dim^2) output kept for the backward pass instead of three. The NNConv module still holds the parameters,
+so they are initialised as PyTorch Geometric initialises them in their code. A batch of 120 QM9 molecules (18 atoms
+on average, some 36,700 directed edges) keeps about 0.6 GB of edge matrices for the backward pass.
 
 PyTorch Geometric (``pip install 'mtlab[graph]'``) is imported only when the network is built. Seeds cannot be
 stacked into one vmapped model: each replica's batch has its own numbers of atoms and edges.
@@ -137,6 +141,21 @@ class MpnnModel(ModelKind):
         return Mpnn(outputs, layout, self.dim, self.message_steps, self.set2set_steps, self.edge_hidden)
 
 
+def edge_conditioned(conv: nn.Module, x: Tensor, edge_index: Tensor, weight: Tensor) -> Tensor:
+    """What ``conv(x, edge_index, edge_attr)`` computes - PyTorch Geometric's ``NNConv`` with mean aggregation -
+    given its edge network's output ``weight`` = ``conv.nn(edge_attr)`` as (E, dim_in, dim_out):
+
+        out_i = mean over edges (j -> i) of  x_j W_ji   +  x_i conv.lin  +  conv.bias       (N, dim_out)
+
+    (a node with no incoming edge gets 0 for the mean, as PyG's mean aggregation). ``x`` (N, dim_in); ``edge_index``
+    (2, E), row 0 the source j, row 1 the target i."""
+    source, target = edge_index
+    messages = torch.bmm(x[source].unsqueeze(1), weight).squeeze(1)  # (E, dim_out)
+    total = messages.new_zeros(x.shape[0], messages.shape[1]).index_add_(0, target, messages)
+    count = torch.bincount(target, minlength=x.shape[0]).clamp_min(1).unsqueeze(1).to(messages.dtype)  # (N, 1)
+    return total / count + conv.lin(x) + conv.bias
+
+
 class MpnnTrunk(nn.Module):
     """The shared part: padded molecules (B, A, 1 + F + 3 + A) -> z (B, dim); see the module docstring.
 
@@ -160,8 +179,11 @@ class MpnnTrunk(nn.Module):
         graph = unpack(x, self.layout)
         out = F.relu(self.lin0(graph.x))  # (N, dim)
         h = out[None]  # (1, N, dim)
+        dim = out.shape[1]
+        # The edge network's matrices depend on the edges alone, the same at every step: computed once, (E, dim, dim).
+        weight = self.conv.nn(graph.edge_attr).view(-1, dim, dim)
         for _ in range(self.message_steps):
-            m = F.relu(self.conv(out, graph.edge_index, graph.edge_attr))  # (N, dim)
+            m = F.relu(edge_conditioned(self.conv, out, graph.edge_index, weight))  # (N, dim)
             out, h = self.gru(m[None], h)
             out = out[0]
         pooled = self.set2set(out, graph.batch, dim_size=graph.molecules)  # (B, 2 dim); a molecule-less row: zeros
