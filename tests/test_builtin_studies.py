@@ -88,8 +88,8 @@ def run_and_report(spec, directory, budget="quick"):
 
 
 CIFAR_STUDIES = sorted(name for name in builtin_study_paths() if name.startswith("cifar100-"))
-# The papers' benchmarks (NYUv2, Cityscapes, CelebA) have no quick budget; test_paper_studies runs their tiny one.
-PAPER_STUDIES = ["celeba-weighting", "cityscapes-weighting", "nyuv2-weighting"]
+# The papers' benchmarks (NYUv2, Cityscapes, CelebA, QM9) have no quick budget; test_paper_studies runs their tiny one.
+PAPER_STUDIES = ["celeba-weighting", "cityscapes-weighting", "nyuv2-weighting", "qm9-weighting"]
 
 
 @pytest.mark.slow

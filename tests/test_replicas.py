@@ -109,15 +109,26 @@ def solo_and_group(configs, tasks, shape, make_splits):
     return solo, group
 
 
+ARGMAX_METRICS = (".acc", ".f1")
+"""Metrics of the predicted class. A stacked (batched) matrix product rounds differently from a solo one, so where
+two of an example's logits tie to float precision (a barely trained network predicting one class nearly everywhere)
+the argmax of the two runs can differ for that example: these may move by one example's worth (pcgrad's third
+replica after 2 epochs: validation F1 0.0261 vs 0.0250, with every loss equal to 1e-6). Losses are held to 1e-4."""
+
+
+def _tolerance(key: str) -> dict[str, float]:
+    return {"rel": 1e-4, "abs": 2e-3 if key.endswith(ARGMAX_METRICS) else 1e-5}
+
+
 def assert_same(solo, grouped):
     assert len(solo.history) == len(grouped.history)
     assert solo.best_epoch == grouped.best_epoch
     for a, b in zip(solo.history, grouped.history, strict=True):
         for key, value in a.items():
             if not key.endswith("seconds"):  # wall times (per epoch, per step)
-                assert b[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+                assert b[key] == pytest.approx(value, **_tolerance(key)), key
     for key, value in solo.test.items():
-        assert grouped.test[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+        assert grouped.test[key] == pytest.approx(value, **_tolerance(key)), key
 
 
 @pytest.mark.parametrize("net", sorted(PAIR_NETS))
