@@ -48,3 +48,19 @@ def did_you_mean(word: object, choices: Iterable[object], otherwise: str = "", q
     if match is None:
         return otherwise
     return f"did you mean {match!r}?" if quote else f"did you mean {match}?"
+
+
+def check_chosen(names: list[str], known: Iterable[str], kind: str, everything: str) -> list[str]:
+    """``names`` if it is a non-empty list of distinct members of ``known``, else ValueError in one line: an empty
+    list (leave the key out for ``everything`` instead), an unknown name (``kind``, e.g. "CelebA attribute", with the
+    closest known one or the list), or a name given twice."""
+    known = list(known)
+    noun = kind.split()[-1]
+    if not names:
+        raise ValueError(f"name at least one {noun}, or leave the key out for {everything}")
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown {kind} {name!r}; " + did_you_mean(name, known, f"known: {', '.join(known)}"))
+    if len(set(names)) != len(names):
+        raise ValueError(f"names {'an' if noun[0] in 'aeiou' else 'a'} {noun} twice")
+    return names

@@ -33,7 +33,7 @@ from pydantic import Field, field_validator
 
 from mtlab.config.base import DataBase, register_dataset
 from mtlab.data.placed import HandPlaced, find, register_hand_placed
-from mtlab.errors import DataError, did_you_mean
+from mtlab.errors import DataError, check_chosen
 
 ATTRIBUTES = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips", "Big_Nose",
@@ -222,18 +222,7 @@ class CelebAData(DataBase):
     @field_validator("attributes")
     @classmethod
     def _known(cls, attributes: list[str] | None) -> list[str] | None:
-        if attributes is None:
-            return None
-        if not attributes:
-            raise ValueError("name at least one attribute, or leave the key out for all 40")
-        for name in attributes:
-            if name not in ATTRIBUTES:
-                raise ValueError(
-                    f"unknown CelebA attribute {name!r}; " + did_you_mean(name, ATTRIBUTES, f"known: {ATTRIBUTES}")
-                )
-        if len(set(attributes)) != len(attributes):
-            raise ValueError("names an attribute twice")
-        return attributes
+        return None if attributes is None else check_chosen(attributes, ATTRIBUTES, "CelebA attribute", "all 40")
 
     def task_types(self) -> dict[str, str]:
         return dict.fromkeys(self.attributes or ATTRIBUTES, "binary")

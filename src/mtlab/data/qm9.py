@@ -41,7 +41,7 @@ from pydantic import Field, field_validator
 from mtlab.config.base import DataBase, register_dataset
 from mtlab.data.molecules import MoleculeLayout
 from mtlab.data.placed import HandPlaced, find, register_hand_placed
-from mtlab.errors import DataError, did_you_mean
+from mtlab.errors import DataError, check_chosen
 
 TARGETS = {
     "mu": 0, "alpha": 1, "homo": 2, "lumo": 3, "r2": 5, "zpve": 6, "U0": 12, "U": 13, "H": 14, "G": 15, "cv": 11,
@@ -224,16 +224,7 @@ class QM9Data(DataBase):
     @field_validator("targets")
     @classmethod
     def _known(cls, targets: list[str]) -> list[str]:
-        if not targets:
-            raise ValueError("name at least one target, or leave the key out for Nash-MTL's 11")
-        for name in targets:
-            if name not in TARGETS:
-                raise ValueError(
-                    f"unknown QM9 target {name!r}; " + did_you_mean(name, TARGETS, f"known: {', '.join(TARGETS)}")
-                )
-        if len(set(targets)) != len(targets):
-            raise ValueError("names a target twice")
-        return targets
+        return check_chosen(targets, TARGETS, "QM9 target", "Nash-MTL's 11")
 
     @field_validator("normalize")
     @classmethod

@@ -109,6 +109,37 @@ class MultiTaskNet(nn.Module, ABC):
                 yield from part.module.parameters()
 
 
+class TrunkAndHeads(MultiTaskNet):
+    """A fixed network of one shared ``trunk`` (inputs -> z (B, F)) and one head per task reading z, under
+    ``"shared"`` in :meth:`features` (the papers' networks built as they are, not from mtlab's trunks: Sener &
+    Koltun's LeNet, Gilmer et al.'s MPNN). z is the shared representation; the trunk is every task's part."""
+
+    def __init__(self, trunk: nn.Module, heads: Mapping[str, nn.Module]):
+        super().__init__(list(heads))
+        self.trunk = trunk
+        self.heads = nn.ModuleDict(dict(heads))
+
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        """Inputs -> ``{"shared": z (B, F)}``."""
+        return {"shared": self.trunk(x)}
+
+    def forward_heads(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {t: head(features["shared"]) for t, head in self.heads.items()}
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.forward_heads(self.features(x))
+
+    def representation(self) -> tuple[str, str] | None:
+        return ("shared", "trunk")
+
+    def staged_trunks(self) -> dict[str, nn.Module]:
+        return {}  # not a staged trunk; the analysis commands say so
+
+    def parts(self) -> list[Part]:
+        parts = [Part("trunk", self.trunk, frozenset(self.task_names))]
+        return parts + [Part(f"heads.{t}", head, frozenset({t})) for t, head in self.heads.items()]
+
+
 def pick_tasks(tasks: Mapping[str, Task], names: list[str]) -> list[Task]:
     """The :class:`Task` s named by ``names``, in that order; a name the dataset lacks is an error."""
     missing = [name for name in names if name not in tasks]

@@ -46,13 +46,12 @@ from torch import Tensor, nn
 from mtlab.config.base import ModelExample, ModelKind, register_model_kind
 from mtlab.data.molecules import POSITION, MoleculeLayout, pack, unpack
 from mtlab.errors import ConfigError, MtlabError
-from mtlab.models.base import MultiTaskNet, Part
+from mtlab.models.base import TrunkAndHeads
 from mtlab.tasks import Task
 
 if TYPE_CHECKING:
     from mtlab.config.base import TrunkOptions
 
-SHARED = "shared"
 EXAMPLE_TASKS = {name: Task(name, (name,), "regression") for name in ("mu", "alpha")}
 EXAMPLE_LAYOUT = MoleculeLayout(slots=9, features=11, bond_types=4)
 
@@ -190,8 +189,8 @@ class MpnnTrunk(nn.Module):
         return F.relu(self.lin1(pooled))  # (B, dim)
 
 
-class Mpnn(MultiTaskNet):
-    """The trunk under ``"shared"`` and one linear head per task; every head reads the shared z."""
+class Mpnn(TrunkAndHeads):
+    """The trunk under ``"shared"`` and one linear head per task; every head reads the shared z (B, dim)."""
 
     def __init__(
         self,
@@ -202,32 +201,11 @@ class Mpnn(MultiTaskNet):
         set2set_steps: int,
         edge_hidden: int,
     ):
-        super().__init__(list(outputs))
-        self.trunk = MpnnTrunk(layout, dim, message_steps, set2set_steps, edge_hidden)
-        self.heads = nn.ModuleDict({t: nn.Linear(dim, n) for t, n in outputs.items()})
-
-    def features(self, x: Tensor) -> dict[str, Tensor]:
-        """Padded molecules (B, A, 1 + F + 3 + A) -> ``{"shared": z (B, dim)}``."""
-        return {SHARED: self.trunk(x)}
-
-    def forward_heads(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {t: head(features[SHARED]) for t, head in self.heads.items()}
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return self.forward_heads(self.features(x))
-
-    def representation(self) -> tuple[str, str] | None:
-        return (SHARED, "trunk")
-
-    def staged_trunks(self) -> dict[str, nn.Module]:
-        return {}  # not a staged trunk; the analysis commands say so
+        trunk = MpnnTrunk(layout, dim, message_steps, set2set_steps, edge_hidden)
+        super().__init__(trunk, {t: nn.Linear(dim, n) for t, n in outputs.items()})
 
     def stack_problem(self, stacked: Callable[[list[nn.Module]], nn.Module] | None = None) -> str | None:
         return (
             "each seed's batch holds different molecules, hence different numbers of atoms and edges, "
             "and vmap needs equal shapes"
         )
-
-    def parts(self) -> list[Part]:
-        parts = [Part("trunk", self.trunk, frozenset(self.task_names))]
-        return parts + [Part(f"heads.{t}", head, frozenset({t})) for t, head in self.heads.items()]

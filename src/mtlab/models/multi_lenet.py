@@ -31,13 +31,12 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from mtlab.config.base import ModelExample, ModelKind, register_model_kind
-from mtlab.models.base import MultiTaskNet, Part, example_task
+from mtlab.models.base import TrunkAndHeads, example_task
 
 if TYPE_CHECKING:
     from mtlab.config.base import TrunkOptions
     from mtlab.tasks import Task
 
-SHARED = "shared"
 TWO_DIGITS = {"left": example_task("left", 10), "right": example_task("right", 10)}
 WIDTH = 50
 """Units of the shared representation and of each head's hidden layer (the authors': 50)."""
@@ -122,30 +121,10 @@ class LeNetHead(nn.Module):
         return self.fc2(h)
 
 
-class MultiLeNet(MultiTaskNet):
-    """The trunk under ``"shared"`` and one :class:`LeNetHead` per task; every head reads the shared z."""
+class MultiLeNet(TrunkAndHeads):
+    """The trunk under ``"shared"`` and one :class:`LeNetHead` per task; every head reads the shared z (B, 50)."""
 
     def __init__(self, outputs: dict[str, int], input_shape: tuple[int, ...], channel_drop: float, head_drop: float):
-        super().__init__(list(outputs))
-        self.trunk = LeNetTrunk(input_shape, channel_drop)
-        self.heads = nn.ModuleDict({t: LeNetHead(n, head_drop) for t, n in outputs.items()})
-
-    def features(self, x: Tensor) -> dict[str, Tensor]:
-        """Images (B, 1, H, W) -> ``{"shared": z (B, 50)}``."""
-        return {SHARED: self.trunk(x)}
-
-    def forward_heads(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {t: head(features[SHARED]) for t, head in self.heads.items()}
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return self.forward_heads(self.features(x))
-
-    def representation(self) -> tuple[str, str] | None:
-        return (SHARED, "trunk")
-
-    def staged_trunks(self) -> dict[str, nn.Module]:
-        return {}  # not a staged trunk; the analysis commands say so
-
-    def parts(self) -> list[Part]:
-        parts = [Part("trunk", self.trunk, frozenset(self.task_names))]
-        return parts + [Part(f"heads.{t}", head, frozenset({t})) for t, head in self.heads.items()]
+        super().__init__(
+            LeNetTrunk(input_shape, channel_drop), {t: LeNetHead(n, head_drop) for t, n in outputs.items()}
+        )
