@@ -129,7 +129,7 @@ def test_every_built_in_study_has_a_page_saying_what_its_file_says():
 def test_the_studies_table_links_every_study_and_shipped_report_from_where_it_stands():
     table = generated.studies_table("studies/index.md")
     assert "[`fashion-mtl`](../studies/fashion-mtl.md)" in table
-    assert "[2026-12-03](../reports/fashion-mtl-quick/report.html)" in table
+    assert "[2026-12-03](../reports/fashion-mtl-quick/report.html) (quick)" in table
     assert generated.count_studies() == str(len(generated.studies()))
 
 

@@ -6,8 +6,8 @@ A MkDocs hook module (``hooks:`` in ``mkdocs.yml``), so the site can never disag
   methods from their registry (paper, options, what ``loss.weights`` mean, cost), the datasets from theirs (tasks,
   where to get the files, layout, licence), the built-in studies from their YAML files, counts of each;
 - one page per built-in study, ``studies/<name>.md``, is written from its YAML file: the header comment (purpose,
-  commands, runtimes, what the original found), its budgets with their runs, and its shipped quick report under
-  ``docs/reports/<name>-quick/`` with the date that report was generated.
+  commands, runtimes, what the original found), its budgets with their runs, and its shipped report under
+  ``docs/reports/<name>-<budget>/`` (the quick budget's, else another's) with the date it was generated.
 
 The functions return Markdown text and take no MkDocs object, so ``tests/test_docs.py`` checks them without a build.
 This module lives under ``docs/hooks/``, which ``mkdocs.yml`` leaves out of the site.
@@ -272,14 +272,18 @@ def studies() -> dict[str, Path]:
     return dict(sorted(builtin_study_paths().items()))
 
 
-def report_of(name: str) -> tuple[str, str] | None:
-    """``(folder, date)`` of the quick report shipped for study ``name`` (``docs/reports/<name>-quick``), or None."""
-    folder = REPORTS / f"{name}-quick"
-    markdown = folder / "report.md"
-    if not markdown.is_file():
-        return None
-    found = re.search(r"\*\*Generated:\*\* (\d{4}-\d{2}-\d{2})", markdown.read_text(encoding="utf-8"))
-    return folder.name, found[1] if found else "undated"
+def report_of(name: str) -> tuple[str, str, str] | None:
+    """``(folder, date, budget)`` of the report shipped for study ``name`` - ``docs/reports/<name>-<budget>``, the
+    quick budget's first, else the first of its budgets that has one (multi-mnist: Sener & Koltun's) - or None."""
+    from mtlab.study.catalog import find_study
+
+    spec, _ = find_study(name)
+    for budget in sorted(spec.budgets, key=lambda b: b != "quick"):
+        markdown = REPORTS / f"{name}-{budget}" / "report.md"
+        if markdown.is_file():
+            found = re.search(r"\*\*Generated:\*\* (\d{4}-\d{2}-\d{2})", markdown.read_text(encoding="utf-8"))
+            return markdown.parent.name, found[1] if found else "undated", budget
+    return None
 
 
 def studies_table(page: str = "index.md") -> str:
@@ -293,9 +297,9 @@ def studies_table(page: str = "index.md") -> str:
         outline = read_outline(path)
         runs = ", ".join(f"{budget} {n}" for budget, n in outline.runs.items())
         report = report_of(name)
-        shipped = f"[{report[1]}]({up}reports/{report[0]}/report.html)" if report else "-"
+        shipped = f"[{report[1]}]({up}reports/{report[0]}/report.html) ({report[2]})" if report else "-"
         rows.append([f"[`{name}`]({up}studies/{name}.md)", outline.description, runs, shipped])
-    return _table(["study", "what it asks", "runs per budget", "quick report"], rows)
+    return _table(["study", "what it asks", "runs per budget", "shipped report"], rows)
 
 
 def header_of(path: Path) -> list[str]:
@@ -374,7 +378,7 @@ def study_page(name: str, path: Path) -> str:
     report = report_of(name)
     parts.append("## Shipped report\n")
     if report:
-        parts.append(f"The quick budget's report, generated on {report[1]}: "
+        parts.append(f"The {report[2]} budget's report, generated on {report[1]}: "
                      f"[report.html](../reports/{report[0]}/report.html) (self-contained; figures and tables). "
                      "It compares what mtlab had on that date; rerun the command above for today's.\n")
     else:
