@@ -56,14 +56,12 @@ def ours(model: Mpnn, batch: torch.Tensor) -> torch.Tensor:
     return torch.cat(list(model(batch).values()), dim=1)
 
 
-def step_seconds(forward, model: Mpnn, batch: torch.Tensor, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats + 1):  # the first, a warm-up, is dropped
-        model.zero_grad(set_to_none=True)
-        start = time.perf_counter()
-        forward(model, batch).square().mean().backward()
-        times.append(time.perf_counter() - start)
-    return times[1:]
+def step_seconds(forward, model: Mpnn, batch: torch.Tensor) -> float:
+    """Wall time of one training step: forward, a loss, backward."""
+    model.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    forward(model, batch).square().mean().backward()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -82,10 +80,13 @@ def main() -> None:
     print(f"CPU: {cpu_summary()}; torch {torch.__version__}, {args.threads} thread(s); load average {load_average()}")
     print(f"batch: {args.molecules} molecules of {args.atoms} atoms, dim 64 (Nash-MTL's QM9 network); median of "
           f"{args.repeats} steps (forward + backward) after a warm-up, alternating the two variants")
-    times: dict[str, list[float]] = {"theirs": [], "mtlab": []}
+    variants = {"theirs": theirs, "mtlab": ours}
+    for forward in variants.values():  # a warm-up step each, not timed
+        step_seconds(forward, model, batch)
+    times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.repeats):  # alternate, so that a change of load hits both
-        times["theirs"] += step_seconds(theirs, model, batch, 1)
-        times["mtlab"] += step_seconds(ours, model, batch, 1)
+        for name, forward in variants.items():
+            times[name].append(step_seconds(forward, model, batch))
     median = {k: statistics.median(v) for k, v in times.items()}
     print(f"NNConv at every round (theirs): {median['theirs']:.3f} s a step")
     print(f"edge network once (mtlab):      {median['mtlab']:.3f} s a step")

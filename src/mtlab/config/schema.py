@@ -64,6 +64,15 @@ def model_kind(kind: str) -> type[ModelKind]:
 # --------------------------------------------------------------------------------------------- loss, optim, train
 
 
+def validation_metric(metric: str, reader: str) -> str:
+    """``metric`` if it is ``val.loss`` or ``val.<task>.<metric>``, else ValueError: ``reader`` (early stopping, a
+    schedule) reads the validation split, never the test split."""
+    parts = metric.split(".")
+    if not (parts == ["val", "loss"] or (len(parts) == 3 and parts[0] == "val" and all(parts))):
+        raise ValueError(f"{metric!r} is not 'val.loss' or 'val.<task>.<metric>' ({reader} never reads test)")
+    return metric
+
+
 class OptimConfig(Strict):
     added_options: ClassVar[tuple[str, ...]] = (
         "step_offset",
@@ -115,10 +124,7 @@ class OptimConfig(Strict):
     @field_validator("plateau_metric")
     @classmethod
     def _plateau_on_validation(cls, metric: str) -> str:
-        parts = metric.split(".")
-        if not (parts == ["val", "loss"] or (len(parts) == 3 and parts[0] == "val" and all(parts))):
-            raise ValueError(f"{metric!r} is not 'val.loss' or 'val.<task>.<metric>' (a schedule never reads test)")
-        return metric
+        return validation_metric(metric, "a schedule")
 
     @property
     def follows_validation(self) -> bool:
@@ -150,11 +156,7 @@ class EarlyStopping(Strict):
     @field_validator("metric")
     @classmethod
     def _on_validation(cls, metric: str) -> str:
-        parts = metric.split(".")
-        ok = parts == ["val", "loss"] or (len(parts) == 3 and parts[0] == "val" and all(parts))
-        if not ok:
-            raise ValueError(f"{metric!r} is not 'val.loss' or 'val.<task>.<metric>' (early stopping never reads test)")
-        return metric
+        return validation_metric(metric, "early stopping")
 
     @property
     def task(self) -> str | None:
@@ -312,23 +314,17 @@ class RunConfig(Strict):
         self.model.check_run(self)
         stop = self.train.early_stopping
         if stop is not None:
-            if self.data.val_fraction == 0:
-                raise _at("train.early_stopping", "needs a validation split (data.val_fraction > 0)")
-            if stop.task is not None:
-                if stop.task not in tasks:
-                    raise _at(
-                        "train.early_stopping.metric",
-                        unknown_task(stop.task, tasks, f"the trained tasks are {tasks}"),
-                    )
-                self.metric_direction(stop.metric)  # an unknown metric of the task's type fails here, naming them
+            self._check_validation_metric("train.early_stopping", "train.early_stopping.metric", stop.metric, tasks)
         if self.optim.follows_validation:
-            self._check_validation_metric("optim.plateau_metric", self.optim.plateau_metric, tasks)
+            self._check_validation_metric("optim.schedule", "optim.plateau_metric", self.optim.plateau_metric, tasks)
         return self
 
-    def _check_validation_metric(self, key: str, metric: str, tasks: list[str]) -> None:
-        """A metric read on the validation split after each epoch: there is one, and its task and metric exist."""
+    def _check_validation_metric(self, user: str, key: str, metric: str, tasks: list[str]) -> None:
+        """A metric that ``user`` reads on the validation split after each epoch (``key`` names it): there is a
+        validation split, and the metric's task is trained and reports it (an unknown metric of the task's type fails
+        in :meth:`metric_direction`, naming the ones it has)."""
         if self.data.val_fraction == 0:
-            raise _at(key, "needs a validation split (data.val_fraction > 0)")
+            raise _at(user, "needs a validation split (data.val_fraction > 0)")
         parts = metric.split(".")
         if len(parts) == 3:
             if parts[1] not in tasks:

@@ -22,7 +22,6 @@ keyed by the two lists' SHA-256, the images' count and total size, and the image
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -152,10 +151,6 @@ def decode(path: Path, size: int | None) -> np.ndarray:
     return np.array(rgb).transpose(2, 0, 1)  # a copy: Pillow's array view is read-only
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _survey(root: Path) -> str:
     folder, attributes_path, partition_path = layout(root)
     try:
@@ -240,7 +235,7 @@ class CelebAData(DataBase):
         import torch
 
         from mtlab.data.dataset import Dataset, Split
-        from mtlab.data.derived import cached_tensors
+        from mtlab.data.derived import cached_tensors, file_sha256
         from mtlab.tasks import Task
 
         root = find(CELEBA, self.data_dir)
@@ -252,8 +247,8 @@ class CelebAData(DataBase):
         description = {
             "dataset": "celeba",
             "format": FORMAT,
-            "attributes": _sha256(attributes_path),
-            "partition": _sha256(partition_path),
+            "attributes": file_sha256(attributes_path),
+            "partition": file_sha256(partition_path),
             "images": list(image_files(folder)),
             "image_size": self.image_size,
         }

@@ -28,6 +28,25 @@ from mtlab.data.resolve import user_cache_root
 FORMAT = 1  # bump when the stored layout or a construction changes meaning
 
 
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+"""(resolved path, size, mtime_ns) -> SHA-256 of the file's bytes, for this process."""
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of ``path``'s bytes (read in 4 MiB blocks), for a cache description: a source file's content is
+    part of the key. Remembered for the process by path, size and modification time, so a worker that loads the
+    dataset for run after run hashes its files once. Raises ``OSError`` for a file that cannot be read."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+        _FILE_DIGESTS[key] = digest.hexdigest()
+    return _FILE_DIGESTS[key]
+
+
 def cache_dir() -> Path:
     """``<user cache>/derived``: where derived datasets are kept."""
     return user_cache_root() / "derived"

@@ -31,7 +31,6 @@ the rest.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -156,14 +155,6 @@ def pack_file(path: Path) -> dict[str, Any]:
     return {"inputs": inputs, "y": fields["y"].to(torch.float32).contiguous()}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _count(root: Path) -> int:
     path = root / PROCESSED
     return len(molecules(path, *read_processed(path))["atoms"])
@@ -258,14 +249,15 @@ class QM9Data(DataBase):
 
         from mtlab import seeding
         from mtlab.data.dataset import Dataset, Split
-        from mtlab.data.derived import cached_tensors
+        from mtlab.data.derived import cached_tensors, file_sha256
         from mtlab.tasks import Task
 
         root = find(QM9, self.data_dir)
         path = root / PROCESSED
         _torch_geometric(path)
         try:
-            description = {"dataset": "qm9", "format": FORMAT, "size": path.stat().st_size, "sha256": _sha256(path)}
+            sha256 = file_sha256(path)  # hashed once per process (a worker loads it for run after run)
+            description = {"dataset": "qm9", "format": FORMAT, "size": path.stat().st_size, "sha256": sha256}
         except OSError as e:
             raise DataError(f"{path}: cannot be read ({e}); {REMEDY}") from e
         tensors, _, _ = cached_tensors("qm9", description, lambda: pack_file(path))

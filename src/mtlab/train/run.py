@@ -117,14 +117,17 @@ def train_runs(
     device = resolve_device(config.train.device)
     observers = observers or [None] * len(configs)
     kwargs = {"argv": argv, "overwrite": overwrite, "stacking": stacking}
-    if len(configs) > 1 and config.optim.follows_validation:  # each seed's learning rate follows its own runs
+
+    def one_after_another() -> list[RunOutcome | TrainingDiverged]:
         return [
             train_runs([c], [o], observers=[b], **kwargs)[0] for c, o, b in zip(configs, outs, observers, strict=True)
         ]
-    if len(configs) > 1 and stacking == "auto" and not stacking_pays(config, device):
-        return [
-            train_runs([c], [o], observers=[b], **kwargs)[0] for c, o, b in zip(configs, outs, observers, strict=True)
-        ]
+
+    # A plateau schedule follows each seed's own validation score: seeds cannot share one optimiser.
+    if len(configs) > 1 and (
+        config.optim.follows_validation or (stacking == "auto" and not stacking_pays(config, device))
+    ):
+        return one_after_another()
     datasets, splits, models = [], [], []
     for c in configs:
         dataset = load_dataset(c.data, seed=c.seed)
@@ -143,9 +146,7 @@ def train_runs(
     problem = models[0].stack_problem(StackedReplicas) if len(models) > 1 else None
     if problem is not None:  # a network vmap cannot run (the user's own): seeds train one after another
         warnings.warn(f"seeds train one after another: {problem}", RuntimeWarning, stacklevel=2)
-        return [
-            train_runs([c], [o], observers=[b], **kwargs)[0] for c, o, b in zip(configs, outs, observers, strict=True)
-        ]
+        return one_after_another()
     if len(configs) > 1 and replica_bytes(splits, models) > memory_budget(device):
         # Too big to train together: halve the group (each half is still faster than runs one by one).
         half = len(configs) // 2
